@@ -1,0 +1,26 @@
+// The one place that reads VS Code settings. Typed getters; paths validated before use.
+import * as vscode from 'vscode';
+import type { ServerSettings } from '../language-server/protocol';
+
+export const SECTION = 'nixBuilders';
+
+/** Settings that reach the language server (and so every Nix and SSH process). */
+export function serverSettings(): ServerSettings {
+  const c = vscode.workspace.getConfiguration(SECTION);
+  const strings = (key: string) => c.get<unknown[]>(key, []).filter((v): v is string => typeof v === 'string');
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(c.get<Record<string, unknown>>('env', {}))) {
+    if (typeof v === 'string') env[k] = v;
+  }
+  return {
+    nixBinDir: c.get<string>('nixBinDir', '').trim(),
+    env,
+    machinesFiles: strings('machinesFiles'),
+    builders: strings('builders'),
+  };
+}
+
+/** True when a change event touches a setting that the server must know about. */
+export function affectsServer(e: vscode.ConfigurationChangeEvent): boolean {
+  return e.affectsConfiguration(SECTION);
+}

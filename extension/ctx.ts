@@ -1,0 +1,129 @@
+// Owns everything with a lifetime, in two scopes: the extension's life (output channel, views,
+// status bar, commands) and one language server's life (client and its listeners).
+// Restart = stop with a timeout, dispose the server scope, start again.
+import * as vscode from 'vscode';
+import { LanguageClient, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
+import { Notifications, Requests, type BuildersListing, type InitializationOptions } from '../language-server/protocol';
+import type { NixBuildersApi } from './api';
+import { registerCommands } from './commands';
+import { affectsServer, serverSettings } from './config';
+import { BuildersView } from './views/buildersView';
+
+const STOP_TIMEOUT_MS = 5000;
+
+export class Ctx implements vscode.Disposable {
+  readonly log: vscode.LogOutputChannel;
+  private readonly buildersView: BuildersView;
+  private readonly statusBar: vscode.StatusBarItem;
+  private readonly extensionScope: vscode.Disposable[] = [];
+  private serverScope: vscode.Disposable[] = [];
+  private client: LanguageClient | undefined;
+  private starting: Promise<void> | undefined;
+
+  constructor(private readonly context: vscode.ExtensionContext) {
+    this.log = vscode.window.createOutputChannel('Nix Builders', { log: true });
+    this.buildersView = new BuildersView(() => this.listBuilders());
+    this.statusBar = vscode.window.createStatusBarItem('nixBuilders.status', vscode.StatusBarAlignment.Left, 0);
+    this.statusBar.name = 'Nix Builders';
+    this.statusBar.command = 'nixBuilders.showOutput';
+    this.extensionScope.push(
+      this.log,
+      this.statusBar,
+      vscode.window.registerTreeDataProvider('nixBuilders.builders', this.buildersView),
+      ...registerCommands(this),
+      vscode.workspace.onDidChangeConfiguration((e) => {
+        if (affectsServer(e)) this.buildersView.refresh();
+      }),
+      vscode.workspace.onDidGrantWorkspaceTrust(() => {
+        void this.client?.sendNotification(Notifications.workspaceTrust, { trusted: true });
+      }),
+    );
+    context.subscriptions.push(this);
+  }
+
+  /** Start the language server; resolves when it answered `initialize`. */
+  start(): Promise<void> {
+    this.starting ??= this.startServer().finally(() => (this.starting = undefined));
+    return this.starting;
+  }
+
+  private async startServer(): Promise<void> {
+    const module = this.context.asAbsolutePath('dist/server.js');
+    const serverOptions: ServerOptions = {
+      run: { module, transport: TransportKind.ipc },
+      debug: { module, transport: TransportKind.ipc, options: { execArgv: ['--nolazy', '--inspect=6009'] } },
+    };
+    const initializationOptions: InitializationOptions = {
+      settings: serverSettings(),
+      workspaceTrusted: vscode.workspace.isTrusted,
+    };
+    const clientOptions: LanguageClientOptions = {
+      documentSelector: [{ scheme: 'file', language: 'nix' }],
+      synchronize: { configurationSection: 'nixBuilders' },
+      initializationOptions,
+      outputChannel: this.log,
+    };
+    const client = new LanguageClient('nixBuilders', 'Nix Builders', serverOptions, clientOptions);
+    this.client = client;
+    this.serverScope.push(client.onNotification(Notifications.buildersChanged, () => this.buildersView.refresh()));
+    await vscode.commands.executeCommand('setContext', 'nixBuilders.serverReady', false);
+    try {
+      await client.start();
+    } catch (e) {
+      this.log.error(`The Nix Builders language server did not start: ${(e as Error).message}`);
+      this.showStatus(undefined, 'The language server did not start: see the output.');
+      throw e;
+    }
+    await vscode.commands.executeCommand('setContext', 'nixBuilders.serverReady', true);
+    const status = await client.sendRequest(Requests.status);
+    this.showStatus(status.version, status.problem);
+    if (status.problem) void vscode.window.showErrorMessage(status.problem);
+    this.buildersView.refresh();
+  }
+
+  private showStatus(version: string | undefined, problem: string | undefined): void {
+    this.statusBar.text = version ? `$(server-environment) Nix ${version}` : '$(warning) Nix';
+    this.statusBar.tooltip = problem ?? `Nix ${version} — Nix Builders is ready. Click for the log.`;
+    this.statusBar.backgroundColor = problem ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
+    this.statusBar.show();
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    for (const d of this.serverScope.splice(0)) d.dispose();
+    if (client) await client.stop(STOP_TIMEOUT_MS).catch((e: Error) => this.log.warn(`Stopping the server: ${e.message}`));
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  /** The server's listing; starts the server if it is not running. */
+  async listBuilders(): Promise<BuildersListing> {
+    if (!this.client) await this.start();
+    if (this.starting) await this.starting;
+    const client = this.client;
+    if (!client) throw new Error('The Nix Builders language server is not running.');
+    const listing = await client.sendRequest(Requests.listBuilders);
+    await vscode.commands.executeCommand('setContext', 'nixBuilders.hasBuilders', listing.builders.length > 0);
+    return listing;
+  }
+
+  refreshBuilders(): void {
+    this.buildersView.refresh();
+  }
+
+  api(): NixBuildersApi {
+    return {
+      listBuilders: async () => (await this.listBuilders()).builders,
+      nixVersion: async () => (await this.listBuilders()).nix.version,
+    };
+  }
+
+  dispose(): void {
+    void this.stop();
+    for (const d of this.extensionScope.splice(0)) d.dispose();
+  }
+}

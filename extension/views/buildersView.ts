@@ -1,0 +1,152 @@
+// The Builders view: the local machine, every configured builder with where it came from, and
+// configuration problems. Data comes from the language server; this file only shows it.
+import * as vscode from 'vscode';
+import type { BuilderInfo, BuildersListing, ConfigProblem, LocalMachineInfo } from '../../language-server/protocol';
+
+type Node =
+  | { kind: 'local'; local: LocalMachineInfo }
+  | { kind: 'builder'; builder: BuilderInfo }
+  | { kind: 'detail'; label: string; value: string; explanation?: string; id: string }
+  | { kind: 'problem'; problem: ConfigProblem; id: string }
+  | { kind: 'message'; text: string; icon: string };
+
+const list = (xs: readonly string[], none = 'none') => (xs.length > 0 ? xs.join(', ') : none);
+
+export class BuildersView implements vscode.TreeDataProvider<Node> {
+  private readonly changed = new vscode.EventEmitter<Node | undefined>();
+  readonly onDidChangeTreeData = this.changed.event;
+  private listing: Promise<BuildersListing> | undefined;
+
+  constructor(private readonly fetch: () => Promise<BuildersListing>) {}
+
+  refresh(): void {
+    this.listing = undefined;
+    this.changed.fire(undefined);
+  }
+
+  async getChildren(node?: Node): Promise<Node[]> {
+    if (!node) return this.roots();
+    if (node.kind === 'local') return localDetails(node.local);
+    if (node.kind === 'builder') return builderDetails(node.builder);
+    return [];
+  }
+
+  private async roots(): Promise<Node[]> {
+    this.listing ??= this.fetch();
+    let listing: BuildersListing;
+    try {
+      listing = await this.listing;
+    } catch (e) {
+      this.listing = undefined;
+      return [{ kind: 'message', text: `Cannot list builders: ${(e as Error).message}`, icon: 'error' }];
+    }
+    const nodes: Node[] = [];
+    if (listing.nix.problem) nodes.push({ kind: 'message', text: listing.nix.problem, icon: 'error' });
+    if (listing.local) nodes.push({ kind: 'local', local: listing.local });
+    for (const builder of listing.builders) nodes.push({ kind: 'builder', builder });
+    listing.problems.forEach((problem, i) => nodes.push({ kind: 'problem', problem, id: `problem:${i}` }));
+    // With no builder at all, return nothing so that the welcome content (with its button) shows.
+    return listing.builders.length === 0 && listing.problems.length === 0 && !listing.nix.problem ? [] : nodes;
+  }
+
+  getTreeItem(node: Node): vscode.TreeItem {
+    switch (node.kind) {
+      case 'local': {
+        const item = new vscode.TreeItem('This machine', vscode.TreeItemCollapsibleState.Collapsed);
+        item.id = 'local';
+        item.description = [node.local.system, ...node.local.extraPlatforms].join(', ');
+        item.iconPath = new vscode.ThemeIcon('vm');
+        item.tooltip = `Builds run here unless max-jobs is 0. System ${node.local.system}.`;
+        item.contextValue = 'localMachine';
+        return item;
+      }
+      case 'builder': {
+        const b = node.builder;
+        const item = new vscode.TreeItem(b.name, vscode.TreeItemCollapsibleState.Collapsed);
+        item.id = `builder:${b.id}`;
+        item.description = list(b.systems, 'local system');
+        item.iconPath = new vscode.ThemeIcon('server');
+        item.tooltip = builderTooltip(b);
+        item.contextValue = 'builder';
+        if (b.source.path !== undefined) {
+          item.resourceUri = vscode.Uri.file(b.source.path);
+        }
+        return item;
+      }
+      case 'detail': {
+        const item = new vscode.TreeItem(node.label, vscode.TreeItemCollapsibleState.None);
+        item.id = node.id;
+        item.description = node.value;
+        item.tooltip = node.explanation ? `${node.value}\n\n${node.explanation}` : node.value;
+        return item;
+      }
+      case 'problem': {
+        const item = new vscode.TreeItem(node.problem.message, vscode.TreeItemCollapsibleState.None);
+        item.id = node.id;
+        item.iconPath = new vscode.ThemeIcon('warning', new vscode.ThemeColor('problemsWarningIcon.foreground'));
+        item.tooltip = node.problem.message;
+        if (node.problem.path) {
+          const line = node.problem.line ?? 0;
+          item.command = {
+            command: 'vscode.open',
+            title: 'Open',
+            arguments: [vscode.Uri.file(node.problem.path), { selection: new vscode.Range(line, 0, line, 0) }],
+          };
+        }
+        return item;
+      }
+      case 'message': {
+        const item = new vscode.TreeItem(node.text, vscode.TreeItemCollapsibleState.None);
+        item.iconPath = new vscode.ThemeIcon(node.icon);
+        item.tooltip = node.text;
+        return item;
+      }
+    }
+  }
+}
+
+function builderTooltip(b: BuilderInfo): vscode.MarkdownString {
+  const md = new vscode.MarkdownString(undefined, true);
+  md.appendMarkdown(`**${b.name}** — \`${b.uri}\`\n\n`);
+  md.appendMarkdown(`Systems: ${list(b.systems, 'the local system')}  \n`);
+  md.appendMarkdown(`Max jobs: ${b.maxJobs} · speed factor: ${b.speedFactor}  \n`);
+  md.appendMarkdown(`Features: ${list(b.supportedFeatures)} · mandatory: ${list(b.mandatoryFeatures)}  \n`);
+  md.appendMarkdown(`From: ${b.source.label}${b.source.line !== undefined ? `, line ${b.source.line + 1}` : ''}`);
+  return md;
+}
+
+function builderDetails(b: BuilderInfo): Node[] {
+  const d = (label: string, value: string, explanation?: string): Node => ({
+    kind: 'detail',
+    label,
+    value,
+    explanation,
+    id: `builder:${b.id}:${label}`,
+  });
+  return [
+    d('URI', b.uri, 'How Nix reaches this builder (ssh:// runs nix-store --serve, ssh-ng:// the Nix daemon protocol).'),
+    d('Source', b.source.line !== undefined ? `${b.source.label}:${b.source.line + 1}` : b.source.label, 'Where this builder is configured.'),
+    d('Systems', list(b.systems, 'the local system'), 'Derivations for these systems may build here.'),
+    d('Max jobs', String(b.maxJobs), 'Builds this machine runs at once for this client.'),
+    d('Speed factor', String(b.speedFactor), 'Nix prefers the builder with the lowest load ÷ speed factor.'),
+    d('Features', list(b.supportedFeatures), "A derivation's requiredSystemFeatures must all be here."),
+    d('Mandatory features', list(b.mandatoryFeatures), 'Only derivations that require all of these are sent here.'),
+    d('SSH key', b.sshKey ?? 'default (ssh agent or ~/.ssh)', 'The private key Nix gives ssh for this builder.'),
+    d('Host key', b.publicHostKey ? 'pinned in the machines file' : 'from known_hosts', 'Column 8 pins the SSH host key.'),
+  ];
+}
+
+function localDetails(l: LocalMachineInfo): Node[] {
+  const d = (label: string, value: string, explanation: string): Node => ({ kind: 'detail', label, value, explanation, id: `local:${label}` });
+  return [
+    d('System', l.system, 'Derivations for this system can build on this machine.'),
+    d('Extra platforms', list(l.extraPlatforms), 'Other systems this machine builds too (emulation or compatible CPUs).'),
+    d('Features', list(l.systemFeatures), "A derivation's requiredSystemFeatures must all be here to build locally."),
+    d('Max jobs', String(l.maxJobs), 'Local builds at once; 0 sends every build to a builder.'),
+    d(
+      'Build cores',
+      String(l.buildCores),
+      `NIX_BUILD_CORES that a local build sees (cores = ${l.cores}${l.cores === 0 ? ': all cores' : ''}).`,
+    ),
+  ];
+}

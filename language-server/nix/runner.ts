@@ -1,0 +1,140 @@
+// The one module that starts processes. Everything above it depends on the `ProcessRunner`
+// interface, so tests can feed recorded real output.
+//
+// - argument arrays only, never a shell;
+// - every run has a timeout and may be cancelled with an AbortSignal;
+// - a child runs in its own process group and cancellation/timeout kills the whole group
+//   (nix spawns ssh and build hooks: killing only the direct child would leave them running);
+// - the outcome is data: a discriminated result, never an exception for a non-zero exit.
+import { execa } from 'execa';
+
+export interface RunRequest {
+  file: string;
+  args: readonly string[];
+  cwd?: string;
+  /** Added to the server's environment. */
+  env?: Readonly<Record<string, string>>;
+  input?: string;
+  /** Milliseconds; 0 means no timeout. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** Called with each chunk of stderr as it arrives (for progress and logs). */
+  onStderr?: (chunk: string) => void;
+  onStdout?: (chunk: string) => void;
+  /** Grace period between SIGTERM and SIGKILL of the process group. */
+  killGraceMs?: number;
+}
+
+interface RunOutput {
+  /** The command as it was run, for logs: file then args. */
+  command: readonly string[];
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+export type RunResult =
+  | (RunOutput & { kind: 'ok' })
+  | (RunOutput & { kind: 'exit'; exitCode: number | undefined; signal: string | undefined })
+  | (RunOutput & { kind: 'spawn-failed'; code: string | undefined; message: string })
+  | (RunOutput & { kind: 'timed-out'; timeoutMs: number })
+  | (RunOutput & { kind: 'cancelled' });
+
+export interface ProcessRunner {
+  run(request: RunRequest): Promise<RunResult>;
+}
+
+export function describeResult(result: RunResult): string {
+  const cmd = result.command[0] ?? '?';
+  switch (result.kind) {
+    case 'ok':
+      return `${cmd} succeeded`;
+    case 'exit':
+      return result.signal ? `${cmd} was killed by ${result.signal}` : `${cmd} exited with code ${result.exitCode}`;
+    case 'spawn-failed':
+      return result.code === 'ENOENT'
+        ? `${cmd} was not found: is Nix installed and on PATH (or set nixBuilders.nixBinDir)?`
+        : `${cmd} could not be started: ${result.message}`;
+    case 'timed-out':
+      return `${cmd} did not finish within ${Math.round(result.timeoutMs / 1000)} s and was stopped`;
+    case 'cancelled':
+      return `${cmd} was cancelled`;
+  }
+}
+
+/** Kill a whole process group: SIGTERM, then SIGKILL after a grace period. */
+function killGroup(pid: number | undefined, graceMs: number): void {
+  if (pid === undefined) return;
+  const send = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      // The group is already gone.
+    }
+  };
+  send('SIGTERM');
+  const timer = setTimeout(() => send('SIGKILL'), graceMs);
+  timer.unref();
+}
+
+export class ExecaRunner implements ProcessRunner {
+  async run(req: RunRequest): Promise<RunResult> {
+    const command = [req.file, ...req.args];
+    const started = performance.now();
+    const grace = req.killGraceMs ?? 2000;
+    if (req.signal?.aborted) {
+      return { kind: 'cancelled', command, stdout: '', stderr: '', durationMs: 0 };
+    }
+    let timedOut = false;
+    let cancelled = false;
+    const child = execa(req.file, [...req.args], {
+      cwd: req.cwd,
+      env: req.env ? { ...req.env } : undefined,
+      extendEnv: true,
+      input: req.input,
+      stdin: req.input === undefined ? 'ignore' : undefined,
+      reject: false,
+      stripFinalNewline: false,
+      // Own process group, so that the group can be killed as a whole.
+      detached: true,
+      cleanup: true,
+      // 64 MiB: evaluation of large files produces large JSON.
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    const pid = child.pid;
+    const onAbort = () => {
+      cancelled = true;
+      killGroup(pid, grace);
+    };
+    req.signal?.addEventListener('abort', onAbort, { once: true });
+    const timer =
+      req.timeoutMs > 0
+        ? setTimeout(() => {
+            timedOut = true;
+            killGroup(pid, grace);
+          }, req.timeoutMs)
+        : undefined;
+    if (req.onStderr) child.stderr?.on('data', (b: Buffer) => req.onStderr?.(b.toString('utf8')));
+    if (req.onStdout) child.stdout?.on('data', (b: Buffer) => req.onStdout?.(b.toString('utf8')));
+    try {
+      const r = await child;
+      const out: RunOutput = {
+        command,
+        stdout: typeof r.stdout === 'string' ? r.stdout : '',
+        stderr: typeof r.stderr === 'string' ? r.stderr : '',
+        durationMs: performance.now() - started,
+      };
+      if (cancelled) return { ...out, kind: 'cancelled' };
+      if (timedOut) return { ...out, kind: 'timed-out', timeoutMs: req.timeoutMs };
+      const failure = r as { code?: string; failed?: boolean; exitCode?: number; signal?: string; originalMessage?: string };
+      if (r.exitCode === undefined && failure.code) {
+        return { ...out, kind: 'spawn-failed', code: failure.code, message: failure.originalMessage ?? String(failure.code) };
+      }
+      if (r.exitCode === 0 && !r.signal) return { ...out, kind: 'ok' };
+      return { ...out, kind: 'exit', exitCode: r.exitCode, signal: r.signal };
+    } finally {
+      if (timer) clearTimeout(timer);
+      req.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+}

@@ -1,0 +1,92 @@
+// Every custom request and notification between the extension and the language server, typed.
+// No string method names anywhere else: both sides import these.
+import { NotificationType, NotificationType0, RequestType0 } from 'vscode-languageserver-protocol';
+import type { Machine } from './nix/machines';
+
+/** Settings the extension sends (section `nixBuilders` of VS Code's settings). */
+export interface ServerSettings {
+  nixBinDir: string;
+  env: Record<string, string>;
+  machinesFiles: string[];
+  builders: string[];
+}
+
+export const DEFAULT_SETTINGS: ServerSettings = { nixBinDir: '', env: {}, machinesFiles: [], builders: [] };
+
+/** `initializationOptions` of the initialize request. Any LSP client may omit them. */
+export interface InitializationOptions {
+  settings?: Partial<ServerSettings>;
+  /** VS Code workspace trust. A standalone client that says nothing is trusted (it chose to run us). */
+  workspaceTrusted?: boolean;
+}
+
+export interface BuilderSource {
+  /** Human label: "/etc/nix/machines", "nix.conf builders", "machines file …", "setting nixBuilders.builders". */
+  label: string;
+  /** File the entry was read from, if any. */
+  path?: string;
+  /** 0-based line in that file. */
+  line?: number;
+}
+
+export interface BuilderInfo extends Machine {
+  /** Stable within one listing. */
+  id: string;
+  /** Host part of the URI ("b1"). */
+  name: string;
+  user?: string;
+  source: BuilderSource;
+}
+
+export interface ConfigProblem {
+  message: string;
+  path?: string;
+  line?: number;
+  column?: number;
+  sourceLabel?: string;
+}
+
+export interface LocalMachineInfo {
+  system: string;
+  extraPlatforms: string[];
+  systemFeatures: string[];
+  maxJobs: number;
+  /** The `cores` setting; 0 means every core. */
+  cores: number;
+  /** What a local build sees as NIX_BUILD_CORES (`cores`, or the CPU count when it is 0). */
+  buildCores: number;
+}
+
+export interface NixStatus {
+  /** "2.8.0" when Nix was found. */
+  version?: string;
+  implementation?: string;
+  /** Set when Nix is missing or broken: says what and how to fix it. */
+  problem?: string;
+  workspaceTrusted: boolean;
+}
+
+export interface BuildersListing {
+  nix: NixStatus;
+  local?: LocalMachineInfo;
+  builders: BuilderInfo[];
+  problems: ConfigProblem[];
+}
+
+export const Requests = {
+  /** Nix version and whether it works. */
+  status: new RequestType0<NixStatus, void>('nixBuilders/status'),
+  /** Every configured builder, the local machine and configuration problems. */
+  listBuilders: new RequestType0<BuildersListing, void>('nixBuilders/listBuilders'),
+} as const;
+
+export interface WorkspaceTrustParams {
+  trusted: boolean;
+}
+
+export const Notifications = {
+  /** Server -> client: the builders or the local configuration changed; list them again. */
+  buildersChanged: new NotificationType0('nixBuilders/buildersChanged'),
+  /** Client -> server: workspace trust was granted. */
+  workspaceTrust: new NotificationType<WorkspaceTrustParams>('nixBuilders/workspaceTrust'),
+} as const;

@@ -1,0 +1,155 @@
+// The language server: owns every Nix and SSH operation. Runs inside VS Code (started by the
+// extension over IPC) and standalone over stdio for any LSP client.
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  TextDocuments,
+  TextDocumentSyncKind,
+  type Connection,
+  type InitializeParams,
+  type InitializeResult,
+} from 'vscode-languageserver/node';
+import { TextDocument } from 'vscode-languageserver-textdocument';
+import { Nix } from './nix/nix';
+import type { ProcessRunner } from './nix/runner';
+import { collectBuilders } from './builders/collect';
+import {
+  DEFAULT_SETTINGS,
+  Notifications,
+  Requests,
+  type BuildersListing,
+  type InitializationOptions,
+  type NixStatus,
+  type ServerSettings,
+} from './protocol';
+import { FilesWatcher } from './util/watch';
+
+export const SERVER_NAME = 'nix-builders-language-server';
+
+export class NixBuildersServer {
+  private settings: ServerSettings = DEFAULT_SETTINGS;
+  private workspaceTrusted = true;
+  private canPullConfiguration = false;
+  private readonly nix: Nix;
+  private readonly documents = new TextDocuments(TextDocument);
+  private readonly watcher: FilesWatcher;
+  private listing: Promise<BuildersListing> | undefined;
+
+  constructor(
+    private readonly connection: Connection,
+    runner: ProcessRunner,
+  ) {
+    this.nix = new Nix(runner, { binDir: '', env: {} });
+    this.watcher = new FilesWatcher(() => this.invalidate());
+    connection.onInitialize((p) => this.initialize(p));
+    connection.onInitialized(() => void this.initialized());
+    connection.onDidChangeConfiguration((p) => void this.configurationChanged(p.settings));
+    connection.onRequest(Requests.status, () => this.status());
+    connection.onRequest(Requests.listBuilders, () => this.listBuilders());
+    connection.onNotification(Notifications.workspaceTrust, (p) => {
+      this.workspaceTrusted = p.trusted;
+      this.invalidate();
+    });
+    connection.onShutdown(() => this.watcher.dispose());
+    this.documents.listen(connection);
+  }
+
+  private initialize(params: InitializeParams): InitializeResult {
+    const options = (params.initializationOptions ?? {}) as InitializationOptions;
+    this.applySettings(options.settings);
+    this.workspaceTrusted = options.workspaceTrusted ?? true;
+    this.canPullConfiguration = params.capabilities.workspace?.configuration === true;
+    return {
+      capabilities: { textDocumentSync: TextDocumentSyncKind.Incremental },
+      serverInfo: { name: SERVER_NAME, version: '0.1.0' },
+    };
+  }
+
+  private async initialized(): Promise<void> {
+    const status = await this.status();
+    if (status.version) this.connection.console.info(`Found ${status.implementation ?? 'Nix'} ${status.version}.`);
+    else this.connection.console.error(status.problem ?? 'Nix was not found.');
+    // Start watching what the builders come from.
+    void this.listBuilders();
+  }
+
+  private async configurationChanged(pushed: unknown): Promise<void> {
+    let section: unknown = (pushed as { nixBuilders?: unknown } | undefined)?.nixBuilders;
+    if (this.canPullConfiguration) {
+      section = await this.connection.workspace.getConfiguration('nixBuilders');
+    }
+    if (section && typeof section === 'object') this.applySettings(section as Partial<ServerSettings>);
+    this.invalidate();
+  }
+
+  private applySettings(s: Partial<ServerSettings> | undefined): void {
+    const strings = (x: unknown) => (Array.isArray(x) ? x.filter((v): v is string => typeof v === 'string') : []);
+    const env: Record<string, string> = {};
+    if (s?.env && typeof s.env === 'object') {
+      for (const [k, v] of Object.entries(s.env)) if (typeof v === 'string') env[k] = v;
+    }
+    this.settings = {
+      nixBinDir: typeof s?.nixBinDir === 'string' ? s.nixBinDir : '',
+      env,
+      machinesFiles: strings(s?.machinesFiles),
+      builders: strings(s?.builders),
+    };
+    this.nix.updateSettings({ binDir: this.settings.nixBinDir, env: this.settings.env });
+  }
+
+  /** Something that the builders depend on changed: list again and tell the client. */
+  private invalidate(): void {
+    this.listing = undefined;
+    void this.connection.sendNotification(Notifications.buildersChanged);
+  }
+
+  async status(): Promise<NixStatus> {
+    const caps = await this.nix.detect();
+    return caps.ok
+      ? { version: caps.value.version.text, implementation: caps.value.version.implementation, workspaceTrusted: this.workspaceTrusted }
+      : { problem: caps.message, workspaceTrusted: this.workspaceTrusted };
+  }
+
+  listBuilders(): Promise<BuildersListing> {
+    this.listing ??= this.computeListing();
+    return this.listing;
+  }
+
+  private async computeListing(): Promise<BuildersListing> {
+    const nix = await this.status();
+    const config = await this.nix.config();
+    const nixConfBuilders = config.ok ? config.value.builders : '';
+    const collected = await collectBuilders(nixConfBuilders, this.settings);
+    this.watcher.setFiles([...collected.files, ...this.nixConfFiles()]);
+    const problems = collected.problems;
+    if (!config.ok && nix.version) problems.unshift({ message: config.message });
+    return {
+      nix,
+      local: config.ok
+        ? {
+            system: config.value.system,
+            extraPlatforms: config.value.extraPlatforms,
+            systemFeatures: config.value.systemFeatures,
+            maxJobs: config.value.maxJobs,
+            cores: config.value.cores,
+            buildCores: config.value.cores > 0 ? config.value.cores : os.availableParallelism(),
+          }
+        : undefined,
+      builders: collected.builders,
+      problems,
+    };
+  }
+
+  /** The nix.conf files Nix reads (NIX_CONF_DIR or /etc/nix, then the user's). */
+  private nixConfFiles(): string[] {
+    const env = { ...process.env, ...this.settings.env };
+    const files = [path.join(env.NIX_CONF_DIR ?? '/etc/nix', 'nix.conf')];
+    if (env.NIX_USER_CONF_FILES) files.push(...env.NIX_USER_CONF_FILES.split(':').filter(Boolean));
+    else files.push(path.join(env.XDG_CONFIG_HOME ?? path.join(os.homedir(), '.config'), 'nix', 'nix.conf'));
+    return files;
+  }
+
+  listen(): void {
+    this.connection.listen();
+  }
+}

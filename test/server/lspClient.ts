@@ -1,0 +1,107 @@
+// A minimal LSP client over stdio that speaks raw JSON-RPC with Content-Length framing, written
+// without vscode-languageclient, to prove the server works for any LSP client.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import * as path from 'node:path';
+
+export const SERVER_JS = path.resolve(__dirname, '../../dist/server.js');
+
+type Message = { id?: number; method?: string; params?: unknown; result?: unknown; error?: { message: string } };
+
+export class StdioLspClient {
+  private readonly child: ChildProcessWithoutNullStreams;
+  private buffer = Buffer.alloc(0);
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly listeners: Array<(m: Message) => void> = [];
+  readonly notifications: Message[] = [];
+  stderr = '';
+
+  constructor(env: NodeJS.ProcessEnv = process.env) {
+    this.child = spawn(process.execPath, [SERVER_JS, '--stdio'], { env, stdio: 'pipe' });
+    this.child.stdout.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.child.stderr.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buffer = Buffer.concat([this.buffer, chunk]);
+    for (;;) {
+      const headerEnd = this.buffer.indexOf('\r\n\r\n');
+      if (headerEnd < 0) return;
+      const header = this.buffer.subarray(0, headerEnd).toString('ascii');
+      const length = Number(/Content-Length: (\d+)/i.exec(header)?.[1]);
+      if (this.buffer.length < headerEnd + 4 + length) return;
+      const body = this.buffer.subarray(headerEnd + 4, headerEnd + 4 + length).toString('utf8');
+      this.buffer = this.buffer.subarray(headerEnd + 4 + length);
+      this.dispatch(JSON.parse(body) as Message);
+    }
+  }
+
+  private dispatch(m: Message): void {
+    if (m.id !== undefined && m.method === undefined) {
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (m.error) p?.reject(new Error(m.error.message));
+      else p?.resolve(m.result);
+      return;
+    }
+    if (m.id !== undefined && m.method !== undefined) {
+      // A request from the server (e.g. workspace/configuration): answer with nothing.
+      this.write({ jsonrpc: '2.0', id: m.id, result: m.method === 'workspace/configuration' ? [null] : null });
+      return;
+    }
+    this.notifications.push(m);
+    for (const l of this.listeners) l(m);
+  }
+
+  private write(m: object): void {
+    const body = Buffer.from(JSON.stringify(m), 'utf8');
+    this.child.stdin.write(`Content-Length: ${body.length}\r\n\r\n`);
+    this.child.stdin.write(body);
+  }
+
+  request<T>(method: string, params?: unknown): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.write({ jsonrpc: '2.0', id, method, params });
+    });
+  }
+
+  notify(method: string, params?: unknown): void {
+    this.write({ jsonrpc: '2.0', method, params });
+  }
+
+  /** Resolves with the first notification (past or future) that matches. */
+  waitForNotification(match: (m: Message) => boolean, timeoutMs = 30_000): Promise<Message> {
+    const seen = this.notifications.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching notification within ${timeoutMs} ms`)), timeoutMs);
+      this.listeners.push((m) => {
+        if (match(m)) {
+          clearTimeout(timer);
+          resolve(m);
+        }
+      });
+    });
+  }
+
+  async initialize(initializationOptions: unknown = {}, rootPath?: string): Promise<unknown> {
+    const result = await this.request('initialize', {
+      processId: process.pid,
+      rootUri: rootPath ? `file://${rootPath}` : null,
+      capabilities: {},
+      initializationOptions,
+    });
+    this.notify('initialized', {});
+    return result;
+  }
+
+  async shutdown(): Promise<number | null> {
+    const exited = new Promise<number | null>((resolve) => this.child.once('exit', (code) => resolve(code)));
+    if (this.child.exitCode !== null) return this.child.exitCode;
+    await this.request('shutdown').catch(() => undefined);
+    this.notify('exit');
+    return exited;
+  }
+}

@@ -1,0 +1,41 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { capabilitiesFor, parseNixVersion } from '../../language-server/nix/version';
+
+test('parses `nix --version` of Nix, pre-releases and forks', () => {
+  assert.deepEqual(parseNixVersion('nix (Nix) 2.8.0\n'), { major: 2, minor: 8, patch: 0, text: '2.8.0', implementation: 'Nix' });
+  assert.equal(parseNixVersion('nix (Nix) 2.3.16')?.minor, 3);
+  assert.equal(parseNixVersion('nix (Nix) 2.18.1pre20231012_dirty')?.text, '2.18.1pre20231012_dirty');
+  assert.equal(parseNixVersion('nix (Lix, like Nix) 2.91.1')?.implementation, 'Lix, like Nix');
+  assert.equal(parseNixVersion('nix (Nix) 2.33')?.patch, 0);
+  assert.equal(parseNixVersion('command not found'), undefined);
+});
+
+const caps = (v: string) => {
+  const parsed = parseNixVersion(`nix (Nix) ${v}`);
+  assert.ok(parsed);
+  return capabilitiesFor(parsed);
+};
+
+test('spellings follow the version (2.3 -> newest)', () => {
+  assert.deepEqual(caps('2.3.16').nixCommandPrefix, []);
+  assert.deepEqual(caps('2.3.16').storeInfo, ['ping-store']);
+  assert.deepEqual(caps('2.3.16').signPaths, ['sign-paths']);
+  assert.equal(caps('2.3.16').internalJsonLog, false);
+  assert.deepEqual(caps('2.8.0').nixCommandPrefix, ['--extra-experimental-features', 'nix-command']);
+  assert.deepEqual(caps('2.8.0').storeInfo, ['store', 'ping']);
+  assert.deepEqual(caps('2.8.0').showDerivation, ['show-derivation']);
+  assert.deepEqual(caps('2.8.0').showConfig, ['show-config']);
+  assert.equal(caps('2.8.0').repeatSetting, true);
+  assert.equal(caps('2.8.0').reportsTrust, false);
+  assert.equal(caps('2.13.0').repeatSetting, false);
+  assert.equal(caps('2.14.0').storeInfoJson, true);
+  assert.deepEqual(caps('2.15.0').showDerivation, ['derivation', 'show']);
+  assert.equal(caps('2.15.0').reportsTrust, true);
+  assert.deepEqual(caps('2.19.0').storeInfo, ['store', 'info']);
+  assert.equal(caps('2.19.0').pathInfoJsonIsMap, true);
+  assert.deepEqual(caps('2.20.0').showConfig, ['config', 'show']);
+  assert.equal(caps('2.32.0').showDerivationWrapped, false);
+  assert.equal(caps('2.33.0').showDerivationWrapped, true);
+  assert.deepEqual(caps('3.0.0').storeInfo, ['store', 'info']);
+});
