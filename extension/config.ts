@@ -17,6 +17,11 @@ export function serverSettings(): ServerSettings {
     env,
     machinesFiles: strings('machinesFiles'),
     builders: strings('builders'),
+    evaluation: {
+      depth: c.get<number>('evaluation.depth', 3),
+      timeoutSeconds: c.get<number>('evaluation.timeoutSeconds', 30),
+      allowImportFromDerivation: c.get<boolean>('evaluation.allowImportFromDerivation', false),
+    },
   };
 }
 

@@ -1,17 +1,31 @@
 // Every custom request and notification between the extension and the language server, typed.
 // No string method names anywhere else: both sides import these.
-import { NotificationType, NotificationType0, RequestType0 } from 'vscode-languageserver-protocol';
+import { NotificationType, NotificationType0, RequestType, RequestType0 } from 'vscode-languageserver-protocol';
 import type { Machine } from './nix/machines';
 
 /** Settings the extension sends (section `nixBuilders` of VS Code's settings). */
+export interface EvaluationSettings {
+  /** How deep nested attribute sets are searched for derivations. */
+  depth: number;
+  timeoutSeconds: number;
+  allowImportFromDerivation: boolean;
+}
+
 export interface ServerSettings {
   nixBinDir: string;
   env: Record<string, string>;
   machinesFiles: string[];
   builders: string[];
+  evaluation: EvaluationSettings;
 }
 
-export const DEFAULT_SETTINGS: ServerSettings = { nixBinDir: '', env: {}, machinesFiles: [], builders: [] };
+export const DEFAULT_SETTINGS: ServerSettings = {
+  nixBinDir: '',
+  env: {},
+  machinesFiles: [],
+  builders: [],
+  evaluation: { depth: 3, timeoutSeconds: 30, allowImportFromDerivation: false },
+};
 
 /** `initializationOptions` of the initialize request. Any LSP client may omit them. */
 export interface InitializationOptions {
@@ -73,11 +87,34 @@ export interface BuildersListing {
   problems: ConfigProblem[];
 }
 
+export interface DerivationInfo {
+  attrPath: string[];
+  name: string;
+  drvPath: string;
+  system: string;
+  requiredSystemFeatures: string[];
+  preferLocalBuild: boolean;
+  outputs: string[];
+  /** 0-based position of the attribute name in the document, when it is defined there. */
+  line?: number;
+  column?: number;
+}
+
+export interface DocumentDerivations {
+  uri: string;
+  version?: number;
+  /** 'ok', or why there is nothing: 'untrusted', 'error', 'timed-out', 'not-evaluated'. */
+  state: 'ok' | 'untrusted' | 'error' | 'timed-out' | 'not-evaluated';
+  derivations: DerivationInfo[];
+}
+
 export const Requests = {
   /** Nix version and whether it works. */
   status: new RequestType0<NixStatus, void>('nixBuilders/status'),
   /** Every configured builder, the local machine and configuration problems. */
   listBuilders: new RequestType0<BuildersListing, void>('nixBuilders/listBuilders'),
+  /** The derivations of an open document (evaluating it now if needed). */
+  derivations: new RequestType<{ uri: string }, DocumentDerivations, void>('nixBuilders/derivations'),
 } as const;
 
 export interface WorkspaceTrustParams {

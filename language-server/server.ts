@@ -18,11 +18,15 @@ import {
   Notifications,
   Requests,
   type BuildersListing,
+  type DerivationInfo,
+  type DocumentDerivations,
   type InitializationOptions,
   type NixStatus,
   type ServerSettings,
 } from './protocol';
 import { FilesWatcher } from './util/watch';
+import { DocumentDiagnostics } from './eval/documentDiagnostics';
+import { documentRange } from './eval/diagnose';
 
 export const SERVER_NAME = 'nix-builders-language-server';
 
@@ -34,6 +38,8 @@ export class NixBuildersServer {
   private readonly documents = new TextDocuments(TextDocument);
   private readonly watcher: FilesWatcher;
   private listing: Promise<BuildersListing> | undefined;
+  private readonly diagnostics: DocumentDiagnostics;
+  private untrustedNoticeSent = false;
 
   constructor(
     private readonly connection: Connection,
@@ -41,16 +47,32 @@ export class NixBuildersServer {
   ) {
     this.nix = new Nix(runner, { binDir: '', env: {} });
     this.watcher = new FilesWatcher(() => this.invalidate());
+    this.diagnostics = new DocumentDiagnostics(connection, this.nix, async () => ({
+      trusted: this.workspaceTrusted,
+      options: {
+        depth: this.settings.evaluation.depth,
+        timeoutMs: this.settings.evaluation.timeoutSeconds * 1000,
+        allowImportFromDerivation: this.settings.evaluation.allowImportFromDerivation,
+      },
+      listing: await this.listBuilders(),
+    }));
+    this.documents.onDidOpen((e) => this.documentChanged(e.document, 0));
+    this.documents.onDidChangeContent((e) => this.documentChanged(e.document));
+    this.documents.onDidClose((e) => this.diagnostics.close(e.document.uri));
     connection.onInitialize((p) => this.initialize(p));
     connection.onInitialized(() => void this.initialized());
     connection.onDidChangeConfiguration((p) => void this.configurationChanged(p.settings));
     connection.onRequest(Requests.status, () => this.status());
     connection.onRequest(Requests.listBuilders, () => this.listBuilders());
+    connection.onRequest(Requests.derivations, (p) => this.derivations(p.uri));
     connection.onNotification(Notifications.workspaceTrust, (p) => {
       this.workspaceTrusted = p.trusted;
       this.invalidate();
     });
-    connection.onShutdown(() => this.watcher.dispose());
+    connection.onShutdown(() => {
+      this.watcher.dispose();
+      this.diagnostics.dispose();
+    });
     this.documents.listen(connection);
   }
 
@@ -88,19 +110,70 @@ export class NixBuildersServer {
     if (s?.env && typeof s.env === 'object') {
       for (const [k, v] of Object.entries(s.env)) if (typeof v === 'string') env[k] = v;
     }
+    const number = (x: unknown, fallback: number, min: number) => (typeof x === 'number' && Number.isFinite(x) && x >= min ? x : fallback);
+    const evaluation = DEFAULT_SETTINGS.evaluation;
     this.settings = {
       nixBinDir: typeof s?.nixBinDir === 'string' ? s.nixBinDir : '',
       env,
       machinesFiles: strings(s?.machinesFiles),
       builders: strings(s?.builders),
+      evaluation: {
+        depth: number(s?.evaluation?.depth, evaluation.depth, 1),
+        timeoutSeconds: number(s?.evaluation?.timeoutSeconds, evaluation.timeoutSeconds, 1),
+        allowImportFromDerivation: s?.evaluation?.allowImportFromDerivation === true,
+      },
     };
     this.nix.updateSettings({ binDir: this.settings.nixBinDir, env: this.settings.env });
   }
 
-  /** Something that the builders depend on changed: list again and tell the client. */
+  /** Something that the builders depend on changed: list again, tell the client, re-diagnose. */
   private invalidate(): void {
     this.listing = undefined;
     void this.connection.sendNotification(Notifications.buildersChanged);
+    for (const doc of this.documents.all()) this.documentChanged(doc, 0);
+  }
+
+  private documentChanged(doc: TextDocument, delayMs?: number): void {
+    if (doc.languageId !== 'nix' && !doc.uri.endsWith('.nix')) return;
+    if (!this.workspaceTrusted) {
+      // Said once, not per keystroke; the extension also shows it in the status bar.
+      if (!this.untrustedNoticeSent) {
+        this.untrustedNoticeSent = true;
+        this.connection.console.info('This workspace is not trusted: Nix Builders does not evaluate its Nix files.');
+      }
+      return;
+    }
+    this.diagnostics.schedule(doc, delayMs);
+  }
+
+  /** The derivations of an open document, evaluating it now if it was not yet. */
+  async derivations(uri: string): Promise<DocumentDerivations> {
+    const doc = this.documents.get(uri);
+    if (!this.workspaceTrusted) return { uri, state: 'untrusted', derivations: [] };
+    if (!doc) return { uri, state: 'not-evaluated', derivations: [] };
+    const done = this.diagnostics.evaluation(uri);
+    const evaluation = done && done.version === doc.version ? done : await this.diagnostics.evaluate(doc);
+    if (!evaluation) return { uri, state: 'not-evaluated', derivations: [] };
+    const r = evaluation.result;
+    if (r.kind !== 'ok') return { uri, version: doc.version, state: r.kind === 'timed-out' ? 'timed-out' : 'error', derivations: [] };
+    const text = doc.getText();
+    const derivations: DerivationInfo[] = [];
+    for (const item of r.output.items) {
+      if ('error' in item) continue;
+      const range = item.pos?.inDoc ? documentRange(text, item.pos) : undefined;
+      derivations.push({
+        attrPath: item.path,
+        name: item.name,
+        drvPath: item.drvPath,
+        system: item.system,
+        requiredSystemFeatures: item.requiredSystemFeatures,
+        preferLocalBuild: item.preferLocalBuild,
+        outputs: item.outputs,
+        line: range?.line,
+        column: range?.column,
+      });
+    }
+    return { uri, version: doc.version, state: 'ok', derivations };
   }
 
   async status(): Promise<NixStatus> {

@@ -5,6 +5,14 @@ import * as path from 'node:path';
 
 export const SERVER_JS = path.resolve(__dirname, '../../dist/server.js');
 
+export interface Diagnostic {
+  range: { start: { line: number; character: number }; end: { line: number; character: number } };
+  severity: number;
+  code?: string;
+  message: string;
+  data?: unknown;
+}
+
 type Message = { id?: number; method?: string; params?: unknown; result?: unknown; error?: { message: string } };
 
 export class StdioLspClient {
@@ -84,6 +92,23 @@ export class StdioLspClient {
         }
       });
     });
+  }
+
+  /** Open a document the way an editor does. */
+  open(uri: string, text: string, version = 1): void {
+    this.notify('textDocument/didOpen', { textDocument: { uri, languageId: 'nix', version, text } });
+  }
+
+  change(uri: string, text: string, version: number): void {
+    this.notify('textDocument/didChange', { textDocument: { uri, version }, contentChanges: [{ text }] });
+  }
+
+  /** The next diagnostics published for `uri` after this call (or already published, if `match` says so). */
+  diagnostics(uri: string, match: (d: Diagnostic[]) => boolean = () => true, timeoutMs = 60_000): Promise<Diagnostic[]> {
+    return this.waitForNotification(
+      (m) => m.method === 'textDocument/publishDiagnostics' && (m.params as { uri: string }).uri === uri && match((m.params as { diagnostics: Diagnostic[] }).diagnostics),
+      timeoutMs,
+    ).then((m) => (m.params as { diagnostics: Diagnostic[] }).diagnostics);
   }
 
   async initialize(initializationOptions: unknown = {}, rootPath?: string): Promise<unknown> {

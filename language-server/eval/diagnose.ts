@@ -1,0 +1,140 @@
+// From evaluated derivations and the machines that exist to diagnostics on the attribute names:
+// an error where nothing can build a derivation (with the cause and the fix), an information
+// where only builders can. Pure: no Nix, no LSP objects.
+import { builderRefusal, featureSet, localRefusal, type LocalCapabilities, type MachineCapabilities } from '../builders/match';
+import { WALKER_PREFIX_LINES, type WalkedDerivation, type WalkerOutput, type WalkerPosition } from './walker';
+
+export interface NamedMachine extends MachineCapabilities {
+  name: string;
+}
+
+export type DiagnosticCode =
+  | 'no-builder-system'
+  | 'no-builder-features'
+  | 'mandatory-features'
+  | 'max-jobs-zero'
+  | 'remote-only'
+  | 'attribute-error'
+  | 'required-arguments';
+
+export interface DerivationDiagnostic {
+  severity: 'error' | 'warning' | 'information';
+  code: DiagnosticCode;
+  /** 0-based, in the document. */
+  line: number;
+  column: number;
+  endColumn: number;
+  message: string;
+  /** The attribute path the diagnostic is about. */
+  attrPath: string[];
+  /** For quick fixes: what a builder would need. */
+  data?: { system: string; features: string[]; drvPath?: string };
+}
+
+/** Map a walker position to the document: the attribute name's range, or line 0 when unknown. */
+export function documentRange(text: string, pos: WalkerPosition | null): { line: number; column: number; endColumn: number } {
+  if (!pos || !pos.inDoc) return { line: 0, column: 0, endColumn: 0 };
+  const line = pos.line - 1 - WALKER_PREFIX_LINES;
+  const column = pos.column - 1;
+  const lines = text.split('\n');
+  const lineText = lines[line];
+  if (line < 0 || lineText === undefined) return { line: 0, column: 0, endColumn: 0 };
+  const rest = lineText.slice(column);
+  // An identifier, or a quoted name with escapes.
+  const m = /^(?:[A-Za-z_][A-Za-z0-9_'-]*|"(?:[^"\\]|\\.)*")/.exec(rest);
+  return { line, column, endColumn: column + (m ? m[0].length : 1) };
+}
+
+const describeMachine = (m: NamedMachine) =>
+  `${m.name} ${m.systems.join(',') || '(local system)'} ${featureSet([...new Set([...m.supportedFeatures, ...m.mandatoryFeatures])])}`;
+
+export function diagnoseDerivations(
+  text: string,
+  output: WalkerOutput,
+  local: LocalCapabilities,
+  machines: readonly NamedMachine[],
+): DerivationDiagnostic[] {
+  const out: DerivationDiagnostic[] = [];
+  if (output.kind === 'function-with-required-arguments') {
+    out.push({
+      severity: 'information',
+      code: 'required-arguments',
+      line: 0,
+      column: 0,
+      endColumn: 0,
+      attrPath: [],
+      message: `This file is a function with required arguments (${(output.required ?? []).join(', ')}): Nix Builders evaluates files that are attribute sets or functions whose arguments all have defaults.`,
+    });
+    return out;
+  }
+  const everyone = `(local ${local.system} ${featureSet(local.systemFeatures)}${local.maxJobs === 0 ? ', max-jobs 0' : ''}; builders: ${
+    machines.length > 0 ? machines.map(describeMachine).join(', ') : 'none'
+  })`;
+  for (const item of output.items) {
+    const range = documentRange(text, item.pos);
+    if ('error' in item) {
+      out.push({ severity: 'warning', code: 'attribute-error', ...range, attrPath: item.path, message: `${item.path.join('.')}: ${item.error}` });
+      continue;
+    }
+    const d = diagnoseOne(item, local, machines, everyone);
+    if (d) out.push({ ...d, ...range, attrPath: item.path, data: { system: item.system, features: item.requiredSystemFeatures, drvPath: item.drvPath } });
+  }
+  return out;
+}
+
+function diagnoseOne(
+  drv: WalkedDerivation,
+  local: LocalCapabilities,
+  machines: readonly NamedMachine[],
+  everyone: string,
+): Pick<DerivationDiagnostic, 'severity' | 'code' | 'message'> | undefined {
+  const localNo = localRefusal(local, drv);
+  const refusals = machines.map((m) => ({ m, r: builderRefusal(m, drv, local.system) }));
+  const accepting = refusals.filter((x) => !x.r).map((x) => x.m);
+  if (!localNo) return undefined;
+  const wanted = `${drv.system}${drv.requiredSystemFeatures.length ? ` ${featureSet(drv.requiredSystemFeatures)}` : ''}`;
+  if (accepting.length > 0) {
+    return {
+      severity: 'information',
+      code: 'remote-only',
+      message: `builds on ${accepting.map((m) => m.name).join(' or ')} (${wanted})${
+        localNo.reason === 'max-jobs-0' ? '' : ': this machine cannot build it'
+      }`,
+    };
+  }
+  // Nothing accepts it: say the most basic missing thing. First, which machines have the system.
+  const localFits = localNo.reason !== 'system';
+  const fitting = refusals.filter((x) => x.r?.reason !== 'system');
+  if (!localFits && fitting.length === 0) {
+    return {
+      severity: 'error',
+      code: 'no-builder-system',
+      message: `requires ${drv.system}: no builder provides it ${everyone}\nFix: add a builder for ${drv.system} to a machines file (or add ${drv.system} to extra-platforms of a machine that can emulate it).`,
+    };
+  }
+  // Then features: those that no machine with the system provides.
+  const provides = (f: string) =>
+    (localFits && local.systemFeatures.includes(f)) || fitting.some((x) => x.m.supportedFeatures.includes(f) || x.m.mandatoryFeatures.includes(f));
+  const missing = drv.requiredSystemFeatures.filter((f) => !provides(f));
+  if (missing.length > 0) {
+    return {
+      severity: 'error',
+      code: 'no-builder-features',
+      message: `requires ${drv.system} with ${featureSet(missing)}: no builder provides it ${everyone}\nFix: add a ${drv.system} builder that has ${featureSet(missing)}, or add the feature to column 6 of a builder's machines line if it has it.`,
+    };
+  }
+  const mandatory = fitting.filter((x) => x.r?.reason === 'mandatory');
+  if (mandatory.length > 0) {
+    const which = mandatory.map((x) => `${x.m.name} only takes derivations that require ${featureSet(x.r?.reason === 'mandatory' ? x.r.unmet : [])}`);
+    return {
+      severity: 'error',
+      code: 'mandatory-features',
+      message: `requires ${wanted}: ${which.join('; ')} ${everyone}\nFix: require those features in the derivation (requiredSystemFeatures), or add a builder without mandatory features.`,
+    };
+  }
+  return {
+    severity: 'error',
+    code: 'max-jobs-zero',
+    message: `max-jobs is 0, so this machine builds nothing, and no builder takes ${wanted} ${everyone}\nFix: add a builder for it, or set max-jobs above 0.`,
+  };
+}

@@ -1,0 +1,172 @@
+// Derivation diagnostics from the language server over stdio, evaluating real files with the real
+// Nix of this machine. Builders are machines-file entries (no SSH is needed to decide who can build).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { StdioLspClient, type Diagnostic } from './lspClient';
+
+const ERROR = 1;
+const INFORMATION = 3;
+
+let dir: string;
+let machines: string;
+let client: StdioLspClient;
+
+const drv = (name: string, system: string, features: string[] = []) =>
+  `derivation { name = "${name}"; system = "${system}"; builder = "/bin/sh"; args = [ "-c" ": > $out" ]; requiredSystemFeatures = [ ${features.map((f) => `"${f}"`).join(' ')} ]; }`;
+
+async function openFile(name: string, text: string): Promise<string> {
+  const file = path.join(dir, 'src', name);
+  await writeFile(file, text);
+  const uri = pathToFileURL(file).href;
+  client.open(uri, text);
+  return uri;
+}
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'nb-diag-'));
+  await mkdir(path.join(dir, 'src'));
+  machines = path.join(dir, 'machines');
+  await writeFile(machines, '# test builders\nssh://b1 x86_64-linux - 1 1 kvm\nssh://b3 x86_64-linux - 1 1 benchmark benchmark\n');
+  // This machine: x86_64-linux without kvm, and nothing else; builders from the machines file.
+  await writeFile(
+    path.join(dir, 'nix.conf'),
+    ['build-users-group =', 'substituters =', 'extra-platforms =', 'system-features = big-parallel nixos-test', `builders = @${machines}`, ''].join('\n'),
+  );
+  client = new StdioLspClient();
+  await client.initialize({ settings: { env: { NIX_CONF_DIR: dir }, evaluation: { timeoutSeconds: 3 } } });
+});
+
+after(async () => {
+  await client.shutdown();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const only = (ds: Diagnostic[], code: string) => {
+  const found = ds.filter((d) => d.code === code);
+  assert.equal(found.length, 1, `one ${code} diagnostic in ${JSON.stringify(ds, null, 1)}`);
+  return found[0] as Diagnostic;
+};
+
+test('a missing system is an error on the attribute name, naming every machine', async () => {
+  const text = `{\n  fine = ${drv('fine', 'x86_64-linux')};\n  arm = ${drv('arm', 'aarch64-linux')};\n}\n`;
+  const uri = await openFile('system.nix', text);
+  const d = only(await client.diagnostics(uri), 'no-builder-system');
+  assert.equal(d.severity, ERROR);
+  assert.deepEqual(d.range, { start: { line: 2, character: 2 }, end: { line: 2, character: 5 } });
+  assert.match(d.message, /^requires aarch64-linux: no builder provides it \(local x86_64-linux \{big-parallel, nixos-test\}; builders: b1 x86_64-linux \{kvm\}, b3 x86_64-linux \{benchmark\}\)/);
+  assert.match(d.message, /Fix: add a builder for aarch64-linux/);
+});
+
+test('a missing feature, and remote-only builds', async () => {
+  const text = `{\n  gpu = ${drv('gpu', 'x86_64-linux', ['cuda'])};\n  vm = ${drv('vm', 'x86_64-linux', ['kvm'])};\n}\n`;
+  const uri = await openFile('features.nix', text);
+  const ds = await client.diagnostics(uri);
+  const gpu = only(ds, 'no-builder-features');
+  assert.equal(gpu.range.start.line, 1);
+  assert.match(gpu.message, /^requires x86_64-linux with \{cuda\}: no builder provides it/);
+  const vm = only(ds, 'remote-only');
+  assert.equal(vm.severity, INFORMATION);
+  assert.equal(vm.range.start.line, 2);
+  assert.match(vm.message, /^builds on b1 \(x86_64-linux \{kvm\}\)/);
+});
+
+test('mandatory features keep a derivation away from a builder', async () => {
+  // b3 takes only derivations that require `benchmark`: this one does, and only b3 has it.
+  const uri = await openFile('mandatory.nix', `{ bench = ${drv('bench', 'x86_64-linux', ['benchmark'])}; }`);
+  assert.match(only(await client.diagnostics(uri), 'remote-only').message, /^builds on b3 /);
+  // A derivation that b3 could build but for its mandatory feature:
+  const text2 = `{ needs-b3 = ${drv('n', 'x86_64-linux', ['nixos-test', 'kvm'])}; }`;
+  await writeFile(machines, 'ssh://b3 x86_64-linux - 1 1 kvm,nixos-test benchmark\n');
+  const uri2 = await openFile('mandatory2.nix', text2);
+  const d = only(await client.diagnostics(uri2, (x) => x.length > 0), 'mandatory-features');
+  assert.match(d.message, /b3 only takes derivations that require \{benchmark\}/);
+  await writeFile(machines, '# test builders\nssh://b1 x86_64-linux - 1 1 kvm\nssh://b3 x86_64-linux - 1 1 benchmark benchmark\n');
+});
+
+test('parse and evaluation errors at their exact position with Nix’s message', async () => {
+  const parse = await openFile('parse.nix', '{\n  a = 1;\n  b = ;\n}\n');
+  const p = only(await client.diagnostics(parse), 'parse-error');
+  assert.deepEqual(p.range.start, { line: 2, character: 6 });
+  assert.match(p.message, /syntax error, unexpected ';'/);
+
+  const evalErr = await openFile('eval.nix', '{\n  a = 1;\n  b = 1 + "two";\n}\n');
+  const e = only(await client.diagnostics(evalErr), 'eval-error');
+  assert.equal(e.range.start.line, 2);
+  assert.match(e.message, /cannot add a string to an integer/);
+
+  const loop = await openFile('recursion.nix', 'let x = x + 1; in { inherit x; }\n');
+  const r = only(await client.diagnostics(loop), 'infinite-recursion');
+  assert.match(r.message, /infinite recursion encountered/);
+});
+
+test('an evaluation that never finishes ends with a timeout diagnostic, and the server still answers', async () => {
+  const fifo = path.join(dir, 'never');
+  execFileSync('mkfifo', [fifo]);
+  // Reading a FIFO that nobody writes blocks forever.
+  const uri = await openFile('hang.nix', `{ hang = builtins.readFile ${JSON.stringify(fifo)}; }\n`);
+  const d = only(await client.diagnostics(uri), 'eval-timeout');
+  assert.match(d.message, /did not finish within 3 s/);
+  assert.match(d.message, /nixBuilders\.evaluation\.timeoutSeconds/);
+  const status = await client.request<{ version?: string }>('nixBuilders/status');
+  assert.ok(status.version);
+  // The whole process tree is gone: no nix-instantiate is still reading the FIFO.
+  const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('nix-instantiate') && l.includes(fifo));
+  assert.deepEqual(left, []);
+});
+
+test('file and attribute names with spaces, quotes, $ and newlines cannot inject anything', async () => {
+  const weird = 'we ird "q" $HOME `x` \n.nix';
+  const attr = 'a "b" ${c}\nd';
+  const text = `{\n  ${JSON.stringify(attr).replace(/\$/g, '\\$')} = ${drv('w', 'aarch64-linux')};\n}\n`;
+  const uri = await openFile(weird, text);
+  const d = only(await client.diagnostics(uri), 'no-builder-system');
+  assert.equal(d.range.start.line, 1);
+  assert.deepEqual((d.data as { attrPath: string[] }).attrPath, [attr]);
+  const listing = await client.request<{ state: string; derivations: Array<{ attrPath: string[] }> }>('nixBuilders/derivations', { uri });
+  assert.equal(listing.state, 'ok');
+  assert.deepEqual(listing.derivations.map((x) => x.attrPath), [[attr]]);
+});
+
+test('diagnostics follow the machines file: adding an aarch64-linux builder clears the error', async () => {
+  const uri = await openFile('follow.nix', `{ arm = ${drv('arm2', 'aarch64-linux')}; }\n`);
+  only(await client.diagnostics(uri), 'no-builder-system');
+  await writeFile(machines, '# test builders\nssh://b1 x86_64-linux - 1 1 kvm\nssh://b2 aarch64-linux\n');
+  const ds = await client.diagnostics(uri, (x) => x.some((d) => d.code === 'remote-only'));
+  assert.match(only(ds, 'remote-only').message, /^builds on b2 \(aarch64-linux\)/);
+  await writeFile(machines, '# test builders\nssh://b1 x86_64-linux - 1 1 kvm\nssh://b3 x86_64-linux - 1 1 benchmark benchmark\n');
+});
+
+test('a function whose arguments all have defaults is called; nested sets are searched', async () => {
+  const text = `{ system ? "aarch64-linux" }: {\n  nested = {\n    deep = ${drv('deep', 'aarch64-linux')};\n  };\n}\n`;
+  const uri = await openFile('function.nix', text);
+  const d = only(await client.diagnostics(uri), 'no-builder-system');
+  assert.deepEqual((d.data as { attrPath: string[] }).attrPath, ['nested', 'deep']);
+  assert.equal(d.range.start.line, 2);
+});
+
+test('no evaluation at all in an untrusted workspace, until trust is granted', async () => {
+  const untrusted = new StdioLspClient();
+  try {
+    await untrusted.initialize({ workspaceTrusted: false, settings: { env: { NIX_CONF_DIR: dir } } });
+    const file = path.join(dir, 'src', 'untrusted.nix');
+    const text = `{ arm = ${drv('arm3', 'aarch64-linux')}; }\n`;
+    await writeFile(file, text);
+    const uri = pathToFileURL(file).href;
+    untrusted.open(uri, text);
+    const answer = await untrusted.request<{ state: string }>('nixBuilders/derivations', { uri });
+    assert.equal(answer.state, 'untrusted');
+    assert.equal(untrusted.notifications.filter((m) => m.method === 'textDocument/publishDiagnostics').length, 0);
+    const trustedAt = untrusted.notifications.length;
+    untrusted.notify('nixBuilders/workspaceTrust', { trusted: true });
+    const ds = await untrusted.diagnostics(uri);
+    assert.ok(untrusted.notifications.findIndex((m) => m.method === 'textDocument/publishDiagnostics') >= trustedAt);
+    only(ds, 'no-builder-system');
+  } finally {
+    await untrusted.shutdown();
+  }
+});
