@@ -40,8 +40,9 @@ export function documentRange(text: string, pos: WalkerPosition | null): { line:
   const lineText = lines[line];
   if (line < 0 || lineText === undefined) return { line: 0, column: 0, endColumn: 0 };
   const rest = lineText.slice(column);
-  // An identifier, or a quoted name with escapes.
-  const m = /^(?:[A-Za-z_][A-Za-z0-9_'-]*|"(?:[^"\\]|\\.)*")/.exec(rest);
+  // An identifier or a quoted name with escapes, or a dotted path of them (`packages.x.hello`).
+  const part = String.raw`(?:[A-Za-z_][A-Za-z0-9_'-]*|"(?:[^"\\]|\\.)*")`;
+  const m = new RegExp(String.raw`^${part}(?:\.${part})*`).exec(rest);
   return { line, column, endColumn: column + (m ? m[0].length : 1) };
 }
 
@@ -64,6 +65,18 @@ export function diagnoseDerivations(
       endColumn: 0,
       attrPath: [],
       message: `This file is a function with required arguments (${(output.required ?? []).join(', ')}): Nix Builders evaluates files that are attribute sets or functions whose arguments all have defaults.`,
+    });
+    return out;
+  }
+  if (output.kind === 'flake-with-inputs') {
+    out.push({
+      severity: 'information',
+      code: 'required-arguments',
+      line: 0,
+      column: 0,
+      endColumn: 0,
+      attrPath: [],
+      message: `This flake has inputs (${(output.required ?? []).join(', ')}): Nix Builders evaluates flakes without inputs only, so far; its outputs are not checked.`,
     });
     return out;
   }

@@ -29,7 +29,7 @@ export type EvaluationResult =
   | { kind: 'cancelled' }
   | { kind: 'failed'; message: string };
 
-export function evaluationArgs(documentText: string, opts: EvaluationOptions): string[] {
+export function evaluationArgs(documentText: string, opts: EvaluationOptions, isFlake = false): string[] {
   return [
     '--eval',
     '--strict',
@@ -40,6 +40,9 @@ export function evaluationArgs(documentText: string, opts: EvaluationOptions): s
     '--arg',
     'depth',
     String(Math.max(1, Math.floor(opts.depth))),
+    '--arg',
+    'isFlake',
+    isFlake ? 'true' : 'false',
     '-E',
     walkerExpression(documentText),
   ];
@@ -52,7 +55,7 @@ export async function evaluateDocument(
   opts: EvaluationOptions,
   signal?: AbortSignal,
 ): Promise<EvaluationResult> {
-  const result = await nix.run(nix.bin('nix-instantiate'), evaluationArgs(documentText, opts), {
+  const result = await nix.run(nix.bin('nix-instantiate'), evaluationArgs(documentText, opts, path.basename(filePath) === 'flake.nix'), {
     // Relative paths in the document (./lib.nix) resolve against its folder.
     cwd: path.dirname(filePath),
     timeoutMs: opts.timeoutMs,

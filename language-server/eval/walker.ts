@@ -13,7 +13,7 @@
 /** Lines before the document's first line. */
 export const WALKER_PREFIX_LINES = 1;
 
-export const WALKER_PREFIX = '{ depth }: let __nbTarget = (\n';
+export const WALKER_PREFIX = '{ depth, isFlake }: let __nbTarget = (\n';
 
 export const WALKER_SUFFIX = `
 ); in
@@ -52,16 +52,27 @@ let
       in
         if !tried.success then [ { path = here; inherit pos; error = "evaluating this attribute failed (throw or assert)"; } ]
         else if isDrv v then [ (describe here pos v) ]
-        else if builtins.isAttrs v && level < depth then walk here (level + 1) pos v
+        else if builtins.isAttrs v && level < depth + (if isFlake then 2 else 0) then walk here (level + 1) pos v
         else [ ]
     ) (builtins.attrNames set));
   required = builtins.filter (n: !(builtins.functionArgs __nbTarget).\${n}) (builtins.attrNames (builtins.functionArgs __nbTarget));
+  # A flake without inputs is evaluated offline by calling its outputs with \`self\`; its
+  # packages, checks and devShells are searched (per system, so depth counts from there).
+  flakeInputs = builtins.attrNames (__nbTarget.inputs or { });
+  flakeOutputs =
+    let
+      self = outputs // { outPath = ./.; inputs = { }; inherit outputs; };
+      outputs = __nbTarget.outputs { inherit self; };
+    in builtins.intersectAttrs { packages = null; checks = null; devShells = null; } outputs;
   top =
-    if builtins.isFunction __nbTarget then
+    if isFlake then
+      (if flakeInputs == [ ] then { kind = "value"; value = flakeOutputs; } else { kind = "flake-with-inputs"; })
+    else if builtins.isFunction __nbTarget then
       (if required == [ ] then { kind = "function"; value = __nbTarget { }; } else { kind = "function-with-required-arguments"; })
     else { kind = "value"; value = __nbTarget; };
 in
   if top.kind == "function-with-required-arguments" then { kind = top.kind; inherit required; items = [ ]; }
+  else if top.kind == "flake-with-inputs" then { kind = top.kind; required = flakeInputs; items = [ ]; }
   else if isDrv top.value then { kind = "derivation"; items = [ (describe [ ] { line = 2; column = 1; inDoc = true; file = null; } top.value) ]; }
   else if builtins.isAttrs top.value then { kind = "attrs"; items = walk [ ] 1 null top.value; }
   else { kind = "other"; items = [ ]; }
@@ -93,7 +104,7 @@ export interface WalkedError {
 }
 
 export interface WalkerOutput {
-  kind: 'attrs' | 'derivation' | 'function' | 'function-with-required-arguments' | 'other';
+  kind: 'attrs' | 'derivation' | 'function' | 'function-with-required-arguments' | 'flake-with-inputs' | 'other';
   required?: string[];
   items: Array<WalkedDerivation | WalkedError>;
 }

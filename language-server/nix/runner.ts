@@ -6,7 +6,9 @@
 // - a child runs in its own process group and cancellation/timeout kills the whole group
 //   (nix spawns ssh and build hooks: killing only the direct child would leave them running);
 // - the outcome is data: a discriminated result, never an exception for a non-zero exit.
-import { execa } from 'execa';
+// execa is ESM-only: loaded with import() so that this CommonJS code also runs unbundled (tests
+// under tsx); esbuild bundles it either way.
+const loadExeca = () => import('execa');
 
 export interface RunRequest {
   file: string;
@@ -87,6 +89,7 @@ export class ExecaRunner implements ProcessRunner {
     }
     let timedOut = false;
     let cancelled = false;
+    const { execa } = await loadExeca();
     const child = execa(req.file, [...req.args], {
       cwd: req.cwd,
       env: req.env ? { ...req.env } : undefined,

@@ -170,3 +170,36 @@ test('no evaluation at all in an untrusted workspace, until trust is granted', a
     await untrusted.shutdown();
   }
 });
+
+test('flake.nix without inputs: packages, checks and devShells are checked offline', async () => {
+  const flakeDir = path.join(dir, 'src', 'flake');
+  await mkdir(flakeDir);
+  const text = [
+    '{',
+    '  outputs = { self }: {',
+    `    packages.x86_64-linux.hello = ${drv('fh', 'x86_64-linux')};`,
+    `    packages.aarch64-linux.hello = ${drv('fh', 'aarch64-linux')};`,
+    '    checks.x86_64-linux.same = self.packages.x86_64-linux.hello;',
+    `    devShells.riscv64-linux.default = ${drv('shell', 'riscv64-linux')};`,
+    '    lib.notADerivation = 1;',
+    '  };',
+    '}',
+    '',
+  ].join('\n');
+  const uri = await openFile('flake/flake.nix', text);
+  const ds = (await client.diagnostics(uri)).filter((d) => d.code === 'no-builder-system');
+  assert.deepEqual(
+    ds.map((d) => [(d.data as { attrPath: string[] }).attrPath.join('.'), d.range.start.line, d.range.end.character - d.range.start.character]),
+    [
+      ['devShells.riscv64-linux.default', 5, 'devShells.riscv64-linux.default'.length],
+      ['packages.aarch64-linux.hello', 3, 'packages.aarch64-linux.hello'.length],
+    ],
+  );
+  const listing = await client.request<{ derivations: Array<{ attrPath: string[] }> }>('nixBuilders/derivations', { uri });
+  assert.deepEqual(listing.derivations.map((d) => d.attrPath.join('.')).sort(), [
+    'checks.x86_64-linux.same',
+    'devShells.riscv64-linux.default',
+    'packages.aarch64-linux.hello',
+    'packages.x86_64-linux.hello',
+  ]);
+});
