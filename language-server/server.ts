@@ -56,8 +56,8 @@ export class NixBuildersServer {
       },
       listing: await this.listBuilders(),
     }));
-    this.documents.onDidOpen((e) => this.documentChanged(e.document, 0));
-    this.documents.onDidChangeContent((e) => this.documentChanged(e.document));
+    // Fired on open too: a document seen for the first time is evaluated at once, edits after a pause.
+    this.documents.onDidChangeContent((e) => this.documentChanged(e.document, this.diagnostics.known(e.document.uri) ? undefined : 0));
     this.documents.onDidClose((e) => this.diagnostics.close(e.document.uri));
     connection.onInitialize((p) => this.initialize(p));
     connection.onInitialized(() => void this.initialized());

@@ -64,6 +64,11 @@ export class DocumentDiagnostics {
     this.pending.delete(uri);
   }
 
+  /** True once a document has been scheduled or evaluated (until it is closed). */
+  known(uri: string): boolean {
+    return this.pending.has(uri) || this.latest.has(uri);
+  }
+
   /** The last evaluation of a document (for hovers, code lenses and tests). */
   evaluation(uri: string): DocumentEvaluation | undefined {
     return this.latest.get(uri);
