@@ -58,7 +58,10 @@ export class Ctx implements vscode.Disposable {
       workspaceTrusted: vscode.workspace.isTrusted,
     };
     const clientOptions: LanguageClientOptions = {
-      documentSelector: [{ scheme: 'file', language: 'nix' }],
+      documentSelector: [
+        { scheme: 'file', language: 'nix' },
+        { scheme: 'file', language: 'nix-machines' },
+      ],
       synchronize: { configurationSection: 'nixBuilders' },
       initializationOptions,
       outputChannel: this.log,

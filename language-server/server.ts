@@ -27,6 +27,9 @@ import {
 import { FilesWatcher } from './util/watch';
 import { DocumentDiagnostics } from './eval/documentDiagnostics';
 import { documentRange } from './eval/diagnose';
+import { machinesDiagnostics } from './builders/machinesDiagnostics';
+
+const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
 
 export const SERVER_NAME = 'nix-builders-language-server';
 
@@ -59,6 +62,9 @@ export class NixBuildersServer {
     // Fired on open too: a document seen for the first time is evaluated at once, edits after a pause.
     this.documents.onDidChangeContent((e) => this.documentChanged(e.document, this.diagnostics.known(e.document.uri) ? undefined : 0));
     this.documents.onDidClose((e) => this.diagnostics.close(e.document.uri));
+    this.documents.onDidClose((e) => {
+      if (isMachinesDocument(e.document)) void connection.sendDiagnostics({ uri: e.document.uri, diagnostics: [] });
+    });
     connection.onInitialize((p) => this.initialize(p));
     connection.onInitialized(() => void this.initialized());
     connection.onDidChangeConfiguration((p) => void this.configurationChanged(p.settings));
@@ -134,6 +140,11 @@ export class NixBuildersServer {
   }
 
   private documentChanged(doc: TextDocument, delayMs?: number): void {
+    if (isMachinesDocument(doc)) {
+      // Parsing only, no evaluation: also in an untrusted workspace.
+      void this.connection.sendDiagnostics({ uri: doc.uri, version: doc.version, diagnostics: machinesDiagnostics(doc.getText()) });
+      return;
+    }
     if (doc.languageId !== 'nix' && !doc.uri.endsWith('.nix')) return;
     if (!this.workspaceTrusted) {
       // Said once, not per keystroke; the extension also shows it in the status bar.

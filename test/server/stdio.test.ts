@@ -90,3 +90,21 @@ test('listBuilders reads nix.conf builders (@file) and the settings, each labell
     assert.equal(await client.shutdown(), 0);
   }
 });
+
+test('a machines file open in the editor gets a diagnostic on each malformed line', async () => {
+  const client = new StdioLspClient();
+  try {
+    await client.initialize({ workspaceTrusted: false });
+    const uri = 'file:///tmp/nix-builders-test/machines';
+    client.notify('textDocument/didOpen', {
+      textDocument: { uri, languageId: 'nix-machines', version: 1, text: '# ok\nssh://b1 x86_64-linux\nssh://b2 x86_64-linux - two\n' },
+    });
+    const m = await client.waitForNotification((n) => n.method === 'textDocument/publishDiagnostics');
+    const { diagnostics } = m.params as { diagnostics: Array<{ range: { start: { line: number; character: number } }; message: string }> };
+    assert.equal(diagnostics.length, 1);
+    assert.deepEqual(diagnostics[0]?.range.start, { line: 2, character: 0 });
+    assert.match(diagnostics[0]?.message ?? '', /column 4 \(max jobs\) must be a whole number, not 'two'/);
+  } finally {
+    assert.equal(await client.shutdown(), 0);
+  }
+});
