@@ -19,6 +19,7 @@ export class Ctx implements vscode.Disposable {
   private serverScope: vscode.Disposable[] = [];
   private client: LanguageClient | undefined;
   private starting: Promise<void> | undefined;
+  private lastStatus: { version?: string; problem?: string } = {};
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.log = vscode.window.createOutputChannel('Nix Builders', { log: true });
@@ -36,6 +37,7 @@ export class Ctx implements vscode.Disposable {
       }),
       vscode.workspace.onDidGrantWorkspaceTrust(() => {
         void this.client?.sendNotification(Notifications.workspaceTrust, { trusted: true });
+        this.showStatus(this.lastStatus.version, this.lastStatus.problem);
       }),
     );
     context.subscriptions.push(this);
@@ -85,8 +87,14 @@ export class Ctx implements vscode.Disposable {
   }
 
   private showStatus(version: string | undefined, problem: string | undefined): void {
-    this.statusBar.text = version ? `$(server-environment) Nix ${version}` : '$(warning) Nix';
-    this.statusBar.tooltip = problem ?? `Nix ${version} — Nix Builders is ready. Click for the log.`;
+    this.lastStatus = { version, problem };
+    const trusted = vscode.workspace.isTrusted;
+    this.statusBar.text = !version ? '$(warning) Nix' : trusted ? `$(server-environment) Nix ${version}` : `$(workspace-untrusted) Nix ${version}`;
+    this.statusBar.tooltip =
+      problem ??
+      (trusted
+        ? `Nix ${version} — Nix Builders is ready. Click for the log.`
+        : `Nix ${version} — this workspace is not trusted, so its Nix files are not evaluated. Trust the workspace to see derivation diagnostics.`);
     this.statusBar.backgroundColor = problem ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
     this.statusBar.show();
   }
