@@ -1,10 +1,11 @@
 // The one table of commands. `package.json`'s contributes.commands is checked against it by a test.
 import * as vscode from 'vscode';
 import type { Ctx } from './ctx';
+import type { CommandId } from './commandIds';
 
 type Handler = (ctx: Ctx, ...args: unknown[]) => unknown;
 
-export const COMMANDS: Readonly<Record<string, Handler>> = {
+export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
   'nixBuilders.refreshBuilders': (ctx) => ctx.refreshBuilders(),
   'nixBuilders.restartServer': (ctx) => ctx.restart(),
   'nixBuilders.showOutput': (ctx) => ctx.log.show(true),

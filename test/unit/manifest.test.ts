@@ -1,0 +1,30 @@
+// package.json's contributions agree with the code: one command table, settings read by config.ts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { COMMAND_IDS } from '../../extension/commandIds';
+
+const root = path.join(__dirname, '../..');
+const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+
+test('every command in the table is contributed with a category, and nothing else is', () => {
+  const contributed = manifest.contributes.commands as Array<{ command: string; title: string; category?: string }>;
+  assert.deepEqual(contributed.map((c) => c.command).sort(), [...COMMAND_IDS].sort());
+  for (const c of contributed) assert.equal(c.category, 'Nix Builders', `${c.command} has the category`);
+  const menus = Object.values(manifest.contributes.menus as Record<string, Array<{ command: string }>>).flat();
+  for (const m of menus) assert.ok((COMMAND_IDS as readonly string[]).includes(m.command), `menu item ${m.command} is a known command`);
+});
+
+test('activation is on Nix files, flakes, default.nix, or the view/commands — never "*"', () => {
+  assert.deepEqual(manifest.activationEvents, ['onLanguage:nix', 'workspaceContains:**/flake.nix', 'workspaceContains:**/default.nix']);
+  assert.deepEqual(manifest.extensionKind, ['workspace']);
+  assert.equal(manifest.capabilities.untrustedWorkspaces.supported, 'limited');
+});
+
+test('every setting that config.ts reads is contributed', () => {
+  const source = readFileSync(path.join(root, 'extension/config.ts'), 'utf8');
+  const read = [...source.matchAll(/c\.get<[^>]+>\('([^']+)'/g), ...source.matchAll(/strings\('([^']+)'\)/g)].map((m) => `nixBuilders.${m[1]}`);
+  const contributed = Object.keys(manifest.contributes.configuration.properties);
+  for (const key of read) assert.ok(contributed.includes(key), `${key} is contributed`);
+});
