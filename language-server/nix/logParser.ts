@@ -205,7 +205,6 @@ export interface UnknownActionEvent {
 export type LogEvent = StartEvent | StopEvent | ResultEvent | MsgEvent | PlainEvent | MalformedEvent | UnknownActionEvent;
 
 // CSI sequences (colours, cursor), OSC sequences (hyperlinks, titles) and two-byte escapes.
-// eslint-disable-next-line no-control-regex
 const ANSI = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]/g;
 
 /** Remove ANSI escape sequences. Returns the same string when there is none (the common case). */
