@@ -145,9 +145,17 @@ function diagnoseOne(
       message: `requires ${wanted}: ${which.join('; ')} ${everyone}\nFix: require those features in the derivation (requiredSystemFeatures), or add a builder without mandatory features.`,
     };
   }
+  if (localNo.reason === 'max-jobs-0') {
+    return {
+      severity: 'error',
+      code: 'max-jobs-zero',
+      message: `max-jobs is 0, so this machine builds nothing, and no builder takes ${wanted} ${everyone}\nFix: add a builder for it, or set max-jobs above 0.`,
+    };
+  }
+  // Every feature exists somewhere, but no one machine has them all.
   return {
     severity: 'error',
-    code: 'max-jobs-zero',
-    message: `max-jobs is 0, so this machine builds nothing, and no builder takes ${wanted} ${everyone}\nFix: add a builder for it, or set max-jobs above 0.`,
+    code: 'no-builder-features',
+    message: `requires ${drv.system} with ${featureSet(drv.requiredSystemFeatures)}: no single machine has all of them ${everyone}\nFix: add the missing features to one ${drv.system} builder (column 6 of its machines line) if it has them.`,
   };
 }

@@ -155,13 +155,13 @@ export function toDiagnostics(text: string, result: EvaluationResult, ctx: Diagn
             range: { start: { line: e.line, character: column }, end: { line: e.line, character: wordEnd(text, e.line, column) } },
             severity: DiagnosticSeverity.Error,
             source: DIAGNOSTIC_SOURCE,
-            code: /syntax error/.test(e.message) ? 'parse-error' : /infinite recursion/.test(e.message) ? 'infinite-recursion' : 'eval-error',
+            code: e.kind,
             message: e.message,
           },
         ];
       }
       const where = e.file ? ` (in ${e.file}${e.fileLine ? `:${e.fileLine}` : ''})` : '';
-      return [atTop(`${e.message}${where}`, DiagnosticSeverity.Error, 'eval-error')];
+      return [atTop(`${e.message}${where}`, DiagnosticSeverity.Error, e.kind)];
     }
     case 'timed-out':
       return [

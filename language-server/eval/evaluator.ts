@@ -4,6 +4,7 @@
 import * as path from 'node:path';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
+import { classify, mostImportant } from '../nix/classifier';
 import { walkerExpression, WALKER_PREFIX_LINES, type WalkerOutput } from './walker';
 
 export interface EvaluationOptions {
@@ -13,6 +14,7 @@ export interface EvaluationOptions {
 }
 
 export interface EvalErrorLocation {
+  kind: 'parse-error' | 'infinite-recursion' | 'eval-error';
   message: string;
   /** 0-based position in the document, when the error is in it. */
   line?: number;
@@ -79,45 +81,23 @@ export async function evaluateDocument(
   }
 }
 
-// Nix prints "error: <message>" then, indented, "at «string»:3:5:" (2.8: the -E text is
-// «string»; newer Nix likewise) or "at /path/file.nix:3:5:", then a code excerpt.
-const ERROR_LINE = /^error:\s?(.*)$/;
-const AT_LINE = /^\s*at (.+?):(\d+):(\d+):?\s*$/;
-// Nix 2.3-2.4 put the position on the error line: "error: … at /path:3:5".
-const INLINE_AT = /^(.*?),? at (.+?):(\d+):(\d+)$/;
-
+/** Where an evaluation error is, from the classifier's reading of Nix's message. */
 export function locateEvalError(stderr: string): EvalErrorLocation {
-  const lines = stderr.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').split('\n');
-  const start = lines.findIndex((l) => ERROR_LINE.test(l));
-  if (start < 0) return { message: stderr.trim() || 'evaluation failed' };
-  const messageLines: string[] = [(ERROR_LINE.exec(lines[start] as string)?.[1] ?? '').trim()];
-  let loc: { file: string; line: number; column: number } | undefined;
-  let i = start + 1;
-  // The message goes on until a blank line; the position follows ("at …:L:C:").
-  for (; i < lines.length && (lines[i] as string).trim() !== '' && !AT_LINE.test(lines[i] as string); i++) {
-    if (!/^\(use '--show-trace'/.test(lines[i] as string)) messageLines.push((lines[i] as string).trim());
+  const problem = mostImportant(classify(stderr));
+  if (!problem) return { kind: 'eval-error', message: stderr.trim() || 'evaluation failed' };
+  const evalKind = problem.kind === 'parse-error' || problem.kind === 'infinite-recursion' || problem.kind === 'eval-error';
+  const kind = evalKind ? problem.kind : 'eval-error';
+  const pos = evalKind ? problem.details.position : undefined;
+  if (!pos || pos.line === undefined) return { kind, message: problem.message };
+  // The document is evaluated as a -E string: Nix calls it «string» (2.8 and newer).
+  if (!pos.file.startsWith('/')) {
+    return {
+      kind,
+      message: problem.message,
+      // An error in the wrapper after the document (e.g. an unfinished expression) goes to its end.
+      line: Math.max(0, pos.line - 1 - WALKER_PREFIX_LINES),
+      column: Math.max(0, (pos.column ?? 1) - 1),
+    };
   }
-  for (; i < lines.length; i++) {
-    const at = AT_LINE.exec(lines[i] as string);
-    if (at) {
-      loc = { file: at[1] as string, line: Number(at[2]), column: Number(at[3]) };
-      break;
-    }
-  }
-  let message = messageLines.filter(Boolean).join(' ');
-  if (!loc) {
-    const inline = INLINE_AT.exec(message);
-    if (inline) {
-      message = inline[1] as string;
-      loc = { file: inline[2] as string, line: Number(inline[3]), column: Number(inline[4]) };
-    }
-  }
-  if (!loc) return { message };
-  const inDoc = !loc.file.startsWith('/');
-  if (inDoc) {
-    const line = loc.line - 1 - WALKER_PREFIX_LINES;
-    // An error in the wrapper itself (e.g. the document is not a complete expression) goes to the end.
-    return { message, line: Math.max(0, line), column: Math.max(0, loc.column - 1) };
-  }
-  return { message, file: loc.file, fileLine: loc.line };
+  return { kind, message: problem.message, file: pos.file, fileLine: pos.line };
 }

@@ -79,9 +79,9 @@ export class StdioLspClient {
     this.write({ jsonrpc: '2.0', method, params });
   }
 
-  /** Resolves with the first notification (past or future) that matches. */
-  waitForNotification(match: (m: Message) => boolean, timeoutMs = 30_000): Promise<Message> {
-    const seen = this.notifications.find(match);
+  /** Resolves with the first matching notification: already received (`past`), or from now on. */
+  waitForNotification(match: (m: Message) => boolean, timeoutMs = 30_000, past = true): Promise<Message> {
+    const seen = past ? this.notifications.find(match) : undefined;
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no matching notification within ${timeoutMs} ms`)), timeoutMs);
@@ -103,11 +103,12 @@ export class StdioLspClient {
     this.notify('textDocument/didChange', { textDocument: { uri, version }, contentChanges: [{ text }] });
   }
 
-  /** The next diagnostics published for `uri` after this call (or already published, if `match` says so). */
+  /** The next diagnostics published for `uri` after this call that `match` accepts. */
   diagnostics(uri: string, match: (d: Diagnostic[]) => boolean = () => true, timeoutMs = 60_000): Promise<Diagnostic[]> {
     return this.waitForNotification(
       (m) => m.method === 'textDocument/publishDiagnostics' && (m.params as { uri: string }).uri === uri && match((m.params as { diagnostics: Diagnostic[] }).diagnostics),
       timeoutMs,
+      false,
     ).then((m) => (m.params as { diagnostics: Diagnostic[] }).diagnostics);
   }
 
