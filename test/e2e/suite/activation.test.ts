@@ -1,0 +1,82 @@
+// Runs inside the extension host of a real VS Code (code-server), in the demo workspace that
+// test/e2e/run.ts prepares: its .vscode/settings.json points the extension at the builder lab.
+import * as assert from 'node:assert/strict';
+import * as vscode from 'vscode';
+import type { NixBuildersApi } from '../../../extension/api';
+
+const EXTENSION_ID = 'nix-builders.nix-builders';
+
+/** The lab builders' URIs, from run.ts (extensionTestsEnv). */
+function labUris(): string[] {
+  const raw = process.env.NIX_BUILDERS_TEST_LAB_URIS;
+  assert.ok(raw, 'NIX_BUILDERS_TEST_LAB_URIS is not set: run these tests through test/e2e/run.ts');
+  const uris = JSON.parse(raw) as unknown;
+  assert.ok(Array.isArray(uris) && uris.length > 0 && uris.every((u) => typeof u === 'string'), `bad NIX_BUILDERS_TEST_LAB_URIS: ${raw}`);
+  return uris as string[];
+}
+
+/** Polls `probe` until it returns a value that is not undefined (no fixed sleeps). */
+async function eventually<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+suite('Nix Builders: activation and API', () => {
+  let api: NixBuildersApi;
+
+  suiteSetup(async function () {
+    this.timeout(60_000);
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    assert.ok(folder, 'no workspace folder is open');
+    assert.ok(vscode.workspace.isTrusted, 'the workspace should be trusted (the launcher trusts it)');
+    const doc = await vscode.workspace.openTextDocument(vscode.Uri.joinPath(folder.uri, 'default.nix'));
+    await vscode.window.showTextDocument(doc);
+    assert.equal(doc.languageId, 'nix');
+  });
+
+  test('the extension activates by itself in a workspace with default.nix', async () => {
+    const ext = vscode.extensions.getExtension<NixBuildersApi>(EXTENSION_ID);
+    assert.ok(ext, `${EXTENSION_ID} is not loaded`);
+    // activationEvents (workspaceContains:**/default.nix) activate it: do not call activate().
+    await eventually('the extension to activate', () => (ext.isActive ? true : undefined));
+    assert.ok(ext.exports, 'activate() returned no API');
+    assert.equal(typeof ext.exports.listBuilders, 'function');
+    assert.equal(typeof ext.exports.nixVersion, 'function');
+    api = ext.exports;
+  });
+
+  test('listBuilders() returns every lab builder', async () => {
+    assert.ok(api, 'the extension did not activate');
+    const expected = labUris();
+    const builders = await eventually(
+      'listBuilders() to include the lab builders',
+      async () => {
+        const list = await api.listBuilders();
+        return expected.every((u) => list.some((b) => b.uri === u)) ? list : undefined;
+      },
+    );
+    for (const uri of expected) {
+      const b = builders.find((x) => x.uri === uri)!;
+      // The name is the host part of the URI: "ssh://nixremote@b3" -> "b3".
+      assert.equal(b.name, new URL(uri).hostname, `name of ${uri}`);
+      assert.equal(typeof b.source?.label, 'string', `source of ${uri}`);
+      assert.ok(Array.isArray(b.systems) && b.systems.length > 0, `builder ${uri} has no systems`);
+    }
+  });
+
+  test('nixVersion() returns the version of the Nix on PATH', async () => {
+    assert.ok(api, 'the extension did not activate');
+    const version = await api.nixVersion();
+    assert.match(version ?? '', /^\d+\.\d+(\.\d+)?/, `nixVersion() returned ${JSON.stringify(version)}`);
+  });
+});

@@ -1,0 +1,63 @@
+// UI test: the Builders view of a real VS Code (code-server) lists the lab's builders.
+// Run by test/e2e/run.ts, which starts the lab and code-server and passes them in E2E_* variables.
+import * as assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { Page } from 'playwright-core';
+import { openBrowser, screenshot, trustWorkspace, waitForWorkbench, type BrowserSession } from '../browser';
+import { uiEnv, withScreenshot } from './env';
+
+const env = uiEnv();
+let session: BrowserSession;
+let page: Page;
+
+before(async () => {
+  session = await openBrowser();
+  page = session.page;
+  // The user trusts the demo folder (a fresh browser starts in Restricted Mode), then opens the
+  // window in which the extension runs.
+  await withScreenshot(page, 'ui-open-workbench-failure', async () => {
+    await page.goto(env.folderUrl, { waitUntil: 'domcontentloaded' });
+    await waitForWorkbench(page);
+    await trustWorkspace(page);
+    await page.goto(env.workbenchUrl, { waitUntil: 'domcontentloaded' });
+    await waitForWorkbench(page);
+  });
+});
+
+after(async () => {
+  await session?.close();
+});
+
+/** The rows of the Builders view (view nixBuilders.builders in the container nixBuilders). */
+function builderRows(p: Page) {
+  return p
+    .locator('[id="workbench.view.extension.nixBuilders"] .pane', { has: p.locator('.pane-header[aria-label^="Builders"]') })
+    .locator('.monaco-list-row[role="treeitem"]');
+}
+
+test('the Builders view lists every lab builder with its systems', { timeout: 90_000 }, async () => {
+  await withScreenshot(page, 'ui-builders-view-failure', async () => {
+    // The "Nix Builders" view container in the activity bar.
+    await page.locator('.part.activitybar').getByRole('tab', { name: /^Nix Builders/ }).click();
+    const rows = builderRows(page);
+    for (const b of env.builders) {
+      const name = new URL(b.uri).hostname;
+      const row = rows.filter({ has: page.locator('.label-name', { hasText: new RegExp(`^${escape(name)}$`) }) });
+      await row.first().waitFor({ state: 'visible', timeout: 60_000 });
+      // The description lists the builder's systems.
+      const description = row.first().locator('.label-description');
+      for (const system of b.systems) {
+        await description.filter({ hasText: system }).waitFor({ timeout: 10_000 }).catch(async () => {
+          assert.fail(`row ${name}: description ${JSON.stringify(await description.innerText())} lacks ${system}`);
+        });
+      }
+    }
+    const labels = await rows.locator('.label-name').allInnerTexts();
+    console.log(`Builders view rows: ${labels.join(', ')}`);
+    await screenshot(page, 'builders-view.png');
+  });
+});
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

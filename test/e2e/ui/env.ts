@@ -1,0 +1,41 @@
+// What test/e2e/run.ts hands to the UI tests, and helpers they share.
+import type { Page } from 'playwright-core';
+import { screenshot } from '../browser';
+
+export interface UiEnv {
+  /** code-server's base URL. */
+  codeServerUrl: string;
+  /** The demo workspace folder (a temporary copy). */
+  workspace: string;
+  /** The workbench on that folder, without the extension under development. */
+  folderUrl: string;
+  /** The workbench on that folder with the extension loaded (dev path or installed .vsix). */
+  workbenchUrl: string;
+  builders: Array<{ name: string; uri: string; systems: string[] }>;
+}
+
+export function uiEnv(): UiEnv {
+  const get = (name: string) => {
+    const v = process.env[name];
+    if (!v) throw new Error(`${name} is not set: run the UI tests through test/e2e/run.ts (npm run test:e2e -- --only=ui)`);
+    return v;
+  };
+  return {
+    codeServerUrl: get('E2E_CODE_SERVER_URL'),
+    workspace: get('E2E_WORKSPACE'),
+    folderUrl: get('E2E_FOLDER_URL'),
+    workbenchUrl: get('E2E_WORKBENCH_URL'),
+    builders: JSON.parse(get('E2E_LAB_BUILDERS')) as UiEnv['builders'],
+  };
+}
+
+/** Runs `fn`; when it throws, keeps a screenshot test-results/<name>.png and rethrows. */
+export async function withScreenshot<T>(page: Page, name: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    const file = await screenshot(page, name);
+    console.error(`screenshot of the failure: ${file ?? '(none could be taken)'}`);
+    throw e;
+  }
+}
