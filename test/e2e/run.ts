@@ -31,6 +31,8 @@ interface PhaseResult {
   name: string;
   test: boolean;
   ok: boolean;
+  /** Tests the phase ran, read from its runner's report (mocha's spec or node:test). */
+  counts?: { passed: number; failed: number };
   seconds: number;
   detail?: string;
 }
@@ -40,16 +42,44 @@ const t0 = Date.now();
 const elapsed = (since: number) => (Date.now() - since) / 1000;
 const say = (msg: string) => console.log(`\n=== e2e: ${msg} (${elapsed(t0).toFixed(1)} s)`);
 
+/** Test counts in a runner's report: mocha's "N passing"/"N failing", node:test's "ℹ pass N"/"ℹ fail N". */
+function countTests(report: string): { passed: number; failed: number } | undefined {
+  const last = (re: RegExp) => {
+    const all = [...report.matchAll(re)];
+    return all.length ? Number(all[all.length - 1]?.[1]) : undefined;
+  };
+  const passed = last(/^(?:\[e2e\] )?\s*(\d+) passing/gm) ?? last(/^ℹ pass (\d+)$/gm);
+  const failed = last(/^(?:\[e2e\] )?\s*(\d+) failing/gm) ?? last(/^ℹ fail (\d+)$/gm) ?? 0;
+  return passed === undefined ? undefined : { passed, failed };
+}
+
+/** Runs `fn` while copying what it writes to stdout (child processes' output included). */
+async function capturingStdout(fn: () => Promise<void>): Promise<string> {
+  let text = '';
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    text += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+    return (write as (c: string | Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest);
+  }) as typeof process.stdout.write;
+  try {
+    await fn();
+  } finally {
+    process.stdout.write = write;
+  }
+  return text;
+}
+
 async function phase(name: string, fn: () => Promise<void>, test = true): Promise<boolean> {
   const start = Date.now();
   say(`${name}…`);
+  let report = '';
   try {
-    await fn();
-    results.push({ name, test, ok: true, seconds: elapsed(start) });
+    report = await capturingStdout(fn);
+    results.push({ name, test, ok: true, seconds: elapsed(start), counts: test ? countTests(report) : undefined });
     return true;
   } catch (e) {
     const detail = e instanceof Error ? e.message : String(e);
-    results.push({ name, test, ok: false, seconds: elapsed(start), detail });
+    results.push({ name, test, ok: false, seconds: elapsed(start), detail, counts: test ? countTests(report) : undefined });
     console.error(`e2e: ${name} failed: ${detail}`);
     return false;
   }
@@ -58,7 +88,9 @@ async function phase(name: string, fn: () => Promise<void>, test = true): Promis
 /** Runs a process with inherited stdio; resolves with its exit code. */
 function runProcess(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: repoRoot, env, stdio: 'inherit' });
+    // stdout goes through this process (so that the phase can read the report), stderr straight.
+    const child = spawn(cmd, args, { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'inherit'] });
+    child.stdout.on('data', (d: Buffer) => process.stdout.write(d));
     child.once('error', reject);
     child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
   });
@@ -246,9 +278,10 @@ async function main(): Promise<number> {
     unregister();
   }, false);
 
-  // Test phases count as passed or failed; prepare and stop count only when they fail.
-  const passed = results.filter((r) => r.ok && r.test).length;
-  const failed = results.filter((r) => !r.ok).length;
+  // Tests count as their runners report them; a phase that failed without a failing test (it
+  // could not start, or prepare/stop failed) counts as one failure.
+  const passed = results.reduce((n, r) => n + (r.counts?.passed ?? 0), 0);
+  const failed = results.reduce((n, r) => n + (r.counts?.failed || (r.ok ? 0 : 1)), 0);
   console.log('\n=== e2e summary');
   for (const r of results) console.log(`  ${r.ok ? 'ok  ' : 'FAIL'} ${r.name} (${r.seconds.toFixed(1)} s)${r.detail ? `: ${r.detail}` : ''}`);
   console.log(`  total ${elapsed(t0).toFixed(1)} s`);
