@@ -129,3 +129,20 @@ export async function notificationTexts(page: Page): Promise<string[]> {
   }
   return page.locator('.notifications-center .notification-list-item-message').allInnerTexts();
 }
+
+/**
+ * Opens the workbench with the extension (`workbenchUrl`) in a trusted window. Trust is given in a
+ * plain window on the folder first (so the extension starts trusted), and again in the extension's
+ * window if that one still opens in Restricted Mode: the trust granted just before a navigation is
+ * not always stored yet. The extension's "Nix" status bar item shows once it is up, by which time
+ * the workbench has decided whether the window is restricted.
+ */
+export async function openTrustedWorkbench(page: Page, folderUrl: string, workbenchUrl: string): Promise<void> {
+  await page.goto(folderUrl, { waitUntil: 'domcontentloaded' });
+  await waitForWorkbench(page);
+  await trustWorkspace(page);
+  await page.goto(workbenchUrl, { waitUntil: 'domcontentloaded' });
+  await waitForWorkbench(page);
+  await page.locator('.statusbar-item', { hasText: /Nix \d/ }).first().waitFor({ state: 'visible', timeout: 60_000 });
+  if (await isRestricted(page)) await trustWorkspace(page);
+}

@@ -106,6 +106,10 @@ export async function launch(argv: string[]): Promise<number> {
       }
       hostErrors.length = 0; // only the test window's
       await page.goto(cs.workbenchUrl({ folder, payload }), { waitUntil: 'domcontentloaded' });
+      // Trust given just before the navigation is not always stored yet: should the test window
+      // still be restricted, trust it there too (the suite waits for the grant). When the window is
+      // trusted this watch simply ends with the page.
+      if (process.env.E2E_TRUST !== '0') void trustWorkspace(page, timeout).catch(() => undefined);
     };
 
     let timer: NodeJS.Timeout | undefined;

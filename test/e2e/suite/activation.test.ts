@@ -38,7 +38,16 @@ suite('Nix Builders: activation and API', () => {
     this.timeout(60_000);
     const folder = vscode.workspace.workspaceFolders?.[0];
     assert.ok(folder, 'no workspace folder is open');
-    assert.ok(vscode.workspace.isTrusted, 'the workspace should be trusted (the launcher trusts it)');
+    if (!vscode.workspace.isTrusted) {
+      // The launcher trusts the window when it opens restricted: wait for that grant.
+      await new Promise<void>((resolve) => {
+        const sub = vscode.workspace.onDidGrantWorkspaceTrust(() => {
+          sub.dispose();
+          resolve();
+        });
+      });
+    }
+    assert.ok(vscode.workspace.isTrusted, 'the workspace is trusted (the launcher trusts it)');
     const doc = await vscode.workspace.openTextDocument(vscode.Uri.joinPath(folder.uri, 'default.nix'));
     await vscode.window.showTextDocument(doc);
     assert.equal(doc.languageId, 'nix');

@@ -3,7 +3,7 @@
 import * as assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
-import { openBrowser, screenshot, trustWorkspace, waitForWorkbench, type BrowserSession } from '../browser';
+import { openBrowser, openTrustedWorkbench, screenshot, type BrowserSession } from '../browser';
 import { uiEnv, withScreenshot } from './env';
 
 const env = uiEnv();
@@ -13,14 +13,9 @@ let page: Page;
 before(async () => {
   session = await openBrowser();
   page = session.page;
-  // The user trusts the demo folder (a fresh browser starts in Restricted Mode), then opens the
-  // window in which the extension runs.
+  // A fresh browser starts in Restricted Mode: the user trusts the demo folder.
   await withScreenshot(page, 'ui-open-workbench-failure', async () => {
-    await page.goto(env.folderUrl, { waitUntil: 'domcontentloaded' });
-    await waitForWorkbench(page);
-    await trustWorkspace(page);
-    await page.goto(env.workbenchUrl, { waitUntil: 'domcontentloaded' });
-    await waitForWorkbench(page);
+    await openTrustedWorkbench(page, env.folderUrl, env.workbenchUrl);
   });
 });
 

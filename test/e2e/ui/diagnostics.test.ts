@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
-import { openBrowser, openCommandPalette, screenshot, trustWorkspace, waitForWorkbench, type BrowserSession } from '../browser';
+import { openBrowser, openCommandPalette, openTrustedWorkbench, screenshot, type BrowserSession } from '../browser';
 import { uiEnv, withScreenshot } from './env';
 
 const env = uiEnv();
@@ -19,11 +19,7 @@ before(async () => {
   session = await openBrowser();
   page = session.page;
   await withScreenshot(page, 'ui-diagnostics-open-failure', async () => {
-    await page.goto(env.folderUrl, { waitUntil: 'domcontentloaded' });
-    await waitForWorkbench(page);
-    await trustWorkspace(page);
-    await page.goto(env.workbenchUrl, { waitUntil: 'domcontentloaded' });
-    await waitForWorkbench(page);
+    await openTrustedWorkbench(page, env.folderUrl, env.workbenchUrl);
   });
 });
 
