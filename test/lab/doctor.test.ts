@@ -1,0 +1,502 @@
+// The builder doctor and the test build against real builders (one lab for the whole file): every
+// state a builder can be in, each with its cause and fix. Where the doctor judges something ssh
+// also judges (host keys, logins), real ssh is asked too, to prove both agree.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { once } from 'node:events';
+import { hostOf, userOf } from '../../language-server/builders/collect';
+import { checkAll, checkBuilder, checkLocal, type BuilderHealth, type CheckId, type DoctorDeps } from '../../language-server/builders/doctor';
+import { testBuild } from '../../language-server/builders/testBuild';
+import { parseMachineLine } from '../../language-server/nix/machines';
+import { Nix } from '../../language-server/nix/nix';
+import { ExecaRunner } from '../../language-server/nix/runner';
+import type { BuilderInfo } from '../../language-server/protocol';
+import { builderMarker, startLab, type Lab } from './lab';
+
+let lab: Lab;
+let nix: Nix;
+let deps: DoctorDeps;
+let sshConfig: string;
+let silent: net.Server;
+const held: net.Socket[] = [];
+/** Files this test adds to the lab folder (removed before the lab stops). */
+const extraFiles: string[] = [];
+let knownHostsBefore = '';
+let agent: ChildProcess | undefined;
+let agentSocket = '';
+
+const file = (name: string) => {
+  const f = path.join(lab.dir, name);
+  extraFiles.push(f);
+  return f;
+};
+
+function sshKeygen(args: string[]): string {
+  const r = spawnSync('ssh-keygen', args, { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer().listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((resolve) => s.close(resolve));
+  return port;
+}
+
+/** A Host block like the lab's, with overrides. */
+function hostBlock(alias: string, port: number, opts: { identityFile?: string; knownHosts?: string; hostKeyAlias?: string | null; identitiesOnly?: boolean }): string {
+  return [
+    `Host ${alias}`,
+    '  HostName 127.0.0.1',
+    `  Port ${port}`,
+    '  User root',
+    ...(opts.hostKeyAlias === null ? [] : [`  HostKeyAlias ${opts.hostKeyAlias ?? alias}`]),
+    `  IdentityFile ${opts.identityFile ?? lab.clientKey}`,
+    `  IdentitiesOnly ${opts.identitiesOnly === false ? 'no' : 'yes'}`,
+    `  UserKnownHostsFile ${opts.knownHosts ?? path.join(lab.dir, 'known_hosts')}`,
+    '  GlobalKnownHostsFile /dev/null',
+    '  StrictHostKeyChecking yes',
+    '  BatchMode yes',
+    '',
+  ].join('\n');
+}
+
+before(async () => {
+  const started = Date.now();
+  lab = await startLab();
+  const b1 = lab.builder('b1');
+  const wrongKey = file('doctor-wrong-key');
+  extraFiles.push(`${wrongKey}.pub`);
+  sshKeygen(['-q', '-t', 'ed25519', '-N', '', '-C', 'not authorized anywhere', '-f', wrongKey]);
+  const emptyKnownHosts = file('doctor-empty-known_hosts');
+  await writeFile(emptyKnownHosts, '');
+  // An ssh agent holding the lab's client key; `doctor-agent-only` is only the public half of it.
+  agentSocket = file('doctor-agent.sock');
+  agent = spawn('ssh-agent', ['-D', '-a', agentSocket], { stdio: 'ignore' });
+  for (let i = 0; i < 200 && !existsSync(agentSocket); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  const added = spawnSync('ssh-add', ['-q', lab.clientKey], { encoding: 'utf8', env: { ...process.env, SSH_AUTH_SOCK: agentSocket } });
+  assert.equal(added.status, 0, added.stderr);
+  const agentOnlyKey = file('doctor-agent-only');
+  extraFiles.push(`${agentOnlyKey}.pub`);
+  await writeFile(`${agentOnlyKey}.pub`, readFileSync(`${lab.clientKey}.pub`));
+  // Accepts TCP connections and never says a word.
+  silent = net.createServer((socket) => held.push(socket)).listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  sshConfig = file('doctor-ssh_config');
+  await writeFile(
+    sshConfig,
+    [
+      readFileSync(lab.sshConfig, 'utf8'),
+      hostBlock('down', await freePort(), {}),
+      hostBlock('wrongkey', b1.port, { identityFile: wrongKey }),
+      hostBlock('unknownkey', b1.port, { knownHosts: emptyKnownHosts }),
+      hostBlock('noalias', b1.port, { hostKeyAlias: null }),
+      hostBlock('silent', (silent.address() as net.AddressInfo).port, {}),
+      hostBlock('viaagent', b1.port, { identityFile: path.join(lab.dir, 'doctor-no-such-key'), identitiesOnly: false }),
+      hostBlock('agentfiltered', b1.port, { identityFile: agentOnlyKey }),
+    ].join('\n'),
+  );
+  knownHostsBefore = readFileSync(path.join(lab.dir, 'known_hosts'), 'utf8');
+  nix = new Nix(new ExecaRunner(), { binDir: '', env: { ...lab.env, NIX_SSHOPTS: `-F ${sshConfig}` } });
+  // The test machine's load must not turn checks into warnings.
+  deps = { nix, thresholds: { busyLoadPerCore: 1000, lowDiskKiB: 0, criticalDiskKiB: 0 } };
+  console.log(`lab started in ${Date.now() - started} ms at ${lab.dir}`);
+});
+
+after(async () => {
+  agent?.kill();
+  for (const s of held) s.destroy();
+  await new Promise((resolve) => (silent ? silent.close(resolve) : resolve(undefined)));
+  for (const f of extraFiles) await rm(f, { force: true });
+  await lab?.stop();
+});
+
+/** A builder as the server lists it, from a machines line. */
+function builderOf(line: string): BuilderInfo {
+  const { machine, error } = parseMachineLine(line);
+  assert.ok(machine, error);
+  const info: BuilderInfo = { ...machine, id: `test:${machine.uri}`, name: hostOf(machine.uri), source: { label: 'the test machines line' } };
+  const user = userOf(machine.uri);
+  if (user) info.user = user;
+  return info;
+}
+
+const labBuilder = (name: string) => builderOf(lab.builder(name).machinesLine);
+/** A machines line for an extra Host alias of the test's ssh config. */
+const line = (host: string, opts: { key?: string; column8?: string } = {}) =>
+  `ssh://${host} x86_64-linux ${opts.key ?? lab.clientKey} 1 1 - - ${opts.column8 ?? '-'}`;
+
+function check(h: BuilderHealth, id: CheckId) {
+  const c = h.checks.find((x) => x.id === id);
+  assert.ok(c, `no check ${id}`);
+  return c;
+}
+
+function show(h: BuilderHealth): string {
+  return h.checks.map((c) => `${c.id}=${c.status}${c.status !== 'ok' ? ` (${c.summary}; ${c.cause ?? ''}; ${c.fix ?? ''})` : ''}`).join('\n  ');
+}
+
+function assertAllOk(h: BuilderHealth): void {
+  assert.equal(h.status, 'ok', show(h));
+  for (const c of h.checks) assert.equal(c.status, 'ok', `${h.name} ${c.id}: ${c.summary} ${c.cause ?? ''}`);
+}
+
+/** What real ssh says for this alias (with extra options), as Nix's ssh would run. */
+function realSsh(alias: string, extra: string[] = []): { code: number | null; stderr: string } {
+  const r = spawnSync('ssh', ['-F', sshConfig, ...extra, alias, 'true'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+  return { code: r.status, stderr: r.stderr };
+}
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+test('healthy builders (b1, b2): every check is ok, with the facts the builder reports', async () => {
+  const report = await checkAll([labBuilder('b1'), labBuilder('b2')], deps);
+  const [b1, b2] = report.builders as [BuilderHealth, BuilderHealth];
+  assertAllOk(b1);
+  assertAllOk(b2);
+  assert.match(check(b1, 'host-key').summary, /^ssh-ed25519 SHA256:\S+ matches column 8 of the machines line$/);
+  assert.match(check(b1, 'ssh-auth').summary, new RegExp(`^logged in as root with ${escape(lab.clientKey)} \\(SHA256:`));
+  assert.equal(check(b1, 'remote-nix').summary, 'nix-store is on the non-interactive PATH of b1: /usr/bin/nix-store');
+  assert.equal(check(b1, 'nix-version').summary, 'Nix 2.8.0');
+  assert.match(check(b1, 'trust').summary, /no daemon.*trusted/);
+  assert.match(check(b2, 'system').summary, /^x86_64-linux, aarch64-linux: b2 builds for x86_64-linux, aarch64-linux$/);
+  assert.equal(b1.facts.nixVersion, '2.8.0');
+  assert.deepEqual(b2.facts.extraPlatforms, ['aarch64-linux']);
+  assert.ok(b1.facts.systemFeatures?.includes('kvm'));
+  assert.equal(b1.facts.trusted, true);
+  assert.ok((b1.facts.cores ?? 0) >= 1 && b1.facts.load?.length === 3 && (b1.facts.diskAvailableKiB ?? 0) > 0);
+  assert.equal(b1.presentedHostKey, undefined, 'nothing to pin');
+  assert.equal(report.local.status, 'ok', report.local.summary);
+  console.log(`b1 ${b1.durationMs} ms, b2 ${b2.durationMs} ms, both ${report.durationMs} ms`);
+});
+
+test('down: nothing listens on the port', async () => {
+  const h = await checkBuilder(builderOf(line('down')), deps);
+  const tcp = check(h, 'tcp');
+  assert.equal(tcp.status, 'error');
+  assert.match(tcp.summary, /^down is down: nothing listens on 127\.0\.0\.1:\d+$/);
+  assert.match(tcp.cause ?? '', /refused: no sshd runs there/);
+  assert.match(tcp.fix ?? '', /^Start sshd on down\. .*`ssh -G down`/);
+  for (const id of ['host-key', 'ssh-auth', 'remote-nix', 'trust'] as const) {
+    assert.equal(check(h, id).status, 'skipped');
+    assert.equal(check(h, id).cause, 'down could not be reached');
+  }
+  assert.equal(h.status, 'error');
+});
+
+test('auth refused: a key the builder does not know', async () => {
+  const wrongKey = path.join(lab.dir, 'doctor-wrong-key');
+  const h = await checkBuilder(builderOf(line('wrongkey', { key: wrongKey, column8: lab.builder('b1').hostKeyBase64 })), deps);
+  assert.equal(check(h, 'tcp').status, 'ok');
+  assert.equal(check(h, 'host-key').status, 'ok');
+  const auth = check(h, 'ssh-auth');
+  assert.equal(auth.status, 'error', show(h));
+  assert.equal(auth.summary, 'wrongkey refused the login of root');
+  assert.match(auth.cause ?? '', new RegExp(`Permission denied \\(publickey\\)\\): ${escape(wrongKey)}: rejected`));
+  assert.equal(
+    auth.fix,
+    `Add ${wrongKey}.pub to ~root/.ssh/authorized_keys on wrongkey (\`ssh-copy-id -i ${wrongKey}.pub root@wrongkey\`), or set column 3 of wrongkey's machines line (the test machines line) to a key wrongkey accepts.`,
+  );
+  assert.equal(check(h, 'remote-nix').cause, 'the login on wrongkey failed');
+  // Real ssh agrees (with the known_hosts file Nix writes from column 8).
+  const pinned = file('doctor-pinned-wrongkey');
+  await writeFile(pinned, `wrongkey ${Buffer.from(lab.builder('b1').hostKeyBase64, 'base64').toString()}\n`);
+  const ssh = realSsh('wrongkey', ['-i', wrongKey, `-oUserKnownHostsFile=${pinned}`]);
+  assert.equal(ssh.code, 255);
+  assert.match(ssh.stderr, /Permission denied \(publickey\)/);
+});
+
+test('ssh agent: its keys are used, and with IdentitiesOnly only those matching an IdentityFile', async () => {
+  const b1 = lab.builder('b1');
+  const withAgent: DoctorDeps = { ...deps, nix: new Nix(new ExecaRunner(), { binDir: '', env: { ...nix.env, SSH_AUTH_SOCK: agentSocket } }) };
+  const viaAgent = await checkBuilder(builderOf(line('viaagent', { key: '-', column8: b1.hostKeyBase64 })), withAgent);
+  assert.equal(check(viaAgent, 'ssh-auth').status, 'ok', show(viaAgent));
+  assert.equal(check(viaAgent, 'ssh-auth').summary, `logged in as root with a key of the ssh agent (${agentSocket})`);
+  assertAllOk(viaAgent);
+  const filtered = await checkBuilder(builderOf(line('agentfiltered', { key: '-', column8: b1.hostKeyBase64 })), withAgent);
+  assert.equal(check(filtered, 'ssh-auth').summary, `logged in as root with a key of the ssh agent (${agentSocket})`);
+  // IdentitiesOnly with a key the agent does not hold: the agent's key is not offered.
+  const wrongKey = path.join(lab.dir, 'doctor-wrong-key');
+  const refused = await checkBuilder(builderOf(line('wrongkey', { key: wrongKey, column8: b1.hostKeyBase64 })), withAgent);
+  assert.equal(check(refused, 'ssh-auth').status, 'error', show(refused));
+  assert.match(check(refused, 'ssh-auth').cause ?? '', /agent \S+: no key matching an IdentityFile \(IdentitiesOnly\); \S+doctor-wrong-key: rejected\.$/);
+  // Without the agent, viaagent has no key at all.
+  const noAgent = await checkBuilder(builderOf(line('viaagent', { key: '-', column8: b1.hostKeyBase64 })), { ...deps, nix: new Nix(new ExecaRunner(), { binDir: '', env: { ...nix.env, SSH_AUTH_SOCK: '' } }) });
+  assert.equal(check(noAgent, 'ssh-auth').status, 'error');
+  assert.match(check(noAgent, 'ssh-auth').cause ?? '', /^No usable key: \S+doctor-no-such-key: missing\./);
+  // Real ssh agrees.
+  const pinned = file('doctor-pinned-viaagent');
+  await writeFile(pinned, `viaagent ${Buffer.from(b1.hostKeyBase64, 'base64').toString()}\n`);
+  const r = spawnSync('ssh', ['-F', sshConfig, `-oUserKnownHostsFile=${pinned}`, 'viaagent', 'true'], { encoding: 'utf8', env: { ...process.env, SSH_AUTH_SOCK: agentSocket } });
+  assert.equal(r.status, 0, r.stderr);
+});
+
+test('host key changed: column 8 pins another key; loud failure, no login, the new key offered', async () => {
+  const b1 = lab.builder('b1');
+  const b2Key = lab.builder('b2').hostKeyBase64;
+  const h = await checkBuilder(builderOf(b1.machinesLine.replace(b1.hostKeyBase64, b2Key)), deps);
+  const hk = check(h, 'host-key');
+  assert.equal(hk.status, 'error', show(h));
+  assert.equal(hk.summary, "b1's host key has changed");
+  const b1Fp = fingerprintOf(b1.hostKeyBase64);
+  const b2Fp = fingerprintOf(b2Key);
+  assert.match(hk.cause ?? '', new RegExp(`^b1 presented ssh-ed25519 ${escape(b1Fp)}, but column 8 of the machines line expects ssh-ed25519 ${escape(b2Fp)}\\.`));
+  assert.match(hk.cause ?? '', /someone is intercepting the connection.*REMOTE HOST IDENTIFICATION HAS CHANGED!/);
+  assert.match(hk.fix ?? '', new RegExp(`Only if it is ${escape(b1Fp)}, set column 8 of b1's machines line \\(the test machines line\\) to ${escape(b1.hostKeyBase64)}\\.$`));
+  assert.equal(check(h, 'ssh-auth').status, 'skipped');
+  assert.match(check(h, 'ssh-auth').cause ?? '', /not the pinned one: the doctor does not log in/);
+  assert.equal(h.presentedHostKey?.machinesColumn, b1.hostKeyBase64);
+  assert.equal(h.presentedHostKey?.fingerprint, b1Fp);
+  // Real ssh with the known_hosts file Nix writes from column 8 refuses too.
+  const pinned = file('doctor-pinned-wrong');
+  await writeFile(pinned, `b1 ${Buffer.from(b2Key, 'base64').toString()}\n`);
+  const ssh = realSsh('b1', [`-oUserKnownHostsFile=${pinned}`]);
+  assert.equal(ssh.code, 255);
+  assert.match(ssh.stderr, /REMOTE HOST IDENTIFICATION HAS CHANGED!/);
+});
+
+/** `ssh-keygen -lf` of a column-8 value: OpenSSH's own fingerprint. */
+function fingerprintOf(column8: string): string {
+  const pub = file(`doctor-fp-${Math.random().toString(36).slice(2)}.pub`);
+  writeFileSync(pub, `${Buffer.from(column8, 'base64').toString()}\n`);
+  return sshKeygen(['-lf', pub]).split(' ')[1] as string;
+}
+
+test('unknown host key: no column 8 and an empty known_hosts; the key and its fingerprint offered for pinning', async () => {
+  const b1 = lab.builder('b1');
+  const h = await checkBuilder(builderOf(line('unknownkey')), deps);
+  const hk = check(h, 'host-key');
+  assert.equal(hk.status, 'error', show(h));
+  assert.equal(hk.summary, "unknownkey's host key is not known");
+  const fp = fingerprintOf(b1.hostKeyBase64);
+  assert.match(hk.cause ?? '', new RegExp(`^unknownkey presented ssh-ed25519 ${escape(fp)}, and no key for 'unknownkey' is in the known_hosts files \\(\\S+doctor-empty-known_hosts, /dev/null\\)\\. Nix's ssh cannot ask anyone and fails with "Host key verification failed\\."`));
+  assert.match(hk.fix ?? '', new RegExp(`^Compare ${escape(fp)} with the fingerprint on unknownkey itself \\(\`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key\\.pub\`\\); if they are equal, pin it: set column 8 of unknownkey's machines line \\(the test machines line\\) to ${escape(b1.hostKeyBase64)}\\.$`));
+  assert.deepEqual(
+    { fingerprint: h.presentedHostKey?.fingerprint, column: h.presentedHostKey?.machinesColumn, line: h.presentedHostKey?.knownHostsLine },
+    { fingerprint: fp, column: b1.hostKeyBase64, line: `unknownkey ${Buffer.from(b1.hostKeyBase64, 'base64').toString()}` },
+  );
+  assert.equal(check(h, 'ssh-auth').cause, 'the host key of unknownkey is not pinned: compare and pin it first');
+  const ssh = realSsh('unknownkey');
+  assert.equal(ssh.code, 255);
+  assert.match(ssh.stderr, /Host key verification failed\./);
+  // Pinning the offered key makes it healthy.
+  const pinned = await checkBuilder(builderOf(line('unknownkey', { column8: h.presentedHostKey?.machinesColumn ?? '' })), deps);
+  assert.equal(check(pinned, 'host-key').status, 'ok', show(pinned));
+  assert.equal(check(pinned, 'ssh-auth').status, 'ok', show(pinned));
+});
+
+test('column 8 right, but ssh looks the host up under another name (no HostKeyAlias)', async () => {
+  const b1 = lab.builder('b1');
+  const h = await checkBuilder(builderOf(line('noalias', { column8: b1.hostKeyBase64 })), deps);
+  const hk = check(h, 'host-key');
+  assert.equal(hk.status, 'error', show(h));
+  assert.equal(hk.summary, "Nix's ssh will not find noalias's pinned host key");
+  assert.match(hk.cause ?? '', new RegExp(`under the name 'noalias', but ssh looks noalias up as '\\[127\\.0\\.0\\.1\\]:${b1.port}'`));
+  assert.equal(hk.fix, 'Add `HostKeyAlias noalias` to the `Host noalias` block of the ssh config Nix uses.');
+  // The key itself is the pinned one, so the doctor goes on.
+  assert.equal(check(h, 'ssh-auth').status, 'ok');
+  assert.equal(check(h, 'trust').status, 'ok');
+  const pinned = file('doctor-pinned-noalias');
+  await writeFile(pinned, `noalias ${Buffer.from(b1.hostKeyBase64, 'base64').toString()}\n`);
+  const ssh = realSsh('noalias', [`-oUserKnownHostsFile=${pinned}`]);
+  assert.equal(ssh.code, 255);
+  assert.match(ssh.stderr, /Host key verification failed\./);
+});
+
+test('Nix not on the non-interactive PATH (b4): the fix names the program a login shell finds, and works', async () => {
+  const h = await checkBuilder(labBuilder('b4'), deps);
+  const remote = check(h, 'remote-nix');
+  assert.equal(remote.status, 'error', show(h));
+  assert.equal(remote.summary, 'nix-store is not on the non-interactive PATH of nopath@b4');
+  assert.equal(
+    remote.cause,
+    'Nix runs `nix-store --serve --write` over ssh without a login shell; there PATH is `/usr/local/nothing`, which has no nix-store, although a login shell finds it at /usr/bin/nix-store. Nix fails with "nix-store: command not found".',
+  );
+  assert.equal(remote.fix, 'Append ?remote-program=/usr/bin/nix-store to the URI in the test machines line: `ssh://nopath@b4?remote-program=/usr/bin/nix-store` (or put Nix on the PATH of non-interactive ssh sessions of nopath@b4).');
+  // The other checks still ran with the Nix the login shell found.
+  assert.equal(check(h, 'nix-version').summary, 'Nix 2.8.0');
+  assert.equal(check(h, 'trust').status, 'ok');
+  // Applying the fix: the doctor is happy and a real build runs on b4.
+  const fixed = builderOf(lab.builder('b4').machinesLine.replace('ssh://nopath@b4', 'ssh://nopath@b4?remote-program=/usr/bin/nix-store'));
+  const again = await checkBuilder(fixed, deps);
+  assert.equal(check(again, 'remote-nix').summary, 'remote-program /usr/bin/nix-store exists on b4');
+  assertAllOk(again);
+  const built = await testBuild(fixed, { nix });
+  assert.equal(built.status, 'ok', `${built.summary} ${built.cause ?? ''}`);
+  assert.ok(lab.hasStorePath('b4', built.outPath ?? ''));
+});
+
+test('untrusted user (b3): cause and fix name the user, the host and the setting', async () => {
+  const h = await checkBuilder(labBuilder('b3'), deps);
+  const trust = check(h, 'trust');
+  assert.equal(trust.status, 'error', show(h));
+  assert.equal(trust.summary, 'nixremote is not trusted on b3');
+  assert.equal(`${trust.cause}: ${trust.fix}`, 'user nixremote is not in trusted-users on b3: add `trusted-users = root nixremote` to /etc/nix/nix.conf on b3 and restart nix-daemon');
+  assert.equal(h.facts.trusted, false);
+  assert.deepEqual(h.facts.groups, ['nixremote']);
+  for (const id of ['tcp', 'host-key', 'ssh-auth', 'remote-nix', 'nix-version', 'system', 'features'] as const) assert.equal(check(h, id).status, 'ok', show(h));
+});
+
+test('feature mismatch: a machines line claiming kvm on b2', async () => {
+  const b2 = lab.builder('b2');
+  const h = await checkBuilder(builderOf(b2.machinesLine.replace('big-parallel,benchmark,nixos-test', 'kvm,big-parallel,benchmark,nixos-test')), deps);
+  const features = check(h, 'features');
+  assert.equal(features.status, 'warning', show(h));
+  assert.equal(features.summary, 'b2 lacks kvm');
+  assert.equal(
+    features.cause,
+    "The machines line claims kvm, but b2's Nix reports system-features = benchmark big-parallel nixos-test. Derivations that require kvm are sent there and fail.",
+  );
+  assert.equal(
+    features.fix,
+    "Remove kvm from column 6/7 of b2's machines line (the test machines line), or add kvm to system-features in /etc/nix/nix.conf on b2 if it really has it (kvm needs /dev/kvm on the builder).",
+  );
+  assert.equal(h.status, 'warning');
+});
+
+test('system mismatch: a machines line claiming aarch64-linux on b1', async () => {
+  const b1 = lab.builder('b1');
+  const h = await checkBuilder(builderOf(b1.machinesLine.replace(' x86_64-linux ', ' x86_64-linux,aarch64-linux ')), deps);
+  const system = check(h, 'system');
+  assert.equal(system.status, 'warning', show(h));
+  assert.equal(system.summary, 'b1 does not build for aarch64-linux');
+  assert.match(system.cause ?? '', /^the machines line claims x86_64-linux, aarch64-linux, but b1's Nix builds for x86_64-linux, i686-linux\S* .* only \(system = x86_64-linux, extra-platforms = /);
+  assert.match(system.fix ?? '', /^Remove aarch64-linux from column 2 .* or add `extra-platforms = aarch64-linux` to \/etc\/nix\/nix.conf on b1/);
+});
+
+test('a port that accepts TCP but never speaks SSH: the handshake has its own timeout', async () => {
+  const started = Date.now();
+  const h = await checkBuilder(builderOf(line('silent')), { ...deps, timeouts: { handshakeMs: 700 } });
+  const elapsed = Date.now() - started;
+  assert.equal(check(h, 'tcp').status, 'ok');
+  const hk = check(h, 'host-key');
+  assert.equal(hk.status, 'error', show(h));
+  assert.equal(hk.summary, 'no SSH handshake with silent');
+  assert.match(hk.cause ?? '', /did not finish within 0\.7 s: something accepts TCP connections on 127\.0\.0\.1:\d+ but does not speak SSH in time/);
+  assert.ok(elapsed < 5000, `took ${elapsed} ms`);
+});
+
+test('cancellation stops every builder check at once, whatever step each is in', async () => {
+  const builders = ['b1', 'b2', 'b3', 'b4'].map(labBuilder).concat(builderOf(line('silent')));
+  for (const delay of [0, 30, 120, 250]) {
+    const controller = new AbortController();
+    const started = Date.now();
+    setTimeout(() => controller.abort(), delay);
+    const report = await checkAll(builders, { ...deps, signal: controller.signal });
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed < delay + 1500, `aborted after ${delay} ms, returned after ${elapsed} ms`);
+    const all = report.builders.flatMap((h) => h.checks);
+    assert.ok(all.some((c) => c.cause === 'cancelled'), `after ${delay} ms: ${report.builders.map(show).join('\n')}`);
+    // Being cancelled is not a fault of the builder.
+    for (const c of all) assert.ok(!(c.status === 'error' && /cancel/i.test(`${c.summary} ${c.cause}`)), `${c.id}: ${c.summary} ${c.cause}`);
+    assert.notEqual(check(report.builders[4]!, 'host-key').status, 'ok');
+  }
+});
+
+test('local check: root with a writable store uses no daemon, so --builders applies', async () => {
+  const local = await checkLocal(deps);
+  assert.equal(local.status, 'ok');
+  assert.equal(local.summary, 'root opens the Nix store directly (no daemon): --builders and NIX_SSHOPTS of this environment apply');
+});
+
+test('local check through a nix-daemon (b3\'s, by its socket): trust read from the configuration', async () => {
+  const socket = path.join(lab.builder('b3').storeRoot, 'var/nix/daemon-socket/socket');
+  const through = (extra: Record<string, string>) =>
+    checkLocal({ ...deps, nix: new Nix(new ExecaRunner(), { binDir: '', env: { ...nix.env, NIX_REMOTE: 'daemon', NIX_DAEMON_SOCKET_PATH: socket, ...extra } }) });
+  const trusted = await through({});
+  assert.equal(trusted.status, 'ok', `${trusted.summary} ${trusted.cause ?? ''}`);
+  assert.equal(trusted.summary, 'root is a trusted user of the nix-daemon');
+  assert.match(trusted.detail ?? '', /runs ssh as root, with root's ssh config/);
+  // Nix 2.8 does not report trust, so the configuration decides: one without root in trusted-users.
+  const untrusted = await through({ NIX_CONFIG: 'trusted-users = nixremote' });
+  assert.equal(untrusted.status, 'error');
+  assert.equal(untrusted.summary, 'the local nix-daemon does not trust root: it silently ignores --builders');
+  assert.equal(untrusted.fix, 'add `trusted-users = nixremote root` to /etc/nix/nix.conf and restart nix-daemon');
+});
+
+test('test build: runs in exactly that builder\'s store and says so', async () => {
+  for (const name of ['b1', 'b2']) {
+    const builder = labBuilder(name);
+    const r = await testBuild(builder, { nix });
+    assert.equal(r.status, 'ok', `${r.summary} ${r.cause ?? ''}`);
+    assert.equal(r.ranOn, builder.uri);
+    assert.ok(r.ranOnThisBuilder);
+    assert.equal(r.marker, builderMarker(name));
+    assert.match(r.buildUuid ?? '', /^[0-9a-f-]{36}$/);
+    assert.equal(r.summary, `built on ${builder.uri}: '${builderMarker(name)}'`);
+    assert.ok(r.outPath);
+    for (const b of lab.builders) assert.equal(lab.hasStorePath(b.name, r.outPath), b.name === name, `${r.outPath} in ${b.name}'s store`);
+    assert.ok(r.command.includes('internal-json'));
+    console.log(`test build on ${name}: ${r.durationMs} ms`);
+  }
+});
+
+test('test build failures carry the classified problem', async () => {
+  const b3 = await testBuild(labBuilder('b3'), { nix });
+  assert.equal(b3.status, 'error');
+  assert.equal(b3.problem?.kind, 'not-privileged');
+  assert.equal(b3.summary, 'the test build on b3 failed: you are not privileged to build input-addressed derivations');
+  assert.match(b3.fix ?? '', /trusted-users/);
+  const b4 = await testBuild(labBuilder('b4'), { nix });
+  assert.equal(b4.status, 'error');
+  assert.equal(b4.problem?.kind, 'cannot-connect');
+  assert.equal(b4.summary, "the test build on b4 failed: cannot build on 'ssh://nopath@b4': error: cannot connect to 'nopath@b4': bash: line 1: nix-store: command not found");
+  assert.match(b4.fix ?? '', /remote-program=/);
+  assert.ok(!b4.ranOnThisBuilder);
+  const down = await testBuild(builderOf(line('down')), { nix });
+  assert.equal(down.status, 'error');
+  assert.equal(down.problem?.kind, 'cannot-connect');
+});
+
+test('every state at once: checkAll runs the builders in parallel', async () => {
+  const b1 = lab.builder('b1');
+  const all = [
+    ...['b1', 'b2', 'b3', 'b4'].map(labBuilder),
+    builderOf(line('down')),
+    builderOf(line('wrongkey', { key: path.join(lab.dir, 'doctor-wrong-key'), column8: b1.hostKeyBase64 })),
+    builderOf(b1.machinesLine.replace(b1.hostKeyBase64, lab.builder('b2').hostKeyBase64)),
+    builderOf(line('unknownkey')),
+  ];
+  const sequentialStarted = Date.now();
+  const one: number[] = [];
+  for (const b of all) {
+    const t = Date.now();
+    await checkBuilder(b, deps);
+    one.push(Date.now() - t);
+  }
+  const sequential = Date.now() - sequentialStarted;
+  const report = await checkAll(all, deps);
+  assert.deepEqual(
+    report.builders.map((h) => h.status),
+    ['ok', 'ok', 'error', 'error', 'error', 'error', 'error', 'error'],
+  );
+  const slowest = Math.max(...one);
+  console.log(`${all.length} builders: sequential ${sequential} ms, parallel ${report.durationMs} ms, slowest single ${slowest} ms`);
+  assert.ok(report.durationMs < sequential / 2, `parallel ${report.durationMs} ms vs sequential ${sequential} ms`);
+});
+
+test('ssh-ng builders: Nix starts nix-daemon --stdio, so that is the program checked', async () => {
+  const b1 = lab.builder('b1');
+  const ng = builderOf(b1.machinesLine.replace('ssh://b1', 'ssh-ng://b1'));
+  const h = await checkBuilder(ng, deps);
+  assertAllOk(h);
+  assert.equal(check(h, 'remote-nix').summary, 'nix-daemon is on the non-interactive PATH of b1: /usr/bin/nix-daemon');
+  const b4 = await checkBuilder(builderOf(lab.builder('b4').machinesLine.replace('ssh://', 'ssh-ng://')), deps);
+  assert.equal(check(b4, 'remote-nix').summary, 'nix-daemon is not on the non-interactive PATH of nopath@b4');
+  assert.match(check(b4, 'remote-nix').fix ?? '', /`ssh-ng:\/\/nopath@b4\?remote-program=\/usr\/bin\/nix-daemon`/);
+  const built = await testBuild(ng, { nix });
+  assert.equal(built.status, 'ok', `${built.summary} ${built.cause ?? ''}`);
+  assert.equal(built.ranOn, 'ssh-ng://b1');
+  assert.ok(lab.hasStorePath('b1', built.outPath ?? ''));
+});
+
+test('the doctor never writes to known_hosts', () => {
+  assert.equal(readFileSync(path.join(lab.dir, 'known_hosts'), 'utf8'), knownHostsBefore);
+});
