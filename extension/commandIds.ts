@@ -1,5 +1,13 @@
 // Every command id, in one list without a `vscode` import, so that a unit test can check it
 // against package.json; commands.ts must have a handler for each (the type says so).
-export const COMMAND_IDS = ['nixBuilders.refreshBuilders', 'nixBuilders.restartServer', 'nixBuilders.showOutput', 'nixBuilders.openSettings'] as const;
+export const COMMAND_IDS = [
+  'nixBuilders.refreshBuilders',
+  'nixBuilders.checkAllBuilders',
+  'nixBuilders.checkBuilder',
+  'nixBuilders.testBuild',
+  'nixBuilders.restartServer',
+  'nixBuilders.showOutput',
+  'nixBuilders.openSettings',
+] as const;
 
 export type CommandId = (typeof COMMAND_IDS)[number];

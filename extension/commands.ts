@@ -2,11 +2,61 @@
 import * as vscode from 'vscode';
 import type { Ctx } from './ctx';
 import type { CommandId } from './commandIds';
+import { builderOfNode, healthSummary } from './views/buildersView';
+import type { BuilderInfo } from '../language-server/protocol';
+
+async function pickBuilder(ctx: Ctx, placeHolder: string): Promise<BuilderInfo | undefined> {
+  const { builders } = await ctx.listBuilders();
+  if (builders.length === 0) {
+    void vscode.window.showInformationMessage('No builder is configured.');
+    return undefined;
+  }
+  const picked = await vscode.window.showQuickPick(
+    builders.map((b) => ({ label: b.name, description: b.uri, detail: `${b.systems.join(', ') || 'local system'} — ${b.source.label}`, builder: b })),
+    { placeHolder },
+  );
+  return picked?.builder;
+}
 
 type Handler = (ctx: Ctx, ...args: unknown[]) => unknown;
 
 export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
-  'nixBuilders.refreshBuilders': (ctx) => ctx.refreshBuilders(),
+  'nixBuilders.refreshBuilders': (ctx) =>
+    vscode.window.withProgress({ location: { viewId: 'nixBuilders.builders' } }, () => ctx.refreshBuilders()),
+  'nixBuilders.checkAllBuilders': (ctx) =>
+    vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: 'Checking builders…', cancellable: true },
+      async (_progress, token) => {
+        const report = await ctx.checkBuilders(undefined, token);
+        const bad = report.builders.filter((h) => h.status === 'error' || h.status === 'warning');
+        const text = bad.length === 0 ? `All ${report.builders.length} builders are healthy.` : bad.map((h) => `${h.name}: ${healthSummary(h)}`).join(' · ');
+        void (bad.length ? vscode.window.showWarningMessage(`Nix Builders: ${text}`) : vscode.window.showInformationMessage(`Nix Builders: ${text}`));
+      },
+    ),
+  'nixBuilders.checkBuilder': async (ctx, node) => {
+    const builder = builderOfNode(node) ?? (await pickBuilder(ctx, 'Check which builder?'));
+    if (!builder) return;
+    await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `Checking ${builder.name}…`, cancellable: true },
+      (_progress, token) => ctx.checkBuilders([builder.id], token),
+    );
+  },
+  'nixBuilders.testBuild': async (ctx, node) => {
+    const builder = builderOfNode(node) ?? (await pickBuilder(ctx, 'Test build on which builder?'));
+    if (!builder) return;
+    const result = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `Test build on ${builder.name}…`, cancellable: true },
+      (_progress, token) => ctx.testBuild(builder.id, token),
+    );
+    ctx.log.info(`Test build on ${builder.name}: ${result.summary}`);
+    if (result.status === 'ok') {
+      void vscode.window.showInformationMessage(`Test build on ${builder.name}: ${result.summary}`);
+    } else if (result.status !== 'cancelled') {
+      const detail = [result.cause, result.fix && `Fix: ${result.fix}`].filter(Boolean).join(' ');
+      const choice = await vscode.window.showErrorMessage(`Test build on ${builder.name} failed: ${result.summary} ${detail}`, 'Show Log');
+      if (choice === 'Show Log') ctx.log.show(true);
+    }
+  },
   'nixBuilders.restartServer': (ctx) => ctx.restart(),
   'nixBuilders.showOutput': (ctx) => ctx.log.show(true),
   'nixBuilders.openSettings': () => vscode.commands.executeCommand('workbench.action.openSettings', '@ext:nix-builders.nix-builders'),

@@ -3,7 +3,14 @@
 // Restart = stop with a timeout, dispose the server scope, start again.
 import * as vscode from 'vscode';
 import { LanguageClient, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
-import { Notifications, Requests, type BuildersListing, type InitializationOptions } from '../language-server/protocol';
+import {
+  Notifications,
+  Requests,
+  type BuildersListing,
+  type DoctorReport,
+  type InitializationOptions,
+  type TestBuildResult,
+} from '../language-server/protocol';
 import type { NixBuildersApi } from './api';
 import { registerCommands } from './commands';
 import { affectsServer, serverSettings } from './config';
@@ -14,6 +21,8 @@ const STOP_TIMEOUT_MS = 5000;
 export class Ctx implements vscode.Disposable {
   readonly log: vscode.LogOutputChannel;
   private readonly buildersView: BuildersView;
+  private readonly buildersTree: vscode.TreeView<unknown>;
+  private checkedOnce = false;
   private readonly statusBar: vscode.StatusBarItem;
   private readonly extensionScope: vscode.Disposable[] = [];
   private serverScope: vscode.Disposable[] = [];
@@ -24,13 +33,18 @@ export class Ctx implements vscode.Disposable {
   constructor(private readonly context: vscode.ExtensionContext) {
     this.log = vscode.window.createOutputChannel('Nix Builders', { log: true });
     this.buildersView = new BuildersView(() => this.listBuilders());
+    this.buildersTree = vscode.window.createTreeView('nixBuilders.builders', { treeDataProvider: this.buildersView, showCollapseAll: true });
     this.statusBar = vscode.window.createStatusBarItem('nixBuilders.status', vscode.StatusBarAlignment.Left, 0);
     this.statusBar.name = 'Nix Builders';
     this.statusBar.command = 'nixBuilders.showOutput';
     this.extensionScope.push(
       this.log,
       this.statusBar,
-      vscode.window.registerTreeDataProvider('nixBuilders.builders', this.buildersView),
+      this.buildersTree,
+      this.buildersTree.onDidChangeVisibility((e) => {
+        // The doctor runs when the view is first shown, and on refresh.
+        if (e.visible && !this.checkedOnce) void this.checkBuilders(undefined).catch((err: Error) => this.log.warn(`Checking builders: ${err.message}`));
+      }),
       ...registerCommands(this),
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (affectsServer(e)) this.buildersView.refresh();
@@ -70,7 +84,10 @@ export class Ctx implements vscode.Disposable {
     };
     const client = new LanguageClient('nixBuilders', 'Nix Builders', serverOptions, clientOptions);
     this.client = client;
-    this.serverScope.push(client.onNotification(Notifications.buildersChanged, () => this.buildersView.refresh()));
+    this.serverScope.push(
+      client.onNotification(Notifications.buildersChanged, () => this.buildersView.refresh()),
+      client.onNotification(Notifications.builderHealth, (h) => this.buildersView.setHealth(h)),
+    );
     await vscode.commands.executeCommand('setContext', 'nixBuilders.serverReady', false);
     try {
       await client.start();
@@ -113,22 +130,55 @@ export class Ctx implements vscode.Disposable {
 
   /** The server's listing; starts the server if it is not running. */
   async listBuilders(): Promise<BuildersListing> {
-    if (!this.client) await this.start();
-    if (this.starting) await this.starting;
-    const client = this.client;
-    if (!client) throw new Error('The Nix Builders language server is not running.');
+    const client = await this.runningClient();
     const listing = await client.sendRequest(Requests.listBuilders);
     await vscode.commands.executeCommand('setContext', 'nixBuilders.hasBuilders', listing.builders.length > 0);
     return listing;
   }
 
-  refreshBuilders(): void {
+  /** List again and check every builder. */
+  async refreshBuilders(): Promise<void> {
     this.buildersView.refresh();
+    await this.checkBuilders(undefined);
+  }
+
+  /** Run the health doctor (all builders when `ids` is undefined); results stream into the view. */
+  async checkBuilders(ids: string[] | undefined, token?: vscode.CancellationToken): Promise<DoctorReport> {
+    this.checkedOnce = true;
+    const client = await this.runningClient();
+    const targets = ids ?? (await this.listBuilders()).builders.map((b) => b.id);
+    this.buildersView.checkStarted(targets);
+    try {
+      const report = await client.sendRequest(Requests.checkBuilders, { builderIds: ids }, token);
+      for (const h of report.builders) this.buildersView.setHealth(h);
+      if (report.local.status !== 'ok' && report.local.status !== 'skipped') this.log.warn(`This machine: ${report.local.summary} ${report.local.fix ?? ''}`);
+      return report;
+    } finally {
+      this.buildersView.checkEnded(targets);
+    }
+  }
+
+  async testBuild(builderId: string, token?: vscode.CancellationToken): Promise<TestBuildResult> {
+    const client = await this.runningClient();
+    return client.sendRequest(Requests.testBuild, { builderId }, token);
+  }
+
+  healthOf(builderId: string) {
+    return this.buildersView.healthOf(builderId);
+  }
+
+  private async runningClient(): Promise<LanguageClient> {
+    if (!this.client) await this.start();
+    if (this.starting) await this.starting;
+    if (!this.client) throw new Error('The Nix Builders language server is not running.');
+    return this.client;
   }
 
   api(): NixBuildersApi {
     return {
       listBuilders: async () => (await this.listBuilders()).builders,
+      checkBuilders: (ids) => this.checkBuilders(ids),
+      testBuild: (id) => this.testBuild(id),
       nixVersion: async () => (await this.listBuilders()).nix.version,
     };
   }

@@ -2,6 +2,11 @@
 // No string method names anywhere else: both sides import these.
 import { NotificationType, NotificationType0, RequestType, RequestType0 } from 'vscode-languageserver-protocol';
 import type { Machine } from './nix/machines';
+import type { BuilderHealth, DoctorReport } from './builders/doctor';
+import type { TestBuildResult } from './builders/testBuild';
+
+export type { BuilderHealth, CheckResult, CheckStatus, DoctorReport } from './builders/doctor';
+export type { TestBuildResult } from './builders/testBuild';
 
 /** Settings the extension sends (section `nixBuilders` of VS Code's settings). */
 export interface EvaluationSettings {
@@ -115,6 +120,10 @@ export const Requests = {
   listBuilders: new RequestType0<BuildersListing, void>('nixBuilders/listBuilders'),
   /** The derivations of an open document (evaluating it now if needed). */
   derivations: new RequestType<{ uri: string }, DocumentDerivations, void>('nixBuilders/derivations'),
+  /** Run the health doctor on some builders (all when `builderIds` is absent). Cancellable. */
+  checkBuilders: new RequestType<{ builderIds?: string[] }, DoctorReport, void>('nixBuilders/checkBuilders'),
+  /** Build a fresh salted derivation on exactly one builder. Cancellable. */
+  testBuild: new RequestType<{ builderId: string }, TestBuildResult, void>('nixBuilders/testBuild'),
 } as const;
 
 export interface WorkspaceTrustParams {
@@ -124,6 +133,8 @@ export interface WorkspaceTrustParams {
 export const Notifications = {
   /** Server -> client: the builders or the local configuration changed; list them again. */
   buildersChanged: new NotificationType0('nixBuilders/buildersChanged'),
+  /** Server -> client: one builder's health is known (while a check runs, as each finishes). */
+  builderHealth: new NotificationType<BuilderHealth>('nixBuilders/builderHealth'),
   /** Client -> server: workspace trust was granted. */
   workspaceTrust: new NotificationType<WorkspaceTrustParams>('nixBuilders/workspaceTrust'),
 } as const;

@@ -3,6 +3,8 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
+  ErrorCodes,
+  ResponseError,
   TextDocuments,
   TextDocumentSyncKind,
   type Connection,
@@ -20,6 +22,8 @@ import {
   type BuildersListing,
   type DerivationInfo,
   type DocumentDerivations,
+  type DoctorReport,
+  type TestBuildResult,
   type InitializationOptions,
   type NixStatus,
   type ServerSettings,
@@ -28,8 +32,19 @@ import { FilesWatcher } from './util/watch';
 import { DocumentDiagnostics } from './eval/documentDiagnostics';
 import { documentRange } from './eval/diagnose';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
+import { checkAll } from './builders/doctor';
+import { testBuild } from './builders/testBuild';
+import type { CancellationToken } from 'vscode-languageserver/node';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
+
+/** LSP cancellation as an AbortSignal, which kills the work's process trees. */
+function abortSignalOf(token: CancellationToken): AbortSignal {
+  const controller = new AbortController();
+  if (token.isCancellationRequested) controller.abort();
+  else token.onCancellationRequested(() => controller.abort());
+  return controller.signal;
+}
 
 export const SERVER_NAME = 'nix-builders-language-server';
 
@@ -71,6 +86,8 @@ export class NixBuildersServer {
     connection.onRequest(Requests.status, () => this.status());
     connection.onRequest(Requests.listBuilders, () => this.listBuilders());
     connection.onRequest(Requests.derivations, (p) => this.derivations(p.uri));
+    connection.onRequest(Requests.checkBuilders, (p, token) => this.checkBuilders(p.builderIds, token));
+    connection.onRequest(Requests.testBuild, (p, token) => this.testBuild(p.builderId, token));
     connection.onNotification(Notifications.workspaceTrust, (p) => {
       this.workspaceTrusted = p.trusted;
       this.invalidate();
@@ -222,6 +239,27 @@ export class NixBuildersServer {
       builders: collected.builders,
       problems,
     };
+  }
+
+  /** The health doctor over the listed builders; each result is also sent as it arrives. */
+  async checkBuilders(builderIds: string[] | undefined, token: CancellationToken): Promise<DoctorReport> {
+    const listing = await this.listBuilders();
+    const builders = builderIds ? listing.builders.filter((b) => builderIds.includes(b.id)) : listing.builders;
+    return checkAll(builders, {
+      nix: this.nix,
+      signal: abortSignalOf(token),
+      localSystem: listing.local?.system,
+      onBuilderChecked: (health) => void this.connection.sendNotification(Notifications.builderHealth, health),
+    });
+  }
+
+  async testBuild(builderId: string, token: CancellationToken): Promise<TestBuildResult> {
+    const listing = await this.listBuilders();
+    const builder = listing.builders.find((b) => b.id === builderId);
+    if (!builder) throw new ResponseError(ErrorCodes.InvalidParams, `No builder ${builderId}: the configuration changed, refresh the Builders view.`);
+    const result = await testBuild(builder, { nix: this.nix, signal: abortSignalOf(token), localSystem: listing.local?.system });
+    this.connection.console.info(`Test build on ${builder.name}: ${result.summary}\n${result.command.join(' ')}`);
+    return result;
   }
 
   /** The nix.conf files Nix reads (NIX_CONF_DIR or /etc/nix, then the user's). */

@@ -1,14 +1,21 @@
 // The Builders view: the local machine, every configured builder with where it came from, and
 // configuration problems. Data comes from the language server; this file only shows it.
 import * as vscode from 'vscode';
-import type { BuilderInfo, BuildersListing, ConfigProblem, LocalMachineInfo } from '../../language-server/protocol';
+import type { BuilderHealth, BuilderInfo, BuildersListing, CheckResult, CheckStatus, ConfigProblem, LocalMachineInfo } from '../../language-server/protocol';
 
 type Node =
   | { kind: 'local'; local: LocalMachineInfo }
   | { kind: 'builder'; builder: BuilderInfo }
   | { kind: 'detail'; label: string; value: string; explanation?: string; id: string }
+  | { kind: 'check'; check: CheckResult; id: string }
   | { kind: 'problem'; problem: ConfigProblem; id: string }
   | { kind: 'message'; text: string; icon: string };
+
+/** The builder a tree node (passed to a command from a context menu) stands for. */
+export function builderOfNode(arg: unknown): BuilderInfo | undefined {
+  const node = arg as Node | undefined;
+  return node?.kind === 'builder' ? node.builder : undefined;
+}
 
 const list = (xs: readonly string[], none = 'none') => (xs.length > 0 ? xs.join(', ') : none);
 
@@ -16,6 +23,9 @@ export class BuildersView implements vscode.TreeDataProvider<Node> {
   private readonly changed = new vscode.EventEmitter<Node | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
   private listing: Promise<BuildersListing> | undefined;
+  /** Health by builder id; a builder being checked has no entry but is in `checking`. */
+  private readonly health = new Map<string, BuilderHealth>();
+  private readonly checking = new Set<string>();
 
   constructor(private readonly fetch: () => Promise<BuildersListing>) {}
 
@@ -24,10 +34,40 @@ export class BuildersView implements vscode.TreeDataProvider<Node> {
     this.changed.fire(undefined);
   }
 
+  /** Builders whose check has started: shown as "checking" until their health arrives. */
+  checkStarted(builderIds: readonly string[]): void {
+    for (const id of builderIds) {
+      this.checking.add(id);
+      this.health.delete(id);
+    }
+    this.changed.fire(undefined);
+  }
+
+  checkEnded(builderIds: readonly string[]): void {
+    for (const id of builderIds) this.checking.delete(id);
+    this.changed.fire(undefined);
+  }
+
+  setHealth(health: BuilderHealth): void {
+    this.checking.delete(health.builderId);
+    this.health.set(health.builderId, health);
+    this.changed.fire(undefined);
+  }
+
+  healthOf(builderId: string): BuilderHealth | undefined {
+    return this.health.get(builderId);
+  }
+
   async getChildren(node?: Node): Promise<Node[]> {
     if (!node) return this.roots();
     if (node.kind === 'local') return localDetails(node.local);
-    if (node.kind === 'builder') return builderDetails(node.builder);
+    if (node.kind === 'builder') {
+      const h = this.health.get(node.builder.id);
+      // Problems first, then what the builder is, then the checks that passed.
+      const checks = (h?.checks ?? []).map((check): Node => ({ kind: 'check', check, id: `builder:${node.builder.id}:check:${check.id}` }));
+      const rank = (c: Node) => (c.kind === 'check' ? ORDER[c.check.status] : 2);
+      return [...checks.filter((c) => rank(c) < 2), ...builderDetails(node.builder), ...checks.filter((c) => rank(c) > 2)];
+    }
     return [];
   }
 
@@ -65,8 +105,11 @@ export class BuildersView implements vscode.TreeDataProvider<Node> {
         const item = new vscode.TreeItem(b.name, vscode.TreeItemCollapsibleState.Collapsed);
         item.id = `builder:${b.id}`;
         item.description = list(b.systems, 'local system');
-        item.iconPath = new vscode.ThemeIcon('server');
-        item.tooltip = builderTooltip(b);
+        const h = this.health.get(b.id);
+        const checking = this.checking.has(b.id);
+        item.iconPath = checking ? new vscode.ThemeIcon('loading~spin') : h ? statusIcon(h.status) : new vscode.ThemeIcon('server');
+        item.tooltip = builderTooltip(b, h, checking);
+        if (h) item.description = `${item.description} — ${healthSummary(h)}`;
         item.contextValue = 'builder';
         if (b.source.path !== undefined) {
           item.resourceUri = vscode.Uri.file(b.source.path);
@@ -78,6 +121,20 @@ export class BuildersView implements vscode.TreeDataProvider<Node> {
         item.id = node.id;
         item.description = node.value;
         item.tooltip = node.explanation ? `${node.value}\n\n${node.explanation}` : node.value;
+        return item;
+      }
+      case 'check': {
+        const c = node.check;
+        const item = new vscode.TreeItem(c.summary, vscode.TreeItemCollapsibleState.None);
+        item.id = node.id;
+        item.description = c.id;
+        item.iconPath = statusIcon(c.status);
+        const md = new vscode.MarkdownString(undefined, true);
+        md.appendText(c.summary);
+        if (c.cause) md.appendMarkdown('\n\n**Cause:** ').appendText(c.cause);
+        if (c.fix) md.appendMarkdown('\n\n**Fix:** ').appendText(c.fix);
+        item.tooltip = md;
+        item.contextValue = `check-${c.status}`;
         return item;
       }
       case 'problem': {
@@ -105,9 +162,38 @@ export class BuildersView implements vscode.TreeDataProvider<Node> {
   }
 }
 
-function builderTooltip(b: BuilderInfo): vscode.MarkdownString {
+const ORDER: Record<CheckStatus, number> = { error: 0, warning: 1, ok: 3, skipped: 4 };
+
+function statusIcon(status: CheckStatus): vscode.ThemeIcon {
+  switch (status) {
+    case 'ok':
+      return new vscode.ThemeIcon('pass', new vscode.ThemeColor('testing.iconPassed'));
+    case 'warning':
+      return new vscode.ThemeIcon('warning', new vscode.ThemeColor('problemsWarningIcon.foreground'));
+    case 'error':
+      return new vscode.ThemeIcon('error', new vscode.ThemeColor('problemsErrorIcon.foreground'));
+    case 'skipped':
+      return new vscode.ThemeIcon('circle-slash');
+  }
+}
+
+/** "healthy", or the first problem's summary. */
+export function healthSummary(h: BuilderHealth): string {
+  if (h.status === 'ok') return 'healthy';
+  const worst = h.checks.find((c) => c.status === h.status);
+  return worst?.summary ?? h.status;
+}
+
+function builderTooltip(b: BuilderInfo, h: BuilderHealth | undefined, checking: boolean): vscode.MarkdownString {
   const md = new vscode.MarkdownString(undefined, true);
   md.appendMarkdown(`**${b.name}** — \`${b.uri}\`\n\n`);
+  if (checking) md.appendMarkdown('Checking…\n\n');
+  else if (h) {
+    md.appendMarkdown(`Health: **${healthSummary(h)}**`);
+    const worst = h.checks.find((c) => c.status === h.status && h.status !== 'ok');
+    if (worst?.fix) md.appendMarkdown('  \nFix: ').appendText(worst.fix);
+    md.appendMarkdown('\n\n');
+  }
   md.appendMarkdown(`Systems: ${list(b.systems, 'the local system')}  \n`);
   md.appendMarkdown(`Max jobs: ${b.maxJobs} · speed factor: ${b.speedFactor}  \n`);
   md.appendMarkdown(`Features: ${list(b.supportedFeatures)} · mandatory: ${list(b.mandatoryFeatures)}  \n`);

@@ -88,4 +88,29 @@ suite('Nix Builders: activation and API', () => {
     const version = await api.nixVersion();
     assert.match(version ?? '', /^\d+\.\d+(\.\d+)?/, `nixVersion() returned ${JSON.stringify(version)}`);
   });
+
+  test('the health doctor runs from VS Code against the lab: healthy, untrusted, Nix not on PATH', async function () {
+    this.timeout(60_000);
+    assert.ok(api, 'the extension did not activate');
+    const report = await api.checkBuilders();
+    const byName = new Map(report.builders.map((h) => [h.name, h]));
+    assert.equal(byName.get('b1')?.status, 'ok', JSON.stringify(byName.get('b1')?.checks));
+    assert.equal(byName.get('b2')?.status, 'ok', JSON.stringify(byName.get('b2')?.checks));
+    const trust = byName.get('b3')?.checks.find((c) => c.id === 'trust');
+    assert.equal(trust?.status, 'error');
+    assert.match(trust?.fix ?? '', /trusted-users/);
+    const remoteNix = byName.get('b4')?.checks.find((c) => c.id === 'remote-nix');
+    assert.equal(remoteNix?.status, 'error');
+    assert.match(remoteNix?.fix ?? '', /remote-program=/);
+  });
+
+  test('a test build runs on exactly the chosen builder', async function () {
+    this.timeout(60_000);
+    const b2 = (await api.listBuilders()).find((b) => b.name === 'b2');
+    assert.ok(b2);
+    const result = await api.testBuild(b2.id);
+    assert.equal(result.status, 'ok', `${result.summary} ${result.cause ?? ''}`);
+    assert.equal(result.ranOnThisBuilder, true);
+    assert.match(result.marker ?? '', /b2/);
+  });
 });

@@ -3,7 +3,7 @@
 import * as assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
-import { openBrowser, openTrustedWorkbench, screenshot, type BrowserSession } from '../browser';
+import { notificationTexts, openBrowser, openTrustedWorkbench, screenshot, type BrowserSession } from '../browser';
 import { uiEnv, withScreenshot } from './env';
 
 const env = uiEnv();
@@ -52,6 +52,43 @@ test('the Builders view lists every lab builder with its systems', { timeout: 90
     await screenshot(page, 'builders-view.png');
   });
 });
+
+/** The Builders view row of one builder. */
+function builderRow(p: Page, name: string) {
+  return builderRows(p).filter({ has: p.locator('.label-name', { hasText: new RegExp(`^${escape(name)}$`) }) }).first();
+}
+
+test('each builder shows its health, and a test build runs from the view', { timeout: 120_000 }, async () => {
+  await withScreenshot(page, 'ui-builder-health-failure', async () => {
+    // The doctor ran when the view opened: states arrive in the rows' descriptions.
+    await builderRow(page, 'b1').locator('.label-description', { hasText: 'healthy' }).waitFor({ timeout: 60_000 });
+    await builderRow(page, 'b2').locator('.label-description', { hasText: 'healthy' }).waitFor({ timeout: 60_000 });
+    await builderRow(page, 'b3').locator('.label-description', { hasText: /not (in trusted-users|trusted)/ }).waitFor({ timeout: 60_000 });
+    await builderRow(page, 'b4').locator('.label-description', { hasText: /nix|Nix/ }).waitFor({ timeout: 60_000 });
+    await screenshot(page, 'builders-view-health.png');
+
+    // The inline "Test Build on Builder" action of b1.
+    const row = builderRow(page, 'b1');
+    await row.hover();
+    await row.locator('.action-label[aria-label="Test Build on Builder"]').click();
+    await eventually(async () => (await notificationTexts(page)).find((t) => /^Test build on b1: /.test(t)), 60_000).then((text) => {
+      assert.match(text, /b1/);
+      console.log(`notification: ${text}`);
+    });
+    await screenshot(page, 'builders-view-test-build.png');
+  });
+});
+
+/** Polls until `probe` returns a value (waits on the page's state, not on time). */
+async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`no result within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
 
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
