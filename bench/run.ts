@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StdioLspClient } from '../test/server/lspClient';
+import { benchDoctor } from './doctor';
+import { benchLogParser } from './logParser';
 
 const RUNS = 5;
 
@@ -81,7 +83,13 @@ async function benchDiagnostics(): Promise<void> {
   console.log(`diagnostics-cached-reserve: ${median(cached).toFixed(2)} ms (goal: < 5 ms)`);
 }
 
-void benchDiagnostics().catch((e: unknown) => {
+async function main(): Promise<void> {
+  await benchDiagnostics();
+  await benchLogParser();
+  await benchDoctor();
+}
+
+void main().catch((e: unknown) => {
   console.error(e);
   process.exitCode = 1;
 });

@@ -184,11 +184,11 @@ export class NixBuildersServer {
     if (!evaluation) return { uri, state: 'not-evaluated', derivations: [] };
     const r = evaluation.result;
     if (r.kind !== 'ok') return { uri, version: doc.version, state: r.kind === 'timed-out' ? 'timed-out' : 'error', derivations: [] };
-    const text = doc.getText();
+    const lines = doc.getText().split('\n');
     const derivations: DerivationInfo[] = [];
     for (const item of r.output.items) {
       if ('error' in item) continue;
-      const range = item.pos?.inDoc ? documentRange(text, item.pos) : undefined;
+      const range = item.pos?.inDoc ? documentRange(lines, item.pos) : undefined;
       derivations.push({
         attrPath: item.path,
         name: item.name,

@@ -32,11 +32,10 @@ export interface DerivationDiagnostic {
 }
 
 /** Map a walker position to the document: the attribute name's range, or line 0 when unknown. */
-export function documentRange(text: string, pos: WalkerPosition | null): { line: number; column: number; endColumn: number } {
+export function documentRange(lines: readonly string[], pos: WalkerPosition | null): { line: number; column: number; endColumn: number } {
   if (!pos || !pos.inDoc) return { line: 0, column: 0, endColumn: 0 };
   const line = pos.line - 1 - WALKER_PREFIX_LINES;
   const column = pos.column - 1;
-  const lines = text.split('\n');
   const lineText = lines[line];
   if (line < 0 || lineText === undefined) return { line: 0, column: 0, endColumn: 0 };
   const rest = lineText.slice(column);
@@ -80,11 +79,12 @@ export function diagnoseDerivations(
     });
     return out;
   }
+  const lines = text.split('\n');
   const everyone = `(local ${local.system} ${featureSet(local.systemFeatures)}${local.maxJobs === 0 ? ', max-jobs 0' : ''}; builders: ${
     machines.length > 0 ? machines.map(describeMachine).join(', ') : 'none'
   })`;
   for (const item of output.items) {
-    const range = documentRange(text, item.pos);
+    const range = documentRange(lines, item.pos);
     if ('error' in item) {
       out.push({ severity: 'warning', code: 'attribute-error', ...range, attrPath: item.path, message: `${item.path.join('.')}: ${item.error}` });
       continue;
