@@ -22,12 +22,20 @@ export interface CodeServerOptions {
   env?: Record<string, string | undefined>;
   /** User settings, over the defaults below. */
   settings?: Record<string, unknown>;
+  /**
+   * Remote ("machine") settings of the code-server host. The window is a remote one, so settings
+   * of scope `machine` or `machine-overridable` (nixBuilders.env, …) are read from here, not from
+   * the user settings.
+   */
+  machineSettings?: Record<string, unknown>;
   /** Name of the log file under test-results/ (default code-server-<port>.log). */
   logName?: string;
   /** .vsix files (or extension ids) to install into this instance's extensions dir first. */
   installExtensions?: string[];
   /** Keep the data dir after stop() (also with E2E_KEEP=1). */
   keepDataDir?: boolean;
+  /** Tests need the smoke-test driver (payload URLs, codeAutomationExit); the demo does not (default true). */
+  smokeTestDriver?: boolean;
 }
 
 export interface CodeServer {
@@ -130,6 +138,10 @@ async function startOnce(opts: CodeServerOptions, port: number): Promise<CodeSer
     path.join(userDataDir, 'User', 'settings.json'),
     JSON.stringify({ ...defaultSettings, ...opts.settings }, null, 2),
   );
+  if (opts.machineSettings) {
+    mkdirSync(path.join(userDataDir, 'Machine'), { recursive: true });
+    writeFileSync(path.join(userDataDir, 'Machine', 'settings.json'), JSON.stringify(opts.machineSettings, null, 2));
+  }
 
   const instance = randomUUID();
   const env: NodeJS.ProcessEnv = {
@@ -164,10 +176,10 @@ async function startOnce(opts: CodeServerOptions, port: number): Promise<CodeSer
     '--disable-getting-started-override',
     '--disable-proxy',
     '--ignore-last-opened',
-    // Safety net: an instance whose test process died without stopping it exits once idle.
-    '--idle-timeout-seconds', '300',
+    // Safety net for tests: an instance whose test process died without stopping it exits once idle.
+    ...(opts.smokeTestDriver === false ? [] : ['--idle-timeout-seconds', '300']),
     // Honours the extensionDevelopmentPath/extensionTestsPath payload; exposes codeAutomationExit.
-    '--vscode-option', 'enable-smoke-test-driver',
+    ...(opts.smokeTestDriver === false ? [] : ['--vscode-option', 'enable-smoke-test-driver']),
     opts.folder,
   ];
 

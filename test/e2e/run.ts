@@ -272,6 +272,14 @@ async function main(): Promise<number> {
     }
   }
 
+  // Last: the demo packages the extension (a production build into dist/) and runs its own lab.
+  if (!only) {
+    await phase('run command (npm start)', async () => {
+      const code = await runProcess(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', path.join(__dirname, 'demo.test.ts')]);
+      if (code !== 0) throw new Error(`the demo test exited with ${code} (screenshots in test-results/)`);
+    });
+  }
+
   await phase('stop', async () => {
     await lab?.stop();
     rmSync(runTmp, { recursive: true, force: true, maxRetries: 3 });
