@@ -5,6 +5,7 @@ export const COMMAND_IDS = [
   'nixBuilders.checkAllBuilders',
   'nixBuilders.checkBuilder',
   'nixBuilders.testBuild',
+  'nixBuilders.previewSchedule',
   'nixBuilders.restartServer',
   'nixBuilders.showOutput',
   'nixBuilders.openSettings',

@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import type { Ctx } from './ctx';
 import type { CommandId } from './commandIds';
 import { builderOfNode, healthSummary } from './views/buildersView';
-import type { BuilderInfo } from '../language-server/protocol';
+import type { BuilderInfo, SchedulePreviewParams } from '../language-server/protocol';
 
 async function pickBuilder(ctx: Ctx, placeHolder: string): Promise<BuilderInfo | undefined> {
   const { builders } = await ctx.listBuilders();
@@ -56,6 +56,36 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
       const choice = await vscode.window.showErrorMessage(`Test build on ${builder.name} failed: ${result.summary} ${detail}`, 'Show Log');
       if (choice === 'Show Log') ctx.log.show(true);
     }
+  },
+  'nixBuilders.previewSchedule': async (ctx) => {
+    const editor = vscode.window.activeTextEditor;
+    let params: SchedulePreviewParams;
+    if (editor && editor.document.languageId === 'nix') {
+      params = { uri: editor.document.uri.toString(), line: editor.selection.active.line };
+    } else {
+      const asked = await vscode.window.showInputBox({
+        title: 'Which machine would Nix pick?',
+        prompt: 'A system and the required features, e.g. "aarch64-linux kvm big-parallel"',
+        value: 'x86_64-linux',
+        validateInput: (v) => (/^\s*[a-z0-9_]+-[a-z0-9_]+(\s+\S+)*\s*$/.test(v) ? undefined : 'Start with a system such as x86_64-linux'),
+      });
+      if (!asked) return;
+      const [system, ...requiredSystemFeatures] = asked.trim().split(/\s+/);
+      params = { system, requiredSystemFeatures };
+    }
+    const result = await ctx.schedulePreview(params);
+    if (!result.preview) {
+      void vscode.window.showWarningMessage(`Nix Builders: ${result.problem ?? 'no preview'}`);
+      return;
+    }
+    const p = result.preview;
+    await vscode.window.showQuickPick(
+      p.candidates.map((c) => ({
+        label: `${c.eligible ? (c.name === p.chosen?.name ? '$(arrow-right)' : '$(check)') : '$(close)'} ${c.name}`,
+        description: c.reason,
+      })),
+      { title: result.derivation ? `${result.derivation.attrPath.join('.')}: ${p.summary}` : p.summary, placeHolder: p.summary },
+    );
   },
   'nixBuilders.restartServer': (ctx) => ctx.restart(),
   'nixBuilders.showOutput': (ctx) => ctx.log.show(true),

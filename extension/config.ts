@@ -22,6 +22,11 @@ export function serverSettings(): ServerSettings {
       timeoutSeconds: c.get<number>('evaluation.timeoutSeconds', 30),
       allowImportFromDerivation: c.get<boolean>('evaluation.allowImportFromDerivation', false),
     },
+    build: {
+      remoteOnly: c.get<boolean>('build.remoteOnly', false),
+      maxJobs: c.get<number | null>('build.maxJobs', null) ?? undefined,
+      cores: c.get<number | null>('build.cores', null) ?? undefined,
+    },
   };
 }
 

@@ -9,6 +9,8 @@ import {
   type BuildersListing,
   type DoctorReport,
   type InitializationOptions,
+  type SchedulePreviewParams,
+  type SchedulePreviewResult,
   type TestBuildResult,
 } from '../language-server/protocol';
 import type { NixBuildersApi } from './api';
@@ -161,6 +163,10 @@ export class Ctx implements vscode.Disposable {
   async testBuild(builderId: string, token?: vscode.CancellationToken): Promise<TestBuildResult> {
     const client = await this.runningClient();
     return client.sendRequest(Requests.testBuild, { builderId }, token);
+  }
+
+  async schedulePreview(params: SchedulePreviewParams): Promise<SchedulePreviewResult> {
+    return (await this.runningClient()).sendRequest(Requests.schedulePreview, params);
   }
 
   healthOf(builderId: string) {

@@ -7,6 +7,8 @@ import type { TestBuildResult } from './builders/testBuild';
 
 export type { BuilderHealth, CheckResult, CheckStatus, DoctorReport } from './builders/doctor';
 export type { TestBuildResult } from './builders/testBuild';
+export type { SchedulePreview, ScheduleCandidate } from './builders/schedule';
+import type { SchedulePreview } from './builders/schedule';
 
 /** Settings the extension sends (section `nixBuilders` of VS Code's settings). */
 export interface EvaluationSettings {
@@ -16,12 +18,23 @@ export interface EvaluationSettings {
   allowImportFromDerivation: boolean;
 }
 
+/** How builds that the extension starts (test builds, builds from the editor) use machines. */
+export interface BuildSettings {
+  /** `--max-jobs 0`: never build on this machine. */
+  remoteOnly: boolean;
+  /** `--max-jobs N` for local builds; undefined: nix.conf's. */
+  maxJobs?: number;
+  /** `--cores N` (NIX_BUILD_CORES of each build); undefined: nix.conf's. */
+  cores?: number;
+}
+
 export interface ServerSettings {
   nixBinDir: string;
   env: Record<string, string>;
   machinesFiles: string[];
   builders: string[];
   evaluation: EvaluationSettings;
+  build: BuildSettings;
 }
 
 export const DEFAULT_SETTINGS: ServerSettings = {
@@ -30,6 +43,7 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   machinesFiles: [],
   builders: [],
   evaluation: { depth: 3, timeoutSeconds: 30, allowImportFromDerivation: false },
+  build: { remoteOnly: false },
 };
 
 /** `initializationOptions` of the initialize request. Any LSP client may omit them. */
@@ -113,6 +127,24 @@ export interface DocumentDerivations {
   derivations: DerivationInfo[];
 }
 
+export interface SchedulePreviewParams {
+  /** Either a system and features… */
+  system?: string;
+  requiredSystemFeatures?: string[];
+  preferLocalBuild?: boolean;
+  /** …or the derivation at a position of an open document. */
+  uri?: string;
+  line?: number;
+}
+
+export interface SchedulePreviewResult {
+  /** The derivation it is about, when asked by position. */
+  derivation?: DerivationInfo;
+  preview?: SchedulePreview;
+  /** Why there is no preview (no derivation there, Nix missing, …). */
+  problem?: string;
+}
+
 export const Requests = {
   /** Nix version and whether it works. */
   status: new RequestType0<NixStatus, void>('nixBuilders/status'),
@@ -124,6 +156,8 @@ export const Requests = {
   checkBuilders: new RequestType<{ builderIds?: string[] }, DoctorReport, void>('nixBuilders/checkBuilders'),
   /** Build a fresh salted derivation on exactly one builder. Cancellable. */
   testBuild: new RequestType<{ builderId: string }, TestBuildResult, void>('nixBuilders/testBuild'),
+  /** Which machine Nix would pick now for a system and features, or the derivation at a position. */
+  schedulePreview: new RequestType<SchedulePreviewParams, SchedulePreviewResult, void>('nixBuilders/schedulePreview'),
 } as const;
 
 export interface WorkspaceTrustParams {

@@ -23,6 +23,8 @@ import {
   type DerivationInfo,
   type DocumentDerivations,
   type DoctorReport,
+  type SchedulePreviewParams,
+  type SchedulePreviewResult,
   type TestBuildResult,
   type InitializationOptions,
   type NixStatus,
@@ -34,6 +36,9 @@ import { documentRange } from './eval/diagnose';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
 import { checkAll } from './builders/doctor';
 import { testBuild } from './builders/testBuild';
+import { previewSchedule } from './builders/schedule';
+import { atLeast } from './nix/version';
+import type { BuilderHealth } from './builders/doctor';
 import type { CancellationToken } from 'vscode-languageserver/node';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
@@ -58,6 +63,8 @@ export class NixBuildersServer {
   private listing: Promise<BuildersListing> | undefined;
   private readonly diagnostics: DocumentDiagnostics;
   private untrustedNoticeSent = false;
+  /** The doctor's last verdict per builder id (for the scheduling preview). */
+  private readonly health = new Map<string, BuilderHealth>();
 
   constructor(
     private readonly connection: Connection,
@@ -88,6 +95,7 @@ export class NixBuildersServer {
     connection.onRequest(Requests.derivations, (p) => this.derivations(p.uri));
     connection.onRequest(Requests.checkBuilders, (p, token) => this.checkBuilders(p.builderIds, token));
     connection.onRequest(Requests.testBuild, (p, token) => this.testBuild(p.builderId, token));
+    connection.onRequest(Requests.schedulePreview, (p) => this.schedulePreview(p));
     connection.onNotification(Notifications.workspaceTrust, (p) => {
       this.workspaceTrusted = p.trusted;
       this.invalidate();
@@ -144,6 +152,11 @@ export class NixBuildersServer {
         depth: number(s?.evaluation?.depth, evaluation.depth, 1),
         timeoutSeconds: number(s?.evaluation?.timeoutSeconds, evaluation.timeoutSeconds, 1),
         allowImportFromDerivation: s?.evaluation?.allowImportFromDerivation === true,
+      },
+      build: {
+        remoteOnly: s?.build?.remoteOnly === true,
+        maxJobs: typeof s?.build?.maxJobs === 'number' && s.build.maxJobs >= 0 ? Math.floor(s.build.maxJobs) : undefined,
+        cores: typeof s?.build?.cores === 'number' && s.build.cores >= 0 ? Math.floor(s.build.cores) : undefined,
       },
     };
     this.nix.updateSettings({ binDir: this.settings.nixBinDir, env: this.settings.env });
@@ -245,12 +258,44 @@ export class NixBuildersServer {
   async checkBuilders(builderIds: string[] | undefined, token: CancellationToken): Promise<DoctorReport> {
     const listing = await this.listBuilders();
     const builders = builderIds ? listing.builders.filter((b) => builderIds.includes(b.id)) : listing.builders;
-    return checkAll(builders, {
+    const report = await checkAll(builders, {
       nix: this.nix,
       signal: abortSignalOf(token),
       localSystem: listing.local?.system,
       onBuilderChecked: (health) => void this.connection.sendNotification(Notifications.builderHealth, health),
     });
+    for (const h of report.builders) this.health.set(h.builderId, h);
+    return report;
+  }
+
+  /** Which machine Nix would choose now, and why not the others. */
+  async schedulePreview(p: SchedulePreviewParams): Promise<SchedulePreviewResult> {
+    const listing = await this.listBuilders();
+    if (!listing.local) return { problem: listing.nix.problem ?? 'The Nix configuration could not be read.' };
+    let derivation: DerivationInfo | undefined;
+    if (p.uri !== undefined) {
+      const { derivations, state } = await this.derivations(p.uri);
+      if (state !== 'ok') return { problem: `The file is not evaluated (${state}).` };
+      // The derivation whose attribute is on that line, or the nearest one above it.
+      derivation = derivations
+        .filter((d) => d.line !== undefined && d.line <= (p.line ?? 0))
+        .sort((a, b) => (b.line ?? 0) - (a.line ?? 0))[0];
+      if (!derivation) return { problem: 'No derivation attribute at or above the cursor.' };
+    }
+    const caps = await this.nix.detect();
+    const build = this.settings.build;
+    const preview = previewSchedule({
+      system: derivation?.system ?? p.system ?? listing.local.system,
+      requiredSystemFeatures: derivation?.requiredSystemFeatures ?? p.requiredSystemFeatures ?? [],
+      preferLocalBuild: derivation?.preferLocalBuild ?? p.preferLocalBuild ?? false,
+      local: listing.local,
+      builders: listing.builders,
+      health: this.health,
+      maxJobsOverride: build.remoteOnly ? 0 : build.maxJobs,
+      // Nix 2.8 divides load by speed factor in whole numbers; the factor became a float later.
+      speedArithmetic: caps.ok && atLeast(caps.value.version, 2, 14) ? 'float' : 'integer',
+    });
+    return { derivation, preview };
   }
 
   async testBuild(builderId: string, token: CancellationToken): Promise<TestBuildResult> {

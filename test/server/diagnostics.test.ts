@@ -209,3 +209,26 @@ test('flake.nix without inputs: packages, checks and devShells are checked offli
     'packages.x86_64-linux.hello',
   ]);
 });
+
+test('scheduling preview: the derivation under the cursor goes to the builder Nix would pick, with reasons', async () => {
+  const text = `{\n  plain = ${drv('plain-s', 'x86_64-linux')};\n  vm = ${drv('vm-s', 'x86_64-linux', ['kvm'])};\n}\n`;
+  const uri = await openFile('schedule.nix', text);
+  await client.diagnostics(uri);
+  type Preview = {
+    derivation?: { attrPath: string[] };
+    preview?: { verdict: string; chosen?: { name: string }; summary: string; candidates: Array<{ name: string; eligible: boolean; reason: string }> };
+  };
+  const vm = await client.request<Preview>('nixBuilders/schedulePreview', { uri, line: 2 });
+  assert.deepEqual(vm.derivation?.attrPath, ['vm']);
+  assert.equal(vm.preview?.verdict, 'remote');
+  assert.equal(vm.preview?.chosen?.name, 'b1');
+  const b3 = vm.preview?.candidates.find((c) => c.name === 'b3');
+  assert.equal(b3?.eligible, false);
+  assert.match(b3?.reason ?? '', /kvm|mandatory/);
+  const local = vm.preview?.candidates.find((c) => c.name === 'this machine');
+  assert.match(local?.reason ?? '', /kvm/);
+
+  const riscv = await client.request<Preview>('nixBuilders/schedulePreview', { system: 'riscv64-linux', requiredSystemFeatures: [] });
+  assert.equal(riscv.preview?.verdict, 'none');
+  assert.ok(riscv.preview?.candidates.every((c) => !c.eligible && /riscv64-linux/.test(c.reason)), JSON.stringify(riscv.preview?.candidates));
+});
