@@ -50,7 +50,8 @@ function splitList(s: string): string[] {
 
 /** Parse one entry (already without comment). Returns the machine or an error message. */
 export function parseMachineLine(entry: string): { machine?: Machine; error?: string } {
-  const tokens = entry.split(/\s+/).filter((t) => t.length > 0);
+  // Nix splits columns on blanks only (space, tab, CR), not on other Unicode spaces.
+  const tokens = entry.split(/[ \t\r]+/).filter((t) => t.length > 0);
   const isSet = (i: number) => tokens.length > i && tokens[i] !== '-';
   if (!isSet(0)) return { error: 'the store URI is missing in the first column' };
   if (tokens.length > 8) {
@@ -100,8 +101,8 @@ export function parseMachines(text: string): MachinesDocument {
     let piece = text.slice(pieceStart, pieceEnd);
     const hash = piece.indexOf('#');
     if (hash >= 0) piece = piece.slice(0, hash);
-    const lead = piece.length - piece.trimStart().length;
-    const body = piece.trim();
+    const lead = /^[ \t\r]*/.exec(piece)?.[0].length ?? 0;
+    const body = piece.replace(/^[ \t\r]+|[ \t\r]+$/g, '');
     if (body.length === 0) return;
     const start = pieceStart + lead;
     const entry: MachineEntry = {
@@ -186,6 +187,7 @@ export function removeEntry(doc: MachinesDocument, index: number): string {
 
 /** Append an entry on a line of its own. */
 export function appendEntry(text: string, entry: string): string {
-  const sep = text.length === 0 || text.endsWith('\n') ? '' : '\n';
-  return `${text}${sep}${entry}\n`;
+  const eol = /\r\n/.test(text) ? '\r\n' : '\n';
+  const sep = text.length === 0 || text.endsWith('\n') ? '' : eol;
+  return `${text}${sep}${entry}${eol}`;
 }

@@ -70,3 +70,10 @@ test('formatMachine round-trips through the parser', () => {
   assert.ok(minimal);
   assert.equal(formatMachine(minimal), 'ssh://b2 x86_64-linux - 1 1');
 });
+
+test('only blanks separate columns (as in Nix); CRLF files stay CRLF', () => {
+  assert.match(parseMachineLine('b1\u00A0x86_64-linux').machine?.uri ?? '', /\u00A0/);
+  assert.equal(appendEntry('b1 x\r\n', 'b2 y'), 'b1 x\r\nb2 y\r\n');
+  const crlf = parseMachines('b1 x86_64-linux\r\nb2 aarch64-linux\r\n');
+  assert.deepEqual(crlf.entries.map((e) => e.machine?.systems), [['x86_64-linux'], ['aarch64-linux']]);
+});
