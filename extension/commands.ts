@@ -3,6 +3,7 @@ import * as vscode from 'vscode';
 import type { Ctx } from './ctx';
 import type { CommandId } from './commandIds';
 import { builderOfNode, healthSummary } from './views/buildersView';
+import { addBuilder, editBuilder, pinHostKey, removeBuilder } from './builderEditor';
 import type { BuilderInfo, SchedulePreviewParams } from '../language-server/protocol';
 
 async function pickBuilder(ctx: Ctx, placeHolder: string): Promise<BuilderInfo | undefined> {
@@ -86,6 +87,19 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
       })),
       { title: result.derivation ? `${result.derivation.attrPath.join('.')}: ${p.summary}` : p.summary, placeHolder: p.summary },
     );
+  },
+  'nixBuilders.addBuilder': (ctx) => addBuilder(ctx),
+  'nixBuilders.editBuilder': async (ctx, node) => {
+    const builder = builderOfNode(node) ?? (await pickBuilder(ctx, 'Edit which builder?'));
+    if (builder) await editBuilder(ctx, builder);
+  },
+  'nixBuilders.removeBuilder': async (ctx, node) => {
+    const builder = builderOfNode(node) ?? (await pickBuilder(ctx, 'Remove which builder?'));
+    if (builder) await removeBuilder(ctx, builder);
+  },
+  'nixBuilders.pinHostKey': async (ctx, node) => {
+    const builder = builderOfNode(node) ?? (await pickBuilder(ctx, "Pin which builder's host key?"));
+    if (builder) await pinHostKey(ctx, builder, ctx.healthOf(builder.id));
   },
   'nixBuilders.restartServer': (ctx) => ctx.restart(),
   'nixBuilders.showOutput': (ctx) => ctx.log.show(true),

@@ -6,7 +6,10 @@ import { LanguageClient, TransportKind, type LanguageClientOptions, type ServerO
 import {
   Notifications,
   Requests,
+  type BuilderHealth,
   type BuildersListing,
+  type EditResult,
+  type MachinesEdit,
   type DoctorReport,
   type InitializationOptions,
   type SchedulePreviewParams,
@@ -163,6 +166,14 @@ export class Ctx implements vscode.Disposable {
   async testBuild(builderId: string, token?: vscode.CancellationToken): Promise<TestBuildResult> {
     const client = await this.runningClient();
     return client.sendRequest(Requests.testBuild, { builderId }, token);
+  }
+
+  async probeBuilder(entry: string, token?: vscode.CancellationToken): Promise<BuilderHealth> {
+    return (await this.runningClient()).sendRequest(Requests.probeBuilder, { entry }, token);
+  }
+
+  async editMachines(file: string, edit: MachinesEdit): Promise<EditResult> {
+    return (await this.runningClient()).sendRequest(Requests.editMachines, { file, edit });
   }
 
   async schedulePreview(params: SchedulePreviewParams): Promise<SchedulePreviewResult> {

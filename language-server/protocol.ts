@@ -9,6 +9,8 @@ export type { BuilderHealth, CheckResult, CheckStatus, DoctorReport } from './bu
 export type { TestBuildResult } from './builders/testBuild';
 export type { SchedulePreview, ScheduleCandidate } from './builders/schedule';
 import type { SchedulePreview } from './builders/schedule';
+import type { EditResult, MachinesEdit } from './builders/machinesEdit';
+export type { EditResult, MachinesEdit } from './builders/machinesEdit';
 
 /** Settings the extension sends (section `nixBuilders` of VS Code's settings). */
 export interface EvaluationSettings {
@@ -58,8 +60,9 @@ export interface BuilderSource {
   label: string;
   /** File the entry was read from, if any. */
   path?: string;
-  /** 0-based line in that file. */
+  /** 0-based line and column of the entry in that file. */
   line?: number;
+  column?: number;
 }
 
 export interface BuilderInfo extends Machine {
@@ -145,6 +148,18 @@ export interface SchedulePreviewResult {
   problem?: string;
 }
 
+export interface EditMachinesParams {
+  file: string;
+  edit: MachinesEdit;
+  /** The file's text the edit was prepared against: refused if it changed since. */
+  expectedText?: string;
+}
+
+export interface ProbeBuilderParams {
+  /** A machines entry (at least the URI; e.g. "ssh://b5 - /root/.ssh/id_ed25519"). */
+  entry: string;
+}
+
 export const Requests = {
   /** Nix version and whether it works. */
   status: new RequestType0<NixStatus, void>('nixBuilders/status'),
@@ -156,6 +171,10 @@ export const Requests = {
   checkBuilders: new RequestType<{ builderIds?: string[] }, DoctorReport, void>('nixBuilders/checkBuilders'),
   /** Build a fresh salted derivation on exactly one builder. Cancellable. */
   testBuild: new RequestType<{ builderId: string }, TestBuildResult, void>('nixBuilders/testBuild'),
+  /** Add, replace or remove one machines-file entry, atomically and with a backup. */
+  editMachines: new RequestType<EditMachinesParams, EditResult, void>('nixBuilders/editMachines'),
+  /** Run the doctor on a builder that is not configured yet (to suggest systems, features, host key). */
+  probeBuilder: new RequestType<ProbeBuilderParams, BuilderHealth, void>('nixBuilders/probeBuilder'),
   /** Which machine Nix would pick now for a system and features, or the derivation at a position. */
   schedulePreview: new RequestType<SchedulePreviewParams, SchedulePreviewResult, void>('nixBuilders/schedulePreview'),
 } as const;

@@ -14,7 +14,7 @@ import {
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { Nix } from './nix/nix';
 import type { ProcessRunner } from './nix/runner';
-import { collectBuilders } from './builders/collect';
+import { collectBuilders, hostOf, userOf } from './builders/collect';
 import {
   DEFAULT_SETTINGS,
   Notifications,
@@ -34,7 +34,9 @@ import { FilesWatcher } from './util/watch';
 import { DocumentDiagnostics } from './eval/documentDiagnostics';
 import { documentRange } from './eval/diagnose';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
-import { checkAll } from './builders/doctor';
+import { checkAll, checkBuilder } from './builders/doctor';
+import { editMachinesFile } from './builders/machinesEdit';
+import { parseMachineLine } from './nix/machines';
 import { testBuild } from './builders/testBuild';
 import { previewSchedule } from './builders/schedule';
 import { atLeast } from './nix/version';
@@ -96,6 +98,13 @@ export class NixBuildersServer {
     connection.onRequest(Requests.checkBuilders, (p, token) => this.checkBuilders(p.builderIds, token));
     connection.onRequest(Requests.testBuild, (p, token) => this.testBuild(p.builderId, token));
     connection.onRequest(Requests.schedulePreview, (p) => this.schedulePreview(p));
+    connection.onRequest(Requests.editMachines, async (p) => {
+      const result = await editMachinesFile(p.file, p.edit, { expectedText: p.expectedText });
+      if (result.ok) this.invalidate();
+      else this.connection.console.warn(result.message);
+      return result;
+    });
+    connection.onRequest(Requests.probeBuilder, (p, token) => this.probeBuilder(p.entry, token));
     connection.onNotification(Notifications.workspaceTrust, (p) => {
       this.workspaceTrusted = p.trusted;
       this.invalidate();
@@ -266,6 +275,16 @@ export class NixBuildersServer {
     });
     for (const h of report.builders) this.health.set(h.builderId, h);
     return report;
+  }
+
+  /** The doctor on an entry that is not in any machines file yet. */
+  async probeBuilder(entry: string, token: CancellationToken): Promise<BuilderHealth> {
+    const parsed = parseMachineLine(entry);
+    if (!parsed.machine) throw new ResponseError(ErrorCodes.InvalidParams, `Not a machines entry: ${parsed.error}`);
+    const listing = await this.listBuilders();
+    const machine = parsed.machine;
+    const builder = { ...machine, id: `probe:${machine.uri}`, name: hostOf(machine.uri), user: userOf(machine.uri), source: { label: 'new builder' } };
+    return checkBuilder(builder, { nix: this.nix, signal: abortSignalOf(token), localSystem: listing.local?.system });
   }
 
   /** Which machine Nix would choose now, and why not the others. */

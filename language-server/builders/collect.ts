@@ -61,7 +61,7 @@ export async function collectBuilders(
         const file = origin.path ? path.resolve(path.dirname(origin.path), entry.include) : entry.include;
         await readFileSource(file, labelForFile(file, origin.label), depth + 1, seen, /* missingIsNormal */ true);
       } else if (entry.machine) {
-        addMachine(entry.machine, { ...origin, line: origin.path ? entry.line : undefined });
+        addMachine(entry.machine, origin.path ? { ...origin, line: entry.line, column: entry.column } : origin);
       } else {
         out.problems.push({
           message: `Malformed builder entry '${entry.text}': ${entry.error}.`,
