@@ -10,6 +10,7 @@ export type { TestBuildResult } from './builders/testBuild';
 export type { SchedulePreview, ScheduleCandidate } from './builders/schedule';
 import type { SchedulePreview } from './builders/schedule';
 import type { EditResult, MachinesEdit } from './builders/machinesEdit';
+import type { WalkedDerivation } from './eval/walker';
 export type { EditResult, MachinesEdit } from './builders/machinesEdit';
 
 /** Settings the extension sends (section `nixBuilders` of VS Code's settings). */
@@ -109,14 +110,8 @@ export interface BuildersListing {
   problems: ConfigProblem[];
 }
 
-export interface DerivationInfo {
+export interface DerivationInfo extends Omit<WalkedDerivation, 'path' | 'pos'> {
   attrPath: string[];
-  name: string;
-  drvPath: string;
-  system: string;
-  requiredSystemFeatures: string[];
-  preferLocalBuild: boolean;
-  outputs: string[];
   /** 0-based position of the attribute name in the document, when it is defined there. */
   line?: number;
   column?: number;

@@ -211,17 +211,8 @@ export class NixBuildersServer {
     for (const item of r.output.items) {
       if ('error' in item) continue;
       const range = item.pos?.inDoc ? documentRange(lines, item.pos) : undefined;
-      derivations.push({
-        attrPath: item.path,
-        name: item.name,
-        drvPath: item.drvPath,
-        system: item.system,
-        requiredSystemFeatures: item.requiredSystemFeatures,
-        preferLocalBuild: item.preferLocalBuild,
-        outputs: item.outputs,
-        line: range?.line,
-        column: range?.column,
-      });
+      const { path: attrPath, pos, ...fields } = item;
+      derivations.push({ ...fields, attrPath, line: range?.line, column: range?.column });
     }
     return { uri, version: doc.version, state: 'ok', derivations };
   }

@@ -55,28 +55,15 @@ export function diagnoseDerivations(
   machines: readonly NamedMachine[],
 ): DerivationDiagnostic[] {
   const out: DerivationDiagnostic[] = [];
-  if (output.kind === 'function-with-required-arguments') {
-    out.push({
-      severity: 'information',
-      code: 'required-arguments',
-      line: 0,
-      column: 0,
-      endColumn: 0,
-      attrPath: [],
-      message: `This file is a function with required arguments (${(output.required ?? []).join(', ')}): Nix Builders evaluates files that are attribute sets or functions whose arguments all have defaults.`,
-    });
-    return out;
-  }
-  if (output.kind === 'flake-with-inputs') {
-    out.push({
-      severity: 'information',
-      code: 'required-arguments',
-      line: 0,
-      column: 0,
-      endColumn: 0,
-      attrPath: [],
-      message: `This flake has inputs (${(output.required ?? []).join(', ')}): Nix Builders evaluates flakes without inputs only, so far; its outputs are not checked.`,
-    });
+  // Nothing to walk: say why, once, at the top of the file.
+  const notEvaluated =
+    output.kind === 'function-with-required-arguments'
+      ? `This file is a function with required arguments (${(output.required ?? []).join(', ')}): Nix Builders evaluates files that are attribute sets or functions whose arguments all have defaults.`
+      : output.kind === 'flake-with-inputs'
+        ? `This flake has inputs (${(output.required ?? []).join(', ')}): Nix Builders evaluates flakes without inputs only, so far; its outputs are not checked.`
+        : undefined;
+  if (notEvaluated) {
+    out.push({ severity: 'information', code: 'required-arguments', line: 0, column: 0, endColumn: 0, attrPath: [], message: notEvaluated });
     return out;
   }
   const lines = text.split('\n');

@@ -376,6 +376,19 @@ function hostOf(storeUri: string): string | undefined {
   return m && m[1] ? m[1] : undefined;
 }
 
+/** Details of a connection failure to the store `uri` (when known). */
+function connectDetails(failure: ReturnType<typeof connectFailure>, uri: string | undefined): CannotConnectDetails {
+  const details: CannotConnectDetails = { reason: failure.reason };
+  if (uri) {
+    details.storeUri = uri;
+    const host = hostOf(uri);
+    if (host) details.host = host;
+  }
+  if (failure.sshMessage) details.sshMessage = failure.sshMessage;
+  if (failure.remoteProgram) details.remoteProgram = failure.remoteProgram;
+  return details;
+}
+
 /** Segments highlighted by Nix (`ESC[35;1m…ESC[0m`) in a raw line, in order. */
 function highlighted(raw: string): string[] | undefined {
   const re = /\x1b\[35;1m(.*?)\x1b\[0m/g;
@@ -901,15 +914,7 @@ class Classifier {
       }
       const evidence = this.takeEvidence();
       const failure = connectFailure([...evidence, head].join('\n'));
-      const details: CannotConnectDetails = { reason: failure.reason };
-      const uri = this.building?.storeUri ?? this.storeUrl;
-      if (uri) {
-        details.storeUri = uri;
-        const host = hostOf(uri);
-        if (host) details.host = host;
-      }
-      if (failure.sshMessage) details.sshMessage = failure.sshMessage;
-      if (failure.remoteProgram) details.remoteProgram = failure.remoteProgram;
+      const details = connectDetails(failure, this.building?.storeUri ?? this.storeUrl);
       this.problems.push(connectProblem(head, [...evidence, text].join('\n'), details));
       return;
     }
@@ -1305,15 +1310,7 @@ class Classifier {
     if (evidence.length === 0 || this.problems.some((p) => p.kind === 'cannot-connect')) return;
     const failure = connectFailure(evidence.join('\n'));
     if (failure.reason === 'other') return;
-    const details: CannotConnectDetails = { reason: failure.reason };
-    const uri = this.storeUrl ?? this.building?.storeUri;
-    if (uri) {
-      details.storeUri = uri;
-      const host = hostOf(uri);
-      if (host) details.host = host;
-    }
-    if (failure.sshMessage) details.sshMessage = failure.sshMessage;
-    if (failure.remoteProgram) details.remoteProgram = failure.remoteProgram;
+    const details = connectDetails(failure, this.storeUrl ?? this.building?.storeUri);
     this.problems.push(connectProblem(failure.sshMessage ?? (evidence[0] as string), evidence.join('\n'), details));
   }
 
