@@ -156,6 +156,7 @@ export class Ctx implements vscode.Disposable {
     try {
       const report = await client.sendRequest(Requests.checkBuilders, { builderIds: ids }, token);
       for (const h of report.builders) this.buildersView.setHealth(h);
+      this.buildersView.setLocalCheck(report.local);
       if (report.local.status !== 'ok' && report.local.status !== 'skipped') this.log.warn(`This machine: ${report.local.summary} ${report.local.fix ?? ''}`);
       return report;
     } finally {

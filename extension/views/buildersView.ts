@@ -26,6 +26,7 @@ export class BuildersView implements vscode.TreeDataProvider<Node> {
   /** Health by builder id; a builder being checked has no entry but is in `checking`. */
   private readonly health = new Map<string, BuilderHealth>();
   private readonly checking = new Set<string>();
+  private localCheck: CheckResult<string> | undefined;
 
   constructor(private readonly fetch: () => Promise<BuildersListing>) {}
 
@@ -54,13 +55,22 @@ export class BuildersView implements vscode.TreeDataProvider<Node> {
     this.changed.fire(undefined);
   }
 
+  /** The doctor's check of this machine (is this user trusted by the local daemon?). */
+  setLocalCheck(check: CheckResult<string>): void {
+    this.localCheck = check;
+    this.changed.fire(undefined);
+  }
+
   healthOf(builderId: string): BuilderHealth | undefined {
     return this.health.get(builderId);
   }
 
   async getChildren(node?: Node): Promise<Node[]> {
     if (!node) return this.roots();
-    if (node.kind === 'local') return localDetails(node.local);
+    if (node.kind === 'local') {
+      const check: Node[] = this.localCheck ? [{ kind: 'check', check: this.localCheck as CheckResult, id: 'local:check' }] : [];
+      return [...check, ...localDetails(node.local)];
+    }
     if (node.kind === 'builder') {
       const h = this.health.get(node.builder.id);
       // Problems first, then what the builder is, then the checks that passed.
@@ -95,7 +105,8 @@ export class BuildersView implements vscode.TreeDataProvider<Node> {
         const item = new vscode.TreeItem('This machine', vscode.TreeItemCollapsibleState.Collapsed);
         item.id = 'local';
         item.description = [node.local.system, ...node.local.extraPlatforms].join(', ');
-        item.iconPath = new vscode.ThemeIcon('vm');
+        const local = this.localCheck;
+        item.iconPath = local && (local.status === 'error' || local.status === 'warning') ? statusIcon(local.status) : new vscode.ThemeIcon('vm');
         item.tooltip = `Builds run here unless max-jobs is 0. System ${node.local.system}.`;
         item.contextValue = 'localMachine';
         return item;
