@@ -3,6 +3,8 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
+  CodeActionKind,
+  MarkupKind,
   ErrorCodes,
   ResponseError,
   TextDocuments,
@@ -31,7 +33,7 @@ import {
   type ServerSettings,
 } from './protocol';
 import { FilesWatcher } from './util/watch';
-import { DocumentDiagnostics } from './eval/documentDiagnostics';
+import { DIAGNOSTIC_SOURCE, DocumentDiagnostics } from './eval/documentDiagnostics';
 import { documentRange } from './eval/diagnose';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
 import { checkAll, checkBuilder } from './builders/doctor';
@@ -41,9 +43,24 @@ import { testBuild } from './builders/testBuild';
 import { previewSchedule } from './builders/schedule';
 import { atLeast } from './nix/version';
 import type { BuilderHealth } from './builders/doctor';
-import type { CancellationToken } from 'vscode-languageserver/node';
+import type { CancellationToken, CodeAction, Diagnostic, Hover } from 'vscode-languageserver/node';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
+
+const NEEDS_A_BUILDER = new Set(['no-builder-system', 'no-builder-features', 'mandatory-features', 'max-jobs-zero']);
+
+/** Quick fixes for "nothing can build this": add a builder, or see why each machine is refused. */
+function codeActionsFor(diagnostics: Diagnostic[]): CodeAction[] {
+  return diagnostics
+    .filter((d) => d.source === DIAGNOSTIC_SOURCE && NEEDS_A_BUILDER.has(String(d.code)))
+    .flatMap((d) => {
+      const system = (d.data as { system?: string } | undefined)?.system ?? 'it';
+      return [
+        { title: `Add a builder for ${system}…`, kind: CodeActionKind.QuickFix, diagnostics: [d], isPreferred: true, command: { title: 'Add Builder', command: 'nixBuilders.addBuilder' } },
+        { title: 'Show why each machine cannot build it', kind: CodeActionKind.QuickFix, diagnostics: [d], command: { title: 'Which Builder', command: 'nixBuilders.previewSchedule' } },
+      ];
+    });
+}
 
 /** LSP cancellation as an AbortSignal, which kills the work's process trees. */
 function abortSignalOf(token: CancellationToken): AbortSignal {
@@ -98,6 +115,8 @@ export class NixBuildersServer {
     connection.onRequest(Requests.checkBuilders, (p, token) => this.checkBuilders(p.builderIds, token));
     connection.onRequest(Requests.testBuild, (p, token) => this.testBuild(p.builderId, token));
     connection.onRequest(Requests.schedulePreview, (p) => this.schedulePreview(p));
+    connection.onHover((p) => this.hover(p.textDocument.uri, p.position.line, p.position.character));
+    connection.onCodeAction((p) => codeActionsFor(p.context.diagnostics));
     connection.onRequest(Requests.editMachines, async (p) => {
       const result = await editMachinesFile(p.file, p.edit, { expectedText: p.expectedText });
       if (result.ok) this.invalidate();
@@ -122,7 +141,11 @@ export class NixBuildersServer {
     this.workspaceTrusted = options.workspaceTrusted ?? true;
     this.canPullConfiguration = params.capabilities.workspace?.configuration === true;
     return {
-      capabilities: { textDocumentSync: TextDocumentSyncKind.Incremental },
+      capabilities: {
+        textDocumentSync: TextDocumentSyncKind.Incremental,
+        hoverProvider: true,
+        codeActionProvider: { codeActionKinds: [CodeActionKind.QuickFix] },
+      },
       serverInfo: { name: SERVER_NAME, version: '0.1.0' },
     };
   }
@@ -266,6 +289,24 @@ export class NixBuildersServer {
     });
     for (const h of report.builders) this.health.set(h.builderId, h);
     return report;
+  }
+
+  /** On a derivation attribute: what it is and where Nix would build it. */
+  async hover(uri: string, line: number, character: number): Promise<Hover | null> {
+    if (!this.workspaceTrusted || !this.documents.get(uri)) return null;
+    const { derivations } = await this.derivations(uri);
+    const d = derivations.find((x) => x.line === line && x.column !== undefined && character >= x.column && character <= x.column + x.attrPath.join('.').length + 2);
+    if (!d) return null;
+    const { preview } = await this.schedulePreview({ uri, line });
+    const md = [
+      `**${d.attrPath.join('.')}** — \`${d.name}\``,
+      '',
+      `\`${d.drvPath}\``,
+      '',
+      `system \`${d.system}\`${d.requiredSystemFeatures.length ? ` · features ${d.requiredSystemFeatures.map((f) => `\`${f}\``).join(', ')}` : ''} · outputs ${d.outputs.join(', ')}${d.preferLocalBuild ? ' · preferLocalBuild' : ''}`,
+      ...(preview ? ['', `Nix would now: ${preview.summary}`] : []),
+    ];
+    return { contents: { kind: MarkupKind.Markdown, value: md.join('\n') } };
   }
 
   /** The doctor on an entry that is not in any machines file yet. */

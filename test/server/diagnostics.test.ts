@@ -232,3 +232,27 @@ test('scheduling preview: the derivation under the cursor goes to the builder Ni
   assert.equal(riscv.preview?.verdict, 'none');
   assert.ok(riscv.preview?.candidates.every((c) => !c.eligible && /riscv64-linux/.test(c.reason)), JSON.stringify(riscv.preview?.candidates));
 });
+
+test('hover on a derivation attribute shows it and where it would build; quick fixes offer a builder', async () => {
+  const text = `{\n  arm = ${drv('arm-hover', 'aarch64-linux')};\n}\n`;
+  const uri = await openFile('hover.nix', text);
+  const ds = await client.diagnostics(uri);
+  const hover = await client.request<{ contents: { value: string } } | null>('textDocument/hover', { textDocument: { uri }, position: { line: 1, character: 3 } });
+  assert.match(hover?.contents.value ?? '', /\*\*arm\*\*/);
+  assert.match(hover?.contents.value ?? '', /system `aarch64-linux`/);
+  assert.match(hover?.contents.value ?? '', /Nix would now: .*aarch64-linux/);
+  const none = await client.request<unknown>('textDocument/hover', { textDocument: { uri }, position: { line: 2, character: 0 } });
+  assert.equal(none, null);
+  const actions = await client.request<Array<{ title: string; command?: { command: string } }>>('textDocument/codeAction', {
+    textDocument: { uri },
+    range: ds[0]?.range,
+    context: { diagnostics: ds },
+  });
+  assert.deepEqual(
+    actions.map((a) => [a.title, a.command?.command]),
+    [
+      ['Add a builder for aarch64-linux…', 'nixBuilders.addBuilder'],
+      ['Show why each machine cannot build it', 'nixBuilders.previewSchedule'],
+    ],
+  );
+});
