@@ -91,6 +91,12 @@ export async function trustWorkspace(page: Page, timeout = 30_000): Promise<void
   else await restricted.click();
   await trust.first().click({ timeout });
   await restricted.waitFor({ state: 'hidden', timeout });
+  // The trust editor may open as a modal over the workbench: close it as a user would.
+  const modal = page.locator('.monaco-modal-editor-block');
+  if (await modal.isVisible()) {
+    await modal.locator('.codicon-close, .codicon-widget-close').last().click();
+    await modal.waitFor({ state: 'hidden', timeout: 10_000 });
+  }
 }
 
 /** Opens the command palette, retrying F1 because keybindings register late. */

@@ -27,12 +27,6 @@ test('npm start serves VS Code with the lab builders in the Builders view, and C
     await page.goto(url, { waitUntil: 'domcontentloaded' });
     await waitForWorkbench(page);
     await trustWorkspace(page);
-    // Outside the smoke-test mode the trust editor is a modal: close it as a user would.
-    const modal = page.locator('.monaco-modal-editor-block');
-    if (await modal.isVisible()) {
-      await modal.locator('.codicon-close, .codicon-widget-close').last().click();
-      await modal.waitFor({ state: 'hidden', timeout: 10_000 });
-    }
     await page.locator('.part.activitybar').getByRole('tab', { name: /^Nix Builders/ }).click();
     const rows = page.locator('[id="workbench.view.extension.nixBuilders"] .monaco-list-row[role="treeitem"] .label-name');
     for (const name of ['b1', 'b2', 'b3', 'b4']) {

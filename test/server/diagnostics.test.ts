@@ -256,3 +256,27 @@ test('hover on a derivation attribute shows it and where it would build; quick f
     ],
   );
 });
+
+test('a newer version of the document cancels the running evaluation and its process', async () => {
+  const fifo = path.join(dir, 'never2');
+  execFileSync('mkfifo', [fifo]);
+  const file = path.join(dir, 'src', 'edited.nix');
+  const hanging = `{ hang = builtins.readFile ${JSON.stringify(fifo)}; }\n`;
+  await writeFile(file, hanging);
+  const uri = pathToFileURL(file).href;
+  client.open(uri, hanging);
+  const readers = () =>
+    execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.includes('nix-instantiate') && l.includes(fifo));
+  // Wait (on the process table, not on time) until the evaluation is blocked on the FIFO.
+  for (let i = 0; readers().length === 0; i++) {
+    assert.ok(i < 400, 'the evaluation started');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  client.change(uri, `{ arm = ${drv('edited', 'aarch64-linux')}; }\n`, 2);
+  const ds = await client.diagnostics(uri);
+  only(ds, 'no-builder-system');
+  // The old evaluation would still be blocked on the FIFO had it not been killed with its group.
+  assert.deepEqual(readers(), []);
+});
