@@ -168,6 +168,21 @@ test('cancelling a long build through the AbortSignal leaves no nix/ssh process 
     await sleep(100);
   }
   assert.deepEqual(left, [], 'no client process of the build is left');
+  // And on the builder: its `nix-store --serve` and the build (/bin/sleep 30) went with the connection.
+  const cmdline = (pid: number) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+    } catch {
+      return '';
+    }
+  };
+  let remote: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    remote = lab.processIds().map(cmdline).filter((c) => c.includes('--serve') || c.includes('/bin/sleep 30'));
+    if (remote.length === 0) break;
+    await sleep(100);
+  }
+  assert.deepEqual(remote, [], 'nothing of the build is left on b1');
 });
 
 test('b3 alone (untrusted user): the classified not-privileged problem', async () => {
