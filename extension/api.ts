@@ -1,6 +1,6 @@
 // What the extension exports from `activate`: a small, stable API for other extensions and for
 // the end-to-end tests (which assert on it as well as on the rendered UI).
-import type { BuilderInfo, DoctorReport, TestBuildResult } from '../language-server/protocol';
+import type { BuildInfo, BuilderInfo, DoctorReport, StartBuildParams, TestBuildResult } from '../language-server/protocol';
 
 export interface NixBuildersApi {
   /** Every configured builder as the language server lists it. */
@@ -9,6 +9,10 @@ export interface NixBuildersApi {
   checkBuilders(ids?: string[]): Promise<DoctorReport>;
   /** Build a fresh derivation on exactly this builder. */
   testBuild(builderId: string): Promise<TestBuildResult>;
+  /** Plan and run a build; resolves with its final state. */
+  build(params: StartBuildParams): Promise<BuildInfo>;
+  /** The inline build status shown on a document: line, state and text. */
+  buildStatus(uri: string): Array<{ line: number; state: string; text: string }>;
   /** The Nix version the server found, or undefined when Nix is missing. */
   nixVersion(): Promise<string | undefined>;
 }

@@ -6,6 +6,24 @@ import { builderOfNode, healthSummary } from './views/buildersView';
 import { addBuilder, editBuilder, pinHostKey, removeBuilder } from './builderEditor';
 import type { BuilderInfo, SchedulePreviewParams } from '../language-server/protocol';
 
+/** Build attributes of a document (the code lens's arguments, or the derivation under the cursor). */
+async function startBuild(ctx: Ctx, uri: unknown, attrPath: unknown, opts: { remoteOnly?: boolean; builderIds?: string[] }): Promise<void> {
+  const editor = vscode.window.activeTextEditor;
+  const docUri = typeof uri === 'string' ? uri : editor?.document.uri.toString();
+  if (!docUri) return;
+  const attrPaths = Array.isArray(attrPath) ? [attrPath as string[]] : undefined;
+  const title = `Building ${attrPaths?.[0]?.join('.') ?? 'every derivation of the file'}${opts.remoteOnly ? ' remotely' : ''}`;
+  const result = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, (progress, token) =>
+    ctx.build({ uri: docUri, attrPaths, ...opts }, token, (started) => progress.report({ message: started.plan.summary })),
+  );
+  ctx.log.info(`${title}: ${result.status} — ${result.plan.summary}`);
+  if (result.status === 'failed') {
+    const failed = result.snapshot?.derivations.find((d) => d.state === 'failed');
+    const choice = await vscode.window.showErrorMessage(`${title} failed: ${result.problems?.[0] ?? failed?.failure ?? 'see the log'}`, ...(failed ? ['Show Log'] : []));
+    if (choice === 'Show Log' && failed) await vscode.commands.executeCommand('nixBuilders.showBuildLog', result.buildId, failed.drvPath);
+  }
+}
+
 async function pickBuilder(ctx: Ctx, placeHolder: string): Promise<BuilderInfo | undefined> {
   const { builders } = await ctx.listBuilders();
   if (builders.length === 0) {
@@ -100,6 +118,22 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
   'nixBuilders.pinHostKey': async (ctx, node) => {
     const builder = builderOfNode(node) ?? (await pickBuilder(ctx, "Pin which builder's host key?"));
     if (builder) await pinHostKey(ctx, builder, ctx.healthOf(builder.id));
+  },
+  'nixBuilders.build': (ctx, uri, attrPath) => startBuild(ctx, uri, attrPath, {}),
+  'nixBuilders.buildRemotely': (ctx, uri, attrPath) => startBuild(ctx, uri, attrPath, { remoteOnly: true }),
+  'nixBuilders.buildOn': async (ctx, uri, attrPath) => {
+    const { builders } = await ctx.listBuilders();
+    const picked = await vscode.window.showQuickPick(
+      builders.map((b) => ({ label: b.name, description: b.uri, detail: b.systems.join(', '), id: b.id })),
+      { canPickMany: true, placeHolder: 'Build on which builders? (nothing builds on this machine)' },
+    );
+    if (picked?.length) await startBuild(ctx, uri, attrPath, { remoteOnly: true, builderIds: picked.map((p) => p.id) });
+  },
+  'nixBuilders.showBuildLog': async (ctx, buildId, drvPath) => {
+    if (typeof buildId !== 'string' || typeof drvPath !== 'string') return;
+    const log = await ctx.buildLog(buildId, drvPath);
+    const doc = await vscode.workspace.openTextDocument({ content: `# ${drvPath}\n${log.join('\n')}\n`, language: 'log' });
+    await vscode.window.showTextDocument(doc, { preview: true });
   },
   'nixBuilders.restartServer': (ctx) => ctx.restart(),
   'nixBuilders.showOutput': (ctx) => ctx.log.show(true),

@@ -13,6 +13,8 @@ import {
   type DoctorReport,
   type InitializationOptions,
   type SchedulePreviewParams,
+  type BuildInfo,
+  type StartBuildParams,
   type SchedulePreviewResult,
   type TestBuildResult,
 } from '../language-server/protocol';
@@ -20,6 +22,7 @@ import type { NixBuildersApi } from './api';
 import { registerCommands } from './commands';
 import { affectsServer, serverSettings } from './config';
 import { BuildersView } from './views/buildersView';
+import { BuildDecorations, BuildsView } from './views/buildsView';
 
 const STOP_TIMEOUT_MS = 5000;
 
@@ -28,6 +31,10 @@ export class Ctx implements vscode.Disposable {
   private readonly buildersView: BuildersView;
   private readonly buildersTree: vscode.TreeView<unknown>;
   private checkedOnce = false;
+  private readonly buildsView = new BuildsView();
+  private readonly buildDecorations: BuildDecorations;
+  /** Builds started here, resolved when their final state arrives. */
+  private readonly buildWaiters = new Map<string, (b: BuildInfo) => void>();
   private readonly statusBar: vscode.StatusBarItem;
   private readonly extensionScope: vscode.Disposable[] = [];
   private serverScope: vscode.Disposable[] = [];
@@ -39,6 +46,7 @@ export class Ctx implements vscode.Disposable {
     this.log = vscode.window.createOutputChannel('Nix Builders', { log: true });
     this.buildersView = new BuildersView(() => this.listBuilders());
     this.buildersTree = vscode.window.createTreeView('nixBuilders.builders', { treeDataProvider: this.buildersView, showCollapseAll: true });
+    this.buildDecorations = new BuildDecorations(vscode.Uri.joinPath(context.extensionUri, 'media'));
     this.statusBar = vscode.window.createStatusBarItem('nixBuilders.status', vscode.StatusBarAlignment.Left, 0);
     this.statusBar.name = 'Nix Builders';
     this.statusBar.command = 'nixBuilders.showOutput';
@@ -46,6 +54,8 @@ export class Ctx implements vscode.Disposable {
       this.log,
       this.statusBar,
       this.buildersTree,
+      this.buildDecorations,
+      vscode.window.registerTreeDataProvider('nixBuilders.builds', this.buildsView),
       this.buildersTree.onDidChangeVisibility((e) => {
         // The doctor runs when the view is first shown, and on refresh.
         if (e.visible && !this.checkedOnce) void this.checkBuilders(undefined).catch((err: Error) => this.log.warn(`Checking builders: ${err.message}`));
@@ -92,6 +102,7 @@ export class Ctx implements vscode.Disposable {
     this.serverScope.push(
       client.onNotification(Notifications.buildersChanged, () => this.buildersView.refresh()),
       client.onNotification(Notifications.builderHealth, (h) => this.buildersView.setHealth(h)),
+      client.onNotification(Notifications.buildProgress, (b) => this.buildChanged(b)),
     );
     await vscode.commands.executeCommand('setContext', 'nixBuilders.serverReady', false);
     try {
@@ -169,6 +180,37 @@ export class Ctx implements vscode.Disposable {
     return client.sendRequest(Requests.testBuild, { builderId }, token);
   }
 
+  private buildChanged(build: BuildInfo): void {
+    this.buildsView.update(build);
+    this.buildDecorations.update(build);
+    if (build.status !== 'running') {
+      this.buildWaiters.get(build.buildId)?.(build);
+      this.buildWaiters.delete(build.buildId);
+    }
+  }
+
+  /** Plan and run a build; resolves with its final state. Cancelling the token stops it. */
+  async build(params: StartBuildParams, token?: vscode.CancellationToken, onStarted?: (b: BuildInfo) => void): Promise<BuildInfo> {
+    const client = await this.runningClient();
+    const started = await client.sendRequest(Requests.startBuild, params);
+    onStarted?.(started);
+    const done = new Promise<BuildInfo>((resolve) => this.buildWaiters.set(started.buildId, resolve));
+    const sub = token?.onCancellationRequested(() => void client.sendRequest(Requests.cancelBuild, { buildId: started.buildId }));
+    try {
+      return await done;
+    } finally {
+      sub?.dispose();
+    }
+  }
+
+  async buildLog(buildId: string, drvPath: string): Promise<string[]> {
+    return (await this.runningClient()).sendRequest(Requests.buildLog, { buildId, drvPath });
+  }
+
+  buildStatus(uri: string) {
+    return this.buildDecorations.statusOf(uri);
+  }
+
   async probeBuilder(entry: string, token?: vscode.CancellationToken): Promise<BuilderHealth> {
     return (await this.runningClient()).sendRequest(Requests.probeBuilder, { entry }, token);
   }
@@ -197,6 +239,8 @@ export class Ctx implements vscode.Disposable {
       listBuilders: async () => (await this.listBuilders()).builders,
       checkBuilders: (ids) => this.checkBuilders(ids),
       testBuild: (id) => this.testBuild(id),
+      build: (params) => this.build(params),
+      buildStatus: (uri) => this.buildStatus(uri),
       nixVersion: async () => (await this.listBuilders()).nix.version,
     };
   }

@@ -11,6 +11,8 @@ export type { SchedulePreview, ScheduleCandidate } from './builders/schedule';
 import type { SchedulePreview } from './builders/schedule';
 import type { EditResult, MachinesEdit } from './builders/machinesEdit';
 import type { WalkedDerivation } from './eval/walker';
+import type { BuildSnapshot } from './build/model';
+export type { BuildSnapshot, DrvSnapshot } from './build/model';
 export type { EditResult, MachinesEdit } from './builders/machinesEdit';
 
 /** Settings the extension sends (section `nixBuilders` of VS Code's settings). */
@@ -155,6 +157,32 @@ export interface ProbeBuilderParams {
   entry: string;
 }
 
+export interface StartBuildParams {
+  /** The document whose attributes to build… */
+  uri?: string;
+  attrPaths?: string[][];
+  /** …or derivations directly. */
+  drvPaths?: string[];
+  /** `--max-jobs 0`: only builders build. */
+  remoteOnly?: boolean;
+  /** Only these builders (default: every configured builder). */
+  builderIds?: string[];
+}
+
+export interface BuildInfo {
+  buildId: string;
+  uri?: string;
+  /** What was asked for, with the attribute's line in the document. */
+  targets: Array<{ attrPath: string[]; drvPath: string; line?: number }>;
+  /** The dry run before the build: what will be built and fetched. */
+  plan: { summary: string; toBuild: string[]; toFetch: string[]; problems: string[] };
+  status: 'running' | 'built' | 'failed' | 'cancelled';
+  /** Per-derivation state (logs left out: ask buildLog). */
+  snapshot?: BuildSnapshot;
+  /** Classified problems when it failed, with cause and fix. */
+  problems?: string[];
+}
+
 export const Requests = {
   /** Nix version and whether it works. */
   status: new RequestType0<NixStatus, void>('nixBuilders/status'),
@@ -170,6 +198,12 @@ export const Requests = {
   editMachines: new RequestType<EditMachinesParams, EditResult, void>('nixBuilders/editMachines'),
   /** Run the doctor on a builder that is not configured yet (to suggest systems, features, host key). */
   probeBuilder: new RequestType<ProbeBuilderParams, BuilderHealth, void>('nixBuilders/probeBuilder'),
+  /** Plan and start a build; progress arrives as buildProgress notifications. */
+  startBuild: new RequestType<StartBuildParams, BuildInfo, void>('nixBuilders/startBuild'),
+  /** Stop a running build and its whole process tree (locally and the remote build). */
+  cancelBuild: new RequestType<{ buildId: string }, boolean, void>('nixBuilders/cancelBuild'),
+  /** The kept log of one derivation of a finished build. */
+  buildLog: new RequestType<{ buildId: string; drvPath: string }, string[], void>('nixBuilders/buildLog'),
   /** Which machine Nix would pick now for a system and features, or the derivation at a position. */
   schedulePreview: new RequestType<SchedulePreviewParams, SchedulePreviewResult, void>('nixBuilders/schedulePreview'),
 } as const;
@@ -183,6 +217,8 @@ export const Notifications = {
   buildersChanged: new NotificationType0('nixBuilders/buildersChanged'),
   /** Server -> client: one builder's health is known (while a check runs, as each finishes). */
   builderHealth: new NotificationType<BuilderHealth>('nixBuilders/builderHealth'),
+  /** Server -> client: a build's state (throttled while it runs, and once when it ends). */
+  buildProgress: new NotificationType<BuildInfo>('nixBuilders/buildProgress'),
   /** Client -> server: workspace trust was granted. */
   workspaceTrust: new NotificationType<WorkspaceTrustParams>('nixBuilders/workspaceTrust'),
 } as const;

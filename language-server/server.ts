@@ -25,6 +25,8 @@ import {
   type DerivationInfo,
   type DocumentDerivations,
   type DoctorReport,
+  type BuildInfo,
+  type StartBuildParams,
   type SchedulePreviewParams,
   type SchedulePreviewResult,
   type TestBuildResult,
@@ -43,7 +45,8 @@ import { testBuild } from './builders/testBuild';
 import { previewSchedule } from './builders/schedule';
 import { atLeast } from './nix/version';
 import type { BuilderHealth } from './builders/doctor';
-import type { CancellationToken, CodeAction, Diagnostic, Hover } from 'vscode-languageserver/node';
+import type { CancellationToken, CodeAction, CodeLens, Diagnostic, Hover } from 'vscode-languageserver/node';
+import { Builds } from './build/builds';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
 
@@ -81,6 +84,7 @@ export class NixBuildersServer {
   private readonly watcher: FilesWatcher;
   private listing: Promise<BuildersListing> | undefined;
   private readonly diagnostics: DocumentDiagnostics;
+  private readonly builds: Builds;
   private untrustedNoticeSent = false;
   /** The doctor's last verdict per builder id (for the scheduling preview). */
   private readonly health = new Map<string, BuilderHealth>();
@@ -91,6 +95,7 @@ export class NixBuildersServer {
   ) {
     this.nix = new Nix(runner, { binDir: '', env: {} });
     this.watcher = new FilesWatcher(() => this.invalidate());
+    this.builds = new Builds(connection, this.nix);
     this.diagnostics = new DocumentDiagnostics(connection, this.nix, async () => ({
       trusted: this.workspaceTrusted,
       options: {
@@ -115,6 +120,10 @@ export class NixBuildersServer {
     connection.onRequest(Requests.checkBuilders, (p, token) => this.checkBuilders(p.builderIds, token));
     connection.onRequest(Requests.testBuild, (p, token) => this.testBuild(p.builderId, token));
     connection.onRequest(Requests.schedulePreview, (p) => this.schedulePreview(p));
+    connection.onRequest(Requests.startBuild, (p) => this.startBuild(p));
+    connection.onRequest(Requests.cancelBuild, (p) => this.builds.cancel(p.buildId));
+    connection.onRequest(Requests.buildLog, (p) => this.builds.log(p.buildId, p.drvPath));
+    connection.onCodeLens((p) => this.codeLenses(p.textDocument.uri));
     connection.onHover((p) => this.hover(p.textDocument.uri, p.position.line, p.position.character));
     connection.onCodeAction((p) => codeActionsFor(p.context.diagnostics));
     connection.onRequest(Requests.editMachines, async (p) => {
@@ -131,6 +140,7 @@ export class NixBuildersServer {
     connection.onShutdown(() => {
       this.watcher.dispose();
       this.diagnostics.dispose();
+      this.builds.dispose();
     });
     this.documents.listen(connection);
   }
@@ -144,6 +154,7 @@ export class NixBuildersServer {
       capabilities: {
         textDocumentSync: TextDocumentSyncKind.Incremental,
         hoverProvider: true,
+        codeLensProvider: { resolveProvider: false },
         codeActionProvider: { codeActionKinds: [CodeActionKind.QuickFix] },
       },
       serverInfo: { name: SERVER_NAME, version: '0.1.0' },
@@ -289,6 +300,37 @@ export class NixBuildersServer {
     });
     for (const h of report.builders) this.health.set(h.builderId, h);
     return report;
+  }
+
+  async startBuild(p: StartBuildParams): Promise<BuildInfo> {
+    if (!this.workspaceTrusted) throw new ResponseError(ErrorCodes.InvalidRequest, 'This workspace is not trusted: Nix Builders does not build its derivations.');
+    let targets: DerivationInfo[] = [];
+    if (p.uri !== undefined) {
+      const { derivations, state } = await this.derivations(p.uri);
+      if (state !== 'ok') throw new ResponseError(ErrorCodes.InvalidRequest, `The file is not evaluated (${state}): fix its errors first.`);
+      const wanted = p.attrPaths?.map((a) => a.join('\u0000'));
+      targets = wanted ? derivations.filter((d) => wanted.includes(d.attrPath.join('\u0000'))) : derivations;
+    }
+    for (const drvPath of p.drvPaths ?? []) targets.push({ attrPath: [], drvPath, name: drvPath, system: '', requiredSystemFeatures: [], preferLocalBuild: false, outputs: [] });
+    if (targets.length === 0) throw new ResponseError(ErrorCodes.InvalidParams, 'Nothing to build: no such derivation.');
+    const listing = await this.listBuilders();
+    return this.builds.start(p, targets, listing.builders, this.settings.build);
+  }
+
+  /** Build, Build remotely only, Build on… above every derivation attribute of the document. */
+  async codeLenses(uri: string): Promise<CodeLens[]> {
+    if (!this.workspaceTrusted || !this.documents.get(uri)) return [];
+    const { derivations } = await this.derivations(uri);
+    return derivations.flatMap((d) => {
+      if (d.line === undefined) return [];
+      const range = { start: { line: d.line, character: d.column ?? 0 }, end: { line: d.line, character: d.column ?? 0 } };
+      const args = [uri, d.attrPath];
+      return [
+        { range, command: { title: 'Build', command: 'nixBuilders.build', arguments: args } },
+        { range, command: { title: 'Build remotely only', command: 'nixBuilders.buildRemotely', arguments: args } },
+        { range, command: { title: 'Build on…', command: 'nixBuilders.buildOn', arguments: args } },
+      ];
+    });
   }
 
   /** On a derivation attribute: what it is and where Nix would build it. */

@@ -36,6 +36,10 @@ export function evaluationArgs(documentText: string, opts: EvaluationOptions, is
     '--eval',
     '--strict',
     '--json',
+    // `--eval` alone is read-only: drvPath would name .drv files that are never written. We
+    // instantiate (write the .drv files, as nix-instantiate without --eval does) so that the
+    // derivations can be built; nothing is built.
+    '--read-write-mode',
     '--option',
     'allow-import-from-derivation',
     opts.allowImportFromDerivation ? 'true' : 'false',

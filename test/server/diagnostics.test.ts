@@ -3,6 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -134,6 +135,9 @@ test('file and attribute names with spaces, quotes, $ and newlines cannot inject
   const listing = await client.request<{ state: string; derivations: Array<{ attrPath: string[] }> }>('nixBuilders/derivations', { uri });
   assert.equal(listing.state, 'ok');
   assert.deepEqual(listing.derivations.map((x) => x.attrPath), [[attr]]);
+  // Instantiated, not only evaluated: the .drv exists, so the derivation can be built.
+  const drvPath = (listing.derivations[0] as { drvPath?: string } | undefined)?.drvPath ?? '';
+  assert.ok(existsSync(drvPath), `${drvPath} exists`);
 });
 
 test('diagnostics follow the machines file: adding an aarch64-linux builder clears the error', async () => {

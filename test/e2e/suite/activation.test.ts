@@ -113,4 +113,18 @@ suite('Nix Builders: activation and API', () => {
     assert.equal(result.ranOnThisBuilder, true);
     assert.match(result.marker ?? '', /b2/);
   });
+
+  test('a remote build of an aarch64-linux attribute runs on b2 and the source says so', async function () {
+    this.timeout(90_000);
+    const folder = vscode.workspace.workspaceFolders![0]!;
+    const uri = vscode.Uri.joinPath(folder.uri, 'default.nix').toString();
+    const result = await api.build({ uri, attrPaths: [['hello-arm']], remoteOnly: true });
+    assert.equal(result.status, 'built', JSON.stringify(result.problems));
+    const target = result.snapshot?.derivations.find((d) => d.drvPath === result.targets[0]?.drvPath);
+    assert.equal(target?.state, 'built');
+    assert.match(target?.machine ?? '', /b2$/);
+    const shown = api.buildStatus(uri).find((s) => s.line === result.targets[0]?.line);
+    assert.equal(shown?.state, 'built');
+    assert.match(shown?.text ?? '', /^built on b2/);
+  });
 });

@@ -1,0 +1,81 @@
+// Builds started from the editor: resolve attributes to derivations, plan, run, stream snapshots
+// to the client, cancel. One instance per server; runBuild does the Nix work.
+import type { Connection } from 'vscode-languageserver/node';
+import type { Nix } from '../nix/nix';
+import { formatMachine } from '../nix/machines';
+import { Notifications, type BuildInfo, type BuildSettings, type BuilderInfo, type DerivationInfo, type StartBuildParams } from '../protocol';
+import { planBuild } from './plan';
+import { runBuild } from './runBuild';
+import type { BuildSnapshot } from './model';
+
+/** Snapshots go to the client without the kept log tails (those are fetched on demand). */
+function lean(snapshot: BuildSnapshot): BuildSnapshot {
+  return { ...snapshot, derivations: snapshot.derivations.map((d) => ({ ...d, log: [] })) };
+}
+
+export class Builds {
+  private nextId = 1;
+  private readonly running = new Map<string, AbortController>();
+  private readonly finished = new Map<string, BuildSnapshot>();
+
+  constructor(
+    private readonly connection: Connection,
+    private readonly nix: Nix,
+  ) {}
+
+  /** Starts a build and returns at once; progress arrives as `buildProgress` notifications. */
+  async start(
+    params: StartBuildParams,
+    targets: DerivationInfo[],
+    builders: readonly BuilderInfo[],
+    settings: BuildSettings,
+  ): Promise<BuildInfo> {
+    const buildId = `build-${this.nextId++}`;
+    const chosen = params.builderIds ? builders.filter((b) => params.builderIds?.includes(b.id)) : builders;
+    const machines = chosen.map((b) => formatMachine(b)).join('\n');
+    const maxJobs = params.remoteOnly || settings.remoteOnly ? 0 : settings.maxJobs;
+    const drvPaths = targets.map((t) => t.drvPath);
+    const abort = new AbortController();
+    this.running.set(buildId, abort);
+    const plan = await planBuild(this.nix, drvPaths, { builders: machines, maxJobs, signal: abort.signal });
+    const info: BuildInfo = {
+      buildId,
+      uri: params.uri,
+      targets: targets.map((t) => ({ attrPath: t.attrPath, drvPath: t.drvPath, line: t.line })),
+      plan: { summary: plan.summary, toBuild: plan.toBuild, toFetch: plan.toFetch, problems: plan.problems.map((p) => `${p.message} — ${p.fix}`) },
+      status: 'running',
+    };
+    const send = (status: BuildInfo['status'], snapshot?: BuildSnapshot, problems?: string[]) =>
+      void this.connection.sendNotification(Notifications.buildProgress, { ...info, status, snapshot: snapshot && lean(snapshot), problems });
+    send('running');
+    void runBuild(this.nix, {
+      drvPaths,
+      builders: machines,
+      maxJobs,
+      cores: settings.cores,
+      signal: abort.signal,
+      onSnapshot: (s) => send('running', s),
+    }).then((outcome) => {
+      this.running.delete(buildId);
+      this.finished.set(buildId, outcome.snapshot);
+      this.connection.console.info(`${buildId} ${outcome.status}: ${outcome.command.join(' ')}`);
+      send(outcome.status, outcome.snapshot, outcome.problems.map((p) => `${p.message} — ${p.cause} Fix: ${p.fix}`));
+    });
+    return info;
+  }
+
+  cancel(buildId: string): boolean {
+    const abort = this.running.get(buildId);
+    abort?.abort();
+    return abort !== undefined;
+  }
+
+  /** The kept log of one derivation of a finished build. */
+  log(buildId: string, drvPath: string): string[] {
+    return this.finished.get(buildId)?.derivations.find((d) => d.drvPath === drvPath)?.log ?? [];
+  }
+
+  dispose(): void {
+    for (const a of this.running.values()) a.abort();
+  }
+}

@@ -1,0 +1,80 @@
+// UI test: the "Build remotely only" code lens on an aarch64-linux attribute starts a build on the
+// lab's b2; the inline status after the line goes from building to built. A screenshot is kept.
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Page } from 'playwright-core';
+import { openBrowser, openCommandPalette, openTrustedWorkbench, screenshot, type BrowserSession } from '../browser';
+import { uiEnv, withScreenshot } from './env';
+
+const env = uiEnv();
+let session: BrowserSession;
+let page: Page;
+
+before(async () => {
+  session = await openBrowser();
+  page = session.page;
+  await withScreenshot(page, 'ui-build-open-failure', () => openTrustedWorkbench(page, env.folderUrl, env.workbenchUrl));
+});
+
+after(async () => {
+  await session?.close();
+});
+
+/** The text of every after-line decoration in the editor (rendered as CSS ::after content). */
+function inlineTexts(p: Page): Promise<string[]> {
+  // Runs in the page: DOM names come from the browser's globals.
+  return p.evaluate(() => {
+    const g = globalThis as unknown as {
+      document: { querySelectorAll(s: string): Iterable<unknown> };
+      getComputedStyle(e: unknown, pseudo: string): { content: string };
+    };
+    return [...g.document.querySelectorAll('.monaco-editor .view-lines span')]
+      .map((e) => g.getComputedStyle(e, '::after').content)
+      .filter((c) => c && c !== 'none' && c !== 'normal')
+      .map((c) => c.replace(/^"|"$/g, ''));
+  });
+}
+
+async function waitForInline(p: Page, re: RegExp, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const hit = (await inlineTexts(p)).find((t) => re.test(t));
+    if (hit) return hit;
+    if (Date.now() > deadline) throw new Error(`no inline status matching ${re} (have: ${JSON.stringify(await inlineTexts(p))})`);
+    await p.waitForTimeout(100);
+  }
+}
+
+test('the code lens builds an aarch64-linux attribute on b2 and the line shows building, then built', { timeout: 120_000 }, async () => {
+  await withScreenshot(page, 'ui-build-failure', async () => {
+    // A fresh aarch64-linux derivation (salted, 2 s long) so that it really builds, on b2.
+    const name = `ui-build-${Date.now()}`;
+    writeFileSync(
+      path.join(env.workspace, 'build-me.nix'),
+      [
+        '{',
+        '  arm = derivation {',
+        `    name = "${name}"; system = "aarch64-linux"; builder = "/bin/sh";`,
+        '    args = [ "-c" "/bin/sleep 2; read -r l < /etc/nix/nix.conf; echo $l > $out" ];',
+        '  };',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    await openCommandPalette(page);
+    const input = page.locator('.quick-input-widget .quick-input-box input');
+    await input.fill('build-me.nix');
+    await page.locator('.quick-input-widget .monaco-list-row', { hasText: 'build-me.nix' }).first().waitFor();
+    await input.press('Enter');
+    const lens = page.locator('.codelens-decoration a', { hasText: 'Build remotely only' });
+    await lens.first().waitFor({ timeout: 60_000 });
+    await lens.first().click();
+    const building = await waitForInline(page, /^building on b2/, 60_000);
+    await screenshot(page, 'editor-building-on-b2.png');
+    console.log(`inline status: ${building}`);
+    const built = await waitForInline(page, /^built on b2/, 60_000);
+    console.log(`inline status: ${built}`);
+    await screenshot(page, 'editor-built-on-b2.png');
+  });
+});
