@@ -94,8 +94,12 @@ suite('Nix Builders: activation and API', () => {
     assert.ok(api, 'the extension did not activate');
     const report = await api.checkBuilders();
     const byName = new Map(report.builders.map((h) => [h.name, h]));
-    assert.equal(byName.get('b1')?.status, 'ok', JSON.stringify(byName.get('b1')?.checks));
-    assert.equal(byName.get('b2')?.status, 'ok', JSON.stringify(byName.get('b2')?.checks));
+    // The lab's builders share this machine's CPUs: under load the doctor rightly warns that they
+    // are busy. Anything else must be fine.
+    for (const name of ['b1', 'b2']) {
+      const notOk = byName.get(name)?.checks.filter((c) => c.status !== 'ok' && c.status !== 'skipped') ?? [];
+      assert.deepEqual(notOk.filter((c) => !(c.id === 'load' && c.status === 'warning')), [], `${name}: ${JSON.stringify(notOk)}`);
+    }
     const trust = byName.get('b3')?.checks.find((c) => c.id === 'trust');
     assert.equal(trust?.status, 'error');
     assert.match(trust?.fix ?? '', /trusted-users/);
@@ -117,9 +121,15 @@ suite('Nix Builders: activation and API', () => {
   test('a remote build of an aarch64-linux attribute runs on b2 and the source says so', async function () {
     this.timeout(90_000);
     const folder = vscode.workspace.workspaceFolders![0]!;
-    const uri = vscode.Uri.joinPath(folder.uri, 'default.nix').toString();
-    const result = await api.build({ uri, attrPaths: [['hello-arm']], remoteOnly: true });
+    // A fresh derivation (salted), so that it really builds rather than being there already.
+    const file = vscode.Uri.joinPath(folder.uri, `fresh-${Date.now()}.nix`);
+    const text = `{\n  arm = derivation { name = "api-build-${Date.now()}"; system = "aarch64-linux"; builder = "/bin/sh"; args = [ "-c" ": > $out" ]; };\n}\n`;
+    await vscode.workspace.fs.writeFile(file, new TextEncoder().encode(text));
+    await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(file));
+    const uri = file.toString();
+    const result = await api.build({ uri, attrPaths: [['arm']], remoteOnly: true });
     assert.equal(result.status, 'built', JSON.stringify(result.problems));
+    assert.match(result.plan.summary, /1 derivation will be built/);
     const target = result.snapshot?.derivations.find((d) => d.drvPath === result.targets[0]?.drvPath);
     assert.equal(target?.state, 'built');
     assert.match(target?.machine ?? '', /b2$/);
