@@ -133,7 +133,10 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
     if (typeof buildId !== 'string' || typeof drvPath !== 'string') return;
     const log = await ctx.buildLog(buildId, drvPath);
     const doc = await vscode.workspace.openTextDocument({ content: `# ${drvPath}\n${log.join('\n')}\n`, language: 'log' });
-    await vscode.window.showTextDocument(doc, { preview: true });
+    // Open it at the (last) error line, where a failed build says what went wrong.
+    const errorAt = log.map((l) => /\berror\b|failed|not found/i.test(l)).lastIndexOf(true);
+    const line = errorAt >= 0 ? errorAt + 1 : Math.max(0, doc.lineCount - 1);
+    await vscode.window.showTextDocument(doc, { preview: true, selection: new vscode.Range(line, 0, line, 0) });
   },
   'nixBuilders.restartServer': (ctx) => ctx.restart(),
   'nixBuilders.showOutput': (ctx) => ctx.log.show(true),

@@ -186,6 +186,7 @@ export class Ctx implements vscode.Disposable {
     if (build.status !== 'running') {
       this.buildWaiters.get(build.buildId)?.(build);
       this.buildWaiters.delete(build.buildId);
+      void this.logBuild(build);
     }
   }
 
@@ -201,6 +202,19 @@ export class Ctx implements vscode.Disposable {
     } finally {
       sub?.dispose();
     }
+  }
+
+  /** A finished build in the output channel: the plan, each derivation's end state, failed logs in full. */
+  private async logBuild(build: BuildInfo): Promise<void> {
+    const lines = [`${build.buildId} ${build.status}: ${build.plan.summary}`];
+    for (const d of build.snapshot?.derivations ?? []) lines.push(`  ${d.name}: ${d.state}${d.machine ? ` on ${d.machine}` : ''}`);
+    for (const p of build.problems ?? []) lines.push(`  ${p}`);
+    for (const d of build.snapshot?.derivations.filter((x) => x.state === 'failed') ?? []) {
+      const log = await this.buildLog(build.buildId, d.drvPath).catch(() => []);
+      lines.push(`  --- log of ${d.drvPath} (${d.logLineCount} lines) ---`, ...log.map((l) => `  ${l}`));
+    }
+    if (build.status === 'failed') this.log.error(lines.join('\n'));
+    else this.log.info(lines.join('\n'));
   }
 
   async buildLog(buildId: string, drvPath: string): Promise<string[]> {
