@@ -23,6 +23,7 @@ import { registerCommands } from './commands';
 import { affectsServer, serverSettings } from './config';
 import { BuildersView } from './views/buildersView';
 import { BuildDecorations, BuildsView } from './views/buildsView';
+import { BuildTaskProvider, TASK_TYPE } from './tasks';
 
 const STOP_TIMEOUT_MS = 5000;
 
@@ -56,6 +57,7 @@ export class Ctx implements vscode.Disposable {
       this.buildersTree,
       this.buildDecorations,
       vscode.window.registerTreeDataProvider('nixBuilders.builds', this.buildsView),
+      vscode.tasks.registerTaskProvider(TASK_TYPE, new BuildTaskProvider(this)),
       this.buildersTree.onDidChangeVisibility((e) => {
         // The doctor runs when the view is first shown, and on refresh.
         if (e.visible && !this.checkedOnce) void this.checkBuilders(undefined).catch((err: Error) => this.log.warn(`Checking builders: ${err.message}`));

@@ -1,6 +1,8 @@
 // The language server: owns every Nix and SSH operation. Runs inside VS Code (started by the
 // extension over IPC) and standalone over stdio for any LSP client.
+import { readFile } from 'node:fs/promises';
 import * as os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import {
   CodeActionKind,
@@ -49,6 +51,15 @@ import type { CancellationToken, CodeAction, CodeLens, Diagnostic, Hover } from 
 import { Builds } from './build/builds';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
+
+async function readDocument(uri: string): Promise<TextDocument | undefined> {
+  if (!uri.startsWith('file:')) return undefined;
+  try {
+    return TextDocument.create(uri, 'nix', 0, await readFile(fileURLToPath(uri), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
 
 const NEEDS_A_BUILDER = new Set(['no-builder-system', 'no-builder-features', 'mandatory-features', 'max-jobs-zero']);
 
@@ -232,8 +243,9 @@ export class NixBuildersServer {
 
   /** The derivations of an open document, evaluating it now if it was not yet. */
   async derivations(uri: string): Promise<DocumentDerivations> {
-    const doc = this.documents.get(uri);
     if (!this.workspaceTrusted) return { uri, state: 'untrusted', derivations: [] };
+    // A file that is not open in the editor (a build task's) is read from disk.
+    const doc = this.documents.get(uri) ?? (await readDocument(uri));
     if (!doc) return { uri, state: 'not-evaluated', derivations: [] };
     const done = this.diagnostics.evaluation(uri);
     const evaluation = done && done.version === doc.version ? done : await this.diagnostics.evaluate(doc);

@@ -17,7 +17,7 @@ test('every command in the table is contributed with a category, and nothing els
 });
 
 test('activation is on Nix files, flakes, default.nix, or the view/commands — never "*"', () => {
-  assert.deepEqual(manifest.activationEvents, ['onLanguage:nix', 'workspaceContains:**/flake.nix', 'workspaceContains:**/default.nix']);
+  assert.deepEqual(manifest.activationEvents, ['onLanguage:nix', 'workspaceContains:**/flake.nix', 'workspaceContains:**/default.nix', 'onTaskType:nix-builders']);
   assert.deepEqual(manifest.extensionKind, ['workspace']);
   assert.equal(manifest.capabilities.untrustedWorkspaces.supported, 'limited');
 });

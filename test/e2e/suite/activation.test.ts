@@ -137,4 +137,31 @@ suite('Nix Builders: activation and API', () => {
     assert.equal(shown?.state, 'built');
     assert.match(shown?.text ?? '', /^built on b2/);
   });
+
+  test('a build task from tasks.json builds the attribute on the builder that can', async function () {
+    this.timeout(90_000);
+    const folder = vscode.workspace.workspaceFolders![0]!;
+    const name = `task-${Date.now()}.nix`;
+    const file = vscode.Uri.joinPath(folder.uri, name);
+    const text = `{\n  arm = derivation { name = "task-build-${Date.now()}"; system = "aarch64-linux"; builder = "/bin/sh"; args = [ "-c" ": > $out" ]; };\n}\n`;
+    await vscode.workspace.fs.writeFile(file, new TextEncoder().encode(text));
+    const tasksJson = { version: '2.0.0', tasks: [{ label: 'build arm remotely', type: 'nix-builders', file: name, attribute: 'arm', remoteOnly: true }] };
+    await vscode.workspace.fs.writeFile(vscode.Uri.joinPath(folder.uri, '.vscode', 'tasks.json'), new TextEncoder().encode(JSON.stringify(tasksJson)));
+    const task = await eventually('the task from tasks.json', async () =>
+      (await vscode.tasks.fetchTasks({ type: 'nix-builders' })).find((t) => t.name === 'build arm remotely'),
+    );
+    const ended = new Promise<void>((resolve) => {
+      const sub = vscode.tasks.onDidEndTask((e) => {
+        if (e.execution.task.name === task.name) {
+          sub.dispose();
+          resolve();
+        }
+      });
+    });
+    await vscode.tasks.executeTask(task);
+    await ended;
+    const shown = api.buildStatus(file.toString());
+    assert.equal(shown[0]?.state, 'built', JSON.stringify(shown));
+    assert.match(shown[0]?.text ?? '', /^built on b2/);
+  });
 });
