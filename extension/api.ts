@@ -1,6 +1,6 @@
 // What the extension exports from `activate`: a small, stable API for other extensions and for
 // the end-to-end tests (which assert on it as well as on the rendered UI).
-import type { BuildInfo, BuilderInfo, DoctorReport, StartBuildParams, TestBuildResult } from '../language-server/protocol';
+import type { BuildInfo, BuildPlanInfo, BuilderInfo, DoctorReport, StartBuildParams, TestBuildResult } from '../language-server/protocol';
 
 export interface NixBuildersApi {
   /** Every configured builder as the language server lists it. */
@@ -11,6 +11,8 @@ export interface NixBuildersApi {
   testBuild(builderId: string): Promise<TestBuildResult>;
   /** Plan and run a build; resolves with its final state. */
   build(params: StartBuildParams): Promise<BuildInfo>;
+  /** What a build would do, and where each asked-for derivation would build. */
+  planBuild(params: StartBuildParams): Promise<BuildPlanInfo>;
   /** The inline build status shown on a document: line, state and text. */
   buildStatus(uri: string): Array<{ line: number; state: string; text: string }>;
   /** The Nix version the server found, or undefined when Nix is missing. */

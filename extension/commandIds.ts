@@ -14,6 +14,8 @@ export const COMMAND_IDS = [
   'nixBuilders.buildRemotely',
   'nixBuilders.buildOn',
   'nixBuilders.showBuildLog',
+  'nixBuilders.planBuild',
+  'nixBuilders.pickAndBuild',
   'nixBuilders.restartServer',
   'nixBuilders.showOutput',
   'nixBuilders.openSettings',

@@ -129,6 +129,40 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
     );
     if (picked?.length) await startBuild(ctx, uri, attrPath, { remoteOnly: true, builderIds: picked.map((p) => p.id) });
   },
+  'nixBuilders.planBuild': async (ctx, uri, attrPath) => {
+    const docUri = typeof uri === 'string' ? uri : vscode.window.activeTextEditor?.document.uri.toString();
+    if (!docUri) return;
+    const attrPaths = Array.isArray(attrPath) ? [attrPath as string[]] : undefined;
+    const plan = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'Planning the build…' }, () =>
+      ctx.planBuild({ uri: docUri, attrPaths }),
+    );
+    const detail = [...plan.targets.map((t) => `${t.attrPath.join('.')}: ${t.where}`), ...plan.problems].join('\n');
+    const go = await vscode.window.showInformationMessage(plan.summary, { modal: true, detail }, 'Build', 'Build Remotely Only');
+    if (go) await startBuild(ctx, docUri, attrPath, { remoteOnly: go === 'Build Remotely Only' });
+  },
+  'nixBuilders.pickAndBuild': async (ctx) => {
+    const editor = vscode.window.activeTextEditor;
+    if (!editor || editor.document.languageId !== 'nix') {
+      void vscode.window.showInformationMessage('Open a .nix file (or flake.nix) to pick its derivations.');
+      return;
+    }
+    const uri = editor.document.uri.toString();
+    const { derivations, state } = await ctx.derivations(uri);
+    if (state !== 'ok' || derivations.length === 0) {
+      void vscode.window.showWarningMessage(state === 'ok' ? 'This file has no derivations.' : `This file is not evaluated (${state}).`);
+      return;
+    }
+    const picked = await vscode.window.showQuickPick(
+      derivations.map((d) => ({ label: d.attrPath.join('.'), description: d.system, detail: d.drvPath, attrPath: d.attrPath })),
+      { canPickMany: true, placeHolder: 'Build which derivations (flake outputs included)?' },
+    );
+    if (!picked?.length) return;
+    const result = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `Building ${picked.length} derivation(s)`, cancellable: true },
+      (progress, token) => ctx.build({ uri, attrPaths: picked.map((p) => p.attrPath) }, token, (s) => progress.report({ message: s.plan.summary })),
+    );
+    if (result.status === 'failed') void vscode.window.showErrorMessage(`Build failed: ${result.problems?.[0] ?? 'see the Builds view'}`);
+  },
   'nixBuilders.showBuildLog': async (ctx, buildId, drvPath) => {
     if (typeof buildId !== 'string' || typeof drvPath !== 'string') return;
     const log = await ctx.buildLog(buildId, drvPath);

@@ -14,6 +14,7 @@ import {
   type InitializationOptions,
   type SchedulePreviewParams,
   type BuildInfo,
+  type BuildPlanInfo,
   type StartBuildParams,
   type SchedulePreviewResult,
   type TestBuildResult,
@@ -219,6 +220,14 @@ export class Ctx implements vscode.Disposable {
     else this.log.info(lines.join('\n'));
   }
 
+  async planBuild(params: StartBuildParams): Promise<BuildPlanInfo> {
+    return (await this.runningClient()).sendRequest(Requests.planBuild, params);
+  }
+
+  async derivations(uri: string) {
+    return (await this.runningClient()).sendRequest(Requests.derivations, { uri });
+  }
+
   async buildLog(buildId: string, drvPath: string): Promise<string[]> {
     return (await this.runningClient()).sendRequest(Requests.buildLog, { buildId, drvPath });
   }
@@ -256,6 +265,7 @@ export class Ctx implements vscode.Disposable {
       checkBuilders: (ids) => this.checkBuilders(ids),
       testBuild: (id) => this.testBuild(id),
       build: (params) => this.build(params),
+      planBuild: (params) => this.planBuild(params),
       buildStatus: (uri) => this.buildStatus(uri),
       nixVersion: async () => (await this.listBuilders()).nix.version,
     };

@@ -183,6 +183,15 @@ export interface BuildInfo {
   problems?: string[];
 }
 
+export interface BuildPlanInfo {
+  targets: Array<{ attrPath: string[]; drvPath: string; line?: number; willBuild: boolean; where: string }>;
+  summary: string;
+  toBuild: string[];
+  toFetch: string[];
+  downloadMiB?: number;
+  problems: string[];
+}
+
 export const Requests = {
   /** Nix version and whether it works. */
   status: new RequestType0<NixStatus, void>('nixBuilders/status'),
@@ -200,6 +209,8 @@ export const Requests = {
   probeBuilder: new RequestType<ProbeBuilderParams, BuilderHealth, void>('nixBuilders/probeBuilder'),
   /** Plan and start a build; progress arrives as buildProgress notifications. */
   startBuild: new RequestType<StartBuildParams, BuildInfo, void>('nixBuilders/startBuild'),
+  /** The plan alone (a dry run), with where Nix would build each asked-for derivation. */
+  planBuild: new RequestType<StartBuildParams, BuildPlanInfo, void>('nixBuilders/planBuild'),
   /** Stop a running build and its whole process tree (locally and the remote build). */
   cancelBuild: new RequestType<{ buildId: string }, boolean, void>('nixBuilders/cancelBuild'),
   /** The kept log of one derivation of a finished build. */

@@ -28,6 +28,7 @@ import {
   type DocumentDerivations,
   type DoctorReport,
   type BuildInfo,
+  type BuildPlanInfo,
   type StartBuildParams,
   type SchedulePreviewParams,
   type SchedulePreviewResult,
@@ -132,6 +133,7 @@ export class NixBuildersServer {
     connection.onRequest(Requests.testBuild, (p, token) => this.testBuild(p.builderId, token));
     connection.onRequest(Requests.schedulePreview, (p) => this.schedulePreview(p));
     connection.onRequest(Requests.startBuild, (p) => this.startBuild(p));
+    connection.onRequest(Requests.planBuild, (p) => this.planBuild(p));
     connection.onRequest(Requests.cancelBuild, (p) => this.builds.cancel(p.buildId));
     connection.onRequest(Requests.buildLog, (p) => this.builds.log(p.buildId, p.drvPath));
     connection.onCodeLens((p) => this.codeLenses(p.textDocument.uri));
@@ -315,6 +317,32 @@ export class NixBuildersServer {
   }
 
   async startBuild(p: StartBuildParams): Promise<BuildInfo> {
+    const targets = await this.buildTargets(p);
+    const listing = await this.listBuilders();
+    return this.builds.start(p, targets, listing.builders, this.settings.build);
+  }
+
+  async planBuild(p: StartBuildParams): Promise<BuildPlanInfo> {
+    const targets = await this.buildTargets(p);
+    const listing = await this.listBuilders();
+    return this.builds.plan(p, targets, listing.builders, this.settings.build, (t) => {
+      if (!listing.local) return 'unknown';
+      const builders = p.builderIds ? listing.builders.filter((b) => p.builderIds?.includes(b.id)) : listing.builders;
+      const build = this.settings.build;
+      return previewSchedule({
+        system: t.system,
+        requiredSystemFeatures: t.requiredSystemFeatures,
+        preferLocalBuild: t.preferLocalBuild,
+        local: listing.local,
+        builders,
+        health: this.health,
+        maxJobsOverride: p.remoteOnly || build.remoteOnly ? 0 : build.maxJobs,
+      }).summary;
+    });
+  }
+
+  /** The derivations a build request names. */
+  private async buildTargets(p: StartBuildParams): Promise<DerivationInfo[]> {
     if (!this.workspaceTrusted) throw new ResponseError(ErrorCodes.InvalidRequest, 'This workspace is not trusted: Nix Builders does not build its derivations.');
     let targets: DerivationInfo[] = [];
     if (p.uri !== undefined) {
@@ -325,8 +353,7 @@ export class NixBuildersServer {
     }
     for (const drvPath of p.drvPaths ?? []) targets.push({ attrPath: [], drvPath, name: drvPath, system: '', requiredSystemFeatures: [], preferLocalBuild: false, outputs: [] });
     if (targets.length === 0) throw new ResponseError(ErrorCodes.InvalidParams, 'Nothing to build: no such derivation.');
-    const listing = await this.listBuilders();
-    return this.builds.start(p, targets, listing.builders, this.settings.build);
+    return targets;
   }
 
   /** Build, Build remotely only, Build on… above every derivation attribute of the document. */
@@ -341,6 +368,7 @@ export class NixBuildersServer {
         { range, command: { title: 'Build', command: 'nixBuilders.build', arguments: args } },
         { range, command: { title: 'Build remotely only', command: 'nixBuilders.buildRemotely', arguments: args } },
         { range, command: { title: 'Build on…', command: 'nixBuilders.buildOn', arguments: args } },
+        { range, command: { title: 'Plan', command: 'nixBuilders.planBuild', arguments: args } },
       ];
     });
   }

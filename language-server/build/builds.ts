@@ -3,7 +3,7 @@
 import type { Connection } from 'vscode-languageserver/node';
 import type { Nix } from '../nix/nix';
 import { formatMachine } from '../nix/machines';
-import { Notifications, type BuildInfo, type BuildSettings, type BuilderInfo, type DerivationInfo, type StartBuildParams } from '../protocol';
+import { Notifications, type BuildInfo, type BuildPlanInfo, type BuildSettings, type BuilderInfo, type DerivationInfo, type StartBuildParams } from '../protocol';
 import { planBuild } from './plan';
 import { runBuild } from './runBuild';
 import type { BuildSnapshot } from './model';
@@ -23,6 +23,37 @@ export class Builds {
     private readonly nix: Nix,
   ) {}
 
+  /** What a build would do: the dry run, and for each target whether it builds and where. */
+  async plan(
+    params: StartBuildParams,
+    targets: DerivationInfo[],
+    builders: readonly BuilderInfo[],
+    settings: BuildSettings,
+    where: (t: DerivationInfo) => string,
+  ): Promise<BuildPlanInfo> {
+    const { machines, maxJobs } = this.options(params, builders, settings);
+    const plan = await planBuild(this.nix, targets.map((t) => t.drvPath), { builders: machines, maxJobs });
+    return {
+      targets: targets.map((t) => {
+        const willBuild = plan.toBuild.includes(t.drvPath);
+        return { attrPath: t.attrPath, drvPath: t.drvPath, line: t.line, willBuild, where: willBuild ? where(t) : 'nothing to build' };
+      }),
+      summary: plan.summary,
+      toBuild: plan.toBuild,
+      toFetch: plan.toFetch,
+      downloadMiB: plan.downloadMiB,
+      problems: plan.problems.map((p) => `${p.message} — ${p.fix}`),
+    };
+  }
+
+  private options(params: StartBuildParams, builders: readonly BuilderInfo[], settings: BuildSettings) {
+    const chosen = params.builderIds ? builders.filter((b) => params.builderIds?.includes(b.id)) : builders;
+    return {
+      machines: chosen.map((b) => formatMachine(b)).join('\n'),
+      maxJobs: params.remoteOnly || settings.remoteOnly ? 0 : settings.maxJobs,
+    };
+  }
+
   /** Starts a build and returns at once; progress arrives as `buildProgress` notifications. */
   async start(
     params: StartBuildParams,
@@ -31,9 +62,7 @@ export class Builds {
     settings: BuildSettings,
   ): Promise<BuildInfo> {
     const buildId = `build-${this.nextId++}`;
-    const chosen = params.builderIds ? builders.filter((b) => params.builderIds?.includes(b.id)) : builders;
-    const machines = chosen.map((b) => formatMachine(b)).join('\n');
-    const maxJobs = params.remoteOnly || settings.remoteOnly ? 0 : settings.maxJobs;
+    const { machines, maxJobs } = this.options(params, builders, settings);
     const drvPaths = targets.map((t) => t.drvPath);
     const abort = new AbortController();
     this.running.set(buildId, abort);

@@ -38,6 +38,11 @@ test('Build remotely only of an aarch64-linux attribute: planned, built on b2, r
   const uri = pathToFileURL(file).href;
   client.open(uri, text);
   await client.diagnostics(uri);
+  type Plan = { summary: string; targets: Array<{ willBuild: boolean; where: string }> };
+  const plan = await client.request<Plan>('nixBuilders/planBuild', { uri, attrPaths: [['arm']], remoteOnly: true });
+  assert.equal(plan.summary, '1 derivation will be built');
+  assert.equal(plan.targets[0]?.willBuild, true);
+  assert.match(plan.targets[0]?.where ?? '', /b2/);
   const started = await client.request<Info>('nixBuilders/startBuild', { uri, attrPaths: [['arm']], remoteOnly: true });
   assert.match(started.plan.summary, /1 derivation will be built/, JSON.stringify(started));
   assert.equal(started.targets[0]?.line, 1);
@@ -52,4 +57,8 @@ test('Build remotely only of an aarch64-linux attribute: planned, built on b2, r
     client.notifications.some((m) => m.method === 'nixBuilders/buildProgress' && (m.params as Info).snapshot?.derivations.some((d) => d.state === 'building' && /b2$/.test(d.machine))),
     'a running snapshot showed it building on b2',
   );
+  // Planned again, nothing is left to build.
+  const after = await client.request<Plan>('nixBuilders/planBuild', { uri, attrPaths: [['arm']], remoteOnly: true });
+  assert.equal(after.targets[0]?.willBuild, false);
+  assert.match(after.summary, /^Nothing to do/);
 });
