@@ -305,23 +305,31 @@ export class BuildModel {
     }
   }
 
-  private onMessage(text: string, fullText: string, level: number): void {
-    const first = text.split('\n')[0] ?? '';
-    if (QUEUE_HEADER.test(first)) {
+  /**
+   * The "these N derivations will be built:" / "will be fetched" lists, in messages or plain lines:
+   * true when `line` belonged to them (the queue learns its derivations from them).
+   */
+  private onQueueLine(line: string): boolean {
+    if (QUEUE_HEADER.test(line)) {
       this.section = 'build';
-      return;
+      return true;
     }
-    if (FETCH_HEADER.test(first)) {
+    if (FETCH_HEADER.test(line)) {
       this.section = 'fetch';
-      return;
+      return true;
     }
-    const item = QUEUE_ITEM.exec(first);
+    const item = QUEUE_ITEM.exec(line);
     if (item && this.section === 'build') {
       this.drv(item[1] as string);
-      return;
+      return true;
     }
-    if (/^\s+\/\S+\s*$/.test(first) && this.section === 'fetch') return;
+    if (/^\s+\/\S+\s*$/.test(line) && this.section === 'fetch') return true;
     this.section = undefined;
+    return false;
+  }
+
+  private onMessage(text: string, fullText: string, level: number): void {
+    if (this.onQueueLine(text.split('\n')[0] ?? '')) return;
     if (level <= 1) {
       this.messages.push(fullText);
       if (this.messages.length > MAX_MESSAGES) this.messages.shift();
@@ -347,21 +355,7 @@ export class BuildModel {
 
   /** A Nix without internal-json (2.3): the same facts from plain lines. */
   private onPlain(text: string): void {
-    if (QUEUE_HEADER.test(text)) {
-      this.section = 'build';
-      return;
-    }
-    if (FETCH_HEADER.test(text)) {
-      this.section = 'fetch';
-      return;
-    }
-    const item = QUEUE_ITEM.exec(text);
-    if (item && this.section === 'build') {
-      this.drv(item[1] as string);
-      return;
-    }
-    if (/^\s+\/\S+\s*$/.test(text) && this.section === 'fetch') return;
-    this.section = undefined;
+    if (this.onQueueLine(text)) return;
     const building = PLAIN_BUILDING.exec(text);
     if (building) {
       // Plain logs have no "stop": the previous build of this Nix finished when the next starts only
