@@ -12,7 +12,7 @@ import type { SchedulePreview } from './builders/schedule';
 import type { EditResult, MachinesEdit } from './builders/machinesEdit';
 import type { WalkedDerivation } from './eval/walker';
 import type { BuildSnapshot } from './build/model';
-export type { BuildSnapshot, DrvSnapshot } from './build/model';
+export type { BuildSnapshot, DrvSnapshot, TransferSnapshot } from './build/model';
 export type { EditResult, MachinesEdit } from './builders/machinesEdit';
 
 /** Settings the extension sends (section `nixBuilders` of VS Code's settings). */

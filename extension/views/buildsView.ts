@@ -1,9 +1,12 @@
 // The Builds view and the inline build status on the source. Both show the server's build
 // snapshots; updates are throttled by the server (at most every 200 ms per build).
 import * as vscode from 'vscode';
-import type { BuildInfo, DrvSnapshot } from '../../language-server/protocol';
+import type { BuildInfo, DrvSnapshot, TransferSnapshot } from '../../language-server/protocol';
 
-type Node = { kind: 'build'; build: BuildInfo } | { kind: 'drv'; build: BuildInfo; drv: DrvSnapshot };
+type Node =
+  | { kind: 'build'; build: BuildInfo }
+  | { kind: 'drv'; build: BuildInfo; drv: DrvSnapshot }
+  | { kind: 'transfer'; build: BuildInfo; transfer: TransferSnapshot };
 
 const HISTORY = 20;
 const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
@@ -61,7 +64,13 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
 
   getChildren(node?: Node): Node[] {
     if (!node) return [...this.builds.values()].reverse().map((build) => ({ kind: 'build', build }));
-    if (node.kind === 'build') return (node.build.snapshot?.derivations ?? []).map((drv) => ({ kind: 'drv', build: node.build, drv }));
+    if (node.kind === 'build') {
+      const snapshot = node.build.snapshot;
+      return [
+        ...(snapshot?.derivations ?? []).map((drv): Node => ({ kind: 'drv', build: node.build, drv })),
+        ...(snapshot?.transfers ?? []).map((transfer): Node => ({ kind: 'transfer', build: node.build, transfer })),
+      ];
+    }
     return [];
   }
 
@@ -77,6 +86,17 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
       );
       item.tooltip = [b.plan.summary, ...(b.problems ?? [])].join('\n');
       item.contextValue = b.status === 'running' ? 'build-running' : 'build';
+      return item;
+    }
+    if (node.kind === 'transfer') {
+      const t = node.transfer;
+      const item = new vscode.TreeItem(t.name, vscode.TreeItemCollapsibleState.None);
+      item.id = `${node.build.buildId}:${t.kind}:${t.path}`;
+      const bytes = t.expectedBytes ? ` ${((t.doneBytes ?? 0) / 2 ** 20).toFixed(1)}/${(t.expectedBytes / 2 ** 20).toFixed(1)} MiB` : '';
+      const verb = t.kind === 'substitute' ? 'fetching' : 'copying';
+      item.description = `${t.state === 'done' ? (t.kind === 'substitute' ? 'fetched' : 'copied') : verb} from ${t.from ? hostOfUri(t.from) : 'this machine'}${bytes}`;
+      item.tooltip = `${t.path}\nfrom ${t.from || 'this machine'} to ${t.to || 'this machine'}`;
+      item.iconPath = new vscode.ThemeIcon(t.kind === 'substitute' ? 'cloud-download' : 'arrow-swap');
       return item;
     }
     const d = node.drv;
