@@ -2,6 +2,7 @@
 // builder that can build it, and its progress reaches the client as buildProgress notifications.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -61,4 +62,38 @@ test('Build remotely only of an aarch64-linux attribute: planned, built on b2, r
   const after = await client.request<Plan>('nixBuilders/planBuild', { uri, attrPaths: [['arm']], remoteOnly: true });
   assert.equal(after.targets[0]?.willBuild, false);
   assert.match(after.summary, /^Nothing to do/);
+});
+
+test('a derivation whose output is in a binary cache is fetched, not built, and the plan says so', async () => {
+  // Build it once locally, put it in a file:// cache, delete it from the store.
+  const name = `cached-${Date.now()}`;
+  const file = path.join(lab.dir, 'cached.nix');
+  const text = `{\n  hello = derivation { name = "${name}"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo hi > $out" ]; };\n}\n`;
+  writeFileSync(file, text);
+  const env = { ...process.env, ...lab.env };
+  const out = execFileSync('nix-build', [file, '-A', 'hello', '--no-out-link'], { env, encoding: 'utf8' }).trim();
+  const cache = `file://${path.join(lab.dir, 'cache')}`;
+  execFileSync('nix', ['--extra-experimental-features', 'nix-command', 'copy', '--to', cache, out], { env });
+  execFileSync('nix-store', ['--delete', out], { env, stdio: 'ignore' });
+
+  const cached = new StdioLspClient();
+  try {
+    await cached.initialize({ settings: { env: { ...lab.env, NIX_CONFIG: `substituters = ${cache}\nrequire-sigs = false` } } });
+    const uri = pathToFileURL(file).href;
+    cached.open(uri, text);
+    await cached.diagnostics(uri);
+    const plan = await cached.request<{ summary: string }>('nixBuilders/planBuild', { uri, attrPaths: [['hello']] });
+    assert.equal(plan.summary, `Nothing will build: ${name} comes from the cache`);
+    const started = await cached.request<Info>('nixBuilders/startBuild', { uri, attrPaths: [['hello']] });
+    const done = await cached.waitForNotification(
+      (m) => m.method === 'nixBuilders/buildProgress' && (m.params as Info).buildId === started.buildId && (m.params as Info).status !== 'running',
+      60_000,
+    );
+    const info = done.params as Info & { snapshot?: { transfers: Array<{ kind: string; state: string }> } };
+    assert.equal(info.status, 'built', JSON.stringify(info.problems));
+    assert.ok(!info.snapshot?.derivations.some((d) => d.state === 'built'), 'nothing was built');
+    assert.ok(info.snapshot?.transfers.some((t) => t.kind === 'substitute' && t.state === 'done'), JSON.stringify(info.snapshot?.transfers));
+  } finally {
+    await cached.shutdown();
+  }
 });
