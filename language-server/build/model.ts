@@ -78,20 +78,11 @@ export interface BuildModelOptions {
   now?: () => number;
 }
 
-interface Drv {
-  drvPath: string;
-  state: DrvState;
-  machine: string;
-  phase?: string;
-  startedAt?: number;
-  finishedAt?: number;
-  lastLogLine?: string;
-  logLineCount: number;
-  log: string[];
+/** A derivation as the model tracks it: the snapshot's fields (less the derived name) plus bookkeeping. */
+interface Drv extends Omit<DrvSnapshot, 'name'> {
+  /** Index of the first kept line in `log` (dropped lines are cut lazily). */
   logHead: number;
   logBytes: number;
-  logDropped: number;
-  failure?: string;
   /** Build activities running for it. */
   active: number;
 }

@@ -22,21 +22,12 @@ import * as path from 'node:path';
 import { BuilderHost, StartError, type BuilderSpec } from './host';
 import { childPidNamespace, isRunning, killProcesses, liveProcesses, procStat, waitUntilGone, type LabProcess } from './processes';
 
-export interface LabBuilder {
-  /** ssh Host alias, e.g. "b1". */
-  name: string;
+/** A running builder: what it was made as (name is its ssh Host alias, user its ssh user), plus where it is. */
+export interface LabBuilder
+  extends Pick<BuilderSpec, 'name' | 'user' | 'systems' | 'supportedFeatures' | 'mandatoryFeatures' | 'trusted' | 'maxJobs' | 'speedFactor'> {
   /** Store URI as written in the machines file, e.g. "ssh://b1" or "ssh://nixremote@b3". */
   uri: string;
-  /** ssh user. */
-  user: string;
   port: number;
-  /** e.g. ["x86_64-linux", "aarch64-linux"]. */
-  systems: string[];
-  supportedFeatures: string[];
-  mandatoryFeatures: string[];
-  trusted: boolean;
-  maxJobs: number;
-  speedFactor: number;
   /** Host path of that builder's /nix: outputs it built are in <storeRoot>/store/<hash>-name. */
   storeRoot: string;
   /** Machines-file column 8: base64 of the builder's `ssh-ed25519 AAAA…` host key. */

@@ -4,17 +4,16 @@ import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
-import { openBrowser, openCommandPalette, openTrustedWorkbench, screenshot, type BrowserSession } from '../browser';
-import { uiEnv, withScreenshot } from './env';
+import { openCommandPalette, screenshot, type BrowserSession } from '../browser';
+import { openTrustedSession, uiEnv, withScreenshot } from './env';
 
 const env = uiEnv();
 let session: BrowserSession;
 let page: Page;
 
 before(async () => {
-  session = await openBrowser();
+  session = await openTrustedSession(env, 'ui-build-open-failure');
   page = session.page;
-  await withScreenshot(page, 'ui-build-open-failure', () => openTrustedWorkbench(page, env.folderUrl, env.workbenchUrl));
 });
 
 after(async () => {

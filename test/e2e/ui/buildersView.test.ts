@@ -3,20 +3,16 @@
 import * as assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
-import { notificationTexts, openBrowser, openTrustedWorkbench, screenshot, type BrowserSession } from '../browser';
-import { uiEnv, withScreenshot } from './env';
+import { notificationTexts, screenshot, type BrowserSession } from '../browser';
+import { openTrustedSession, uiEnv, withScreenshot } from './env';
 
 const env = uiEnv();
 let session: BrowserSession;
 let page: Page;
 
 before(async () => {
-  session = await openBrowser();
+  session = await openTrustedSession(env, 'ui-open-workbench-failure');
   page = session.page;
-  // A fresh browser starts in Restricted Mode: the user trusts the demo folder.
-  await withScreenshot(page, 'ui-open-workbench-failure', async () => {
-    await openTrustedWorkbench(page, env.folderUrl, env.workbenchUrl);
-  });
 });
 
 after(async () => {

@@ -6,8 +6,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
-import { openBrowser, openCommandPalette, openTrustedWorkbench, screenshot, type BrowserSession } from '../browser';
-import { uiEnv, withScreenshot } from './env';
+import { openCommandPalette, screenshot, type BrowserSession } from '../browser';
+import { openTrustedSession, uiEnv, withScreenshot } from './env';
 
 const env = uiEnv();
 let session: BrowserSession;
@@ -16,11 +16,8 @@ const settingsFile = path.join(env.workspace, '.vscode', 'settings.json');
 const originalSettings = readFileSync(settingsFile, 'utf8');
 
 before(async () => {
-  session = await openBrowser();
+  session = await openTrustedSession(env, 'ui-diagnostics-open-failure');
   page = session.page;
-  await withScreenshot(page, 'ui-diagnostics-open-failure', async () => {
-    await openTrustedWorkbench(page, env.folderUrl, env.workbenchUrl);
-  });
 });
 
 after(async () => {

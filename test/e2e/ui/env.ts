@@ -1,6 +1,6 @@
 // What test/e2e/run.ts hands to the UI tests, and helpers they share.
 import type { Page } from 'playwright-core';
-import { screenshot } from '../browser';
+import { openBrowser, openTrustedWorkbench, screenshot, type BrowserSession } from '../browser';
 
 export interface UiEnv {
   /** code-server's base URL. */
@@ -38,4 +38,14 @@ export async function withScreenshot<T>(page: Page, name: string, fn: () => Prom
     console.error(`screenshot of the failure: ${file ?? '(none could be taken)'}`);
     throw e;
   }
+}
+
+/**
+ * A fresh browser on the workbench with the extension, trusted as a user would trust the demo
+ * folder (a fresh browser starts in Restricted Mode). `shot` names the screenshot kept on failure.
+ */
+export async function openTrustedSession(env: UiEnv, shot: string): Promise<BrowserSession> {
+  const session = await openBrowser();
+  await withScreenshot(session.page, shot, () => openTrustedWorkbench(session.page, env.folderUrl, env.workbenchUrl));
+  return session;
 }
