@@ -39,6 +39,9 @@ async function pickBuilder(ctx: Ctx, placeHolder: string): Promise<BuilderInfo |
 
 type Handler = (ctx: Ctx, ...args: unknown[]) => unknown;
 
+/** Lines of a plan shown in its dialog (the rest is in the output channel). */
+const PLAN_DETAIL_LINES = 24;
+
 export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
   'nixBuilders.refreshBuilders': (ctx) =>
     vscode.window.withProgress({ location: { viewId: 'nixBuilders.builders' } }, () => ctx.refreshBuilders()),
@@ -136,7 +139,10 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
     const plan = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'Planning the build…' }, () =>
       ctx.planBuild({ uri: docUri, attrPaths }),
     );
-    const detail = [...plan.targets.map((t) => `${t.attrPath.join('.')}: ${t.where}`), ...plan.problems].join('\n');
+    // The whole plan goes to the log; the dialog shows its first lines.
+    const lines = [...plan.targets.map((t) => `${t.attrPath.join('.')}: ${t.where}`), ...plan.details, ...plan.problems];
+    ctx.log.info(`Plan: ${plan.summary}\n${lines.join('\n')}`);
+    const detail = lines.length > PLAN_DETAIL_LINES ? [...lines.slice(0, PLAN_DETAIL_LINES), `… ${lines.length - PLAN_DETAIL_LINES} more lines in the Nix Builders output`].join('\n') : lines.join('\n');
     const go = await vscode.window.showInformationMessage(plan.summary, { modal: true, detail }, 'Build', 'Build Remotely Only');
     if (go) await startBuild(ctx, docUri, attrPath, { remoteOnly: go === 'Build Remotely Only' });
   },

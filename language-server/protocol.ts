@@ -12,6 +12,10 @@ import type { SchedulePreview } from './builders/schedule';
 import type { EditResult, MachinesEdit } from './builders/machinesEdit';
 import type { WalkedDerivation } from './eval/walker';
 import type { BuildSnapshot } from './build/model';
+import type { PlannedDerivation } from './build/plan';
+import type { SubstituterReport } from './build/substituters';
+export type { PlannedDerivation, Placement } from './build/plan';
+export type { SubstituterReport, SubstituterSummary, FetchSource } from './build/substituters';
 export type { BuildSnapshot, DrvSnapshot, TransferSnapshot } from './build/model';
 export type { EditResult, MachinesEdit } from './builders/machinesEdit';
 
@@ -189,6 +193,14 @@ export interface BuildPlanInfo {
   toBuild: string[];
   toFetch: string[];
   downloadMiB?: number;
+  unpackedMiB?: number;
+  /** Every derivation that will be built (targets and dependencies) and where Nix would build it. */
+  builds: PlannedDerivation[];
+  /** Which substituter each path to fetch comes from, with sizes. */
+  fetch: SubstituterReport;
+  /** The plan for people, a line each (builds grouped by machine, fetches by substituter). */
+  details: string[];
+  /** Why the dry run failed, with cause and fix. */
   problems: string[];
 }
 

@@ -29,6 +29,7 @@ import {
   type DoctorReport,
   type BuildInfo,
   type BuildPlanInfo,
+  type Placement,
   type StartBuildParams,
   type SchedulePreviewParams,
   type SchedulePreviewResult,
@@ -39,7 +40,7 @@ import {
 } from './protocol';
 import { FilesWatcher } from './util/watch';
 import { DIAGNOSTIC_SOURCE, DocumentDiagnostics } from './eval/documentDiagnostics';
-import { documentRange } from './eval/diagnose';
+import { documentRange, whyNothingBuilds } from './eval/diagnose';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
 import { checkAll, checkBuilder } from './builders/doctor';
 import { editMachinesFile } from './builders/machinesEdit';
@@ -325,20 +326,23 @@ export class NixBuildersServer {
   async planBuild(p: StartBuildParams): Promise<BuildPlanInfo> {
     const targets = await this.buildTargets(p);
     const listing = await this.listBuilders();
-    return this.builds.plan(p, targets, listing.builders, this.settings.build, (t) => {
-      if (!listing.local) return 'unknown';
-      const builders = p.builderIds ? listing.builders.filter((b) => p.builderIds?.includes(b.id)) : listing.builders;
-      const build = this.settings.build;
-      return previewSchedule({
-        system: t.system,
-        requiredSystemFeatures: t.requiredSystemFeatures,
-        preferLocalBuild: t.preferLocalBuild,
-        local: listing.local,
-        builders,
-        health: this.health,
-        maxJobsOverride: p.remoteOnly || build.remoteOnly ? 0 : build.maxJobs,
-      }).summary;
-    });
+    const config = await this.nix.config();
+    const builders = p.builderIds ? listing.builders.filter((b) => p.builderIds?.includes(b.id)) : listing.builders;
+    const build = this.settings.build;
+    const maxJobsOverride = p.remoteOnly || build.remoteOnly ? 0 : build.maxJobs;
+    const local = listing.local;
+    const place = (d: { system: string; requiredSystemFeatures: string[]; preferLocalBuild: boolean }): Placement => {
+      if (!local) return { verdict: 'unknown', summary: 'the local Nix configuration is not known' };
+      const preview = previewSchedule({ ...d, local, builders, health: this.health, ...(maxJobsOverride !== undefined ? { maxJobsOverride } : {}) });
+      const placement: Placement = { verdict: preview.verdict, summary: preview.summary };
+      if (preview.chosen) placement.machine = preview.chosen.name;
+      if (preview.verdict === 'none') {
+        const why = whyNothingBuilds(d, maxJobsOverride !== undefined ? { ...local, maxJobs: maxJobsOverride } : local, builders);
+        if (why) placement.problem = why;
+      }
+      return placement;
+    };
+    return this.builds.plan(p, targets, listing.builders, build, { place, substituters: config.ok ? config.value.substituters : [] });
   }
 
   /** The derivations a build request names. */

@@ -4,7 +4,9 @@ import type { Connection } from 'vscode-languageserver/node';
 import type { Nix } from '../nix/nix';
 import { formatMachine } from '../nix/machines';
 import { Notifications, type BuildInfo, type BuildPlanInfo, type BuildSettings, type BuilderInfo, type DerivationInfo, type StartBuildParams } from '../protocol';
-import { planBuild } from './plan';
+import { readDerivations } from '../nix/derivationFile';
+import { describePlan, planBuild, summarizeDryRun, type Placement, type PlannedDerivation } from './plan';
+import { findSubstituters } from './substituters';
 import { runBuild } from './runBuild';
 import type { BuildSnapshot } from './model';
 
@@ -23,25 +25,41 @@ export class Builds {
     private readonly nix: Nix,
   ) {}
 
-  /** What a build would do: the dry run, and for each target whether it builds and where. */
+  /**
+   * What a build would do: the dry run; for every derivation to build (dependencies too) where Nix
+   * would build it, read from its .drv; for every path to fetch, the substituter that has it.
+   */
   async plan(
     params: StartBuildParams,
     targets: DerivationInfo[],
     builders: readonly BuilderInfo[],
     settings: BuildSettings,
-    where: (t: DerivationInfo) => string,
+    context: { place: (d: { system: string; requiredSystemFeatures: string[]; preferLocalBuild: boolean }) => Placement; substituters: readonly string[] },
   ): Promise<BuildPlanInfo> {
     const { machines, maxJobs } = this.options(params, builders, settings);
     const plan = await planBuild(this.nix, targets.map((t) => t.drvPath), { builders: machines, maxJobs });
+    const [facts, fetch] = await Promise.all([readDerivations(plan.toBuild), findSubstituters(plan.toFetch, context.substituters)]);
+    const targetPaths = new Set(targets.map((t) => t.drvPath));
+    const builds = plan.toBuild.map((drvPath): PlannedDerivation => {
+      const f = facts.get(drvPath);
+      const placement: Placement = f ? context.place(f) : { verdict: 'unknown', summary: 'its .drv file could not be read' };
+      return { drvPath, name: f?.name ?? drvPath, system: f?.system ?? '', requiredSystemFeatures: f?.requiredSystemFeatures ?? [], target: targetPaths.has(drvPath), ...placement };
+    });
+    const byPath = new Map(builds.map((b) => [b.drvPath, b]));
+    const nowhere = builds.filter((b) => b.verdict === 'none').map((b) => b.drvPath);
     return {
       targets: targets.map((t) => {
-        const willBuild = plan.toBuild.includes(t.drvPath);
-        return { attrPath: t.attrPath, drvPath: t.drvPath, line: t.line, willBuild, where: willBuild ? where(t) : 'nothing to build' };
+        const planned = byPath.get(t.drvPath);
+        return { attrPath: t.attrPath, drvPath: t.drvPath, line: t.line, willBuild: planned !== undefined, where: planned ? (planned.problem ?? planned.summary) : 'nothing to build' };
       }),
-      summary: plan.summary,
+      summary: plan.status === 'ok' ? summarizeDryRun(plan, nowhere) : plan.summary,
       toBuild: plan.toBuild,
       toFetch: plan.toFetch,
       downloadMiB: plan.downloadMiB,
+      unpackedMiB: plan.unpackedMiB,
+      builds,
+      fetch,
+      details: describePlan(plan, builds, fetch),
       problems: plan.problems.map((p) => `${p.message} — ${p.fix}`),
     };
   }

@@ -11,6 +11,7 @@
 // nothing to do. The parser is total: other lines (warnings, errors) are ignored by it and given to
 // the error classifier.
 import { classify, type NixProblem } from '../nix/classifier';
+import type { SubstituterReport } from './substituters';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
 import { stripAnsi } from '../nix/logParser';
@@ -98,17 +99,87 @@ function mib(n: number): string {
 }
 
 /** One line for people. */
-export function summarizeDryRun(dry: DryRun): string {
+export function summarizeDryRun(dry: DryRun, nowhere?: readonly string[]): string {
   const { toBuild, toFetch } = dry;
   if (toBuild.length === 0 && toFetch.length === 0) return 'Nothing to do: everything is already in the store';
   if (toBuild.length === 0) {
     if (toFetch.length <= 3) return `Nothing will build: ${names(toFetch)} ${toFetch.length === 1 ? 'comes' : 'come'} from the cache`;
     return `Nothing will build: ${toFetch.length} paths come from the cache`;
   }
-  const build = `${plural(toBuild.length, 'derivation', 'derivations')} will be built`;
+  const build = `${plural(toBuild.length, 'derivation', 'derivations')} will be built${nowhere && nowhere.length > 0 ? ` (nothing can build ${names(nowhere.slice(0, 3))}${nowhere.length > 3 ? ` and ${nowhere.length - 3} more` : ''})` : ''}`;
   if (toFetch.length === 0) return build;
   const size = dry.downloadMiB !== undefined ? ` (${mib(dry.downloadMiB)} MiB)` : '';
   return `${build}, ${plural(toFetch.length, 'path', 'paths')}${size} fetched`;
+}
+
+/** Where Nix would build one derivation of the plan. */
+export interface Placement {
+  /** 'unknown': its .drv could not be read. */
+  verdict: 'local' | 'remote' | 'wait' | 'none' | 'unknown';
+  /** The machine's name ('this machine' or a builder's), when Nix would start it somewhere. */
+  machine?: string;
+  /** One line: "builds on b2: lowest load ÷ speed 0 …". */
+  summary: string;
+  /** When nothing can build it: the cause and the fix, as the diagnostics say them. */
+  problem?: string;
+}
+
+export interface PlannedDerivation extends Placement {
+  drvPath: string;
+  name: string;
+  system: string;
+  requiredSystemFeatures: string[];
+  /** Asked for (else a dependency). */
+  target: boolean;
+}
+
+const MAX_NAMES = 8;
+const MAX_PROBLEMS = 5;
+
+function someNames(list: readonly string[]): string {
+  const shown = list.slice(0, MAX_NAMES).join(', ');
+  return list.length > MAX_NAMES ? `${shown} and ${list.length - MAX_NAMES} more` : shown;
+}
+
+function bytesMiB(n: number): string {
+  return `${(n / 2 ** 20).toFixed(2)} MiB`;
+}
+
+/**
+ * The plan for people, a line each: what builds where (grouped by machine, names listed up to a
+ * few), what nothing can build with the cause and fix, what is fetched from which substituter.
+ */
+export function describePlan(plan: Pick<BuildPlan, 'toFetch' | 'downloadMiB' | 'unpackedMiB'>, builds: readonly PlannedDerivation[], fetch: SubstituterReport): string[] {
+  const lines: string[] = [];
+  if (builds.length > 0) lines.push(`Build ${plural(builds.length, 'derivation', 'derivations')}:`);
+  const groups = new Map<string, PlannedDerivation[]>();
+  for (const b of builds) {
+    const key = b.verdict === 'none' ? 'nowhere' : b.verdict === 'unknown' ? 'unknown' : b.verdict === 'wait' ? 'waits' : (b.machine ?? 'unknown');
+    groups.set(key, [...(groups.get(key) ?? []), b]);
+  }
+  for (const [key, group] of groups) {
+    if (key === 'nowhere' || key === 'unknown') continue;
+    const label = key === 'waits' ? 'waiting for a free machine' : `on ${key}`;
+    lines.push(`  ${label}: ${someNames(group.map((b) => b.name))}`);
+  }
+  const unknown = groups.get('unknown') ?? [];
+  if (unknown.length > 0) lines.push(`  where is not known (its .drv could not be read): ${someNames(unknown.map((b) => b.name))}`);
+  const nowhere = groups.get('nowhere') ?? [];
+  for (const b of nowhere.slice(0, MAX_PROBLEMS)) lines.push(`  nothing can build ${b.name}: ${b.problem ?? b.summary}`);
+  if (nowhere.length > MAX_PROBLEMS) lines.push(`  nothing can build ${nowhere.length - MAX_PROBLEMS} more: ${someNames(nowhere.slice(MAX_PROBLEMS).map((b) => b.name))}`);
+
+  if (plan.toFetch.length > 0) {
+    const size = plan.downloadMiB !== undefined ? ` (${mib(plan.downloadMiB)} MiB download${plan.unpackedMiB !== undefined ? `, ${mib(plan.unpackedMiB)} MiB unpacked` : ''})` : '';
+    lines.push(`Fetch ${plural(plan.toFetch.length, 'path', 'paths')}${size}:`);
+    for (const s of fetch.bySubstituter) {
+      const names = fetch.sources.filter((x) => x.substituter === s.substituter).map((x) => storeName(x.path));
+      lines.push(`  from ${s.substituter}: ${plural(s.paths, 'path', 'paths')}, ${bytesMiB(s.downloadBytes)} download, ${bytesMiB(s.narBytes)} unpacked (${someNames(names)})`);
+    }
+    const untold = fetch.sources.filter((x) => x.substituter === undefined);
+    if (untold.length > 0) lines.push(`  from a substituter not asked here: ${someNames(untold.map((x) => storeName(x.path)))}`);
+    for (const u of fetch.unchecked) lines.push(`  ${u.substituter} ${u.reason}`);
+  }
+  return lines;
 }
 
 /** The arguments shared by the dry run and the real build. */

@@ -1,8 +1,8 @@
 // From evaluated derivations and the machines that exist to diagnostics on the attribute names:
 // an error where nothing can build a derivation (with the cause and the fix), an information
 // where only builders can. Pure: no Nix, no LSP objects.
-import { builderRefusal, featureSet, localRefusal, type LocalCapabilities, type MachineCapabilities } from '../builders/match';
-import { WALKER_PREFIX_LINES, type WalkedDerivation, type WalkerOutput, type WalkerPosition } from './walker';
+import { builderRefusal, featureSet, localRefusal, type BuildRequirements, type LocalCapabilities, type MachineCapabilities } from '../builders/match';
+import { WALKER_PREFIX_LINES, type WalkerOutput, type WalkerPosition } from './walker';
 
 export interface NamedMachine extends MachineCapabilities {
   name: string;
@@ -67,9 +67,7 @@ export function diagnoseDerivations(
     return out;
   }
   const lines = text.split('\n');
-  const everyone = `(local ${local.system} ${featureSet(local.systemFeatures)}${local.maxJobs === 0 ? ', max-jobs 0' : ''}; builders: ${
-    machines.length > 0 ? machines.map(describeMachine).join(', ') : 'none'
-  })`;
+  const everyone = describeEveryone(local, machines);
   for (const item of output.items) {
     const range = documentRange(lines, item.pos);
     if ('error' in item) {
@@ -82,8 +80,21 @@ export function diagnoseDerivations(
   return out;
 }
 
+/** "(local x86_64-linux {kvm}; builders: b1 x86_64-linux {…}, …)": the machines a diagnostic weighed. */
+function describeEveryone(local: LocalCapabilities, machines: readonly NamedMachine[]): string {
+  return `(local ${local.system} ${featureSet(local.systemFeatures)}${local.maxJobs === 0 ? ', max-jobs 0' : ''}; builders: ${
+    machines.length > 0 ? machines.map(describeMachine).join(', ') : 'none'
+  })`;
+}
+
+/** Why no machine can build a derivation, with the fix, as the diagnostics say it; undefined when one can. */
+export function whyNothingBuilds(drv: BuildRequirements, local: LocalCapabilities, machines: readonly NamedMachine[]): string | undefined {
+  const d = diagnoseOne(drv, local, machines, describeEveryone(local, machines));
+  return d?.severity === 'error' ? d.message : undefined;
+}
+
 function diagnoseOne(
-  drv: WalkedDerivation,
+  drv: BuildRequirements,
   local: LocalCapabilities,
   machines: readonly NamedMachine[],
   everyone: string,

@@ -1,0 +1,211 @@
+// Which substituter a path to fetch comes from, and how large it is: what Nix itself asks a binary
+// cache before it substitutes (`<cache>/nix-cache-info`, then `<cache>/<hash>.narinfo`), asked the
+// same way, in the order Nix asks (substituters sorted by their Priority, lower first, stable).
+//
+// A dry run only says how many paths will be fetched and their total size; this says from where.
+// Binary caches over file://, http:// and https:// are asked directly (a file read, an HTTP GET); other
+// stores (ssh://, s3://, daemon, …) are listed as not checked rather than guessed.
+import { promises as fs } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export interface NarInfo {
+  storePath: string;
+  /** Where the NAR is, relative to the cache. */
+  url?: string;
+  compression?: string;
+  /** Download size (the compressed NAR). */
+  fileSize?: number;
+  /** Unpacked size. */
+  narSize?: number;
+}
+
+/** `Key: value` lines. Undefined without a StorePath. */
+export function parseNarInfo(text: string): NarInfo | undefined {
+  const fields = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon > 0) fields.set(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+  }
+  const storePath = fields.get('StorePath');
+  if (!storePath) return undefined;
+  const num = (k: string) => {
+    const v = fields.get(k);
+    const n = v === undefined || v === '' ? NaN : Number(v);
+    return Number.isFinite(n) && n >= 0 ? n : undefined;
+  };
+  const info: NarInfo = { storePath };
+  const url = fields.get('URL');
+  if (url) info.url = url;
+  const compression = fields.get('Compression');
+  if (compression) info.compression = compression;
+  const fileSize = num('FileSize');
+  if (fileSize !== undefined) info.fileSize = fileSize;
+  const narSize = num('NarSize');
+  if (narSize !== undefined) info.narSize = narSize;
+  return info;
+}
+
+/** The Priority of a `nix-cache-info` (Nix's default is 50). */
+export function cachePriority(text: string | undefined): number {
+  const m = /^Priority:\s*(\d+)\s*$/m.exec(text ?? '');
+  return m ? Number(m[1]) : 50;
+}
+
+export interface FetchSource {
+  path: string;
+  /** The substituter that has it (the first in Nix's order), when one of those asked has it. */
+  substituter?: string;
+  downloadBytes?: number;
+  narBytes?: number;
+}
+
+export interface SubstituterSummary {
+  substituter: string;
+  paths: number;
+  downloadBytes: number;
+  narBytes: number;
+}
+
+export interface SubstituterReport {
+  sources: FetchSource[];
+  /** Per substituter that provides something, in Nix's order. */
+  bySubstituter: SubstituterSummary[];
+  /** Substituters not asked (not a binary cache we can read) or that could not be reached, with why. */
+  unchecked: Array<{ substituter: string; reason: string }>;
+}
+
+/** Reads one file of a binary cache: its text, undefined when it is not there; throws when the cache cannot be asked. */
+export type CacheReader = (substituter: string, file: string, signal: AbortSignal) => Promise<string | undefined>;
+
+const isHttp = (s: string) => /^https?:\/\//i.test(s);
+const isFile = (s: string) => /^file:\/\//i.test(s);
+
+/** file:// and http(s):// binary caches; anything else is not asked. */
+export const readBinaryCacheFile: CacheReader = async (substituter, file, signal) => {
+  const base = substituter.replace(/\/+$/, '');
+  if (isFile(base)) {
+    const dir = fileURLToPath(base.split('?')[0] as string);
+    try {
+      return await fs.readFile(`${dir}/${file}`, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+  const res = await fetch(`${base.split('?')[0]}/${file}`, { signal });
+  if (res.status === 404 || res.status === 403) {
+    await res.body?.cancel();
+    return undefined;
+  }
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new Error(`HTTP ${res.status} ${res.statusText}`);
+  }
+  return res.text();
+};
+
+const hashPart = (storePath: string) => storePath.slice(storePath.lastIndexOf('/') + 1).slice(0, 32);
+
+export interface FindOptions {
+  signal?: AbortSignal;
+  /** Per substituter, for all its lookups (default 10 s). */
+  timeoutMs?: number;
+  concurrency?: number;
+  read?: CacheReader;
+}
+
+/** For each path, the first substituter (in Nix's order) that has it, with its sizes. Never throws. */
+export async function findSubstituters(paths: readonly string[], substituters: readonly string[], opts: FindOptions = {}): Promise<SubstituterReport> {
+  const read = opts.read ?? readBinaryCacheFile;
+  const unchecked: SubstituterReport['unchecked'] = [];
+  const readable = substituters.filter((s) => {
+    if (isFile(s) || isHttp(s)) return true;
+    unchecked.push({ substituter: s, reason: 'not a file:// or http(s):// binary cache: not asked' });
+    return false;
+  });
+  // Nix's order: by priority, stable.
+  const withPriority = await Promise.all(
+    readable.map(async (s, i) => {
+      const signal = withTimeout(opts.signal, opts.timeoutMs ?? 10_000);
+      try {
+        return { s, i, priority: cachePriority(await read(s, 'nix-cache-info', signal.signal)) };
+      } catch (e) {
+        unchecked.push({ substituter: s, reason: `could not be asked: ${reasonOf(e)}` });
+        return undefined;
+      } finally {
+        signal.dispose();
+      }
+    }),
+  );
+  const ordered = withPriority.filter((x): x is NonNullable<typeof x> => x !== undefined).sort((a, b) => a.priority - b.priority || a.i - b.i);
+
+  const sources = new Map<string, FetchSource>(paths.map((p) => [p, { path: p }]));
+  let remaining = [...paths];
+  for (const { s } of ordered) {
+    if (remaining.length === 0) break;
+    const signal = withTimeout(opts.signal, opts.timeoutMs ?? 10_000);
+    const found = new Set<string>();
+    let failure: unknown;
+    let next = 0;
+    const worker = async () => {
+      while (next < remaining.length && failure === undefined) {
+        const p = remaining[next++] as string;
+        try {
+          const text = await read(s, `${hashPart(p)}.narinfo`, signal.signal);
+          const info = text === undefined ? undefined : parseNarInfo(text);
+          if (info && info.storePath === p) {
+            found.add(p);
+            const src = sources.get(p) as FetchSource;
+            src.substituter = s;
+            if (info.fileSize !== undefined) src.downloadBytes = info.fileSize;
+            if (info.narSize !== undefined) src.narBytes = info.narSize;
+          }
+        } catch (e) {
+          failure ??= e;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 16, remaining.length) }, worker));
+    signal.dispose();
+    if (failure !== undefined) unchecked.push({ substituter: s, reason: `could not be asked: ${reasonOf(failure)}` });
+    remaining = remaining.filter((p) => !found.has(p));
+  }
+
+  const bySubstituter: SubstituterSummary[] = [];
+  for (const { s } of ordered) {
+    const mine = [...sources.values()].filter((x) => x.substituter === s);
+    if (mine.length === 0) continue;
+    bySubstituter.push({
+      substituter: s,
+      paths: mine.length,
+      downloadBytes: mine.reduce((n, x) => n + (x.downloadBytes ?? 0), 0),
+      narBytes: mine.reduce((n, x) => n + (x.narBytes ?? 0), 0),
+    });
+  }
+  return { sources: [...sources.values()], bySubstituter, unchecked };
+}
+
+function reasonOf(e: unknown): string {
+  if (e instanceof Error) {
+    const cause = (e as Error & { cause?: unknown }).cause;
+    const detail = cause instanceof Error ? `: ${cause.message}` : '';
+    return e.name === 'AbortError' || e.name === 'TimeoutError' ? 'no answer in time' : `${e.message}${detail}`;
+  }
+  return String(e);
+}
+
+/** An AbortSignal that fires on the parent's abort or after `ms`. */
+function withTimeout(parent: AbortSignal | undefined, ms: number): { signal: AbortSignal; dispose: () => void } {
+  const ctrl = new AbortController();
+  const timer = setTimeout(() => ctrl.abort(Object.assign(new Error('timeout'), { name: 'TimeoutError' })), ms);
+  const onAbort = () => ctrl.abort(parent?.reason);
+  if (parent?.aborted) ctrl.abort(parent.reason);
+  else parent?.addEventListener('abort', onAbort, { once: true });
+  return {
+    signal: ctrl.signal,
+    dispose: () => {
+      clearTimeout(timer);
+      parent?.removeEventListener('abort', onAbort);
+    },
+  };
+}

@@ -1,0 +1,147 @@
+// A store derivation (.drv file) as Nix writes it, in ATerm:
+//
+//   Derive([("out","/nix/store/…-top","","")],[("/nix/store/…-d1.drv",["out"])],["/nix/store/…-src"],
+//          "x86_64-linux","/bin/sh",["-c","…"],[("builder","/bin/sh"),("name","top"),…])
+//
+// (recorded from Nix 2.8.0: test/fixtures/nix-2.8.0/derivation-*.drv). Newer Nix may write
+// `DrvWithVersion("xp-dyn-drv", …)` with the same fields after the version, and richer input-drv
+// entries; the reader only needs the platform and the environment, read by position. With
+// `__structuredAttrs` the attributes are in the JSON of the `__json` variable.
+//
+// Reading the file is what `nix show-derivation` / `nix derivation show` do, without a process per
+// derivation and without depending on which of the two this Nix spells.
+import { promises as fs } from 'node:fs';
+
+/** What scheduling needs to know about a derivation. */
+export interface DerivationFacts {
+  drvPath: string;
+  name: string;
+  system: string;
+  requiredSystemFeatures: string[];
+  preferLocalBuild: boolean;
+  /** Derivations it depends on. */
+  inputDrvs: string[];
+}
+
+type ATerm = string | ATerm[];
+
+/** Parse ATerm text into nested arrays of strings (constructors dropped). Undefined if it is not ATerm. */
+export function parseATerm(text: string): ATerm | undefined {
+  let i = 0;
+  const fail = Symbol('fail');
+  const value = (): ATerm => {
+    const c = text[i];
+    if (c === '"') {
+      i++;
+      let out = '';
+      for (;;) {
+        const ch = text[i++];
+        if (ch === undefined) throw fail;
+        if (ch === '"') return out;
+        if (ch !== '\\') {
+          out += ch;
+          continue;
+        }
+        const esc = text[i++];
+        if (esc === undefined) throw fail;
+        out += esc === 'n' ? '\n' : esc === 'r' ? '\r' : esc === 't' ? '\t' : esc;
+      }
+    }
+    if (c === '[' || c === '(') {
+      const close = c === '[' ? ']' : ')';
+      i++;
+      const items: ATerm[] = [];
+      if (text[i] === close) {
+        i++;
+        return items;
+      }
+      for (;;) {
+        items.push(value());
+        const sep = text[i++];
+        if (sep === close) return items;
+        if (sep !== ',') throw fail;
+      }
+    }
+    // A constructor: `Derive(…)`, `DrvWithVersion(…)`.
+    const m = /^[A-Za-z][A-Za-z0-9]*/.exec(text.slice(i, i + 64));
+    if (!m || text[i + m[0].length] !== '(') throw fail;
+    i += m[0].length;
+    return value();
+  };
+  try {
+    const v = value();
+    return text.slice(i).trim() === '' ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const strings = (t: ATerm | undefined): string[] => (Array.isArray(t) ? t.filter((x): x is string => typeof x === 'string') : []);
+const words = (s: string | undefined) => (s ?? '').split(/\s+/).filter((w) => w.length > 0);
+
+/** "/nix/store/<hash>-name.drv" → "name". */
+function nameOf(drvPath: string): string {
+  const base = drvPath.slice(drvPath.lastIndexOf('/') + 1).replace(/\.drv$/, '');
+  return /^[0-9a-z]{32}-/.test(base) ? base.slice(33) : base;
+}
+
+/** The facts of a derivation from its .drv text. Undefined when the text is not a derivation. */
+export function parseDerivation(drvPath: string, text: string): DerivationFacts | undefined {
+  const term = parseATerm(text);
+  if (!Array.isArray(term)) return undefined;
+  // DrvWithVersion("version", outputs, inputDrvs, inputSrcs, platform, builder, args, env)
+  const fields = typeof term[0] === 'string' ? term.slice(1) : term;
+  if (fields.length < 7) return undefined;
+  const [, inputDrvs, , platform, , , envTerm] = fields;
+  if (typeof platform !== 'string' || !Array.isArray(envTerm)) return undefined;
+  const env = new Map<string, string>();
+  for (const pair of envTerm) {
+    const [k, v] = strings(pair);
+    if (k !== undefined && v !== undefined) env.set(k, v);
+  }
+  let features = words(env.get('requiredSystemFeatures'));
+  let preferLocal = env.get('preferLocalBuild') === '1';
+  const json = env.get('__json');
+  if (json !== undefined) {
+    try {
+      const attrs = JSON.parse(json) as { requiredSystemFeatures?: unknown; preferLocalBuild?: unknown };
+      if (Array.isArray(attrs.requiredSystemFeatures)) features = attrs.requiredSystemFeatures.filter((f): f is string => typeof f === 'string');
+      if (typeof attrs.preferLocalBuild === 'boolean') preferLocal = attrs.preferLocalBuild;
+    } catch {
+      // Not JSON: keep what the environment says.
+    }
+  }
+  return {
+    drvPath,
+    name: env.get('name') ?? nameOf(drvPath),
+    system: platform,
+    requiredSystemFeatures: features,
+    preferLocalBuild: preferLocal,
+    inputDrvs: Array.isArray(inputDrvs) ? inputDrvs.flatMap((e) => (Array.isArray(e) && typeof e[0] === 'string' ? [e[0]] : [])) : [],
+  };
+}
+
+/** Read and parse a .drv file of the local store. Undefined when it cannot be read or parsed. */
+export async function readDerivation(drvPath: string): Promise<DerivationFacts | undefined> {
+  if (!drvPath.startsWith('/') || !drvPath.endsWith('.drv') || drvPath.includes('\0')) return undefined;
+  try {
+    return parseDerivation(drvPath, await fs.readFile(drvPath, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Read many, a few at a time. */
+export async function readDerivations(drvPaths: readonly string[], concurrency = 32): Promise<Map<string, DerivationFacts>> {
+  const out = new Map<string, DerivationFacts>();
+  let next = 0;
+  const worker = async () => {
+    while (next < drvPaths.length) {
+      const p = drvPaths[next++] as string;
+      const facts = await readDerivation(p);
+      if (facts) out.set(p, facts);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, drvPaths.length) }, worker));
+  return out;
+}
