@@ -14,6 +14,7 @@ import {
   type InitializationOptions,
   type SchedulePreviewParams,
   type BuildInfo,
+  type BuildProgress,
   type BuildPlanInfo,
   type StartBuildParams,
   type SchedulePreviewResult,
@@ -24,6 +25,7 @@ import { registerCommands } from './commands';
 import { affectsServer, serverSettings } from './config';
 import { BuildersView } from './views/buildersView';
 import { BuildDecorations, BuildsView } from './views/buildsView';
+import { BuildStore } from './buildState';
 import { BuildTaskProvider, TASK_TYPE } from './tasks';
 
 const STOP_TIMEOUT_MS = 5000;
@@ -33,7 +35,9 @@ export class Ctx implements vscode.Disposable {
   private readonly buildersView: BuildersView;
   private readonly buildersTree: vscode.TreeView<unknown>;
   private checkedOnce = false;
-  private readonly buildsView = new BuildsView();
+  /** Every build's state, merged from the server's notifications. */
+  private readonly builds = new BuildStore();
+  private readonly buildsView = new BuildsView(this.builds);
   private readonly buildDecorations: BuildDecorations;
   /** Builds started here, resolved when their final state arrives. */
   private readonly buildWaiters = new Map<string, (b: BuildInfo) => void>();
@@ -48,7 +52,7 @@ export class Ctx implements vscode.Disposable {
     this.log = vscode.window.createOutputChannel('Nix Builders', { log: true });
     this.buildersView = new BuildersView(() => this.listBuilders());
     this.buildersTree = vscode.window.createTreeView('nixBuilders.builders', { treeDataProvider: this.buildersView, showCollapseAll: true });
-    this.buildDecorations = new BuildDecorations(vscode.Uri.joinPath(context.extensionUri, 'media'));
+    this.buildDecorations = new BuildDecorations(vscode.Uri.joinPath(context.extensionUri, 'media'), this.builds);
     this.statusBar = vscode.window.createStatusBarItem('nixBuilders.status', vscode.StatusBarAlignment.Left, 0);
     this.statusBar.name = 'Nix Builders';
     this.statusBar.command = 'nixBuilders.showOutput';
@@ -183,8 +187,10 @@ export class Ctx implements vscode.Disposable {
     return client.sendRequest(Requests.testBuild, { builderId }, token);
   }
 
-  private buildChanged(build: BuildInfo): void {
-    this.buildsView.update(build);
+  private buildChanged(notification: BuildProgress): void {
+    const build = this.builds.apply(notification);
+    if (!build) return;
+    this.buildsView.update(build.buildId);
     this.buildDecorations.update(build);
     if (build.status !== 'running') {
       this.buildWaiters.get(build.buildId)?.(build);

@@ -181,11 +181,27 @@ export interface BuildInfo {
   /** The dry run before the build: what will be built and fetched. */
   plan: { summary: string; toBuild: string[]; toFetch: string[]; problems: string[] };
   status: 'running' | 'built' | 'failed' | 'cancelled';
-  /** Per-derivation state (logs left out: ask buildLog). */
+  /** Per-derivation state (logs left out: ask buildLog); whole, never partial. */
   snapshot?: BuildSnapshot;
   /** Classified problems when it failed, with cause and fix. */
   problems?: string[];
 }
+
+/**
+ * A running build's update, between the BuildInfo sent when it starts and the one sent when it
+ * ends: only the derivations and transfers that changed since the previous notification of this
+ * build (`snapshot.partial`; merge them by drv path / transfer path) and the messages new since.
+ */
+export interface BuildUpdate {
+  buildId: string;
+  status: 'running';
+  snapshot: BuildSnapshot;
+}
+
+/** A buildProgress notification: a whole BuildInfo (at the start and the end) or an update. */
+export type BuildProgress = BuildInfo | BuildUpdate;
+
+export const isBuildUpdate = (p: BuildProgress): p is BuildUpdate => !('plan' in p);
 
 export interface BuildPlanInfo {
   targets: Array<{ attrPath: string[]; drvPath: string; line?: number; willBuild: boolean; where: string }>;
@@ -240,8 +256,8 @@ export const Notifications = {
   buildersChanged: new NotificationType0('nixBuilders/buildersChanged'),
   /** Server -> client: one builder's health is known (while a check runs, as each finishes). */
   builderHealth: new NotificationType<BuilderHealth>('nixBuilders/builderHealth'),
-  /** Server -> client: a build's state (throttled while it runs, and once when it ends). */
-  buildProgress: new NotificationType<BuildInfo>('nixBuilders/buildProgress'),
+  /** Server -> client: a build's state when it starts and ends, and its changes while it runs (throttled). */
+  buildProgress: new NotificationType<BuildProgress>('nixBuilders/buildProgress'),
   /** Client -> server: workspace trust was granted. */
   workspaceTrust: new NotificationType<WorkspaceTrustParams>('nixBuilders/workspaceTrust'),
 } as const;

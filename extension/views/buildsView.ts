@@ -1,113 +1,157 @@
-// The Builds view and the inline build status on the source. Both show the server's build
-// snapshots; updates are throttled by the server (at most every 200 ms per build).
+// The Builds view and the inline build status on the source. Both show the builds of a BuildStore
+// (the server's notifications merged; the server sends at most 5 per second per build, each with
+// only what changed). A build of thousands of derivations stays cheap to show: the derivations
+// building and failed are listed, the others in collapsed groups by state, each listing at most
+// GROUP_LIMIT; an update refreshes only that build's subtree.
 import * as vscode from 'vscode';
 import type { BuildInfo, DrvSnapshot, TransferSnapshot } from '../../language-server/protocol';
+import { drvStatus, groupDerivations, hostOfUri, targetStatus, type BuildStore, type DrvGroup } from '../buildState';
 
 type Node =
-  | { kind: 'build'; build: BuildInfo }
+  | { kind: 'build'; buildId: string }
+  | { kind: 'group'; buildId: string; group: DrvGroup | 'transfers'; count: number }
   | { kind: 'drv'; build: BuildInfo; drv: DrvSnapshot }
-  | { kind: 'transfer'; build: BuildInfo; transfer: TransferSnapshot };
+  | { kind: 'transfer'; build: BuildInfo; transfer: TransferSnapshot }
+  | { kind: 'more'; buildId: string; group: string; count: number };
 
-const HISTORY = 20;
-const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
-const hostOfUri = (uri: string) => /^[a-z0-9+.-]+:\/\/(?:[^@/?]*@)?([^/?#]+)/i.exec(uri)?.[1] ?? uri;
+/** Up to this many derivations, all are listed directly under their build. */
+const LIST_ALL = 30;
+/** Transfers listed directly under their build (more: a group). */
+const LIST_TRANSFERS = 10;
+/** Items listed in one group; the rest is counted. */
+const GROUP_LIMIT = 200;
+/** Groups that are listed directly even in a large build. */
+const ALWAYS_LISTED: ReadonlySet<DrvGroup> = new Set(['building', 'failed']);
 
-/** One line for a derivation: "building on b2 (3.1 s)", "built on b2 (1.2 s)", "fetched from cache". */
-export function drvStatus(d: DrvSnapshot, now = Date.now()): string {
-  const where = d.machine ? ` on ${hostOfUri(d.machine)}` : ' here';
-  const took = d.startedAt ? seconds((d.finishedAt ?? now) - d.startedAt) : '';
-  switch (d.state) {
-    case 'queued':
-      return 'queued';
-    case 'building':
-      return `building${where}${took ? ` (${took})` : ''}${d.phase ? ` — ${d.phase}` : ''}`;
-    case 'built':
-      return `built${where}${took ? ` (${took})` : ''}`;
-    case 'failed':
-      return `failed${where}`;
-    case 'substituted':
-      return 'fetched from cache';
-    case 'cancelled':
-      return 'cancelled';
-  }
-}
-
-/** The state shown on a target attribute. */
-export function targetStatus(build: BuildInfo, drvPath: string): { state: 'queued' | 'building' | 'built' | 'failed' | 'fetched' | 'cancelled'; text: string } {
-  const d = build.snapshot?.derivations.find((x) => x.drvPath === drvPath);
-  // Asked for but not built: fetched when the plan fetched something, else it was there already.
-  if (d?.state === 'substituted' && build.plan.toFetch.length === 0) return { state: 'built', text: 'already built' };
-  if (d) {
-    const state = d.state === 'substituted' ? 'fetched' : d.state;
-    return { state, text: drvStatus(d) };
-  }
-  // Not built by this run: it came from a cache, or was there already.
-  if (build.status === 'running') return { state: 'queued', text: build.plan.summary };
-  if (build.status === 'built') return { state: 'fetched', text: build.plan.toFetch.length ? 'fetched from cache' : 'already built' };
-  return { state: build.status === 'cancelled' ? 'cancelled' : 'failed', text: build.status };
-}
+const GROUP_LABEL: Record<DrvGroup | 'transfers', string> = {
+  building: 'Building',
+  failed: 'Failed',
+  queued: 'Queued',
+  built: 'Built',
+  fetched: 'Fetched from cache',
+  cancelled: 'Cancelled',
+  transfers: 'Copies and downloads',
+};
 
 export class BuildsView implements vscode.TreeDataProvider<Node> {
   private readonly changed = new vscode.EventEmitter<Node | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
-  private readonly builds = new Map<string, BuildInfo>();
+  /** One node object per build, so an update can refresh just that build's subtree. */
+  private readonly buildNodes = new Map<string, Extract<Node, { kind: 'build' }>>();
 
-  update(build: BuildInfo): void {
-    this.builds.set(build.buildId, build);
-    for (const id of [...this.builds.keys()].slice(0, Math.max(0, this.builds.size - HISTORY))) this.builds.delete(id);
-    this.changed.fire(undefined);
-  }
+  constructor(private readonly store: BuildStore) {}
 
-  all(): BuildInfo[] {
-    return [...this.builds.values()];
+  /** The build changed (its merged state is in the store). */
+  update(buildId: string): void {
+    const node = this.buildNodes.get(buildId);
+    const known = new Set(this.store.all().map((b) => b.buildId));
+    for (const id of this.buildNodes.keys()) if (!known.has(id)) this.buildNodes.delete(id);
+    if (node) this.changed.fire(node);
+    else {
+      this.buildNodes.set(buildId, { kind: 'build', buildId });
+      this.changed.fire(undefined);
+    }
   }
 
   getChildren(node?: Node): Node[] {
-    if (!node) return [...this.builds.values()].reverse().map((build) => ({ kind: 'build', build }));
-    if (node.kind === 'build') {
-      const snapshot = node.build.snapshot;
-      return [
-        ...(snapshot?.derivations ?? []).map((drv): Node => ({ kind: 'drv', build: node.build, drv })),
-        ...(snapshot?.transfers ?? []).map((transfer): Node => ({ kind: 'transfer', build: node.build, transfer })),
-      ];
+    if (!node) {
+      return this.store
+        .all()
+        .reverse()
+        .map((b) => this.buildNodes.get(b.buildId) ?? { kind: 'build', buildId: b.buildId });
     }
-    return [];
+    if (node.kind !== 'build' && node.kind !== 'group') return [];
+    const build = this.store.get(node.buildId);
+    if (!build) return [];
+    const derivations = build.snapshot?.derivations ?? [];
+    const transfers = build.snapshot?.transfers ?? [];
+    if (node.kind === 'build') {
+      const out: Node[] = [];
+      for (const g of groupDerivations(derivations)) {
+        if (derivations.length <= LIST_ALL || ALWAYS_LISTED.has(g.group)) out.push(...this.limited(build, g.group, g.derivations));
+        else out.push({ kind: 'group', buildId: build.buildId, group: g.group, count: g.derivations.length });
+      }
+      if (transfers.length <= LIST_TRANSFERS) out.push(...transfers.map((transfer): Node => ({ kind: 'transfer', build, transfer })));
+      else {
+        out.push(...transfers.filter((t) => t.state === 'running').slice(0, LIST_TRANSFERS).map((transfer): Node => ({ kind: 'transfer', build, transfer })));
+        out.push({ kind: 'group', buildId: build.buildId, group: 'transfers', count: transfers.length });
+      }
+      return out;
+    }
+    if (node.group === 'transfers') {
+      const shown = transfers.slice(-GROUP_LIMIT).reverse();
+      const rest: Node[] = transfers.length > GROUP_LIMIT ? [{ kind: 'more', buildId: build.buildId, group: 'transfers', count: transfers.length - GROUP_LIMIT }] : [];
+      return [...shown.map((transfer): Node => ({ kind: 'transfer', build, transfer })), ...rest];
+    }
+    const group = groupDerivations(derivations).find((g) => g.group === node.group);
+    return this.limited(build, node.group, group?.derivations ?? []);
+  }
+
+  private limited(build: BuildInfo, group: DrvGroup, list: readonly DrvSnapshot[]): Node[] {
+    const shown = list.slice(0, GROUP_LIMIT).map((drv): Node => ({ kind: 'drv', build, drv }));
+    return list.length > GROUP_LIMIT ? [...shown, { kind: 'more', buildId: build.buildId, group, count: list.length - GROUP_LIMIT }] : shown;
   }
 
   getTreeItem(node: Node): vscode.TreeItem {
-    if (node.kind === 'build') {
-      const b = node.build;
-      const label = b.targets.map((t) => t.attrPath.join('.') || t.drvPath).join(', ');
-      const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.Expanded);
-      item.id = b.buildId;
-      item.description = `${b.status} — ${b.plan.summary}`;
-      item.iconPath = new vscode.ThemeIcon(
-        b.status === 'running' ? 'loading~spin' : b.status === 'built' ? 'pass' : b.status === 'failed' ? 'error' : 'circle-slash',
-      );
-      item.tooltip = [b.plan.summary, ...(b.problems ?? [])].join('\n');
-      item.contextValue = b.status === 'running' ? 'build-running' : 'build';
-      return item;
+    switch (node.kind) {
+      case 'build':
+        return this.buildItem(node.buildId);
+      case 'group': {
+        const item = new vscode.TreeItem(GROUP_LABEL[node.group], vscode.TreeItemCollapsibleState.Collapsed);
+        item.id = `${node.buildId}:group:${node.group}`;
+        item.description = String(node.count);
+        return item;
+      }
+      case 'more': {
+        const item = new vscode.TreeItem(`… ${node.count} more`, vscode.TreeItemCollapsibleState.None);
+        item.id = `${node.buildId}:more:${node.group}`;
+        item.tooltip = 'Every derivation of the build is in the Nix Builders output when it ends.';
+        return item;
+      }
+      case 'transfer':
+        return transferItem(node.build, node.transfer);
+      case 'drv':
+        return drvItem(node.build, node.drv);
     }
-    if (node.kind === 'transfer') {
-      const t = node.transfer;
-      const item = new vscode.TreeItem(t.name, vscode.TreeItemCollapsibleState.None);
-      item.id = `${node.build.buildId}:${t.kind}:${t.path}`;
-      const bytes = t.expectedBytes ? ` ${((t.doneBytes ?? 0) / 2 ** 20).toFixed(1)}/${(t.expectedBytes / 2 ** 20).toFixed(1)} MiB` : '';
-      const verb = t.kind === 'substitute' ? 'fetching' : 'copying';
-      item.description = `${t.state === 'done' ? (t.kind === 'substitute' ? 'fetched' : 'copied') : verb} from ${t.from ? hostOfUri(t.from) : 'this machine'}${bytes}`;
-      item.tooltip = `${t.path}\nfrom ${t.from || 'this machine'} to ${t.to || 'this machine'}`;
-      item.iconPath = new vscode.ThemeIcon(t.kind === 'substitute' ? 'cloud-download' : 'arrow-swap');
-      return item;
-    }
-    const d = node.drv;
-    const item = new vscode.TreeItem(d.name, vscode.TreeItemCollapsibleState.None);
-    item.id = `${node.build.buildId}:${d.drvPath}`;
-    item.description = drvStatus(d);
-    item.tooltip = `${d.drvPath}\n${d.lastLogLine ?? ''}${d.failure ? `\n${d.failure}` : ''}`;
-    item.iconPath = new vscode.ThemeIcon(d.state === 'built' ? 'pass' : d.state === 'failed' ? 'error' : d.state === 'building' ? 'loading~spin' : 'circle-outline');
-    item.command = { command: 'nixBuilders.showBuildLog', title: 'Show Log', arguments: [node.build.buildId, d.drvPath] };
+  }
+
+  private buildItem(buildId: string): vscode.TreeItem {
+    const b = this.store.get(buildId);
+    const label = b ? b.targets.map((t) => t.attrPath.join('.') || t.drvPath).join(', ') : buildId;
+    const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.Expanded);
+    item.id = buildId;
+    if (!b) return item;
+    const p = b.snapshot?.progress;
+    const counts = p && p.expected > 0 ? ` — ${p.done}/${p.expected} built${p.running ? `, ${p.running} building` : ''}${p.failed ? `, ${p.failed} failed` : ''}` : '';
+    item.description = `${b.status}${counts} — ${b.plan.summary}`;
+    item.iconPath = new vscode.ThemeIcon(
+      b.status === 'running' ? 'loading~spin' : b.status === 'built' ? 'pass' : b.status === 'failed' ? 'error' : 'circle-slash',
+    );
+    item.tooltip = [b.plan.summary, ...(b.problems ?? [])].join('\n');
+    item.contextValue = b.status === 'running' ? 'build-running' : 'build';
     return item;
   }
+}
+
+function transferItem(build: BuildInfo, t: TransferSnapshot): vscode.TreeItem {
+  const item = new vscode.TreeItem(t.name, vscode.TreeItemCollapsibleState.None);
+  item.id = `${build.buildId}:${t.kind}:${t.path}:${t.from}`;
+  const bytes = t.expectedBytes ? ` ${((t.doneBytes ?? 0) / 2 ** 20).toFixed(1)}/${(t.expectedBytes / 2 ** 20).toFixed(1)} MiB` : '';
+  const verb = t.kind === 'substitute' ? 'fetching' : 'copying';
+  item.description = `${t.state === 'done' ? (t.kind === 'substitute' ? 'fetched' : 'copied') : verb} from ${t.from ? hostOfUri(t.from) : 'this machine'}${bytes}`;
+  item.tooltip = `${t.path}\nfrom ${t.from || 'this machine'} to ${t.to || 'this machine'}`;
+  item.iconPath = new vscode.ThemeIcon(t.kind === 'substitute' ? 'cloud-download' : 'arrow-swap');
+  return item;
+}
+
+function drvItem(build: BuildInfo, d: DrvSnapshot): vscode.TreeItem {
+  const item = new vscode.TreeItem(d.name, vscode.TreeItemCollapsibleState.None);
+  item.id = `${build.buildId}:${d.drvPath}`;
+  item.description = `${drvStatus(d)}${d.state === 'building' && d.lastLogLine ? ` — ${d.lastLogLine.slice(0, 120)}` : ''}`;
+  item.tooltip = `${d.drvPath}\n${d.lastLogLine ?? ''}${d.failure ? `\n${d.failure}` : ''}`;
+  item.iconPath = new vscode.ThemeIcon(d.state === 'built' ? 'pass' : d.state === 'failed' ? 'error' : d.state === 'building' ? 'loading~spin' : 'circle-outline');
+  item.command = { command: 'nixBuilders.showBuildLog', title: 'Show Log', arguments: [build.buildId, d.drvPath] };
+  return item;
 }
 
 /** Gutter icon and after-line text on each built attribute, live while it runs, kept afterwards. */
@@ -117,7 +161,10 @@ export class BuildDecorations implements vscode.Disposable {
   private readonly status = new Map<string, Map<number, { state: string; text: string }>>();
   private readonly subscriptions: vscode.Disposable[];
 
-  constructor(media: vscode.Uri) {
+  constructor(
+    media: vscode.Uri,
+    private readonly store: BuildStore,
+  ) {
     const type = (state: string, color: string) =>
       vscode.window.createTextEditorDecorationType({
         gutterIconPath: vscode.Uri.joinPath(media, `build-${state}.svg`),
@@ -144,7 +191,7 @@ export class BuildDecorations implements vscode.Disposable {
   update(build: BuildInfo): void {
     if (!build.uri) return;
     const lines = this.status.get(build.uri) ?? new Map();
-    for (const t of build.targets) if (t.line !== undefined) lines.set(t.line, targetStatus(build, t.drvPath));
+    for (const t of build.targets) if (t.line !== undefined) lines.set(t.line, targetStatus(build, this.store.derivation(build.buildId, t.drvPath)));
     this.status.set(build.uri, lines);
     this.render();
   }

@@ -10,7 +10,7 @@ import { findSubstituters } from './substituters';
 import { runBuild } from './runBuild';
 import type { BuildSnapshot } from './model';
 
-/** Snapshots go to the client without the kept log tails (those are fetched on demand). */
+/** The final snapshot goes to the client without the kept log tails (those are fetched on demand). */
 function lean(snapshot: BuildSnapshot): BuildSnapshot {
   return { ...snapshot, derivations: snapshot.derivations.map((d) => ({ ...d, log: [] })) };
 }
@@ -94,6 +94,7 @@ export class Builds {
     };
     const send = (status: BuildInfo['status'], snapshot?: BuildSnapshot, problems?: string[]) =>
       void this.connection.sendNotification(Notifications.buildProgress, { ...info, status, snapshot: snapshot && lean(snapshot), problems });
+    const update = (changes: BuildSnapshot) => void this.connection.sendNotification(Notifications.buildProgress, { buildId, status: 'running', snapshot: changes });
     send('running');
     void runBuild(this.nix, {
       drvPaths,
@@ -101,7 +102,7 @@ export class Builds {
       maxJobs,
       cores: settings.cores,
       signal: abort.signal,
-      onSnapshot: (s) => send('running', s),
+      onUpdate: update,
     }).then((outcome) => {
       this.running.delete(buildId);
       this.finished.set(buildId, outcome.snapshot);

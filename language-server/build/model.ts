@@ -64,10 +64,15 @@ export interface BuildSnapshot {
   progress: ProgressFields;
   /** Paths copied/substituted: as Nix counts them. */
   copyProgress: ProgressFields;
-  /** Nix's own messages (errors and warnings, ANSI stripped), the last 50. */
+  /** Nix's own messages (errors and warnings, ANSI stripped), the last 50 (when partial: those new since the previous change). */
   messages: string[];
   /** Events applied so far. */
   events: number;
+  /**
+   * True when `derivations` and `transfers` hold only those that changed since the previous
+   * `changes()` (the client merges them by drv path / transfer path); absent for a whole snapshot.
+   */
+  partial?: boolean;
 }
 
 export interface BuildModelOptions {
@@ -122,11 +127,17 @@ export class BuildModel {
   private progress = zero();
   private copyProgress = zero();
   private messages: string[] = [];
+  /** Messages ever added, and how many of them `changes()` has reported. */
+  private messageCount = 0;
+  private messagesReported = 0;
   private section: 'build' | 'fetch' | undefined;
   private events = 0;
   /** Builds that `progress` counted as done / failed and that were matched to a derivation. */
   private builtCounted = 0;
   private failedCounted = 0;
+  /** Changed since the last `changes()`. */
+  private readonly dirtyDrvs = new Set<Drv>();
+  private readonly dirtyTransfers = new Set<string>();
   private readonly maxLogBytes: number;
   private readonly now: () => number;
 
@@ -142,6 +153,7 @@ export class BuildModel {
       d = { drvPath, state: 'queued', machine: '', logLineCount: 0, log: [], logHead: 0, logBytes: 0, logDropped: 0, active: 0 };
       this.drvs.set(drvPath, d);
     }
+    this.dirtyDrvs.add(d);
     return d;
   }
 
@@ -186,10 +198,14 @@ export class BuildModel {
         ? { kind: 'copy', path: ev.copyPath.path, from: ev.copyPath.from, to: ev.copyPath.to, state: 'running', startedAt: this.now() }
         : { kind: 'substitute', path: ev.substitute?.path ?? '', from: ev.substitute?.host ?? '', to: 'local', state: 'running', startedAt: this.now() };
       this.transfers.set(ev.id, t);
+      this.dirtyTransfers.add(ev.id);
       this.transferOrder.push(ev.id);
       if (this.transferOrder.length > MAX_TRANSFERS) {
         const old = this.transferOrder.shift();
-        if (old !== undefined) this.transfers.delete(old);
+        if (old !== undefined) {
+          this.transfers.delete(old);
+          this.dirtyTransfers.delete(old);
+        }
       }
     }
   }
@@ -213,6 +229,7 @@ export class BuildModel {
       this.buildIds.delete(id);
       const d = this.drvs.get(drvPath);
       if (!d) return;
+      this.dirtyDrvs.add(d);
       d.active = Math.max(0, d.active - 1);
       if (d.active === 0) this.settle(d);
       return;
@@ -221,6 +238,7 @@ export class BuildModel {
     if (t && t.state === 'running') {
       t.state = 'done';
       t.finishedAt = this.now();
+      this.dirtyTransfers.add(id);
     }
   }
 
@@ -249,6 +267,7 @@ export class BuildModel {
   }
 
   private finish(d: Drv, state: DrvState, failure?: string): void {
+    this.dirtyDrvs.add(d);
     d.state = state;
     d.finishedAt ??= this.now();
     if (failure !== undefined) d.failure = failure;
@@ -270,6 +289,7 @@ export class BuildModel {
       } else {
         const t = this.transfers.get(ev.id);
         if (t) {
+          this.dirtyTransfers.add(ev.id);
           t.doneBytes = ev.progress.done;
           t.expectedBytes = ev.progress.expected;
         }
@@ -278,6 +298,7 @@ export class BuildModel {
   }
 
   private addLog(d: Drv, raw: string): void {
+    this.dirtyDrvs.add(d);
     // Colours are kept out of the model: the UI shows text.
     const line = raw.indexOf('\x1b') === -1 ? raw : raw.replace(/\x1b\[[0-?]*[ -/]*[@-~]/g, '');
     d.logLineCount++;
@@ -322,10 +343,15 @@ export class BuildModel {
   private onMessage(text: string, fullText: string, level: number): void {
     if (this.onQueueLine(text.split('\n')[0] ?? '')) return;
     if (level <= 1) {
-      this.messages.push(fullText);
-      if (this.messages.length > MAX_MESSAGES) this.messages.shift();
+      this.addMessage(fullText);
     }
     if (level === 0) this.onError(text);
+  }
+
+  private addMessage(text: string): void {
+    this.messages.push(text);
+    this.messageCount++;
+    if (this.messages.length > MAX_MESSAGES) this.messages.shift();
   }
 
   /** An error naming derivations: the first named is the one that failed. */
@@ -355,8 +381,7 @@ export class BuildModel {
       return;
     }
     if (text.startsWith('error: ')) {
-      this.messages.push(text);
-      if (this.messages.length > MAX_MESSAGES) this.messages.shift();
+      this.addMessage(text);
       this.onError(text.slice('error: '.length));
       return;
     }
@@ -381,10 +406,11 @@ export class BuildModel {
         this.finish(d, 'substituted');
       }
     }
-    for (const t of this.transfers.values()) {
+    for (const [id, t] of this.transfers) {
       if (t.state === 'running') {
         t.state = 'done';
         t.finishedAt = this.now();
+        this.dirtyTransfers.add(id);
       }
     }
   }
@@ -395,14 +421,14 @@ export class BuildModel {
     return d ? this.drvSnapshot(d) : undefined;
   }
 
-  private drvSnapshot(d: Drv): DrvSnapshot {
+  private drvSnapshot(d: Drv, withLog = true): DrvSnapshot {
     const s: DrvSnapshot = {
       drvPath: d.drvPath,
       name: storeName(d.drvPath),
       state: d.state,
       machine: d.machine,
       logLineCount: d.logLineCount,
-      log: d.log.slice(d.logHead),
+      log: withLog ? d.log.slice(d.logHead) : [],
       logDropped: d.logDropped,
     };
     if (d.phase !== undefined) s.phase = d.phase;
@@ -413,18 +439,42 @@ export class BuildModel {
     return s;
   }
 
-  /** A plain JSON-able copy of the current state. */
-  snapshot(): BuildSnapshot {
+  /** A plain JSON-able copy of the whole current state; `logs: false` leaves the log tails out (cheap). */
+  snapshot(opts: { logs?: boolean } = {}): BuildSnapshot {
+    const logs = opts.logs ?? true;
     return {
-      derivations: [...this.drvs.values()].map((d) => this.drvSnapshot(d)),
-      transfers: this.transferOrder.flatMap((id) => {
-        const t = this.transfers.get(id);
-        return t ? [{ ...t, name: storeName(t.path) }] : [];
-      }),
+      derivations: [...this.drvs.values()].map((d) => this.drvSnapshot(d, logs)),
+      transfers: this.transferOrder.flatMap((id) => this.transferSnapshot(id)),
       progress: { ...this.progress },
       copyProgress: { ...this.copyProgress },
       messages: [...this.messages],
       events: this.events,
     };
+  }
+
+  /**
+   * What changed since the previous call (or since the start), without logs: the derivations and
+   * transfers that changed, and the counters. Its size follows what happened in the interval, not
+   * the size of the build: a build of thousands of derivations sends the few that moved.
+   */
+  changes(): BuildSnapshot {
+    const out: BuildSnapshot = {
+      derivations: [...this.dirtyDrvs].map((d) => this.drvSnapshot(d, false)),
+      transfers: [...this.dirtyTransfers].flatMap((id) => this.transferSnapshot(id)),
+      progress: { ...this.progress },
+      copyProgress: { ...this.copyProgress },
+      messages: this.messages.slice(Math.max(0, this.messages.length - (this.messageCount - this.messagesReported))),
+      events: this.events,
+      partial: true,
+    };
+    this.dirtyDrvs.clear();
+    this.dirtyTransfers.clear();
+    this.messagesReported = this.messageCount;
+    return out;
+  }
+
+  private transferSnapshot(id: string): TransferSnapshot[] {
+    const t = this.transfers.get(id);
+    return t ? [{ ...t, name: storeName(t.path) }] : [];
   }
 }

@@ -1,6 +1,7 @@
 // A real build: `nix-store --realise <drv…> --log-format internal-json -v [--builders …]
 // [--max-jobs N] [--cores N]`, its stderr parsed as it arrives and fed to a BuildModel whose
-// snapshots are reported at most every 200 ms (plus a final one). The outcome carries the
+// changes are reported at most every 200 ms (only what changed, without logs: the cost of an
+// update follows what happened, not the size of the build); the final state is the outcome's. The outcome carries the
 // classified problems and the output paths (stdout of nix-store --realise). A Nix without
 // internal-json (2.3) is run with its plain log, which the model and classifier read as well.
 //
@@ -22,9 +23,13 @@ export interface RunBuildOptions {
   signal?: AbortSignal;
   /** 0: none (the default; cancel with the signal). */
   timeoutMs?: number;
-  /** Throttled: at most every `snapshotIntervalMs` (default 200 ms), plus a final one. */
-  onSnapshot?: (snapshot: BuildSnapshot) => void;
-  snapshotIntervalMs?: number;
+  /**
+   * While it runs, at most every `updateIntervalMs` (default 200 ms): the derivations and transfers
+   * that changed since the previous update, without logs (`partial: true`). The final state is the
+   * outcome's snapshot.
+   */
+  onUpdate?: (changes: BuildSnapshot) => void;
+  updateIntervalMs?: number;
   /** Bytes of log kept per derivation (default 64 KiB). */
   maxLogBytes?: number;
 }
@@ -157,7 +162,6 @@ export async function runBuild(nix: Nix, opts: RunBuildOptions): Promise<BuildOu
   const early = (status: BuildStatus, exit: string, args: string[]): BuildOutcome => {
     if (status === 'cancelled') model.finishAll('cancelled');
     const snapshot = model.snapshot();
-    opts.onSnapshot?.(snapshot);
     return { status, snapshot, problems: [], outPaths: [], exit, command: [file, ...args], durationMs: Date.now() - started };
   };
   const bad = opts.drvPaths.find((p) => !validDrvPath(p));
@@ -171,14 +175,14 @@ export async function runBuild(nix: Nix, opts: RunBuildOptions): Promise<BuildOu
 
   const parser = new InternalJsonLogParser();
   const retained = new RetainedEvents();
-  const throttle = new Throttle(opts.snapshotIntervalMs ?? 200, () => opts.onSnapshot?.(model.snapshot()));
+  const throttle = new Throttle(opts.updateIntervalMs ?? 200, () => opts.onUpdate?.(model.changes()));
   const feed = (events: LogEvent[]) => {
     if (events.length === 0) return;
     for (const ev of events) {
       model.apply(ev);
       retained.push(ev);
     }
-    if (opts.onSnapshot) throttle.poke();
+    if (opts.onUpdate) throttle.poke();
   };
   const result = await nix.run(file, args, {
     timeoutMs: opts.timeoutMs ?? 0,
@@ -196,6 +200,5 @@ export async function runBuild(nix: Nix, opts: RunBuildOptions): Promise<BuildOu
     .map((l) => l.trim())
     .filter((l) => l.startsWith('/'));
   const snapshot = model.snapshot();
-  opts.onSnapshot?.(snapshot);
   return { status, snapshot, problems, outPaths, exit: describeResult(result), command: [file, ...args], durationMs: Date.now() - started };
 }

@@ -20,12 +20,19 @@ export interface RunRequest {
   /** Milliseconds; 0 means no timeout. */
   timeoutMs: number;
   signal?: AbortSignal;
-  /** Called with each chunk of stderr as it arrives (for progress and logs). */
+  /**
+   * Called with each chunk of stderr as it arrives (for progress and logs). stderr is then not
+   * buffered whole (a build's log can be gigabytes): the result's `stderr` is its last
+   * STREAMED_STDERR_TAIL characters.
+   */
   onStderr?: (chunk: string) => void;
   onStdout?: (chunk: string) => void;
   /** Grace period between SIGTERM and SIGKILL of the process group. */
   killGraceMs?: number;
 }
+
+/** What is kept of a streamed stderr for the result. */
+export const STREAMED_STDERR_TAIL = 1024 * 1024;
 
 interface RunOutput {
   /** The command as it was run, for logs: file then args. */
@@ -103,6 +110,9 @@ export class ExecaRunner implements ProcessRunner {
       cleanup: true,
       // 64 MiB: evaluation of large files produces large JSON.
       maxBuffer: 64 * 1024 * 1024,
+      // A streamed stderr is handed over chunk by chunk and only its tail kept here: buffering it
+      // would grow with the log and stop the process at maxBuffer.
+      buffer: { stdout: true, stderr: req.onStderr === undefined },
     });
     const pid = child.pid;
     const onAbort = () => {
@@ -117,14 +127,27 @@ export class ExecaRunner implements ProcessRunner {
             killGroup(pid, grace);
           }, req.timeoutMs)
         : undefined;
-    if (req.onStderr) child.stderr?.on('data', (b: Buffer) => req.onStderr?.(b.toString('utf8')));
+    let stderrTail = '';
+    if (req.onStderr) {
+      const decoder = new TextDecoder('utf-8');
+      const onChunk = (text: string) => {
+        stderrTail = (stderrTail.length + text.length > 2 * STREAMED_STDERR_TAIL ? stderrTail.slice(-STREAMED_STDERR_TAIL) : stderrTail) + text;
+        req.onStderr?.(text);
+      };
+      // A multi-byte character split between chunks is decoded once whole.
+      child.stderr?.on('data', (b: Buffer) => onChunk(decoder.decode(b, { stream: true })));
+      child.stderr?.on('end', () => {
+        const rest = decoder.decode();
+        if (rest) onChunk(rest);
+      });
+    }
     if (req.onStdout) child.stdout?.on('data', (b: Buffer) => req.onStdout?.(b.toString('utf8')));
     try {
       const r = await child;
       const out: RunOutput = {
         command,
         stdout: typeof r.stdout === 'string' ? r.stdout : '',
-        stderr: typeof r.stderr === 'string' ? r.stderr : '',
+        stderr: req.onStderr ? stderrTail.slice(-STREAMED_STDERR_TAIL) : typeof r.stderr === 'string' ? r.stderr : '',
         durationMs: performance.now() - started,
       };
       if (cancelled) return { ...out, kind: 'cancelled' };

@@ -52,8 +52,8 @@ test('an aarch64-linux derivation with b1+b2 and max-jobs 0 runs on b2 (plan, th
   assert.deepEqual(plan.toBuild, [drv]);
   assert.equal(plan.summary, '1 derivation will be built');
 
-  const snapshots: BuildSnapshot[] = [];
-  const o = await runBuild(nix, { drvPaths: [drv], builders: builders('b1', 'b2'), maxJobs: 0, onSnapshot: (s) => snapshots.push(s) });
+  const updates: BuildSnapshot[] = [];
+  const o = await runBuild(nix, { drvPaths: [drv], builders: builders('b1', 'b2'), maxJobs: 0, onUpdate: (s) => updates.push(s) });
   assert.equal(o.status, 'built', explain(o));
   const d = drvOf(o.snapshot, drv);
   assert.equal(d.state, 'built');
@@ -63,8 +63,11 @@ test('an aarch64-linux derivation with b1+b2 and max-jobs 0 runs on b2 (plan, th
   assert.ok(lab.hasStorePath('b2', out), 'the output is in b2\'s store');
   assert.ok(!lab.hasStorePath('b1', out), 'and not in b1\'s');
   assert.equal(readFileSync(out, 'utf8').trim(), builderMarker('b2'));
-  assert.ok(snapshots.length >= 1);
-  assert.deepEqual(snapshots[snapshots.length - 1], o.snapshot, 'the final snapshot is reported');
+  // Updates came while it ran: changes only, without logs (a build this short may finish between
+  // two updates; test/lab/editorBuild.test.ts watches a longer one building live on b2).
+  assert.ok(updates.length >= 1);
+  assert.ok(updates.every((u) => u.partial === true && u.derivations.every((x) => x.log.length === 0)));
+  assert.ok(updates.some((u) => u.derivations.some((x) => x.drvPath === drv)), JSON.stringify(updates));
 
   // Now it exists: the plan says nothing will build.
   const again = await planBuild(nix, [drv], { builders: builders('b1', 'b2'), maxJobs: 0 });
@@ -147,7 +150,7 @@ test('cancelling a long build through the AbortSignal leaves no nix/ssh process 
     builders: builders('b1'),
     maxJobs: 0,
     signal: controller.signal,
-    onSnapshot: (s) => {
+    onUpdate: (s) => {
       if (s.derivations.some((d) => d.state === 'building') && !sawBuilding) {
         sawBuilding = true;
         controller.abort();

@@ -13,7 +13,7 @@ export interface Diagnostic {
   data?: unknown;
 }
 
-type Message = { id?: number; method?: string; params?: unknown; result?: unknown; error?: { message: string } };
+export type Message = { id?: number; method?: string; params?: unknown; result?: unknown; error?: { message: string } };
 
 export class StdioLspClient {
   private readonly child: ChildProcessWithoutNullStreams;

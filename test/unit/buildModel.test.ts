@@ -239,3 +239,52 @@ test('model: a build activity stopped by an interrupt (no progress counted) is n
   m.finishAll('cancelled');
   assert.equal(m.derivation(drv)?.state, 'cancelled');
 });
+
+test('changes: only what moved since the last call, without logs; replayed, they rebuild the whole state', () => {
+  const events = parseLog(fixture('dependency-chain.jsonl'));
+  let t = 1000;
+  const m = new BuildModel({ now: () => (t += 10) });
+  const merged = new Map<string, unknown>();
+  let sent = 0;
+  for (let i = 0; i < events.length; i++) {
+    m.apply(events[i] as LogEvent);
+    if (i % 5 === 4) {
+      const c = m.changes();
+      assert.equal(c.partial, true);
+      assert.ok(c.derivations.every((d) => d.log.length === 0), 'no logs in changes');
+      for (const d of c.derivations) merged.set(d.drvPath, d);
+      sent += c.derivations.length;
+    }
+  }
+  m.finishAll('ok');
+  for (const d of m.changes().derivations) merged.set(d.drvPath, d);
+  const whole = m.snapshot({ logs: false });
+  assert.deepEqual(whole.derivations.map((d) => merged.get(d.drvPath)), whole.derivations);
+  // Nothing happened since: an empty change.
+  assert.deepEqual(m.changes().derivations, []);
+  assert.ok(sent > 0);
+});
+
+test('changes of a build with 5000 derivations and 1 M log lines stay small: the cost follows what moved', () => {
+  const n = 5000;
+  const drvs = Array.from({ length: n }, (_, i) => `/nix/store/${String(i).padStart(32, '0')}-d${i}.drv`);
+  const m = new BuildModel({ drvPaths: drvs });
+  assert.equal(m.changes().derivations.length, n, 'the first change lists the queue');
+  let biggest = 0;
+  let line = 0;
+  m.apply({ kind: 'start', id: 'builds', level: 0, activityType: 104, activityTypeName: 'builds', text: '', fields: [] } as unknown as LogEvent);
+  for (let i = 0; i < n; i++) {
+    const id = `a${i}`;
+    m.apply({ kind: 'start', id, level: 3, activityType: 105, activityTypeName: 'build', text: '', fields: [], build: { drvPath: drvs[i] as string, machine: 'ssh://b1' } } as unknown as LogEvent);
+    for (let k = 0; k < 200; k++) m.apply({ kind: 'result', id, resultType: 101, resultTypeName: 'buildLogLine', fields: [], logLine: `line ${line++}` } as unknown as LogEvent);
+    m.apply({ kind: 'result', id: 'builds', resultType: 105, resultTypeName: 'progress', fields: [], progress: { done: i + 1, expected: n, running: 0, failed: 0 } } as unknown as LogEvent);
+    m.apply({ kind: 'stop', id });
+    // An update every 10 derivations (≈ what 200 ms sees at this rate).
+    if (i % 10 === 9) biggest = Math.max(biggest, JSON.stringify(m.changes()).length);
+  }
+  assert.equal(line, 1_000_000);
+  assert.equal(m.derivation(drvs[n - 1] as string)?.state, 'built');
+  // 10 derivations per change: a few KB, not the 5000 of the build (a whole snapshot is ~1.5 MB).
+  assert.ok(biggest < 16 * 1024, `largest change ${biggest} bytes`);
+  assert.ok(JSON.stringify(m.snapshot({ logs: false })).length > 50 * biggest);
+});

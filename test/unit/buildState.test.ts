@@ -1,0 +1,115 @@
+// The extension's merge of buildProgress notifications (partial while running, whole at the end),
+// the grouping the Builds view shows, and the words on a target attribute.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { BUILD_HISTORY, BuildStore, drvStatus, groupDerivations, targetStatus } from '../../extension/buildState';
+import type { BuildInfo, BuildSnapshot, BuildUpdate, DrvSnapshot } from '../../language-server/protocol';
+
+const drv = (name: string, p: Partial<DrvSnapshot> = {}): DrvSnapshot => ({
+  drvPath: `/nix/store/${'a'.repeat(32)}-${name}.drv`,
+  name,
+  state: 'queued',
+  machine: '',
+  logLineCount: 0,
+  log: [],
+  logDropped: 0,
+  ...p,
+});
+
+const snap = (derivations: DrvSnapshot[], partial: boolean, p: Partial<BuildSnapshot> = {}): BuildSnapshot => ({
+  derivations,
+  transfers: [],
+  progress: { done: 0, expected: 0, running: 0, failed: 0 },
+  copyProgress: { done: 0, expected: 0, running: 0, failed: 0 },
+  messages: [],
+  events: 0,
+  ...(partial ? { partial: true } : {}),
+  ...p,
+});
+
+const info = (buildId: string, status: BuildInfo['status'], snapshot?: BuildSnapshot): BuildInfo => ({
+  buildId,
+  targets: [{ attrPath: ['a'], drvPath: drv('a').drvPath, line: 1 }],
+  plan: { summary: '2 derivations will be built', toBuild: [], toFetch: [], problems: [] },
+  status,
+  ...(snapshot ? { snapshot } : {}),
+});
+
+const update = (buildId: string, snapshot: BuildSnapshot): BuildUpdate => ({ buildId, status: 'running', snapshot });
+
+test('partial notifications are merged by drv path; the final whole snapshot replaces them', () => {
+  const store = new BuildStore();
+  assert.equal(store.apply(update('b1', snap([drv('a')], true))), undefined, 'an update of a build never started is ignored');
+  store.apply(info('b1', 'running'));
+  store.apply(update('b1', snap([drv('a'), drv('b')], true, { messages: ['warning: one'] })));
+  const mid = store.apply(update('b1', snap([drv('a', { state: 'building', machine: 'ssh://b2', lastLogLine: 'compiling' })], true, { events: 7, messages: ['warning: two'] })));
+  assert.ok(mid);
+  assert.equal(mid.plan.summary, '2 derivations will be built', 'what the start said is kept');
+  assert.deepEqual(mid.snapshot?.messages, ['warning: one', 'warning: two'], 'new messages are appended');
+  assert.deepEqual(
+    mid.snapshot?.derivations.map((d) => [d.name, d.state]),
+    [
+      ['a', 'building'],
+      ['b', 'queued'],
+    ],
+  );
+  assert.equal(mid.snapshot?.partial, false, 'the merged state is whole');
+  assert.equal(mid.snapshot?.events, 7);
+  assert.equal(store.derivation('b1', drv('a').drvPath)?.machine, 'ssh://b2');
+  // A notification without a snapshot keeps what is known.
+  assert.equal(store.apply(info('b1', 'running'))?.snapshot?.derivations.length, 2);
+  const end = store.apply(info('b1', 'built', snap([drv('a', { state: 'built' })], false)));
+  assert.deepEqual(end?.snapshot?.derivations.map((d) => d.name), ['a'], 'the whole final snapshot is the truth');
+});
+
+test('a short history: the oldest builds go', () => {
+  const store = new BuildStore();
+  for (let i = 0; i < BUILD_HISTORY + 5; i++) store.apply(info(`b${i}`, 'built', snap([], false)));
+  const ids = store.all().map((b) => b.buildId);
+  assert.equal(ids.length, BUILD_HISTORY);
+  assert.equal(ids[0], 'b5');
+  assert.equal(store.get('b0'), undefined);
+});
+
+test('thousands of derivations: 5000 updates of 2 changes each stay cheap and exact', () => {
+  const store = new BuildStore();
+  const all = Array.from({ length: 5000 }, (_, i) => drv(`d${i}`));
+  store.apply(info('big', 'running'));
+  store.apply(update('big', snap(all, true)));
+  for (let i = 0; i < 5000; i += 2) {
+    store.apply(update('big', snap([drv(`d${i}`, { state: 'built' }), drv(`d${i + 1}`, { state: 'building' })], true)));
+  }
+  const groups = groupDerivations(store.get('big')?.snapshot?.derivations ?? []);
+  assert.deepEqual(
+    groups.map((g) => [g.group, g.derivations.length]),
+    [
+      ['building', 2500],
+      ['built', 2500],
+    ],
+  );
+});
+
+test('groups in the order the view shows them; substituted is "fetched"', () => {
+  const groups = groupDerivations([drv('q'), drv('f', { state: 'failed' }), drv('s', { state: 'substituted' }), drv('b', { state: 'building' }), drv('ok', { state: 'built' })]);
+  assert.deepEqual(
+    groups.map((g) => [g.group, g.derivations.map((d) => d.name)]),
+    [
+      ['building', ['b']],
+      ['failed', ['f']],
+      ['queued', ['q']],
+      ['built', ['ok']],
+      ['fetched', ['s']],
+    ],
+  );
+});
+
+test('words: where and how long', () => {
+  assert.equal(drvStatus(drv('a', { state: 'building', machine: 'ssh://root@b2', startedAt: 1000, phase: 'buildPhase' }), 4100), 'building on b2 (3.1 s) — buildPhase');
+  assert.equal(drvStatus(drv('a', { state: 'built', machine: '', startedAt: 0, finishedAt: 12_345 })), 'built here (12 s)');
+  assert.equal(drvStatus(drv('a', { state: 'substituted' })), 'fetched from cache');
+  const running = info('x', 'running');
+  assert.deepEqual(targetStatus(running, undefined), { state: 'queued', text: '2 derivations will be built' });
+  assert.deepEqual(targetStatus({ ...running, status: 'built' }, undefined), { state: 'fetched', text: 'already built' });
+  assert.deepEqual(targetStatus({ ...running, status: 'built', plan: { ...running.plan, toFetch: ['/nix/store/x'] } }, drv('a', { state: 'substituted' })), { state: 'fetched', text: 'fetched from cache' });
+  assert.deepEqual(targetStatus(running, drv('a', { state: 'failed', machine: 'ssh://b1' })), { state: 'failed', text: 'failed on b1' });
+});
