@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { StdioLspClient } from '../test/server/lspClient';
 import { benchDoctor } from './doctor';
 import { benchLogParser } from './logParser';
+import { benchBigBuild } from './bigBuild';
 
 const RUNS = 5;
 
@@ -87,6 +88,7 @@ async function main(): Promise<void> {
   await benchDiagnostics();
   await benchLogParser();
   await benchDoctor();
+  await benchBigBuild();
 }
 
 void main().catch((e: unknown) => {

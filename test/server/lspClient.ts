@@ -16,7 +16,7 @@ export interface Diagnostic {
 export type Message = { id?: number; method?: string; params?: unknown; result?: unknown; error?: { message: string } };
 
 export class StdioLspClient {
-  private readonly child: ChildProcessWithoutNullStreams;
+  readonly child: ChildProcessWithoutNullStreams;
   private buffer = Buffer.alloc(0);
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
