@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
-import { openCommandPalette, screenshot, type BrowserSession } from '../browser';
+import { openCommandPalette, runCommand, screenshot, type BrowserSession } from '../browser';
 import { openTrustedSession, uiEnv, withScreenshot } from './env';
 
 const env = uiEnv();
@@ -75,5 +75,67 @@ test('the code lens builds an aarch64-linux attribute on b2 and the line shows b
     const built = await waitForInline(page, /^built on b2/, 60_000);
     console.log(`inline status: ${built}`);
     await screenshot(page, 'editor-built-on-b2.png');
+  });
+});
+
+/** Rows of the Builds view. */
+function buildsRows(p: Page) {
+  return p
+    .locator('[id="workbench.view.extension.nixBuilders"] .pane', { has: p.locator('.pane-header[aria-label^="Builds"]') })
+    .locator('.monaco-list-row[role="treeitem"]');
+}
+
+test('a build of 301 derivations and a million log lines: grouped in the Builds view, the editor answers meanwhile', { timeout: 300_000 }, async () => {
+  await withScreenshot(page, 'ui-large-build-failure', async () => {
+    // Everything prefers this machine: 300 small derivations and one that prints 1 M lines.
+    const salt = `${Date.now()}`;
+    writeFileSync(
+      path.join(env.workspace, 'large-build.nix'),
+      [
+        '{',
+        '  large = let',
+        `    leaf = i: derivation { name = "leaf-\${toString i}"; salt = "${salt}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true; args = [ "-c" "echo \${toString i} > $out" ]; };`,
+        '  in derivation {',
+        `    name = "chatty-${salt}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true;`,
+        '    leaves = builtins.genList leaf 300;',
+        '    args = [ "-c" "i=0; while [ $i -lt 1000000 ]; do echo \\"log line $i\\"; i=$((i+1)); done; echo done > $out" ];',
+        '  };',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    // Opened from the Explorer (Quick Open's file index may not have the new file yet).
+    await runCommand(page, 'View: Show Explorer');
+    await page.locator('.explorer-folders-view .monaco-list-row', { hasText: 'large-build.nix' }).first().click();
+    const lens = page.locator('.codelens-decoration a', { hasText: /^Build$/ });
+    await lens.first().waitFor({ timeout: 60_000 });
+    await lens.first().click();
+
+    // The Builds view: a large build lists its derivations in groups by state, with counts.
+    await page.locator('.part.activitybar').getByRole('tab', { name: /^Nix Builders/ }).click();
+    const rows = buildsRows(page);
+    const builtGroup = rows.filter({ has: page.locator('.label-name', { hasText: /^Built$/ }) }).first();
+    await builtGroup.waitFor({ timeout: 120_000 });
+    console.log(`Builds view while running: ${(await rows.allInnerTexts()).map((t) => t.replace(/\s+/g, ' ')).join(' | ')}`);
+
+    // While the chatty derivation streams ~100 MB of log through the server, the editor's language
+    // features answer: a hover on the attribute comes from the language server through the
+    // extension host.
+    const chatty = await waitForInline(page, /^building here/, 240_000);
+    console.log(`inline status while the log streams: ${chatty}`);
+    // The cursor on `large` (Home: the line's first non-blank), then Show Hover (Ctrl+K Ctrl+I).
+    await page.locator('.monaco-editor .view-line', { hasText: 'large = let' }).first().click();
+    await page.keyboard.press('Home');
+    await page.keyboard.press('Control+K');
+    await page.keyboard.press('Control+I');
+    const hover = page.locator('.monaco-hover-content', { hasText: 'preferLocalBuild' });
+    await hover.first().waitFor({ timeout: 60_000 });
+    await screenshot(page, 'builds-view-large-build-running.png');
+
+    // It ends built, here, on the attribute's line.
+    const built = await waitForInline(page, /^built here/, 240_000);
+    console.log(`inline status: ${built}`);
+    await rows.filter({ hasText: /^large\s*built — 301\/301 built/ }).first().waitFor({ timeout: 30_000 });
+    await screenshot(page, 'builds-view-large-build-done.png');
   });
 });
