@@ -138,6 +138,22 @@ suite('Nix Builders: activation and API', () => {
     assert.match(shown?.text ?? '', /^built on b2/);
   });
 
+  test('the plan says where each derivation would build, dependencies included', async function () {
+    this.timeout(60_000);
+    const folder = vscode.workspace.workspaceFolders![0]!;
+    const salt = Date.now();
+    const file = vscode.Uri.joinPath(folder.uri, `plan-${salt}.nix`);
+    const text = `rec {\n  arm = derivation { name = "plan-arm-${salt}"; system = "aarch64-linux"; builder = "/bin/sh"; args = [ "-c" ": > $out" ]; };\n  top = derivation { name = "plan-top-${salt}"; system = "x86_64-linux"; builder = "/bin/sh"; dep = arm; args = [ "-c" ": > $out" ]; };\n}\n`;
+    await vscode.workspace.fs.writeFile(file, new TextEncoder().encode(text));
+    await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(file));
+    const plan = await api.planBuild({ uri: file.toString(), attrPaths: [['top']], remoteOnly: true });
+    assert.equal(plan.summary, '2 derivations will be built');
+    const arm = plan.builds.find((b) => b.name === `plan-arm-${salt}`);
+    assert.equal(arm?.target, false, 'a dependency');
+    assert.equal(arm?.machine, 'b2');
+    assert.ok(plan.details.some((l) => l.startsWith('  on b2: ') && l.includes(`plan-arm-${salt}`)), plan.details.join('\n'));
+  });
+
   test('a build task from tasks.json builds the attribute on the builder that can', async function () {
     this.timeout(90_000);
     const folder = vscode.workspace.workspaceFolders![0]!;
