@@ -154,11 +154,30 @@ function drvItem(build: BuildInfo, d: DrvSnapshot): vscode.TreeItem {
   return item;
 }
 
+interface LineStatus {
+  state: string;
+  text: string;
+  buildId: string;
+  drvPath: string;
+}
+
+/** The status in words; a failed or finished build links to the derivation's log. */
+function hoverOf(s: LineStatus): vscode.MarkdownString {
+  const md = new vscode.MarkdownString();
+  md.appendText(s.text);
+  if (s.state === 'failed' || s.state === 'built' || s.state === 'building') {
+    const args = encodeURIComponent(JSON.stringify([s.buildId, s.drvPath]));
+    md.appendMarkdown(` — [Show the log](command:nixBuilders.showBuildLog?${args})`);
+    md.isTrusted = { enabledCommands: ['nixBuilders.showBuildLog'] };
+  }
+  return md;
+}
+
 /** Gutter icon and after-line text on each built attribute, live while it runs, kept afterwards. */
 export class BuildDecorations implements vscode.Disposable {
   private readonly types: Record<string, vscode.TextEditorDecorationType>;
   /** uri -> line -> status, cleared for a document when it changes. */
-  private readonly status = new Map<string, Map<number, { state: string; text: string }>>();
+  private readonly status = new Map<string, Map<number, LineStatus>>();
   private readonly subscriptions: vscode.Disposable[];
 
   constructor(
@@ -191,14 +210,16 @@ export class BuildDecorations implements vscode.Disposable {
   update(build: BuildInfo): void {
     if (!build.uri) return;
     const lines = this.status.get(build.uri) ?? new Map();
-    for (const t of build.targets) if (t.line !== undefined) lines.set(t.line, targetStatus(build, this.store.derivation(build.buildId, t.drvPath)));
+    for (const t of build.targets) {
+      if (t.line !== undefined) lines.set(t.line, { ...targetStatus(build, this.store.derivation(build.buildId, t.drvPath)), buildId: build.buildId, drvPath: t.drvPath });
+    }
     this.status.set(build.uri, lines);
     this.render();
   }
 
   /** What is shown on a document (for tests and the API). */
   statusOf(uri: string): Array<{ line: number; state: string; text: string }> {
-    return [...(this.status.get(uri)?.entries() ?? [])].map(([line, s]) => ({ line, ...s }));
+    return [...(this.status.get(uri)?.entries() ?? [])].map(([line, s]) => ({ line, state: s.state, text: s.text }));
   }
 
   private render(): void {
@@ -209,7 +230,7 @@ export class BuildDecorations implements vscode.Disposable {
         for (const [line, s] of lines ?? []) {
           if (s.state !== state || line >= editor.document.lineCount) continue;
           const end = editor.document.lineAt(line).range.end;
-          options.push({ range: new vscode.Range(end, end), renderOptions: { after: { contentText: s.text } }, hoverMessage: s.text });
+          options.push({ range: new vscode.Range(end, end), renderOptions: { after: { contentText: s.text } }, hoverMessage: hoverOf(s) });
         }
         editor.setDecorations(type, options);
       }

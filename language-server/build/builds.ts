@@ -8,16 +8,19 @@ import { readDerivations } from '../nix/derivationFile';
 import { describePlan, planBuild, summarizeDryRun, type Placement, type PlannedDerivation } from './plan';
 import { findSubstituters } from './substituters';
 import { runBuild } from './runBuild';
-import type { BuildSnapshot } from './model';
+import { BuildModel, type BuildSnapshot, type DrvSnapshot } from './model';
 
 /** The final snapshot goes to the client without the kept log tails (those are fetched on demand). */
 function lean(snapshot: BuildSnapshot): BuildSnapshot {
   return { ...snapshot, derivations: snapshot.derivations.map((d) => ({ ...d, log: [] })) };
 }
 
+/** Finished builds whose logs are kept (the extension's history is as long). */
+const FINISHED_KEPT = 20;
+
 export class Builds {
   private nextId = 1;
-  private readonly running = new Map<string, AbortController>();
+  private readonly running = new Map<string, { abort: AbortController; model: BuildModel }>();
   private readonly finished = new Map<string, BuildSnapshot>();
 
   constructor(
@@ -83,7 +86,8 @@ export class Builds {
     const { machines, maxJobs } = this.options(params, builders, settings);
     const drvPaths = targets.map((t) => t.drvPath);
     const abort = new AbortController();
-    this.running.set(buildId, abort);
+    const model = new BuildModel({ drvPaths });
+    this.running.set(buildId, { abort, model });
     const plan = await planBuild(this.nix, drvPaths, { builders: machines, maxJobs, signal: abort.signal });
     const info: BuildInfo = {
       buildId,
@@ -103,9 +107,12 @@ export class Builds {
       cores: settings.cores,
       signal: abort.signal,
       onUpdate: update,
+      model,
     }).then((outcome) => {
       this.running.delete(buildId);
       this.finished.set(buildId, outcome.snapshot);
+      // As many as the client's history.
+      for (const old of [...this.finished.keys()].slice(0, Math.max(0, this.finished.size - FINISHED_KEPT))) this.finished.delete(old);
       this.connection.console.info(`${buildId} ${outcome.status}: ${outcome.command.join(' ')}`);
       send(outcome.status, outcome.snapshot, outcome.problems.map((p) => `${p.message} — ${p.cause} Fix: ${p.fix}`));
     });
@@ -113,17 +120,19 @@ export class Builds {
   }
 
   cancel(buildId: string): boolean {
-    const abort = this.running.get(buildId);
-    abort?.abort();
-    return abort !== undefined;
+    const run = this.running.get(buildId);
+    run?.abort.abort();
+    return run !== undefined;
   }
 
-  /** The kept log of one derivation of a finished build. */
+  /** The kept log of one derivation, of a running or a finished build; a first line says what was not kept. */
   log(buildId: string, drvPath: string): string[] {
-    return this.finished.get(buildId)?.derivations.find((d) => d.drvPath === drvPath)?.log ?? [];
+    const d: DrvSnapshot | undefined = this.running.get(buildId)?.model.derivation(drvPath) ?? this.finished.get(buildId)?.derivations.find((x) => x.drvPath === drvPath);
+    if (!d) return [];
+    return d.logDropped > 0 ? [`[${d.logDropped} earlier lines of ${d.logLineCount} not kept: the last ${d.log.length} follow]`, ...d.log] : d.log;
   }
 
   dispose(): void {
-    for (const a of this.running.values()) a.abort();
+    for (const r of this.running.values()) r.abort.abort();
   }
 }

@@ -32,6 +32,8 @@ export interface RunBuildOptions {
   updateIntervalMs?: number;
   /** Bytes of log kept per derivation (default 64 KiB). */
   maxLogBytes?: number;
+  /** The model to feed (so that the caller can read it while the build runs); a new one by default. */
+  model?: BuildModel;
 }
 
 export type BuildStatus = 'built' | 'failed' | 'cancelled';
@@ -157,7 +159,7 @@ function validDrvPath(p: string): boolean {
 /** Build these derivations. Never throws. */
 export async function runBuild(nix: Nix, opts: RunBuildOptions): Promise<BuildOutcome> {
   const started = Date.now();
-  const model = new BuildModel({ drvPaths: opts.drvPaths, ...(opts.maxLogBytes !== undefined ? { maxLogBytes: opts.maxLogBytes } : {}) });
+  const model = opts.model ?? new BuildModel({ drvPaths: opts.drvPaths, ...(opts.maxLogBytes !== undefined ? { maxLogBytes: opts.maxLogBytes } : {}) });
   const file = nix.bin('nix-store');
   const early = (status: BuildStatus, exit: string, args: string[]): BuildOutcome => {
     if (status === 'cancelled') model.finishAll('cancelled');

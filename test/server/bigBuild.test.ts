@@ -39,6 +39,7 @@ interface Drv {
 }
 interface Info {
   buildId: string;
+  targets: Array<{ drvPath: string }>;
   status: string;
   snapshot?: { partial?: boolean; derivations: Drv[]; progress: { done: number; expected: number } };
 }
@@ -70,6 +71,16 @@ test(`a build of ${DERIVATIONS + 1} derivations and ${LOG_LINES} log lines: smal
   await client.waitForNotification((m) => isMine(m) && ((m.params as Info).snapshot?.derivations ?? []).some((d) => d.name === 'chatty' && d.state === 'building'), 300_000);
   const status = await client.request<{ version?: string }>('nixBuilders/status');
   assert.match(status.version ?? '', /^\d+\.\d+/);
+  // Its log on demand while it runs: the kept tail, and a first line saying what was not kept.
+  const chattyPath = info.targets[0]?.drvPath;
+  // Asked again after each update until more than the kept tail was printed.
+  let live = await client.request<string[]>('nixBuilders/buildLog', { buildId: info.buildId, drvPath: chattyPath });
+  while (!(live[0] ?? '').startsWith('[')) {
+    await client.waitForNotification(isMine, 60_000, false);
+    live = await client.request<string[]>('nixBuilders/buildLog', { buildId: info.buildId, drvPath: chattyPath });
+  }
+  assert.match(live[0] ?? '', /^\[\d+ earlier lines of \d+ not kept: the last \d+ follow\]$/);
+  assert.match(live[live.length - 1] ?? '', /^log line \d+ of a chatty build$/);
   const done = await client.waitForNotification((m) => isMine(m) && (m.params as Info).status !== 'running', 600_000);
   const elapsed = Date.now() - started;
   const end = done.params as Info;
