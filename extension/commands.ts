@@ -4,6 +4,7 @@ import type { Ctx } from './ctx';
 import type { CommandId } from './commandIds';
 import { builderOfNode, healthSummary } from './views/buildersView';
 import { addBuilder, editBuilder, pinHostKey, removeBuilder } from './builderEditor';
+import { buildLogUri, errorLine, LOG_HEADER_LINES } from './views/buildLogDocument';
 import type { BuilderInfo, SchedulePreviewParams } from '../language-server/protocol';
 
 /** Build attributes of a document (the code lens's arguments, or the derivation under the cursor). */
@@ -171,11 +172,12 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
   },
   'nixBuilders.showBuildLog': async (ctx, buildId, drvPath) => {
     if (typeof buildId !== 'string' || typeof drvPath !== 'string') return;
-    const log = await ctx.buildLog(buildId, drvPath);
-    const doc = await vscode.workspace.openTextDocument({ content: `# ${drvPath}\n${log.join('\n')}\n`, language: 'log' });
-    // Open it at the (last) error line, where a failed build says what went wrong.
-    const errorAt = log.map((l) => /\berror\b|failed|not found/i.test(l)).lastIndexOf(true);
-    const line = errorAt >= 0 ? errorAt + 1 : Math.max(0, doc.lineCount - 1);
+    const uri = buildLogUri(buildId, drvPath);
+    ctx.buildLogs.refresh(uri);
+    const doc = await vscode.workspace.openTextDocument(uri);
+    await vscode.languages.setTextDocumentLanguage(doc, 'log');
+    // Opened at the error: where a failed build says what went wrong.
+    const line = errorLine(doc.getText().split('\n').slice(LOG_HEADER_LINES, -1));
     await vscode.window.showTextDocument(doc, { preview: true, selection: new vscode.Range(line, 0, line, 0) });
   },
   'nixBuilders.restartServer': (ctx) => ctx.restart(),

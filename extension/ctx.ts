@@ -26,6 +26,7 @@ import { affectsServer, serverSettings } from './config';
 import { BuildersView } from './views/buildersView';
 import { BuildDecorations, BuildsView } from './views/buildsView';
 import { BuildStore } from './buildState';
+import { BUILD_LOG_SCHEME, BuildLogDocuments } from './views/buildLogDocument';
 import { BuildTaskProvider, TASK_TYPE } from './tasks';
 
 const STOP_TIMEOUT_MS = 5000;
@@ -39,6 +40,8 @@ export class Ctx implements vscode.Disposable {
   private readonly builds = new BuildStore();
   private readonly buildsView = new BuildsView(this.builds);
   private readonly buildDecorations: BuildDecorations;
+  /** Build logs as read-only documents. */
+  readonly buildLogs = new BuildLogDocuments({ buildLog: (b, d) => this.buildLog(b, d), failureOf: (b, d) => this.builds.derivation(b, d)?.failure });
   /** Builds started here, resolved when their final state arrives. */
   private readonly buildWaiters = new Map<string, (b: BuildInfo) => void>();
   private readonly statusBar: vscode.StatusBarItem;
@@ -62,6 +65,8 @@ export class Ctx implements vscode.Disposable {
       this.buildersTree,
       this.buildDecorations,
       vscode.window.registerTreeDataProvider('nixBuilders.builds', this.buildsView),
+      this.buildLogs,
+      vscode.workspace.registerTextDocumentContentProvider(BUILD_LOG_SCHEME, this.buildLogs),
       vscode.tasks.registerTaskProvider(TASK_TYPE, new BuildTaskProvider(this)),
       this.buildersTree.onDidChangeVisibility((e) => {
         // The doctor runs when the view is first shown, and on refresh.

@@ -229,8 +229,10 @@ export class BuildDecorations implements vscode.Disposable {
         const options: vscode.DecorationOptions[] = [];
         for (const [line, s] of lines ?? []) {
           if (s.state !== state || line >= editor.document.lineCount) continue;
-          const end = editor.document.lineAt(line).range.end;
-          options.push({ range: new vscode.Range(end, end), renderOptions: { after: { contentText: s.text } }, hoverMessage: hoverOf(s) });
+          // The line's text: hovering it shows the status and the link to the log; the text goes after it.
+          const l = editor.document.lineAt(line);
+          const range = new vscode.Range(line, l.firstNonWhitespaceCharacterIndex, line, l.range.end.character);
+          options.push({ range, renderOptions: { after: { contentText: s.text } }, hoverMessage: hoverOf(s) });
         }
         editor.setDecorations(type, options);
       }

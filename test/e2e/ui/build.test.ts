@@ -139,3 +139,41 @@ test('a build of 301 derivations and a million log lines: grouped in the Builds 
     await screenshot(page, 'builds-view-large-build-done.png');
   });
 });
+
+test('a failed build: the line says failed, and its hover opens the log at the error', { timeout: 180_000 }, async () => {
+  await withScreenshot(page, 'ui-failed-build-failure', async () => {
+    const salt = `${Date.now()}`;
+    writeFileSync(
+      path.join(env.workspace, 'broken.nix'),
+      [
+        '{',
+        '  broken = derivation {',
+        `    name = "ui-broken-${salt}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true;`,
+        '    args = [ "-c" "echo compiling; echo boom: this build fails on purpose >&2; exit 1" ];',
+        '  };',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    await runCommand(page, 'View: Show Explorer');
+    await page.locator('.explorer-folders-view .monaco-list-row', { hasText: 'broken.nix' }).first().click();
+    const lens = page.locator('.codelens-decoration a', { hasText: /^Build$/ });
+    await lens.first().waitFor({ timeout: 60_000 });
+    await lens.first().click();
+    const failed = await waitForInline(page, /^failed/, 120_000);
+    console.log(`inline status: ${failed}`);
+
+    // Hover the line: its hover says so and links to the log.
+    await page.locator('.monaco-editor .view-line', { hasText: 'broken = derivation' }).first().locator('span').filter({ hasText: /broken/ }).first().hover();
+    const link = page.locator('.monaco-hover-content a', { hasText: 'Show the log' });
+    await link.first().waitFor({ timeout: 30_000 });
+    await screenshot(page, 'editor-build-failed-hover.png');
+    await link.first().click();
+    // The log opens in a read-only editor: Nix's failure on top, the cursor on the last line the
+    // builder printed (line 4: two header lines, "compiling", then the error).
+    await page.locator('.monaco-editor .view-line', { hasText: 'boom: this build fails on purpose' }).first().waitFor({ timeout: 30_000 });
+    await page.locator('.monaco-editor .view-line', { hasText: /^#\sbuilder\sfor\s'\/nix\/store\// }).first().waitFor({ timeout: 10_000 });
+    await page.locator('.statusbar-item', { hasText: /^Ln 4, Col 1$/ }).first().waitFor({ timeout: 10_000 });
+    await screenshot(page, 'build-log-at-error.png');
+  });
+});
