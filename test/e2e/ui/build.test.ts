@@ -20,28 +20,39 @@ after(async () => {
   await session?.close();
 });
 
-/** The text of every after-line decoration in the editor (rendered as CSS ::after content). */
-function inlineTexts(p: Page): Promise<string[]> {
-  // Runs in the page: DOM names come from the browser's globals.
-  return p.evaluate(() => {
-    const g = globalThis as unknown as {
-      document: { querySelectorAll(s: string): Iterable<unknown> };
-      getComputedStyle(e: unknown, pseudo: string): { content: string };
-    };
-    return [...g.document.querySelectorAll('.monaco-editor .view-lines span')]
-      .map((e) => g.getComputedStyle(e, '::after').content)
-      .filter((c) => c && c !== 'none' && c !== 'normal')
-      .map((c) => c.replace(/^"|"$/g, ''));
-  });
+/** The text of every after-line decoration in the editor (rendered as CSS ::after content); runs in the page. */
+function inlineTextsInPage(): string[] {
+  // DOM names come from the browser's globals.
+  const g = globalThis as unknown as {
+    document: { querySelectorAll(s: string): Iterable<unknown> };
+    getComputedStyle(e: unknown, pseudo: string): { content: string };
+  };
+  return [...g.document.querySelectorAll('.monaco-editor .view-lines span')]
+    .map((e) => g.getComputedStyle(e, '::after').content)
+    .filter((c) => c && c !== 'none' && c !== 'normal')
+    .map((c) => c.replace(/^"|"$/g, ''));
 }
 
+/** Waits until an after-line decoration matches `re`, checked by the browser on each animation frame. */
 async function waitForInline(p: Page, re: RegExp, timeoutMs: number): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const hit = (await inlineTexts(p)).find((t) => re.test(t));
-    if (hit) return hit;
-    if (Date.now() > deadline) throw new Error(`no inline status matching ${re} (have: ${JSON.stringify(await inlineTexts(p))})`);
-    await p.waitForTimeout(100);
+  try {
+    const hit = await p.waitForFunction(
+      ([source, flags]) => {
+        const g = globalThis as unknown as {
+          document: { querySelectorAll(s: string): Iterable<unknown> };
+          getComputedStyle(e: unknown, pseudo: string): { content: string };
+        };
+        return [...g.document.querySelectorAll('.monaco-editor .view-lines span')]
+          .map((e) => g.getComputedStyle(e, '::after').content.replace(/^"|"$/g, ''))
+          .find((t) => new RegExp(source, flags).test(t));
+      },
+      [re.source, re.flags] as const,
+      { timeout: timeoutMs },
+    );
+    return (await hit.jsonValue()) as string;
+  } catch (e) {
+    const have = await p.evaluate(inlineTextsInPage).catch(() => []);
+    throw new Error(`no inline status matching ${re} (have: ${JSON.stringify(have)}): ${(e as Error).message.split('\n')[0]}`);
   }
 }
 
