@@ -10,7 +10,7 @@ let
       requiredSystemFeatures = features;
     };
 in
-{
+rec {
   # Builds on this machine, or on any x86_64-linux builder.
   hello = whereAmI { name = "hello"; system = "x86_64-linux"; };
 
@@ -19,6 +19,16 @@ in
 
   # Needs the `kvm` feature: in the lab, b1 has it.
   vm-test = whereAmI { name = "vm-test"; system = "x86_64-linux"; features = [ "kvm" ]; };
+
+  # Depends on hello-arm: "Plan" lists both derivations and where each would build (b2, then here
+  # or an x86_64-linux builder); the Builds view shows both while they run.
+  both = derivation {
+    name = "both";
+    system = "x86_64-linux";
+    builder = "/bin/sh";
+    arm = hello-arm;
+    args = [ "-c" "read -r line < $arm; echo \"arm: $line\" > $out" ];
+  };
 
   # Nothing in the lab builds riscv64-linux: Nix Builders says so before you build.
   hello-riscv = whereAmI { name = "hello-riscv"; system = "riscv64-linux"; };
