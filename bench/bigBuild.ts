@@ -9,26 +9,14 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StdioLspClient, type Message } from '../test/server/lspClient';
+import { chattyBuildFile } from '../test/server/chattyBuild';
 import { BuildStore } from '../extension/buildState';
 import type { BuildProgress } from '../language-server/protocol';
 
 const DERIVATIONS = Number(process.env.BENCH_BUILD_DERIVATIONS ?? 1000);
 const LOG_LINES = 1_000_000;
 
-function bigFile(salt: string): string {
-  return [
-    '{',
-    '  big = let',
-    `    leaf = i: derivation { name = "leaf-\${toString i}"; salt = "${salt}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo \${toString i} > $out" ]; };`,
-    '  in derivation {',
-    `    name = "chatty"; salt = "${salt}"; system = builtins.currentSystem; builder = "/bin/sh";`,
-    `    leaves = builtins.genList leaf ${DERIVATIONS};`,
-    `    args = [ "-c" "i=0; while [ $i -lt ${LOG_LINES} ]; do echo \\"log line $i of a chatty build\\"; i=$((i+1)); done; echo done > $out" ];`,
-    '  };',
-    '}',
-    '',
-  ].join('\n');
-}
+const bigFile = (salt: string) => chattyBuildFile({ attribute: 'big', derivations: DERIVATIONS, lines: LOG_LINES, salt });
 
 /** Peak resident memory of a process (VmHWM), MiB. */
 function peakRss(pid: number | undefined): number {

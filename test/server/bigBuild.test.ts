@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StdioLspClient, type Message } from './lspClient';
+import { chattyBuildFile } from './chattyBuild';
 
 const DERIVATIONS = 300;
 const LOG_LINES = 1_000_000;
@@ -46,18 +47,7 @@ interface Info {
 
 test(`a build of ${DERIVATIONS + 1} derivations and ${LOG_LINES} log lines: small throttled updates, a responsive server, the whole state at the end`, async () => {
   const salt = `${Date.now()}-${process.pid}`;
-  const text = [
-    '{',
-    '  big = let',
-    `    leaf = i: derivation { name = "leaf-\${toString i}"; salt = "${salt}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo \${toString i} > $out" ]; };`,
-    '  in derivation {',
-    `    name = "chatty"; salt = "${salt}"; system = builtins.currentSystem; builder = "/bin/sh";`,
-    `    leaves = builtins.genList leaf ${DERIVATIONS};`,
-    `    args = [ "-c" "i=0; while [ $i -lt ${LOG_LINES} ]; do echo \\"log line $i of a chatty build\\"; i=$((i+1)); done; echo done > $out" ];`,
-    '  };',
-    '}',
-    '',
-  ].join('\n');
+  const text = chattyBuildFile({ attribute: 'big', derivations: DERIVATIONS, lines: LOG_LINES, salt });
   const file = path.join(dir, 'big.nix');
   await writeFile(file, text);
   const uri = pathToFileURL(file).href;
@@ -68,7 +58,7 @@ test(`a build of ${DERIVATIONS + 1} derivations and ${LOG_LINES} log lines: smal
   const info = await client.request<Info>('nixBuilders/startBuild', { uri, attrPaths: [['big']] });
   const isMine = (m: Message) => m.method === 'nixBuilders/buildProgress' && (m.params as Info).buildId === info.buildId;
   // While it runs the server still answers (the log is parsed as it streams, not in one block).
-  await client.waitForNotification((m) => isMine(m) && ((m.params as Info).snapshot?.derivations ?? []).some((d) => d.name === 'chatty' && d.state === 'building'), 300_000);
+  await client.waitForNotification((m) => isMine(m) && ((m.params as Info).snapshot?.derivations ?? []).some((d) => d.name === `chatty-${salt}` && d.state === 'building'), 300_000);
   const status = await client.request<{ version?: string }>('nixBuilders/status');
   assert.match(status.version ?? '', /^\d+\.\d+/);
   // Its log on demand while it runs: the kept tail, and a first line saying what was not kept.
@@ -88,7 +78,7 @@ test(`a build of ${DERIVATIONS + 1} derivations and ${LOG_LINES} log lines: smal
   assert.notEqual(end.snapshot?.partial, true, 'the last notification is whole');
   assert.equal(end.snapshot?.derivations.length, DERIVATIONS + 1);
   assert.ok(end.snapshot?.derivations.every((d) => d.state === 'built' && d.log.length === 0), 'all built; logs stay on the server');
-  const chatty = end.snapshot?.derivations.find((d) => d.name === 'chatty');
+  const chatty = end.snapshot?.derivations.find((d) => d.name === `chatty-${salt}`);
   assert.equal(chatty?.logLineCount, LOG_LINES);
 
   const running = client.notifications.filter((m) => isMine(m) && (m.params as Info).status === 'running' && (m.params as Info).snapshot);
@@ -96,7 +86,7 @@ test(`a build of ${DERIVATIONS + 1} derivations and ${LOG_LINES} log lines: smal
   assert.ok(running.length <= elapsed / 200 + 2, `${running.length} updates in ${elapsed} ms`);
   assert.ok(running.every((m) => (m.params as Info).snapshot?.partial === true));
   // Live: some update showed a log line of the chatty build while it ran.
-  assert.ok(running.some((m) => (m.params as Info).snapshot?.derivations.some((d) => d.name === 'chatty' && /^log line \d+ of a chatty build$/.test(d.lastLogLine ?? ''))));
+  assert.ok(running.some((m) => (m.params as Info).snapshot?.derivations.some((d) => d.name === `chatty-${salt}` && /^log line \d+ of a chatty build$/.test(d.lastLogLine ?? ''))));
   // Small: apart from the first (the queue of every derivation), an update carries what changed.
   // While the chatty build runs alone, that is one derivation: well under 4 KB each.
   const sizes = running.map((m) => JSON.stringify(m.params).length);

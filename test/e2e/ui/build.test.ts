@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { openCommandPalette, runCommand, screenshot, type BrowserSession } from '../browser';
-import { openTrustedSession, uiEnv, withScreenshot } from './env';
+import { nixBuildersViewRows, openTrustedSession, uiEnv, withScreenshot } from './env';
+import { chattyBuildFile } from '../../server/chattyBuild';
 
 const env = uiEnv();
 let session: BrowserSession;
@@ -89,11 +90,13 @@ test('the code lens builds an aarch64-linux attribute on b2 and the line shows b
   });
 });
 
-/** Rows of the Builds view. */
-function buildsRows(p: Page) {
-  return p
-    .locator('[id="workbench.view.extension.nixBuilders"] .pane', { has: p.locator('.pane-header[aria-label^="Builds"]') })
-    .locator('.monaco-list-row[role="treeitem"]');
+/** Opens a workspace file from the Explorer (Quick Open's index may not have a new file yet) and clicks its Build lens. */
+async function openFromExplorerAndBuild(p: Page, file: string): Promise<void> {
+  await runCommand(p, 'View: Show Explorer');
+  await p.locator('.explorer-folders-view .monaco-list-row', { hasText: file }).first().click();
+  const lens = p.locator('.codelens-decoration a', { hasText: /^Build$/ });
+  await lens.first().waitFor({ timeout: 60_000 });
+  await lens.first().click();
 }
 
 test('a build of 301 derivations and a million log lines: grouped in the Builds view, the editor answers meanwhile', { timeout: 300_000 }, async () => {
@@ -102,29 +105,13 @@ test('a build of 301 derivations and a million log lines: grouped in the Builds 
     const salt = `${Date.now()}`;
     writeFileSync(
       path.join(env.workspace, 'large-build.nix'),
-      [
-        '{',
-        '  large = let',
-        `    leaf = i: derivation { name = "leaf-\${toString i}"; salt = "${salt}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true; args = [ "-c" "echo \${toString i} > $out" ]; };`,
-        '  in derivation {',
-        `    name = "chatty-${salt}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true;`,
-        '    leaves = builtins.genList leaf 300;',
-        '    args = [ "-c" "i=0; while [ $i -lt 1000000 ]; do echo \\"log line $i\\"; i=$((i+1)); done; echo done > $out" ];',
-        '  };',
-        '}',
-        '',
-      ].join('\n'),
+      chattyBuildFile({ attribute: 'large', derivations: 300, lines: 1_000_000, salt, system: 'x86_64-linux', preferLocalBuild: true }),
     );
-    // Opened from the Explorer (Quick Open's file index may not have the new file yet).
-    await runCommand(page, 'View: Show Explorer');
-    await page.locator('.explorer-folders-view .monaco-list-row', { hasText: 'large-build.nix' }).first().click();
-    const lens = page.locator('.codelens-decoration a', { hasText: /^Build$/ });
-    await lens.first().waitFor({ timeout: 60_000 });
-    await lens.first().click();
+    await openFromExplorerAndBuild(page, 'large-build.nix');
 
     // The Builds view: a large build lists its derivations in groups by state, with counts.
     await page.locator('.part.activitybar').getByRole('tab', { name: /^Nix Builders/ }).click();
-    const rows = buildsRows(page);
+    const rows = nixBuildersViewRows(page, 'Builds');
     const builtGroup = rows.filter({ has: page.locator('.label-name', { hasText: /^Built$/ }) }).first();
     await builtGroup.waitFor({ timeout: 120_000 });
     console.log(`Builds view while running: ${(await rows.allInnerTexts()).map((t) => t.replace(/\s+/g, ' ')).join(' | ')}`);
@@ -166,11 +153,7 @@ test('a failed build: the line says failed, and its hover opens the log at the e
         '',
       ].join('\n'),
     );
-    await runCommand(page, 'View: Show Explorer');
-    await page.locator('.explorer-folders-view .monaco-list-row', { hasText: 'broken.nix' }).first().click();
-    const lens = page.locator('.codelens-decoration a', { hasText: /^Build$/ });
-    await lens.first().waitFor({ timeout: 60_000 });
-    await lens.first().click();
+    await openFromExplorerAndBuild(page, 'broken.nix');
     const failed = await waitForInline(page, /^failed/, 120_000);
     console.log(`inline status: ${failed}`);
 

@@ -4,7 +4,7 @@ import * as assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { notificationTexts, screenshot, type BrowserSession } from '../browser';
-import { openTrustedSession, uiEnv, withScreenshot } from './env';
+import { nixBuildersViewRows, openTrustedSession, uiEnv, withScreenshot } from './env';
 
 const env = uiEnv();
 let session: BrowserSession;
@@ -20,11 +20,7 @@ after(async () => {
 });
 
 /** The rows of the Builders view (view nixBuilders.builders in the container nixBuilders). */
-function builderRows(p: Page) {
-  return p
-    .locator('[id="workbench.view.extension.nixBuilders"] .pane', { has: p.locator('.pane-header[aria-label^="Builders"]') })
-    .locator('.monaco-list-row[role="treeitem"]');
-}
+const builderRows = (p: Page) => nixBuildersViewRows(p, 'Builders');
 
 test('the Builders view lists every lab builder with its systems', { timeout: 90_000 }, async () => {
   await withScreenshot(page, 'ui-builders-view-failure', async () => {

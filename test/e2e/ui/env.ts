@@ -49,3 +49,10 @@ export async function openTrustedSession(env: UiEnv, shot: string): Promise<Brow
   await withScreenshot(session.page, shot, () => openTrustedWorkbench(session.page, env.folderUrl, env.workbenchUrl));
   return session;
 }
+
+/** The rows of one view ("Builders", "Builds") of the Nix Builders container. */
+export function nixBuildersViewRows(page: Page, view: string) {
+  return page
+    .locator('[id="workbench.view.extension.nixBuilders"] .pane', { has: page.locator(`.pane-header[aria-label^="${view}"]`) })
+    .locator('.monaco-list-row[role="treeitem"]');
+}
