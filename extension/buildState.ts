@@ -16,7 +16,8 @@ interface Merged {
   transfers: Map<string, TransferSnapshot>;
 }
 
-const transferKey = (t: TransferSnapshot) => `${t.kind}:${t.path}:${t.from}`;
+/** One copy or download: the same path may be copied to several builders. */
+export const transferKey = (t: TransferSnapshot) => `${t.kind}:${t.path}:${t.from}:${t.to}`;
 
 export class BuildStore {
   private readonly builds = new Map<string, Merged>();
@@ -27,7 +28,14 @@ export class BuildStore {
    */
   apply(progress: BuildProgress): BuildInfo | undefined {
     let m = this.builds.get(progress.buildId);
-    if (!m && isBuildUpdate(progress)) return undefined;
+    if (isBuildUpdate(progress)) {
+      // An update belongs to a running build whose start was seen; a late one never revives a finished build.
+      if (!m || m.info.status !== 'running') return undefined;
+    } else if (progress.status === 'running' && !progress.snapshot && m) {
+      // A start: whatever had this id before is another build.
+      this.builds.delete(progress.buildId);
+      m = undefined;
+    }
     const next: BuildInfo = isBuildUpdate(progress) ? { ...(m as Merged).info, status: progress.status, snapshot: progress.snapshot } : progress;
     if (!m) {
       m = { info: next, drvs: new Map(), transfers: new Map() };

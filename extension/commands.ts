@@ -173,11 +173,12 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
   'nixBuilders.showBuildLog': async (ctx, buildId, drvPath) => {
     if (typeof buildId !== 'string' || typeof drvPath !== 'string') return;
     const uri = buildLogUri(buildId, drvPath);
-    ctx.buildLogs.refresh(uri);
+    // Fetched now (a running build's log grows); an open document of it is refreshed.
+    const text = await ctx.buildLogs.load(uri);
     const doc = await vscode.workspace.openTextDocument(uri);
     await vscode.languages.setTextDocumentLanguage(doc, 'log');
     // Opened at the error: where a failed build says what went wrong.
-    const line = errorLine(doc.getText().split('\n').slice(LOG_HEADER_LINES, -1));
+    const line = errorLine(text.split('\n').slice(LOG_HEADER_LINES, -1));
     await vscode.window.showTextDocument(doc, { preview: true, selection: new vscode.Range(line, 0, line, 0) });
   },
   'nixBuilders.restartServer': (ctx) => ctx.restart(),

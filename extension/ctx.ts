@@ -67,6 +67,9 @@ export class Ctx implements vscode.Disposable {
       vscode.window.registerTreeDataProvider('nixBuilders.builds', this.buildsView),
       this.buildLogs,
       vscode.workspace.registerTextDocumentContentProvider(BUILD_LOG_SCHEME, this.buildLogs),
+      vscode.workspace.onDidCloseTextDocument((d) => {
+        if (d.uri.scheme === BUILD_LOG_SCHEME) this.buildLogs.forget(d.uri);
+      }),
       vscode.tasks.registerTaskProvider(TASK_TYPE, new BuildTaskProvider(this)),
       this.buildersTree.onDidChangeVisibility((e) => {
         // The doctor runs when the view is first shown, and on refresh.

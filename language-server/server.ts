@@ -134,7 +134,7 @@ export class NixBuildersServer {
     connection.onRequest(Requests.testBuild, (p, token) => this.testBuild(p.builderId, token));
     connection.onRequest(Requests.schedulePreview, (p) => this.schedulePreview(p));
     connection.onRequest(Requests.startBuild, (p) => this.startBuild(p));
-    connection.onRequest(Requests.planBuild, (p) => this.planBuild(p));
+    connection.onRequest(Requests.planBuild, (p, token) => this.planBuild(p, abortSignalOf(token)));
     connection.onRequest(Requests.cancelBuild, (p) => this.builds.cancel(p.buildId));
     connection.onRequest(Requests.buildLog, (p) => this.builds.log(p.buildId, p.drvPath));
     connection.onCodeLens((p) => this.codeLenses(p.textDocument.uri));
@@ -323,7 +323,7 @@ export class NixBuildersServer {
     return this.builds.start(p, targets, listing.builders, this.settings.build);
   }
 
-  async planBuild(p: StartBuildParams): Promise<BuildPlanInfo> {
+  async planBuild(p: StartBuildParams, signal?: AbortSignal): Promise<BuildPlanInfo> {
     const targets = await this.buildTargets(p);
     const listing = await this.listBuilders();
     const config = await this.nix.config();
@@ -342,7 +342,7 @@ export class NixBuildersServer {
       }
       return placement;
     };
-    return this.builds.plan(p, targets, listing.builders, build, { place, substituters: config.ok ? config.value.substituters : [] });
+    return this.builds.plan(p, targets, listing.builders, build, { place, substituters: config.ok ? config.value.substituters : [], ...(signal ? { signal } : {}) });
   }
 
   /** The derivations a build request names. */

@@ -27,22 +27,33 @@ export class BuildLogDocuments implements vscode.TextDocumentContentProvider, vs
 
   constructor(private readonly source: BuildLogSource) {}
 
-  /** Ask the server again for a log that is already open (a running build's grows). */
-  refresh(uri: vscode.Uri): void {
-    if (vscode.workspace.textDocuments.some((d) => d.uri.toString() === uri.toString())) this.changed.fire(uri);
-  }
+  /** The last text fetched per document, so that VS Code and the command see the same. */
+  private readonly texts = new Map<string, string>();
 
-  dispose(): void {
-    this.changed.dispose();
-  }
-
-  async provideTextDocumentContent(uri: vscode.Uri): Promise<string> {
+  /** Fetch the log now; an open document of it shows the new text. */
+  async load(uri: vscode.Uri): Promise<string> {
     const q = new URLSearchParams(uri.query);
     const buildId = q.get('build') ?? '';
     const drvPath = q.get('drv') ?? '';
     const log = await this.source.buildLog(buildId, drvPath);
     const failure = this.source.failureOf(buildId, drvPath);
-    return [`# ${drvPath}`, `# ${failure ?? (log.length ? `${log.length} lines` : 'no log yet')}`, ...log, ''].join('\n');
+    const text = [`# ${drvPath}`, `# ${failure ?? (log.length ? `${log.length} lines` : 'no log yet')}`, ...log, ''].join('\n');
+    this.texts.set(uri.toString(), text);
+    if (vscode.workspace.textDocuments.some((d) => d.uri.toString() === uri.toString())) this.changed.fire(uri);
+    return text;
+  }
+
+  async provideTextDocumentContent(uri: vscode.Uri): Promise<string> {
+    return this.texts.get(uri.toString()) ?? this.load(uri);
+  }
+
+  /** Closed log documents are fetched again when opened. */
+  forget(uri: vscode.Uri): void {
+    this.texts.delete(uri.toString());
+  }
+
+  dispose(): void {
+    this.changed.dispose();
   }
 }
 

@@ -5,13 +5,13 @@
 // GROUP_LIMIT; an update refreshes only that build's subtree.
 import * as vscode from 'vscode';
 import type { BuildInfo, DrvSnapshot, TransferSnapshot } from '../../language-server/protocol';
-import { drvStatus, groupDerivations, hostOfUri, targetStatus, type BuildStore, type DrvGroup } from '../buildState';
+import { drvStatus, groupDerivations, hostOfUri, targetStatus, transferKey, type BuildStore, type DrvGroup } from '../buildState';
 
 type Node =
   | { kind: 'build'; buildId: string }
   | { kind: 'group'; buildId: string; group: DrvGroup | 'transfers'; count: number }
   | { kind: 'drv'; build: BuildInfo; drv: DrvSnapshot }
-  | { kind: 'transfer'; build: BuildInfo; transfer: TransferSnapshot }
+  | { kind: 'transfer'; build: BuildInfo; transfer: TransferSnapshot; inGroup?: boolean }
   | { kind: 'more'; buildId: string; group: string; count: number };
 
 /** Up to this many derivations, all are listed directly under their build. */
@@ -81,7 +81,7 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
     if (node.group === 'transfers') {
       const shown = transfers.slice(-GROUP_LIMIT).reverse();
       const rest: Node[] = transfers.length > GROUP_LIMIT ? [{ kind: 'more', buildId: build.buildId, group: 'transfers', count: transfers.length - GROUP_LIMIT }] : [];
-      return [...shown.map((transfer): Node => ({ kind: 'transfer', build, transfer })), ...rest];
+      return [...shown.map((transfer): Node => ({ kind: 'transfer', build, transfer, inGroup: true })), ...rest];
     }
     const group = groupDerivations(derivations).find((g) => g.group === node.group);
     return this.limited(build, node.group, group?.derivations ?? []);
@@ -109,7 +109,7 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
         return item;
       }
       case 'transfer':
-        return transferItem(node.build, node.transfer);
+        return transferItem(node.build, node.transfer, node.inGroup ?? false);
       case 'drv':
         return drvItem(node.build, node.drv);
     }
@@ -133,9 +133,10 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
   }
 }
 
-function transferItem(build: BuildInfo, t: TransferSnapshot): vscode.TreeItem {
+function transferItem(build: BuildInfo, t: TransferSnapshot, inGroup: boolean): vscode.TreeItem {
   const item = new vscode.TreeItem(t.name, vscode.TreeItemCollapsibleState.None);
-  item.id = `${build.buildId}:${t.kind}:${t.path}:${t.from}`;
+  // Ids are unique in the whole tree: a running transfer is listed under its build and in the group.
+  item.id = `${build.buildId}:${inGroup ? 'group:' : ''}${transferKey(t)}`;
   const bytes = t.expectedBytes ? ` ${((t.doneBytes ?? 0) / 2 ** 20).toFixed(1)}/${(t.expectedBytes / 2 ** 20).toFixed(1)} MiB` : '';
   const verb = t.kind === 'substitute' ? 'fetching' : 'copying';
   item.description = `${t.state === 'done' ? (t.kind === 'substitute' ? 'fetched' : 'copied') : verb} from ${t.from ? hostOfUri(t.from) : 'this machine'}${bytes}`;

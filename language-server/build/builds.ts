@@ -1,5 +1,6 @@
 // Builds started from the editor: resolve attributes to derivations, plan, run, stream snapshots
 // to the client, cancel. One instance per server; runBuild does the Nix work.
+import { randomBytes } from 'node:crypto';
 import type { Connection } from 'vscode-languageserver/node';
 import type { Nix } from '../nix/nix';
 import { formatMachine } from '../nix/machines';
@@ -15,13 +16,19 @@ function lean(snapshot: BuildSnapshot): BuildSnapshot {
   return { ...snapshot, derivations: snapshot.derivations.map((d) => ({ ...d, log: [] })) };
 }
 
-/** Finished builds whose logs are kept (the extension's history is as long). */
+/** Finished builds whose logs are kept (the extension's history is as long)… */
 const FINISHED_KEPT = 20;
+/** …within this many bytes of log in all (the newest build's are always kept). */
+const FINISHED_LOG_BYTES = 128 * 1024 * 1024;
+
+const logBytes = (s: BuildSnapshot) => s.derivations.reduce((n, d) => n + d.log.reduce((m, l) => m + l.length + 1, 0), 0);
 
 export class Builds {
   private nextId = 1;
+  /** Build ids stay unique across server restarts (the client keeps a history). */
+  private readonly instance = randomBytes(3).toString('hex');
   private readonly running = new Map<string, { abort: AbortController; model: BuildModel }>();
-  private readonly finished = new Map<string, BuildSnapshot>();
+  private readonly finished = new Map<string, { snapshot: BuildSnapshot; bytes: number }>();
 
   constructor(
     private readonly connection: Connection,
@@ -37,11 +44,12 @@ export class Builds {
     targets: DerivationInfo[],
     builders: readonly BuilderInfo[],
     settings: BuildSettings,
-    context: { place: (d: { system: string; requiredSystemFeatures: string[]; preferLocalBuild: boolean }) => Placement; substituters: readonly string[] },
+    context: { place: (d: { system: string; requiredSystemFeatures: string[]; preferLocalBuild: boolean }) => Placement; substituters: readonly string[]; signal?: AbortSignal },
   ): Promise<BuildPlanInfo> {
     const { machines, maxJobs } = this.options(params, builders, settings);
-    const plan = await planBuild(this.nix, targets.map((t) => t.drvPath), { builders: machines, maxJobs });
-    const [facts, fetch] = await Promise.all([readDerivations(plan.toBuild), findSubstituters(plan.toFetch, context.substituters)]);
+    const signal = context.signal ? { signal: context.signal } : {};
+    const plan = await planBuild(this.nix, targets.map((t) => t.drvPath), { builders: machines, maxJobs, ...signal });
+    const [facts, fetch] = await Promise.all([readDerivations(plan.toBuild), findSubstituters(plan.toFetch, context.substituters, signal)]);
     const targetPaths = new Set(targets.map((t) => t.drvPath));
     const builds = plan.toBuild.map((drvPath): PlannedDerivation => {
       const f = facts.get(drvPath);
@@ -82,7 +90,7 @@ export class Builds {
     builders: readonly BuilderInfo[],
     settings: BuildSettings,
   ): Promise<BuildInfo> {
-    const buildId = `build-${this.nextId++}`;
+    const buildId = `build-${this.instance}-${this.nextId++}`;
     const { machines, maxJobs } = this.options(params, builders, settings);
     const drvPaths = targets.map((t) => t.drvPath);
     const abort = new AbortController();
@@ -110,13 +118,22 @@ export class Builds {
       model,
     }).then((outcome) => {
       this.running.delete(buildId);
-      this.finished.set(buildId, outcome.snapshot);
-      // As many as the client's history.
-      for (const old of [...this.finished.keys()].slice(0, Math.max(0, this.finished.size - FINISHED_KEPT))) this.finished.delete(old);
+      this.keepFinished(buildId, outcome.snapshot);
       this.connection.console.info(`${buildId} ${outcome.status}: ${outcome.command.join(' ')}`);
       send(outcome.status, outcome.snapshot, outcome.problems.map((p) => `${p.message} — ${p.cause} Fix: ${p.fix}`));
     });
     return info;
+  }
+
+  /** The newest finished builds' logs, at most FINISHED_KEPT builds and FINISHED_LOG_BYTES. */
+  private keepFinished(buildId: string, snapshot: BuildSnapshot): void {
+    this.finished.set(buildId, { snapshot, bytes: logBytes(snapshot) });
+    let total = [...this.finished.values()].reduce((n, f) => n + f.bytes, 0);
+    for (const [id, f] of this.finished) {
+      if (this.finished.size <= 1 || (this.finished.size <= FINISHED_KEPT && total <= FINISHED_LOG_BYTES)) break;
+      this.finished.delete(id);
+      total -= f.bytes;
+    }
   }
 
   cancel(buildId: string): boolean {
@@ -127,7 +144,10 @@ export class Builds {
 
   /** The kept log of one derivation, of a running or a finished build; a first line says what was not kept. */
   log(buildId: string, drvPath: string): string[] {
-    const d: DrvSnapshot | undefined = this.running.get(buildId)?.model.derivation(drvPath) ?? this.finished.get(buildId)?.derivations.find((x) => x.drvPath === drvPath);
+    const run = this.running.get(buildId);
+    const finished = this.finished.get(buildId);
+    if (!run && !finished) return [`[the logs of ${buildId} are no longer kept: the server keeps those of the newest ${FINISHED_KEPT} builds, up to ${FINISHED_LOG_BYTES / 2 ** 20} MiB]`];
+    const d: DrvSnapshot | undefined = run?.model.derivation(drvPath) ?? finished?.snapshot.derivations.find((x) => x.drvPath === drvPath);
     if (!d) return [];
     return d.logDropped > 0 ? [`[${d.logDropped} earlier lines of ${d.logLineCount} not kept: the last ${d.log.length} follow]`, ...d.log] : d.log;
   }

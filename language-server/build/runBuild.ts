@@ -178,13 +178,15 @@ export async function runBuild(nix: Nix, opts: RunBuildOptions): Promise<BuildOu
   const parser = new InternalJsonLogParser();
   const retained = new RetainedEvents();
   const throttle = new Throttle(opts.updateIntervalMs ?? 200, () => opts.onUpdate?.(model.changes()));
+  let ended = false;
   const feed = (events: LogEvent[]) => {
     if (events.length === 0) return;
     for (const ev of events) {
       model.apply(ev);
       retained.push(ev);
     }
-    if (opts.onUpdate) throttle.poke();
+    // Nothing is reported after the end: the outcome is the last word.
+    if (opts.onUpdate && !ended) throttle.poke();
   };
   const result = await nix.run(file, args, {
     timeoutMs: opts.timeoutMs ?? 0,
@@ -192,6 +194,7 @@ export async function runBuild(nix: Nix, opts: RunBuildOptions): Promise<BuildOu
     onStderr: (chunk) => feed(parser.push(chunk)),
   });
   feed(parser.end());
+  ended = true;
   throttle.stop();
 
   const status: BuildStatus = result.kind === 'ok' ? 'built' : result.kind === 'cancelled' ? 'cancelled' : 'failed';

@@ -108,81 +108,116 @@ const hashPart = (storePath: string) => storePath.slice(storePath.lastIndexOf('/
 
 export interface FindOptions {
   signal?: AbortSignal;
-  /** Per substituter, for all its lookups (default 10 s). */
+  /** Per request (default 5 s). */
+  requestTimeoutMs?: number;
+  /** For the whole lookup (default 20 s): what is not asked by then stays unknown. */
   timeoutMs?: number;
   concurrency?: number;
   read?: CacheReader;
 }
 
-/** For each path, the first substituter (in Nix's order) that has it, with its sizes. Never throws. */
+/** `?priority=N` in a substituter's URL overrides its nix-cache-info (Nix ≥ 2.4). */
+function urlPriority(substituter: string): number | undefined {
+  const q = substituter.indexOf('?');
+  if (q < 0) return undefined;
+  const p = new URLSearchParams(substituter.slice(q + 1)).get('priority');
+  return p !== null && /^\d+$/.test(p) ? Number(p) : undefined;
+}
+
+/**
+ * For each path, the first substituter (in Nix's order) that has it, with its sizes. Never throws.
+ * A cache that fails or does not answer in time is named in `unchecked`, and the paths it was not
+ * asked about stay unknown: whether it has them cannot be told, so no lower cache is credited.
+ */
 export async function findSubstituters(paths: readonly string[], substituters: readonly string[], opts: FindOptions = {}): Promise<SubstituterReport> {
   const read = opts.read ?? readBinaryCacheFile;
   const unchecked: SubstituterReport['unchecked'] = [];
-  const readable = substituters.filter((s) => {
-    if (isFile(s) || isHttp(s)) return true;
-    unchecked.push({ substituter: s, reason: 'not a file:// or http(s):// binary cache: not asked' });
-    return false;
-  });
-  // Nix's order: by priority, stable.
-  const withPriority = await Promise.all(
-    readable.map(async (s, i) => {
-      const signal = withTimeout(opts.signal, opts.timeoutMs ?? 10_000);
-      try {
-        return { s, i, priority: cachePriority(await read(s, 'nix-cache-info', signal.signal)) };
-      } catch (e) {
-        unchecked.push({ substituter: s, reason: `could not be asked: ${reasonOf(e)}` });
-        return undefined;
-      } finally {
-        signal.dispose();
-      }
-    }),
-  );
-  const ordered = withPriority.filter((x): x is NonNullable<typeof x> => x !== undefined).sort((a, b) => a.priority - b.priority || a.i - b.i);
-
   const sources = new Map<string, FetchSource>(paths.map((p) => [p, { path: p }]));
-  let remaining = [...paths];
-  for (const { s } of ordered) {
-    if (remaining.length === 0) break;
-    const signal = withTimeout(opts.signal, opts.timeoutMs ?? 10_000);
-    const found = new Set<string>();
-    let failure: unknown;
-    let next = 0;
-    const worker = async () => {
-      while (next < remaining.length && failure === undefined) {
-        const p = remaining[next++] as string;
-        try {
-          const text = await read(s, `${hashPart(p)}.narinfo`, signal.signal);
-          const info = text === undefined ? undefined : parseNarInfo(text);
-          if (info && info.storePath === p) {
-            found.add(p);
-            const src = sources.get(p) as FetchSource;
-            src.substituter = s;
-            if (info.fileSize !== undefined) src.downloadBytes = info.fileSize;
-            if (info.narSize !== undefined) src.narBytes = info.narSize;
-          }
-        } catch (e) {
-          failure ??= e;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 16, remaining.length) }, worker));
-    signal.dispose();
-    if (failure !== undefined) unchecked.push({ substituter: s, reason: `could not be asked: ${reasonOf(failure)}` });
-    remaining = remaining.filter((p) => !found.has(p));
-  }
-
-  const bySubstituter: SubstituterSummary[] = [];
-  for (const { s } of ordered) {
-    const mine = [...sources.values()].filter((x) => x.substituter === s);
-    if (mine.length === 0) continue;
-    bySubstituter.push({
-      substituter: s,
-      paths: mine.length,
-      downloadBytes: mine.reduce((n, x) => n + (x.downloadBytes ?? 0), 0),
-      narBytes: mine.reduce((n, x) => n + (x.narBytes ?? 0), 0),
+  if (paths.length === 0) return { sources: [], bySubstituter: [], unchecked };
+  const overall = withTimeout(opts.signal, opts.timeoutMs ?? 20_000);
+  const ask = async (s: string, file: string) => {
+    const one = withTimeout(overall.signal, opts.requestTimeoutMs ?? 5_000);
+    try {
+      return await read(s, file, one.signal);
+    } finally {
+      one.dispose();
+    }
+  };
+  try {
+    const readable = substituters.filter((s) => {
+      if (isFile(s) || isHttp(s)) return true;
+      unchecked.push({ substituter: s, reason: 'not a file:// or http(s):// binary cache: not asked' });
+      return false;
     });
+    // Nix's order: by priority, stable. A cache without nix-cache-info is one Nix cannot open
+    // (a file:// cache is created by Nix when missing: empty, priority 50).
+    const withPriority = await Promise.all(
+      readable.map(async (s, i) => {
+        try {
+          const info = await ask(s, 'nix-cache-info');
+          if (info === undefined && isHttp(s)) {
+            unchecked.push({ substituter: s, reason: 'has no nix-cache-info: Nix cannot use it as a binary cache' });
+            return undefined;
+          }
+          return { s, i, priority: urlPriority(s) ?? cachePriority(info) };
+        } catch (e) {
+          unchecked.push({ substituter: s, reason: `could not be asked: ${reasonOf(e)}` });
+          return undefined;
+        }
+      }),
+    );
+    const ordered = withPriority.filter((x): x is NonNullable<typeof x> => x !== undefined).sort((a, b) => a.priority - b.priority || a.i - b.i);
+
+    let remaining = [...paths];
+    const providers: string[] = [];
+    for (const { s } of ordered) {
+      if (remaining.length === 0) break;
+      providers.push(s);
+      const answered = new Set<string>();
+      let failure: unknown;
+      let next = 0;
+      const worker = async () => {
+        while (next < remaining.length && failure === undefined) {
+          const p = remaining[next++] as string;
+          try {
+            const text = await ask(s, `${hashPart(p)}.narinfo`);
+            answered.add(p);
+            const info = text === undefined ? undefined : parseNarInfo(text);
+            if (info && info.storePath === p) {
+              const src = sources.get(p) as FetchSource;
+              src.substituter = s;
+              if (info.fileSize !== undefined) src.downloadBytes = info.fileSize;
+              if (info.narSize !== undefined) src.narBytes = info.narSize;
+            }
+          } catch (e) {
+            failure ??= e;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 16, remaining.length) }, worker));
+      if (failure !== undefined) {
+        unchecked.push({ substituter: s, reason: `could not be asked: ${reasonOf(failure)}` });
+        // Not answered by this cache: unknown; lower caches are not credited with them.
+        remaining = [];
+        break;
+      }
+      remaining = remaining.filter((p) => answered.has(p) && sources.get(p)?.substituter === undefined);
+    }
+    const bySubstituter: SubstituterSummary[] = [];
+    for (const s of providers) {
+      const mine = [...sources.values()].filter((x) => x.substituter === s);
+      if (mine.length === 0) continue;
+      bySubstituter.push({
+        substituter: s,
+        paths: mine.length,
+        downloadBytes: mine.reduce((n, x) => n + (x.downloadBytes ?? 0), 0),
+        narBytes: mine.reduce((n, x) => n + (x.narBytes ?? 0), 0),
+      });
+    }
+    return { sources: [...sources.values()], bySubstituter, unchecked };
+  } finally {
+    overall.dispose();
   }
-  return { sources: [...sources.values()], bySubstituter, unchecked };
 }
 
 function reasonOf(e: unknown): string {

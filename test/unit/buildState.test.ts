@@ -56,10 +56,23 @@ test('partial notifications are merged by drv path; the final whole snapshot rep
   assert.equal(mid.snapshot?.partial, false, 'the merged state is whole');
   assert.equal(mid.snapshot?.events, 7);
   assert.equal(store.derivation('b1', drv('a').drvPath)?.machine, 'ssh://b2');
-  // A notification without a snapshot keeps what is known.
-  assert.equal(store.apply(info('b1', 'running'))?.snapshot?.derivations.length, 2);
   const end = store.apply(info('b1', 'built', snap([drv('a', { state: 'built' })], false)));
   assert.deepEqual(end?.snapshot?.derivations.map((d) => d.name), ['a'], 'the whole final snapshot is the truth');
+  // A late update never makes a finished build run again.
+  assert.equal(store.apply(update('b1', snap([drv('b', { state: 'building' })], true))), undefined);
+  assert.equal(store.get('b1')?.status, 'built');
+  // A new start with the same id (a restarted server) is another build: nothing of the old one is kept.
+  const again = store.apply(info('b1', 'running'));
+  assert.equal(again?.snapshot, undefined);
+  assert.equal(store.apply(update('b1', snap([drv('c')], true)))?.snapshot?.derivations.map((d) => d.name).join(), 'c');
+});
+
+test('the same path copied to two builders is two transfers', () => {
+  const store = new BuildStore();
+  store.apply(info('t', 'running'));
+  const t = (to: string) => ({ kind: 'copy' as const, path: '/nix/store/x-src', name: 'x-src', from: '', to, state: 'done' as const, startedAt: 1 });
+  const merged = store.apply(update('t', snap([], true, { transfers: [t('ssh://b1'), t('ssh://b2')] })));
+  assert.equal(merged?.snapshot?.transfers.length, 2);
 });
 
 test('a short history: the oldest builds go', () => {
@@ -71,7 +84,7 @@ test('a short history: the oldest builds go', () => {
   assert.equal(store.get('b0'), undefined);
 });
 
-test('thousands of derivations: 5000 updates of 2 changes each stay cheap and exact', () => {
+test('thousands of derivations: 5000 updates of 2 changes each merge exactly', () => {
   const store = new BuildStore();
   const all = Array.from({ length: 5000 }, (_, i) => drv(`d${i}`));
   store.apply(info('big', 'running'));

@@ -1,7 +1,8 @@
 // The .drv reader against store derivations written by real Nix 2.8.0 (test/fixtures/nix-2.8.0/derivation-*.drv).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseATerm, parseDerivation, readDerivation, readDerivations } from '../../language-server/nix/derivationFile';
 
@@ -54,11 +55,16 @@ test('total: anything that is not a derivation gives undefined, never throws', (
   for (let i = 0; i < good.length; i += 7) parseDerivation('/nix/store/x.drv', good.slice(0, i));
 });
 
-test('reading files: missing or not a .drv path gives undefined', async () => {
+test('reading files: missing, not a .drv path, or not a derivation gives undefined', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nb-drv-'));
+  const junk = path.join(dir, 'junk.drv');
+  writeFileSync(junk, '{"not": "a derivation"}');
   assert.equal(await readDerivation('/nonexistent/x.drv'), undefined);
   assert.equal(await readDerivation('relative.drv'), undefined);
   assert.equal(await readDerivation(path.join(FIXTURES, 'README.md')), undefined);
-  const many = await readDerivations([path.join(FIXTURES, 'derivation-features.drv'), '/nonexistent/y.drv', path.join(FIXTURES, 'derivation-with-inputs.drv')]);
-  assert.deepEqual([...many.keys()].map((p) => path.basename(p)), ['derivation-features.drv', 'derivation-with-inputs.drv'].filter((f) => many.has(path.join(FIXTURES, f))));
-  assert.equal(many.size, 2);
+  assert.equal(await readDerivation(junk), undefined);
+  const good = [path.join(FIXTURES, 'derivation-features.drv'), path.join(FIXTURES, 'derivation-with-inputs.drv')];
+  const many = await readDerivations([good[0] as string, '/nonexistent/y.drv', junk, good[1] as string]);
+  assert.deepEqual([...many.keys()].sort(), [...good].sort());
+  assert.equal(many.get(good[0] as string)?.system, 'aarch64-linux');
 });

@@ -76,6 +76,39 @@ test('a cache that cannot be reached is named with the reason; the others still 
   assert.deepEqual(r.unchecked, [{ substituter: 'https://down', reason: 'could not be asked: fetch failed' }]);
 });
 
+test('a cache that fails while asked: its paths stay unknown, not credited to a lower cache', async () => {
+  const asked: string[] = [];
+  const read: CacheReader = async (s, file) => {
+    asked.push(`${s} ${file}`);
+    if (s === 'https://flaky') {
+      if (file === 'nix-cache-info') return 'Priority: 10';
+      throw new Error('HTTP 500 Internal Server Error');
+    }
+    return file === 'nix-cache-info' ? 'Priority: 40' : narinfo(A, 1, 1);
+  };
+  const r = await findSubstituters([A], ['https://low', 'https://flaky'], { read });
+  assert.deepEqual(r.sources, [{ path: A }]);
+  assert.deepEqual(r.unchecked, [{ substituter: 'https://flaky', reason: 'could not be asked: HTTP 500 Internal Server Error' }]);
+  assert.ok(!asked.some((a) => a.startsWith('https://low a')), 'the lower cache is not asked for it');
+});
+
+test('priority from the URL (?priority=N) before nix-cache-info; an HTTP cache without nix-cache-info is not used', async () => {
+  const { read } = caches({
+    'https://a?priority=5': { 'nix-cache-info': 'Priority: 90', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.narinfo': narinfo(A, 1, 1) },
+    'https://b': { 'nix-cache-info': 'Priority: 10', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.narinfo': narinfo(A, 2, 2) },
+    'https://nocache': { 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.narinfo': narinfo(A, 3, 3) },
+  });
+  const r = await findSubstituters([A], ['https://nocache', 'https://b', 'https://a?priority=5'], { read });
+  assert.equal(r.sources[0]?.substituter, 'https://a?priority=5');
+  assert.deepEqual(r.unchecked, [{ substituter: 'https://nocache', reason: 'has no nix-cache-info: Nix cannot use it as a binary cache' }]);
+});
+
+test('nothing to fetch: no cache is asked', async () => {
+  const { read, asked } = caches({ 'https://c': { 'nix-cache-info': '' } });
+  assert.deepEqual(await findSubstituters([], ['https://c'], { read }), { sources: [], bySubstituter: [], unchecked: [] });
+  assert.deepEqual(asked, []);
+});
+
 test('a narinfo for another path (a hash collision or a broken cache) does not count', async () => {
   const { read } = caches({ 'https://c': { 'nix-cache-info': '', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.narinfo': narinfo(B, 1, 1) } });
   const r = await findSubstituters([A], ['https://c'], { read });
