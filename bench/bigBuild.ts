@@ -61,6 +61,19 @@ export async function benchBigBuild(): Promise<void> {
     const uri = pathToFileURL(file).href;
     client.open(uri, text);
     await client.diagnostics(uri);
+    // The plan (dry run + where each derivation builds) vs the raw dry run of the same derivation.
+    const oursDrv = execFileSync('nix-instantiate', [file, '-A', 'big'], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    t = performance.now();
+    execFileSync('nix-store', ['--realise', '--dry-run', oursDrv], { env, stdio: ['ignore', 'ignore', 'ignore'] });
+    const rawPlan = performance.now() - t;
+    t = performance.now();
+    const plan = await client.request<{ builds: unknown[] }>('nixBuilders/planBuild', { uri, attrPaths: [['big']] });
+    const oursPlan = performance.now() - t;
+    if (plan.builds.length !== DERIVATIONS + 1) throw new Error(`the plan has ${plan.builds.length} derivations`);
+    console.log(
+      `plan-${DERIVATIONS + 1}-drvs-vs-dry-run: ${(oursPlan / rawPlan).toFixed(2)} ratio (ours ${oursPlan.toFixed(0)} ms with where each derivation builds, raw nix-store --realise --dry-run ${rawPlan.toFixed(0)} ms)`,
+    );
+
     t = performance.now();
     const info = await client.request<{ buildId: string }>('nixBuilders/startBuild', { uri, attrPaths: [['big']] });
     const mine = (m: Message) => m.method === 'nixBuilders/buildProgress' && (m.params as BuildProgress).buildId === info.buildId;

@@ -98,6 +98,8 @@ export interface LocalMachineInfo {
   cores: number;
   /** What a local build sees as NIX_BUILD_CORES (`cores`, or the CPU count when it is 0). */
   buildCores: number;
+  /** `substituters` (with `extra-substituters`), in the order configured. */
+  substituters: string[];
 }
 
 export interface NixStatus {

@@ -296,6 +296,7 @@ export class NixBuildersServer {
             maxJobs: config.value.maxJobs,
             cores: config.value.cores,
             buildCores: config.value.cores > 0 ? config.value.cores : os.availableParallelism(),
+            substituters: config.value.substituters,
           }
         : undefined,
       builders: collected.builders,
@@ -326,7 +327,6 @@ export class NixBuildersServer {
   async planBuild(p: StartBuildParams, signal?: AbortSignal): Promise<BuildPlanInfo> {
     const targets = await this.buildTargets(p);
     const listing = await this.listBuilders();
-    const config = await this.nix.config();
     const builders = p.builderIds ? listing.builders.filter((b) => p.builderIds?.includes(b.id)) : listing.builders;
     const build = this.settings.build;
     const maxJobsOverride = p.remoteOnly || build.remoteOnly ? 0 : build.maxJobs;
@@ -342,7 +342,7 @@ export class NixBuildersServer {
       }
       return placement;
     };
-    return this.builds.plan(p, targets, listing.builders, build, { place, substituters: config.ok ? config.value.substituters : [], ...(signal ? { signal } : {}) });
+    return this.builds.plan(p, targets, listing.builders, build, { place, substituters: local?.substituters ?? [], ...(signal ? { signal } : {}) });
   }
 
   /** The derivations a build request names. */
