@@ -34,3 +34,11 @@ export function serverSettings(): ServerSettings {
 export function affectsServer(e: vscode.ConfigurationChangeEvent): boolean {
   return e.affectsConfiguration(SECTION);
 }
+
+/** Which build logs go to the output channel when a build ends (extension-side only). */
+export type LogsInOutput = 'failed' | 'all' | 'none';
+
+export function logsInOutput(): LogsInOutput {
+  const v = vscode.workspace.getConfiguration(SECTION).get<string>('build.logsInOutput', 'failed');
+  return v === 'all' || v === 'none' ? v : 'failed';
+}

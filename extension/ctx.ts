@@ -22,7 +22,7 @@ import {
 } from '../language-server/protocol';
 import type { NixBuildersApi } from './api';
 import { registerCommands } from './commands';
-import { affectsServer, serverSettings } from './config';
+import { affectsServer, logsInOutput, serverSettings } from './config';
 import { BuildersView } from './views/buildersView';
 import { BuildDecorations, BuildsView } from './views/buildsView';
 import { BuildStore } from './buildState';
@@ -226,8 +226,12 @@ export class Ctx implements vscode.Disposable {
     const lines = [`${build.buildId} ${build.status}: ${build.plan.summary}`];
     for (const d of build.snapshot?.derivations ?? []) lines.push(`  ${d.name}: ${d.state}${d.machine ? ` on ${d.machine}` : ''}`);
     for (const p of build.problems ?? []) lines.push(`  ${p}`);
-    for (const d of build.snapshot?.derivations.filter((x) => x.state === 'failed') ?? []) {
-      const log = await this.buildLog(build.buildId, d.drvPath).catch(() => []);
+    for (const m of build.snapshot?.messages ?? []) lines.push(`  nix: ${m}`);
+    const which = logsInOutput();
+    const logged = which === 'none' ? [] : (build.snapshot?.derivations ?? []).filter((x) => which === 'all' || x.state === 'failed');
+    for (const d of logged) {
+      if (d.logLineCount === 0) continue;
+      const log = await this.buildLog(build.buildId, d.drvPath).catch((e: Error) => [`(the log could not be fetched: ${e.message})`]);
       lines.push(`  --- log of ${d.drvPath} (${d.logLineCount} lines) ---`, ...log.map((l) => `  ${l}`));
     }
     if (build.status === 'failed') this.log.error(lines.join('\n'));

@@ -169,5 +169,9 @@ test('a failed build: the line says failed, and its hover opens the log at the e
     await page.locator('.monaco-editor .view-line', { hasText: /^#\sbuilder\sfor\s'\/nix\/store\// }).first().waitFor({ timeout: 10_000 });
     await page.locator('.statusbar-item', { hasText: /^Ln 4, Col 1$/ }).first().waitFor({ timeout: 10_000 });
     await screenshot(page, 'build-log-at-error.png');
+
+    // The failed derivation's log is also in the output channel (nixBuilders.build.logsInOutput: failed).
+    await runCommand(page, 'Nix Builders: Show Log');
+    await page.locator('.part.panel .monaco-editor .view-line', { hasText: 'boom: this build fails on purpose' }).first().waitFor({ timeout: 30_000 });
   });
 });
