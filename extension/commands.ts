@@ -5,7 +5,7 @@ import type { CommandId } from './commandIds';
 import { builderOfNode, healthSummary } from './views/buildersView';
 import { addBuilder, editBuilder, pinHostKey, removeBuilder } from './builderEditor';
 import { buildLogUri, errorLine, LOG_HEADER_LINES } from './views/buildLogDocument';
-import type { BuilderInfo, SchedulePreviewParams } from '../language-server/protocol';
+import type { BuilderInfo, BuildPlanInfo, SchedulePreviewParams } from '../language-server/protocol';
 
 /** Build attributes of a document (the code lens's arguments, or the derivation under the cursor). */
 async function startBuild(ctx: Ctx, uri: unknown, attrPath: unknown, opts: { remoteOnly?: boolean; builderIds?: string[] }): Promise<void> {
@@ -137,9 +137,17 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
     const docUri = typeof uri === 'string' ? uri : vscode.window.activeTextEditor?.document.uri.toString();
     if (!docUri) return;
     const attrPaths = Array.isArray(attrPath) ? [attrPath as string[]] : undefined;
-    const plan = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'Planning the build…' }, () =>
-      ctx.planBuild({ uri: docUri, attrPaths }),
-    );
+    // A dry run, .drv files and binary caches: quick, but a slow cache can be cancelled.
+    let plan: BuildPlanInfo;
+    try {
+      plan = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'Planning the build…', cancellable: true }, (_progress, token) =>
+        ctx.planBuild({ uri: docUri, attrPaths }, token),
+      );
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      if (!(e instanceof vscode.CancellationError) && !/cancel/i.test(message)) void vscode.window.showErrorMessage(`Planning the build failed: ${message}`);
+      return;
+    }
     // The whole plan goes to the log; the dialog shows its first lines.
     const lines = [...plan.targets.map((t) => `${t.attrPath.join('.')}: ${t.where}`), ...plan.details, ...plan.problems];
     ctx.log.info(`Plan: ${plan.summary}\n${lines.join('\n')}`);

@@ -238,8 +238,8 @@ export class Ctx implements vscode.Disposable {
     else this.log.info(lines.join('\n'));
   }
 
-  async planBuild(params: StartBuildParams): Promise<BuildPlanInfo> {
-    return (await this.runningClient()).sendRequest(Requests.planBuild, params);
+  async planBuild(params: StartBuildParams, token?: vscode.CancellationToken): Promise<BuildPlanInfo> {
+    return (await this.runningClient()).sendRequest(Requests.planBuild, params, token);
   }
 
   async derivations(uri: string) {

@@ -175,3 +175,32 @@ test('a failed build: the line says failed, and its hover opens the log at the e
     await page.locator('.part.panel .monaco-editor .view-line', { hasText: 'boom: this build fails on purpose' }).first().waitFor({ timeout: 30_000 });
   });
 });
+
+test('Plan: the dialog says what builds where, dependencies included, and the build starts from it', { timeout: 180_000 }, async () => {
+  await withScreenshot(page, 'ui-plan-failure', async () => {
+    const salt = `${Date.now()}`;
+    writeFileSync(
+      path.join(env.workspace, 'plan.nix'),
+      [
+        'rec {',
+        `  arm = derivation { name = "plan-arm-${salt}"; system = "aarch64-linux"; builder = "/bin/sh"; args = [ "-c" ": > $out" ]; };`,
+        `  top = derivation { name = "plan-top-${salt}"; system = "x86_64-linux"; builder = "/bin/sh"; dep = arm; args = [ "-c" ": > $out" ]; };`,
+        '}',
+        '',
+      ].join('\n'),
+    );
+    await runCommand(page, 'View: Show Explorer');
+    await page.locator('.explorer-folders-view .monaco-list-row', { hasText: 'plan.nix' }).first().click();
+    // The second attribute's lenses (top).
+    const plan = page.locator('.codelens-decoration a', { hasText: /^Plan$/ });
+    await plan.nth(1).waitFor({ timeout: 60_000 });
+    await plan.nth(1).click();
+    const dialog = page.locator('.monaco-dialog-box');
+    await dialog.locator('.dialog-message-text', { hasText: '2 derivations will be built' }).waitFor({ timeout: 60_000 });
+    await dialog.locator('.dialog-message-detail', { hasText: `on b2: plan-arm-${salt}` }).waitFor({ timeout: 10_000 });
+    await screenshot(page, 'plan-dialog.png');
+    await dialog.locator('.monaco-button', { hasText: 'Build Remotely Only' }).click();
+    const built = await waitForInline(page, /^built on b[12]/, 120_000);
+    console.log(`inline status after building from the plan: ${built}`);
+  });
+});
