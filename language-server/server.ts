@@ -29,6 +29,7 @@ import {
   type DoctorReport,
   type BuildInfo,
   type BuildPlanInfo,
+  type BuilderInfo,
   type Placement,
   type StartBuildParams,
   type SchedulePreviewParams,
@@ -327,22 +328,19 @@ export class NixBuildersServer {
   async planBuild(p: StartBuildParams, signal?: AbortSignal): Promise<BuildPlanInfo> {
     const targets = await this.buildTargets(p);
     const listing = await this.listBuilders();
-    const builders = p.builderIds ? listing.builders.filter((b) => p.builderIds?.includes(b.id)) : listing.builders;
-    const build = this.settings.build;
-    const maxJobsOverride = p.remoteOnly || build.remoteOnly ? 0 : build.maxJobs;
     const local = listing.local;
-    const place = (d: { system: string; requiredSystemFeatures: string[]; preferLocalBuild: boolean }): Placement => {
+    const place = (d: { system: string; requiredSystemFeatures: string[]; preferLocalBuild: boolean }, m: { builders: readonly BuilderInfo[]; maxJobs: number | undefined }): Placement => {
       if (!local) return { verdict: 'unknown', summary: 'the local Nix configuration is not known' };
-      const preview = previewSchedule({ ...d, local, builders, health: this.health, ...(maxJobsOverride !== undefined ? { maxJobsOverride } : {}) });
+      const preview = previewSchedule({ ...d, local, builders: m.builders, health: this.health, ...(m.maxJobs !== undefined ? { maxJobsOverride: m.maxJobs } : {}) });
       const placement: Placement = { verdict: preview.verdict, summary: preview.summary };
       if (preview.chosen) placement.machine = preview.chosen.name;
       if (preview.verdict === 'none') {
-        const why = whyNothingBuilds(d, maxJobsOverride !== undefined ? { ...local, maxJobs: maxJobsOverride } : local, builders);
+        const why = whyNothingBuilds(d, m.maxJobs !== undefined ? { ...local, maxJobs: m.maxJobs } : local, m.builders);
         if (why) placement.problem = why;
       }
       return placement;
     };
-    return this.builds.plan(p, targets, listing.builders, build, { place, substituters: local?.substituters ?? [], ...(signal ? { signal } : {}) });
+    return this.builds.plan(p, targets, listing.builders, this.settings.build, { place, substituters: local?.substituters ?? [], ...(signal ? { signal } : {}) });
   }
 
   /** The derivations a build request names. */

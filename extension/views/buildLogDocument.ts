@@ -2,14 +2,13 @@
 // untitled editor, a title that names the derivation, and the content asked from the server
 // when opened (the kept tail of a running or finished build).
 import * as vscode from 'vscode';
+import { storeName } from '../../language-server/nix/storePath';
 
 export const BUILD_LOG_SCHEME = 'nix-builders-log';
 
-/** "/nix/store/<hash>-hello-2.12.drv" → "hello-2.12". */
-const nameOf = (drvPath: string) => drvPath.slice(drvPath.lastIndexOf('/') + 1).replace(/^[0-9a-z]{32}-/, '').replace(/\.drv$/, '');
 
 export function buildLogUri(buildId: string, drvPath: string): vscode.Uri {
-  return vscode.Uri.from({ scheme: BUILD_LOG_SCHEME, path: `/${nameOf(drvPath)}.log`, query: new URLSearchParams({ build: buildId, drv: drvPath }).toString() });
+  return vscode.Uri.from({ scheme: BUILD_LOG_SCHEME, path: `/${storeName(drvPath)}.log`, query: new URLSearchParams({ build: buildId, drv: drvPath }).toString() });
 }
 
 export interface BuildLogSource {

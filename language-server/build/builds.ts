@@ -44,16 +44,21 @@ export class Builds {
     targets: DerivationInfo[],
     builders: readonly BuilderInfo[],
     settings: BuildSettings,
-    context: { place: (d: { system: string; requiredSystemFeatures: string[]; preferLocalBuild: boolean }) => Placement; substituters: readonly string[]; signal?: AbortSignal },
+    context: {
+      /** Where Nix would build a derivation with the builders and max-jobs of this build. */
+      place: (d: { system: string; requiredSystemFeatures: string[]; preferLocalBuild: boolean }, machines: { builders: readonly BuilderInfo[]; maxJobs: number | undefined }) => Placement;
+      substituters: readonly string[];
+      signal?: AbortSignal;
+    },
   ): Promise<BuildPlanInfo> {
-    const { machines, maxJobs } = this.options(params, builders, settings);
+    const { chosen, machines, maxJobs } = this.options(params, builders, settings);
     const signal = context.signal ? { signal: context.signal } : {};
     const plan = await planBuild(this.nix, targets.map((t) => t.drvPath), { builders: machines, maxJobs, ...signal });
     const [facts, fetch] = await Promise.all([readDerivations(plan.toBuild), findSubstituters(plan.toFetch, context.substituters, signal)]);
     const targetPaths = new Set(targets.map((t) => t.drvPath));
     const builds = plan.toBuild.map((drvPath): PlannedDerivation => {
       const f = facts.get(drvPath);
-      const placement: Placement = f ? context.place(f) : { verdict: 'unknown', summary: 'its .drv file could not be read' };
+      const placement: Placement = f ? context.place(f, { builders: chosen, maxJobs }) : { verdict: 'unknown', summary: 'its .drv file could not be read' };
       return { drvPath, name: f?.name ?? drvPath, system: f?.system ?? '', requiredSystemFeatures: f?.requiredSystemFeatures ?? [], target: targetPaths.has(drvPath), ...placement };
     });
     const byPath = new Map(builds.map((b) => [b.drvPath, b]));
@@ -78,6 +83,7 @@ export class Builds {
   private options(params: StartBuildParams, builders: readonly BuilderInfo[], settings: BuildSettings) {
     const chosen = params.builderIds ? builders.filter((b) => params.builderIds?.includes(b.id)) : builders;
     return {
+      chosen,
       machines: chosen.map((b) => formatMachine(b)).join('\n'),
       maxJobs: params.remoteOnly || settings.remoteOnly ? 0 : settings.maxJobs,
     };

@@ -18,7 +18,7 @@
 //   interrupted (SIGTERM stops activities too) and the end of the command decides;
 // - copyPath (100) `[path, from, to]` and substitute (108) `[path, host]` with byte progress.
 import type { LogEvent, ProgressFields } from '../nix/logParser';
-import { storeName } from './plan';
+import { storeName } from '../nix/storePath';
 
 export type DrvState = 'queued' | 'building' | 'built' | 'failed' | 'substituted' | 'cancelled';
 
@@ -92,17 +92,8 @@ interface Drv extends Omit<DrvSnapshot, 'name'> {
   active: number;
 }
 
-interface Transfer {
-  kind: 'copy' | 'substitute';
-  path: string;
-  from: string;
-  to: string;
-  state: 'running' | 'done';
-  doneBytes?: number;
-  expectedBytes?: number;
-  startedAt: number;
-  finishedAt?: number;
-}
+/** A transfer as the model tracks it: the snapshot's fields less the derived name. */
+type Transfer = Omit<TransferSnapshot, 'name'>;
 
 const MAX_MESSAGES = 50;
 const MAX_TRANSFERS = 500;

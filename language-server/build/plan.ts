@@ -15,6 +15,7 @@ import type { SubstituterReport } from './substituters';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
 import { stripAnsi } from '../nix/logParser';
+import { storeName } from '../nix/storePath';
 
 export interface DryRun {
   /** Derivations that will be built, in Nix's order. */
@@ -76,13 +77,7 @@ export function parseDryRun(stderr: string): DryRun {
   return out;
 }
 
-/** "/nix/store/<hash>-hello-2.12.drv" → "hello-2.12". */
-export function storeName(path: string): string {
-  const base = path.slice(path.lastIndexOf('/') + 1);
-  const dash = base.indexOf('-');
-  const name = dash === 32 ? base.slice(dash + 1) : base;
-  return name.endsWith('.drv') ? name.slice(0, -4) : name;
-}
+export { storeName };
 
 function plural(n: number, one: string, many: string): string {
   return `${n} ${n === 1 ? one : many}`;

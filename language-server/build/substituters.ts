@@ -7,6 +7,7 @@
 // stores (ssh://, s3://, daemon, …) are listed as not checked rather than guessed.
 import { promises as fs } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { hashPart } from '../nix/storePath';
 
 export interface NarInfo {
   storePath: string;
@@ -104,7 +105,6 @@ export const readBinaryCacheFile: CacheReader = async (substituter, file, signal
   return res.text();
 };
 
-const hashPart = (storePath: string) => storePath.slice(storePath.lastIndexOf('/') + 1).slice(0, 32);
 
 export interface FindOptions {
   signal?: AbortSignal;

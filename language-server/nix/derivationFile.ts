@@ -11,6 +11,7 @@
 // Reading the file is what `nix show-derivation` / `nix derivation show` do, without a process per
 // derivation and without depending on which of the two this Nix spells.
 import { readFile } from 'node:fs';
+import { storeName } from './storePath';
 
 /** What scheduling needs to know about a derivation. */
 export interface DerivationFacts {
@@ -79,11 +80,6 @@ export function parseATerm(text: string): ATerm | undefined {
 const strings = (t: ATerm | undefined): string[] => (Array.isArray(t) ? t.filter((x): x is string => typeof x === 'string') : []);
 const words = (s: string | undefined) => (s ?? '').split(/\s+/).filter((w) => w.length > 0);
 
-/** "/nix/store/<hash>-name.drv" → "name". */
-function nameOf(drvPath: string): string {
-  const base = drvPath.slice(drvPath.lastIndexOf('/') + 1).replace(/\.drv$/, '');
-  return /^[0-9a-z]{32}-/.test(base) ? base.slice(33) : base;
-}
 
 /** The facts of a derivation from its .drv text. Undefined when the text is not a derivation. */
 export function parseDerivation(drvPath: string, text: string): DerivationFacts | undefined {
@@ -113,7 +109,7 @@ export function parseDerivation(drvPath: string, text: string): DerivationFacts 
   }
   return {
     drvPath,
-    name: env.get('name') ?? nameOf(drvPath),
+    name: env.get('name') ?? storeName(drvPath),
     system: platform,
     requiredSystemFeatures: features,
     preferLocalBuild: preferLocal,
