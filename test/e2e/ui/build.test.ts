@@ -36,21 +36,10 @@ function inlineTextsInPage(): string[] {
 
 /** Waits until an after-line decoration matches `re`, checked by the browser on each animation frame. */
 async function waitForInline(p: Page, re: RegExp, timeoutMs: number): Promise<string> {
+  // An expression, so that the one DOM reader above runs in the page.
+  const find = `(${inlineTextsInPage.toString()})().find((t) => ${re.toString()}.test(t))`;
   try {
-    const hit = await p.waitForFunction(
-      ([source, flags]) => {
-        const g = globalThis as unknown as {
-          document: { querySelectorAll(s: string): Iterable<unknown> };
-          getComputedStyle(e: unknown, pseudo: string): { content: string };
-        };
-        return [...g.document.querySelectorAll('.monaco-editor .view-lines span')]
-          .map((e) => g.getComputedStyle(e, '::after').content.replace(/^"|"$/g, ''))
-          .find((t) => new RegExp(source, flags).test(t));
-      },
-      [re.source, re.flags] as const,
-      { timeout: timeoutMs },
-    );
-    return (await hit.jsonValue()) as string;
+    return (await (await p.waitForFunction(find, undefined, { timeout: timeoutMs })).jsonValue()) as string;
   } catch (e) {
     const have = await p.evaluate(inlineTextsInPage).catch(() => []);
     throw new Error(`no inline status matching ${re} (have: ${JSON.stringify(have)}): ${(e as Error).message.split('\n')[0]}`);
