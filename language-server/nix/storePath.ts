@@ -1,0 +1,14 @@
+// Store path names, dependency-free (the extension uses them too).
+
+/** "/nix/store/<hash>-hello-2.12.drv" → "hello-2.12" (the whole base name when it has no hash). */
+export function storeName(path: string): string {
+  const base = path.slice(path.lastIndexOf('/') + 1);
+  const dash = base.indexOf('-');
+  const name = dash === 32 ? base.slice(dash + 1) : base;
+  return name.endsWith('.drv') ? name.slice(0, -4) : name;
+}
+
+/** "/nix/store/<hash>-hello" → "<hash>" (what a binary cache's .narinfo is named after). */
+export function hashPart(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1).slice(0, 32);
+}
