@@ -11,12 +11,12 @@ export type { SchedulePreview, ScheduleCandidate } from './builders/schedule';
 import type { SchedulePreview } from './builders/schedule';
 import type { EditResult, MachinesEdit } from './builders/machinesEdit';
 import type { WalkedDerivation } from './eval/walker';
-import type { BuildSnapshot } from './build/model';
-import type { PlannedDerivation } from './build/plan';
-import type { SubstituterReport } from './build/substituters';
-export type { PlannedDerivation, Placement } from './build/plan';
-export type { SubstituterReport, SubstituterSummary, FetchSource } from './build/substituters';
-export type { BuildSnapshot, DrvSnapshot, TransferSnapshot } from './build/model';
+import type { BuildSnapshot } from './builds/model';
+import type { PlannedDerivation } from './builds/plan';
+import type { SubstituterReport } from './builds/substituters';
+export type { PlannedDerivation, Placement } from './builds/plan';
+export type { SubstituterReport, SubstituterSummary, FetchSource } from './builds/substituters';
+export type { BuildSnapshot, DrvSnapshot, TransferSnapshot } from './builds/model';
 export type { EditResult, MachinesEdit } from './builders/machinesEdit';
 
 /** Settings the extension sends (section `nixBuilders` of VS Code's settings). */

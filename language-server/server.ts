@@ -51,7 +51,7 @@ import { previewSchedule } from './builders/schedule';
 import { atLeast } from './nix/version';
 import type { BuilderHealth } from './builders/doctor';
 import type { CancellationToken, CodeAction, CodeLens, Diagnostic, Hover } from 'vscode-languageserver/node';
-import { Builds } from './build/builds';
+import { Builds } from './builds/builds';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
 

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseLog, type LogEvent } from '../../language-server/nix/logParser';
-import { BuildModel } from '../../language-server/build/model';
-import { parseDryRun, storeName, summarizeDryRun } from '../../language-server/build/plan';
+import { BuildModel } from '../../language-server/builds/model';
+import { parseDryRun, storeName, summarizeDryRun } from '../../language-server/builds/plan';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'nix-2.8.0');
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');

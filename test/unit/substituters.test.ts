@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cachePriority, findSubstituters, parseNarInfo, readBinaryCacheFile, type CacheReader } from '../../language-server/build/substituters';
-import { describePlan, summarizeDryRun, type PlannedDerivation } from '../../language-server/build/plan';
+import { cachePriority, findSubstituters, parseNarInfo, readBinaryCacheFile, type CacheReader } from '../../language-server/builds/substituters';
+import { describePlan, summarizeDryRun, type PlannedDerivation } from '../../language-server/builds/plan';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'nix-2.8.0');
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');
