@@ -60,6 +60,11 @@ log "installing code-server $CODE_SERVER_VERSION with Node $NODE_VERSION into $d
 rm -rf "$dir"
 mkdir -p "$dir/node" "$dir/app" "$dir/bin"
 
+# A clean npm environment. Under `npm test`/`npm start` npm exports its configuration as npm_*
+# variables (npm_config_user_agent names the Node that runs npm, here 20) and NODE, INIT_CWD; the
+# nested installs below would read them as their own, and code-server's postinstall takes the Node
+# version from that user agent and refuses. npm reads the machine's npmrc files again by itself.
+while IFS= read -r name; do unset "$name"; done < <(compgen -e | grep -E '^(npm_|NPM_CONFIG_|NODE$|INIT_CWD$)' || true)
 export npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false
 export npm_config_yes=true npm_config_loglevel="${npm_config_loglevel:-warn}"
 
