@@ -31,7 +31,12 @@ export type EvaluationResult =
   | { kind: 'cancelled' }
   | { kind: 'failed'; message: string };
 
-export function evaluationArgs(documentText: string, opts: EvaluationOptions, isFlake = false): string[] {
+/**
+ * The arguments of the evaluation; the expression itself (`walkerExpression`) goes to stdin (`-`):
+ * as one `-E` argument a document over ~128 KiB exceeds the kernel's limit for one argument
+ * (`spawn E2BIG`). Nix reads stdin relative to its working folder, as it does `-E`.
+ */
+export function evaluationArgs(opts: EvaluationOptions, isFlake = false): string[] {
   return [
     '--eval',
     '--strict',
@@ -49,8 +54,7 @@ export function evaluationArgs(documentText: string, opts: EvaluationOptions, is
     '--arg',
     'isFlake',
     isFlake ? 'true' : 'false',
-    '-E',
-    walkerExpression(documentText),
+    '-',
   ];
 }
 
@@ -61,7 +65,8 @@ export async function evaluateDocument(
   opts: EvaluationOptions,
   signal?: AbortSignal,
 ): Promise<EvaluationResult> {
-  const result = await nix.run(nix.bin('nix-instantiate'), evaluationArgs(documentText, opts, path.basename(filePath) === 'flake.nix'), {
+  const result = await nix.run(nix.bin('nix-instantiate'), evaluationArgs(opts, path.basename(filePath) === 'flake.nix'), {
+    input: walkerExpression(documentText),
     // Relative paths in the document (./lib.nix) resolve against its folder.
     cwd: path.dirname(filePath),
     timeoutMs: opts.timeoutMs,
@@ -93,7 +98,7 @@ export function locateEvalError(stderr: string): EvalErrorLocation {
   const kind = evalKind ? problem.kind : 'eval-error';
   const pos = evalKind ? problem.details.position : undefined;
   if (!pos || pos.line === undefined) return { kind, message: problem.message };
-  // The document is evaluated as a -E string: Nix calls it «string» (2.8 and newer).
+  // The document is read from stdin: Nix calls it «stdin» (2.8 and newer).
   if (!pos.file.startsWith('/')) {
     return {
       kind,

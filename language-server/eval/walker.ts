@@ -18,9 +18,9 @@ export const WALKER_PREFIX = '{ depth, isFlake }: let __nbTarget = (\n';
 export const WALKER_SUFFIX = `
 ); in
 let
-  # Positions in this document: Nix 2.8 reports the file of a -E string as the whole string,
-  # newer Nix as "«string»"; either way it is not an absolute path.
-  inDoc = p: p != null && builtins.substring 0 1 p.file != "/";
+  # Positions in this document (read from stdin): Nix 2.8 reports its file as the whole text,
+  # newer Nix as "«stdin»" or null; either way it is not an absolute path.
+  inDoc = p: p != null && (p.file == null || builtins.substring 0 1 p.file != "/");
   posOf = name: set:
     let p = builtins.unsafeGetAttrPos name set;
     in if p == null then null else { inherit (p) line column; inDoc = inDoc p; file = if inDoc p then null else p.file; };

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -46,6 +46,20 @@ after(async () => {
   await client.shutdown();
   await rm(dir, { recursive: true, force: true });
 });
+
+/** The nix-instantiate processes working in `folder` (the document is on their stdin, not in their arguments). */
+function evaluationsIn(folder: string): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'nix-instantiate' && readlinkSync(`/proc/${p}/cwd`) === folder;
+      } catch {
+        return false; // gone meanwhile, or a zombie
+      }
+    })
+    .map(Number);
+}
 
 const only = (ds: Diagnostic[], code: string) => {
   const found = ds.filter((d) => d.code === code);
@@ -113,15 +127,15 @@ test('an evaluation that never finishes ends with a timeout diagnostic, and the 
   const fifo = path.join(dir, 'never');
   execFileSync('mkfifo', [fifo]);
   // Reading a FIFO that nobody writes blocks forever.
-  const uri = await openFile('hang.nix', `{ hang = builtins.readFile ${JSON.stringify(fifo)}; }\n`);
+  await mkdir(path.join(dir, 'src', 'hang'));
+  const uri = await openFile('hang/hang.nix', `{ hang = builtins.readFile ${JSON.stringify(fifo)}; }\n`);
   const d = only(await client.diagnostics(uri), 'eval-timeout');
   assert.match(d.message, /did not finish within 3 s/);
   assert.match(d.message, /nixBuilders\.evaluation\.timeoutSeconds/);
   const status = await client.request<{ version?: string }>('nixBuilders/status');
   assert.ok(status.version);
   // The whole process tree is gone: no nix-instantiate is still reading the FIFO.
-  const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('nix-instantiate') && l.includes(fifo));
-  assert.deepEqual(left, []);
+  assert.deepEqual(evaluationsIn(path.join(dir, 'src', 'hang')), []);
 });
 
 test('file and attribute names with spaces, quotes, $ and newlines cannot inject anything', async () => {
@@ -264,15 +278,13 @@ test('hover on a derivation attribute shows it and where it would build; quick f
 test('a newer version of the document cancels the running evaluation and its process', async () => {
   const fifo = path.join(dir, 'never2');
   execFileSync('mkfifo', [fifo]);
-  const file = path.join(dir, 'src', 'edited.nix');
+  await mkdir(path.join(dir, 'src', 'edited'));
+  const file = path.join(dir, 'src', 'edited', 'edited.nix');
   const hanging = `{ hang = builtins.readFile ${JSON.stringify(fifo)}; }\n`;
   await writeFile(file, hanging);
   const uri = pathToFileURL(file).href;
   client.open(uri, hanging);
-  const readers = () =>
-    execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
-      .split('\n')
-      .filter((l) => l.includes('nix-instantiate') && l.includes(fifo));
+  const readers = () => evaluationsIn(path.dirname(file));
   // Wait (on the process table, not on time) until the evaluation is blocked on the FIFO.
   for (let i = 0; readers().length === 0; i++) {
     assert.ok(i < 400, 'the evaluation started');
@@ -283,4 +295,16 @@ test('a newer version of the document cancels the running evaluation and its pro
   only(ds, 'no-builder-system');
   // The old evaluation would still be blocked on the FIFO had it not been killed with its group.
   assert.deepEqual(readers(), []);
+});
+
+test('a 350 KB file with 2,000 derivations is evaluated (its text does not go into one argument)', async () => {
+  const lines = Array.from({ length: 2000 }, (_, i) => `  d${i} = ${drv(`big-${i}`, i === 1999 ? 'aarch64-linux' : 'x86_64-linux')}; # ${'padding '.repeat(3)}`);
+  const text = `{\n${lines.join('\n')}\n}\n`;
+  assert.ok(Buffer.byteLength(text) > 350_000, `${Buffer.byteLength(text)} bytes`);
+  const uri = await openFile('big.nix', text);
+  const d = only(await client.diagnostics(uri), 'no-builder-system');
+  assert.deepEqual(d.range, { start: { line: 2000, character: 2 }, end: { line: 2000, character: 7 } });
+  const listing = await client.request<{ state: string; derivations: unknown[] }>('nixBuilders/derivations', { uri });
+  assert.equal(listing.state, 'ok');
+  assert.equal(listing.derivations.length, 2000);
 });
