@@ -31,13 +31,21 @@ export interface DerivationDiagnostic {
   data?: { system: string; features: string[]; drvPath?: string };
 }
 
+/**
+ * Nix counts columns in bytes of UTF-8; LSP (and JavaScript strings) in UTF-16 code units: `é` is
+ * 2 bytes and 1 unit, `中` 3 and 1, `😀` 4 and 2. A 0-based byte offset in `lineText` as a UTF-16 offset.
+ */
+export function utf16Column(lineText: string, byteColumn: number): number {
+  return Buffer.from(lineText, 'utf8').subarray(0, Math.max(0, byteColumn)).toString('utf8').length;
+}
+
 /** Map a walker position to the document: the attribute name's range, or line 0 when unknown. */
 export function documentRange(lines: readonly string[], pos: WalkerPosition | null): { line: number; column: number; endColumn: number } {
   if (!pos || !pos.inDoc) return { line: 0, column: 0, endColumn: 0 };
   const line = pos.line - 1 - WALKER_PREFIX_LINES;
-  const column = pos.column - 1;
   const lineText = lines[line];
   if (line < 0 || lineText === undefined) return { line: 0, column: 0, endColumn: 0 };
+  const column = utf16Column(lineText, pos.column - 1);
   const rest = lineText.slice(column);
   // An identifier or a quoted name with escapes, or a dotted path of them (`packages.x.hello`).
   const part = String.raw`(?:[A-Za-z_][A-Za-z0-9_'-]*|"(?:[^"\\]|\\.)*")`;

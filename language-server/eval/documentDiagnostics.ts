@@ -7,7 +7,7 @@ import { DiagnosticSeverity, type Connection, type Diagnostic } from 'vscode-lan
 import type { TextDocument } from 'vscode-languageserver-textdocument';
 import type { Nix } from '../nix/nix';
 import type { BuildersListing } from '../protocol';
-import { diagnoseDerivations, type DerivationDiagnostic } from './diagnose';
+import { diagnoseDerivations, utf16Column, type DerivationDiagnostic } from './diagnose';
 import { evaluateDocument, type EvaluationOptions, type EvaluationResult } from './evaluator';
 import type { WalkerOutput } from './walker';
 
@@ -149,7 +149,8 @@ export function toDiagnostics(text: string, result: EvaluationResult, ctx: Diagn
     case 'error': {
       const e = result.error;
       if (e.line !== undefined) {
-        const column = e.column ?? 0;
+        const lineText = text.split('\n')[e.line];
+        const column = lineText === undefined ? (e.column ?? 0) : utf16Column(lineText, e.column ?? 0);
         return [
           {
             range: { start: { line: e.line, character: column }, end: { line: e.line, character: wordEnd(text, e.line, column) } },

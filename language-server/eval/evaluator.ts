@@ -16,7 +16,7 @@ export interface EvaluationOptions {
 export interface EvalErrorLocation {
   kind: 'parse-error' | 'infinite-recursion' | 'eval-error';
   message: string;
-  /** 0-based position in the document, when the error is in it. */
+  /** 0-based position in the document, when the error is in it (the column in UTF-8 bytes, as Nix counts). */
   line?: number;
   column?: number;
   /** Another file the error is in. */

@@ -308,3 +308,25 @@ test('a 350 KB file with 2,000 derivations is evaluated (its text does not go in
   assert.equal(listing.state, 'ok');
   assert.equal(listing.derivations.length, 2000);
 });
+
+test('columns: Nix counts UTF-8 bytes, LSP UTF-16 units; non-ASCII text before an attribute moves nothing', async () => {
+  // é is 2 bytes (1 unit), 中 3 bytes (1 unit), 😀 4 bytes (2 units).
+  const prefix = '{ "é中😀" = "é中😀"; ';
+  const text = `${prefix}arm = ${drv('utf8', 'aarch64-linux')}; }\n`;
+  const uri = await openFile('utf8.nix', text);
+  const at = text.indexOf('arm =');
+  const d = only(await client.diagnostics(uri), 'no-builder-system');
+  assert.deepEqual(d.range, { start: { line: 0, character: at }, end: { line: 0, character: at + 3 } });
+  const lenses = await client.request<Array<{ range: { start: { line: number; character: number } } }>>('textDocument/codeLens', { textDocument: { uri } });
+  assert.ok(lenses.length > 0);
+  for (const lens of lenses) assert.deepEqual(lens.range.start, { line: 0, character: at });
+  const hover = await client.request<{ contents: { value: string } } | null>('textDocument/hover', { textDocument: { uri }, position: { line: 0, character: at + 1 } });
+  assert.match(hover?.contents.value ?? '', /\*\*arm\*\*/);
+
+  const evalText = `${prefix}b = 1 + "two"; }\n`;
+  const e = only(await client.diagnostics(await openFile('utf8-eval.nix', evalText)), 'eval-error');
+  assert.deepEqual(e.range.start, { line: 0, character: evalText.indexOf('"two"') });
+  const parseText = `${prefix}b = ; }\n`;
+  const p = only(await client.diagnostics(await openFile('utf8-parse.nix', parseText)), 'parse-error');
+  assert.deepEqual(p.range.start, { line: 0, character: parseText.indexOf('; }') });
+});
