@@ -7,7 +7,10 @@ import * as path from 'node:path';
 import {
   CodeActionKind,
   MarkupKind,
+  DidChangeWatchedFilesNotification,
   ErrorCodes,
+  FileChangeType,
+  LSPErrorCodes,
   ResponseError,
   TextDocuments,
   TextDocumentSyncKind,
@@ -40,7 +43,7 @@ import {
   type ServerSettings,
 } from './protocol';
 import { FilesWatcher } from './util/watch';
-import { DIAGNOSTIC_SOURCE, DocumentDiagnostics } from './eval/documentDiagnostics';
+import { DIAGNOSTIC_SOURCE, DocumentDiagnostics, type FileChange } from './eval/documentDiagnostics';
 import { documentRange, whyNothingBuilds } from './eval/diagnose';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
 import { checkAll, checkBuilder } from './builders/doctor';
@@ -50,7 +53,7 @@ import { testBuild } from './builders/testBuild';
 import { previewSchedule } from './builders/schedule';
 import { atLeast } from './nix/version';
 import type { BuilderHealth } from './builders/doctor';
-import type { CancellationToken, CodeAction, CodeLens, Diagnostic, Hover } from 'vscode-languageserver/node';
+import type { CancellationToken, CodeAction, CodeLens, Diagnostic, FileEvent, Hover } from 'vscode-languageserver/node';
 import { Builds } from './builds/builds';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
@@ -87,12 +90,18 @@ function abortSignalOf(token: CancellationToken): AbortSignal {
   return controller.signal;
 }
 
+function fileChangeOf(c: FileEvent): FileChange {
+  const kind = c.type === FileChangeType.Created ? 'created' : c.type === FileChangeType.Deleted ? 'deleted' : 'changed';
+  return { file: fileURLToPath(c.uri), kind };
+}
+
 export const SERVER_NAME = 'nix-builders-language-server';
 
 export class NixBuildersServer {
   private settings: ServerSettings = DEFAULT_SETTINGS;
   private workspaceTrusted = true;
   private canPullConfiguration = false;
+  private canRegisterFileWatchers = false;
   private readonly nix: Nix;
   private readonly documents = new TextDocuments(TextDocument);
   private readonly watcher: FilesWatcher;
@@ -118,7 +127,10 @@ export class NixBuildersServer {
         allowImportFromDerivation: this.settings.evaluation.allowImportFromDerivation,
       },
       listing: await this.listBuilders(),
-    }));
+    }), (uri) => {
+      const doc = this.documents.get(uri);
+      if (doc) this.documentChanged(doc, 0);
+    });
     // Fired on open too: a document seen for the first time is evaluated at once, edits after a pause.
     this.documents.onDidChangeContent((e) => this.documentChanged(e.document, this.diagnostics.known(e.document.uri) ? undefined : 0));
     this.documents.onDidClose((e) => this.diagnostics.close(e.document.uri));
@@ -130,16 +142,17 @@ export class NixBuildersServer {
     connection.onDidChangeConfiguration((p) => void this.configurationChanged(p.settings));
     connection.onRequest(Requests.status, () => this.status());
     connection.onRequest(Requests.listBuilders, () => this.listBuilders());
-    connection.onRequest(Requests.derivations, (p) => this.derivations(p.uri));
+    connection.onRequest(Requests.derivations, (p, token) => this.derivations(p.uri, abortSignalOf(token)));
     connection.onRequest(Requests.checkBuilders, (p, token) => this.checkBuilders(p.builderIds, token));
     connection.onRequest(Requests.testBuild, (p, token) => this.testBuild(p.builderId, token));
-    connection.onRequest(Requests.schedulePreview, (p) => this.schedulePreview(p));
+    connection.onRequest(Requests.schedulePreview, (p, token) => this.schedulePreview(p, abortSignalOf(token)));
     connection.onRequest(Requests.startBuild, (p) => this.startBuild(p));
     connection.onRequest(Requests.planBuild, (p, token) => this.planBuild(p, abortSignalOf(token)));
     connection.onRequest(Requests.cancelBuild, (p) => this.builds.cancel(p.buildId));
     connection.onRequest(Requests.buildLog, (p) => this.builds.log(p.buildId, p.drvPath));
-    connection.onCodeLens((p) => this.codeLenses(p.textDocument.uri));
-    connection.onHover((p) => this.hover(p.textDocument.uri, p.position.line, p.position.character));
+    connection.onCodeLens((p, token) => this.codeLenses(p.textDocument.uri, abortSignalOf(token)));
+    connection.onHover((p, token) => this.hover(p.textDocument.uri, p.position.line, p.position.character, abortSignalOf(token)));
+    connection.onDidChangeWatchedFiles((p) => void this.diagnostics.filesChanged(p.changes.filter((c) => c.uri.startsWith('file:')).map(fileChangeOf)));
     connection.onCodeAction((p) => codeActionsFor(p.context.diagnostics));
     connection.onRequest(Requests.editMachines, async (p) => {
       const result = await editMachinesFile(p.file, p.edit, { expectedText: p.expectedText });
@@ -165,6 +178,7 @@ export class NixBuildersServer {
     this.applySettings(options.settings);
     this.workspaceTrusted = options.workspaceTrusted ?? true;
     this.canPullConfiguration = params.capabilities.workspace?.configuration === true;
+    this.canRegisterFileWatchers = params.capabilities.workspace?.didChangeWatchedFiles?.dynamicRegistration === true;
     return {
       capabilities: {
         textDocumentSync: TextDocumentSyncKind.Incremental,
@@ -182,6 +196,13 @@ export class NixBuildersServer {
     else this.connection.console.error(status.problem ?? 'Nix was not found.');
     // Start watching what the builders come from.
     void this.listBuilders();
+    // The client tells us about changed Nix files too (evaluations import them); the server also
+    // watches the files its evaluations read, for clients that cannot.
+    if (this.canRegisterFileWatchers) {
+      await this.connection.client
+        .register(DidChangeWatchedFilesNotification.type, { watchers: [{ globPattern: '**/*.nix' }, { globPattern: '**/flake.lock' }] })
+        .catch((e: Error) => this.connection.console.warn(`The client did not accept watching Nix files (${e.message}): the server watches the files its evaluations read itself.`));
+    }
   }
 
   private async configurationChanged(pushed: unknown): Promise<void> {
@@ -246,13 +267,13 @@ export class NixBuildersServer {
   }
 
   /** The derivations of an open document, evaluating it now if it was not yet. */
-  async derivations(uri: string): Promise<DocumentDerivations> {
+  async derivations(uri: string, signal?: AbortSignal): Promise<DocumentDerivations> {
     if (!this.workspaceTrusted) return { uri, state: 'untrusted', derivations: [] };
     // A file that is not open in the editor (a build task's) is read from disk.
     const doc = this.documents.get(uri) ?? (await readDocument(uri));
     if (!doc) return { uri, state: 'not-evaluated', derivations: [] };
-    const done = this.diagnostics.evaluation(uri);
-    const evaluation = done && done.version === doc.version ? done : await this.diagnostics.evaluate(doc);
+    const evaluation = await this.diagnostics.evaluate(doc, signal);
+    if (signal?.aborted) throw new ResponseError(LSPErrorCodes.RequestCancelled, 'The request was cancelled.');
     if (!evaluation) return { uri, state: 'not-evaluated', derivations: [] };
     const r = evaluation.result;
     if (r.kind !== 'ok') return { uri, version: doc.version, state: r.kind === 'timed-out' ? 'timed-out' : 'error', derivations: [] };
@@ -359,9 +380,9 @@ export class NixBuildersServer {
   }
 
   /** Build, Build remotely only, Build on… above every derivation attribute of the document. */
-  async codeLenses(uri: string): Promise<CodeLens[]> {
+  async codeLenses(uri: string, signal?: AbortSignal): Promise<CodeLens[]> {
     if (!this.workspaceTrusted || !this.documents.get(uri)) return [];
-    const { derivations } = await this.derivations(uri);
+    const { derivations } = await this.derivations(uri, signal);
     return derivations.flatMap((d) => {
       if (d.line === undefined) return [];
       const range = { start: { line: d.line, character: d.column ?? 0 }, end: { line: d.line, character: d.column ?? 0 } };
@@ -376,12 +397,12 @@ export class NixBuildersServer {
   }
 
   /** On a derivation attribute: what it is and where Nix would build it. */
-  async hover(uri: string, line: number, character: number): Promise<Hover | null> {
+  async hover(uri: string, line: number, character: number, signal?: AbortSignal): Promise<Hover | null> {
     if (!this.workspaceTrusted || !this.documents.get(uri)) return null;
-    const { derivations } = await this.derivations(uri);
+    const { derivations } = await this.derivations(uri, signal);
     const d = derivations.find((x) => x.line === line && x.column !== undefined && character >= x.column && character <= x.column + x.attrPath.join('.').length + 2);
     if (!d) return null;
-    const { preview } = await this.schedulePreview({ uri, line });
+    const { preview } = await this.schedulePreview({ uri, line }, signal);
     const md = [
       `**${d.attrPath.join('.')}** — \`${d.name}\``,
       '',
@@ -404,12 +425,12 @@ export class NixBuildersServer {
   }
 
   /** Which machine Nix would choose now, and why not the others. */
-  async schedulePreview(p: SchedulePreviewParams): Promise<SchedulePreviewResult> {
+  async schedulePreview(p: SchedulePreviewParams, signal?: AbortSignal): Promise<SchedulePreviewResult> {
     const listing = await this.listBuilders();
     if (!listing.local) return { problem: listing.nix.problem ?? 'The Nix configuration could not be read.' };
     let derivation: DerivationInfo | undefined;
     if (p.uri !== undefined) {
-      const { derivations, state } = await this.derivations(p.uri);
+      const { derivations, state } = await this.derivations(p.uri, signal);
       if (state !== 'ok') return { problem: `The file is not evaluated (${state}).` };
       // The derivation whose attribute is on that line, or the nearest one above it.
       derivation = derivations

@@ -1,12 +1,21 @@
 // Derivation diagnostics for open .nix documents: debounced on edit, one evaluation per document
 // at a time (a newer version cancels the older one, whose result is dropped), cached by content
 // and configuration, and never run in an untrusted workspace.
+//
+// Every requester of the same text and configuration (the diagnostics, a code lens, a hover, a
+// build) shares one in-flight evaluation; it is killed only when the last of them cancels.
+// Results also depend on the files the evaluation read (imports): when one of those changes (the
+// server watches them; a client may also say so with workspace/didChangeWatchedFiles) the results
+// that read it are dropped and the open documents that read it are evaluated again.
 import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DiagnosticSeverity, type Connection, type Diagnostic } from 'vscode-languageserver/node';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
 import type { Nix } from '../nix/nix';
 import type { BuildersListing } from '../protocol';
+import { FilesWatcher } from '../util/watch';
 import { diagnoseDerivations, utf16Column, type DerivationDiagnostic } from './diagnose';
 import { evaluateDocument, type EvaluationOptions, type EvaluationResult } from './evaluator';
 import type { WalkerOutput } from './walker';
@@ -26,15 +35,42 @@ export interface DocumentEvaluation {
   diagnostics: Diagnostic[];
 }
 
+/** One running evaluation and how many requesters still wait for it. */
+interface InFlight {
+  result: Promise<EvaluationResult>;
+  abort: AbortController;
+  waiting: number;
+  /** A file it may have read changed meanwhile: its result is not cached. */
+  stale: boolean;
+}
+
+/** What a file change can invalidate: `changed` (its content) or `created`/`deleted` (a new or missing import, a readDir…). */
+export interface FileChange {
+  file: string;
+  kind: 'changed' | 'created' | 'deleted';
+}
+
+/** Results that may not have read `changes`' files: only a successful one, when none of them is among its files. */
+function dependsOn(result: EvaluationResult, changes: readonly FileChange[]): boolean {
+  if (result.kind !== 'ok') return true;
+  return changes.some((c) => c.kind !== 'changed' || result.files.includes(c.file));
+}
+
 export class DocumentDiagnostics {
   private readonly pending = new Map<string, { timer?: NodeJS.Timeout; abort: AbortController }>();
   private readonly cache = new Map<string, EvaluationResult>();
+  private readonly inFlight = new Map<string, InFlight>();
   private readonly latest = new Map<string, DocumentEvaluation>();
+  private readonly watcher = new FilesWatcher((files) => void this.filesChanged(files.map((file) => ({ file, kind: 'changed' }))));
+  /** The last seen state of each changed file, so that one change reported twice (by our watcher and the client) counts once. */
+  private readonly seen = new Map<string, string>();
 
   constructor(
     private readonly connection: Connection,
     private readonly nix: Nix,
     private readonly context: () => Promise<DiagnosticsContext>,
+    /** An open document's results are out of date (a file it read changed): evaluate it again. */
+    private readonly onStale: (uri: string) => void,
     private readonly debounceMs = 250,
   ) {}
 
@@ -53,6 +89,7 @@ export class DocumentDiagnostics {
   close(uri: string): void {
     this.cancel(uri);
     this.latest.delete(uri);
+    this.watchDependencies();
     void this.connection.sendDiagnostics({ uri, diagnostics: [] });
   }
 
@@ -69,21 +106,20 @@ export class DocumentDiagnostics {
     return this.pending.has(uri) || this.latest.has(uri);
   }
 
-  /** The last evaluation of a document (for hovers, code lenses and tests). */
-  evaluation(uri: string): DocumentEvaluation | undefined {
-    return this.latest.get(uri);
-  }
-
   private async run(doc: TextDocument, signal: AbortSignal): Promise<void> {
     const evaluation = await this.evaluate(doc, signal);
     // A newer version arrived meanwhile: drop this result.
     if (signal.aborted || !evaluation) return;
     this.pending.delete(doc.uri);
     this.latest.set(doc.uri, evaluation);
+    this.watchDependencies();
     await this.connection.sendDiagnostics({ uri: doc.uri, version: doc.version, diagnostics: evaluation.diagnostics });
   }
 
-  /** Evaluate (or serve from the cache) and turn the result into diagnostics. */
+  /**
+   * Evaluate (or serve from the cache, or join the evaluation of the same text that is running)
+   * and turn the result into diagnostics; undefined when `signal` cancelled it.
+   */
   async evaluate(doc: TextDocument, signal?: AbortSignal): Promise<DocumentEvaluation | undefined> {
     if (!doc.uri.startsWith('file:')) return undefined;
     const ctx = await this.context();
@@ -93,13 +129,41 @@ export class DocumentDiagnostics {
     const key = createHash('sha256')
       .update(JSON.stringify([file, text, ctx.options, this.nix.env, ctx.listing.nix.version, ctx.listing.local, ctx.listing.builders]))
       .digest('hex');
-    let result = this.cache.get(key);
-    if (!result) {
-      result = await evaluateDocument(this.nix, file, text, ctx.options, signal);
-      if (result.kind === 'cancelled') return undefined;
-      if (result.kind !== 'failed') this.remember(key, result);
-    }
+    const result = this.cache.get(key) ?? (await this.join(key, (s) => evaluateDocument(this.nix, file, text, ctx.options, s), signal));
+    if (!result || result.kind === 'cancelled') return undefined;
     return { version: doc.version, result, diagnostics: toDiagnostics(text, result, ctx) };
+  }
+
+  /** The running evaluation of `key` (or a new one), until it ends or `signal` says this requester no longer waits. */
+  private join(key: string, start: (signal: AbortSignal) => Promise<EvaluationResult>, signal?: AbortSignal): Promise<EvaluationResult | undefined> {
+    if (signal?.aborted) return Promise.resolve(undefined);
+    let run = this.inFlight.get(key);
+    if (!run) {
+      const abort = new AbortController();
+      const started: InFlight = { abort, waiting: 0, stale: false, result: Promise.resolve({ kind: 'cancelled' }) };
+      started.result = start(abort.signal).then((r) => {
+        if (this.inFlight.get(key) === started) this.inFlight.delete(key);
+        if (r.kind !== 'failed' && r.kind !== 'cancelled' && !started.stale) this.remember(key, r);
+        return r;
+      });
+      this.inFlight.set(key, started);
+      run = started;
+    }
+    const shared = run;
+    shared.waiting++;
+    if (!signal) return shared.result;
+    return new Promise((resolve) => {
+      const leave = () => {
+        // The last requester gone: nobody wants the result any more.
+        if (--shared.waiting === 0) shared.abort.abort();
+        resolve(undefined);
+      };
+      signal.addEventListener('abort', leave, { once: true });
+      void shared.result.then((r) => {
+        signal.removeEventListener('abort', leave);
+        resolve(r);
+      });
+    });
   }
 
   private remember(key: string, result: EvaluationResult): void {
@@ -108,8 +172,44 @@ export class DocumentDiagnostics {
     if (this.cache.size > CACHE_SIZE) this.cache.delete(this.cache.keys().next().value as string);
   }
 
+  /** Watch what the open documents' evaluations read. */
+  private watchDependencies(): void {
+    const files = new Set<string>();
+    for (const e of this.latest.values()) if (e.result.kind === 'ok' || e.result.kind === 'error') for (const f of e.result.files) files.add(f);
+    this.watcher.setFiles(files);
+  }
+
+  /**
+   * Files changed (seen by our watcher, or reported by the client): drop the results that may have
+   * read them, and evaluate again the open documents whose results those were.
+   */
+  async filesChanged(changes: readonly FileChange[]): Promise<void> {
+    const news: FileChange[] = [];
+    for (const c of changes) {
+      const file = path.resolve(c.file);
+      const state = await stat(file).then(
+        (st) => `${st.ino}:${st.size}:${st.mtimeMs}`,
+        () => 'missing',
+      );
+      if (this.seen.get(file) === state) continue;
+      this.seen.set(file, state);
+      news.push({ file, kind: c.kind });
+    }
+    if (news.length === 0) return;
+    for (const [key, result] of this.cache) if (dependsOn(result, news)) this.cache.delete(key);
+    // A running evaluation may have read the old content: its result is not kept.
+    for (const [key, run] of this.inFlight) {
+      run.stale = true;
+      this.inFlight.delete(key);
+    }
+    const stale = new Set([...this.pending.keys()]);
+    for (const [uri, e] of this.latest) if (dependsOn(e.result, news)) stale.add(uri);
+    for (const uri of stale) this.onStale(uri);
+  }
+
   dispose(): void {
     for (const uri of [...this.pending.keys()]) this.cancel(uri);
+    this.watcher.dispose();
   }
 }
 

@@ -25,8 +25,8 @@ export interface EvalErrorLocation {
 }
 
 export type EvaluationResult =
-  | { kind: 'ok'; output: WalkerOutput; durationMs: number }
-  | { kind: 'error'; error: EvalErrorLocation; stderr: string }
+  | { kind: 'ok'; output: WalkerOutput; durationMs: number; files: string[] }
+  | { kind: 'error'; error: EvalErrorLocation; stderr: string; files: string[] }
   | { kind: 'timed-out'; timeoutMs: number }
   | { kind: 'cancelled' }
   | { kind: 'failed'; message: string };
@@ -54,8 +54,20 @@ export function evaluationArgs(opts: EvaluationOptions, isFlake = false): string
     '--arg',
     'isFlake',
     isFlake ? 'true' : 'false',
+    // `-v` prints "evaluating file '…'" for every file Nix parses (printTalkative, 2.3 … newest):
+    // the files this evaluation depends on.
+    '-v',
     '-',
   ];
+}
+
+const EVALUATING_FILE = /^evaluating file '(\/.*)'$/gm;
+
+/** The files an evaluation read, from its `-v` stderr; the Nix store never changes, so not those. */
+export function evaluatedFiles(stderr: string): string[] {
+  const files = new Set<string>();
+  for (const m of stderr.matchAll(EVALUATING_FILE)) if (!(m[1] as string).startsWith('/nix/store/')) files.add(m[1] as string);
+  return [...files];
 }
 
 export async function evaluateDocument(
@@ -75,12 +87,12 @@ export async function evaluateDocument(
   switch (result.kind) {
     case 'ok':
       try {
-        return { kind: 'ok', output: JSON.parse(result.stdout) as WalkerOutput, durationMs: result.durationMs };
+        return { kind: 'ok', output: JSON.parse(result.stdout) as WalkerOutput, durationMs: result.durationMs, files: evaluatedFiles(result.stderr) };
       } catch (e) {
         return { kind: 'failed', message: `Nix printed something that is not JSON: ${(e as Error).message}` };
       }
     case 'exit':
-      return { kind: 'error', error: locateEvalError(result.stderr), stderr: result.stderr };
+      return { kind: 'error', error: locateEvalError(result.stderr), stderr: result.stderr, files: evaluatedFiles(result.stderr) };
     case 'timed-out':
       return { kind: 'timed-out', timeoutMs: result.timeoutMs };
     case 'cancelled':

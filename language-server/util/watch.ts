@@ -1,6 +1,6 @@
 // Watch a set of files for changes, robustly: editors and our own atomic writes replace a file by
 // renaming over it, which a watch on the file itself would miss, so we watch the parent folders
-// and filter by name. Events are debounced into one callback.
+// and filter by name. Events are debounced into one callback, with the files that changed.
 import { watch, type FSWatcher } from 'node:fs';
 import * as path from 'node:path';
 
@@ -8,9 +8,10 @@ export class FilesWatcher {
   private watchers = new Map<string, FSWatcher>();
   private wanted = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  private changed = new Set<string>();
 
   constructor(
-    private readonly onChange: () => void,
+    private readonly onChange: (changed: string[]) => void,
     private readonly debounceMs = 150,
   ) {}
 
@@ -28,7 +29,9 @@ export class FilesWatcher {
       if (this.watchers.has(dir)) continue;
       try {
         const w = watch(dir, { persistent: false }, (_event, name) => {
-          if (name === null || this.wanted.has(path.join(dir, name.toString()))) this.fire();
+          // Without a name, any watched file of the folder may have changed.
+          const files = name === null ? [...this.wanted].filter((f) => path.dirname(f) === dir) : [path.join(dir, name.toString())].filter((f) => this.wanted.has(f));
+          if (files.length > 0) this.fire(files);
         });
         w.on('error', () => {
           w.close();
@@ -41,11 +44,14 @@ export class FilesWatcher {
     }
   }
 
-  private fire(): void {
+  private fire(files: readonly string[]): void {
+    for (const f of files) this.changed.add(f);
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.onChange();
+      const changed = [...this.changed];
+      this.changed.clear();
+      this.onChange(changed);
     }, this.debounceMs);
   }
 

@@ -22,6 +22,8 @@ export class StdioLspClient {
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private readonly listeners: Array<(m: Message) => void> = [];
   readonly notifications: Message[] = [];
+  /** Requests from the server (client/registerCapability, workspace/configuration…), as received. */
+  readonly serverRequests: Message[] = [];
   stderr = '';
 
   constructor(env: NodeJS.ProcessEnv = process.env) {
@@ -54,6 +56,7 @@ export class StdioLspClient {
     }
     if (m.id !== undefined && m.method !== undefined) {
       // A request from the server (e.g. workspace/configuration): answer with nothing.
+      this.serverRequests.push(m);
       this.write({ jsonrpc: '2.0', id: m.id, result: m.method === 'workspace/configuration' ? [null] : null });
       return;
     }
@@ -67,11 +70,13 @@ export class StdioLspClient {
     this.child.stdin.write(body);
   }
 
-  request<T>(method: string, params?: unknown): Promise<T> {
+  /** A request; aborting `signal` sends `$/cancelRequest` for it, as an editor does. */
+  request<T>(method: string, params?: unknown, signal?: AbortSignal): Promise<T> {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.write({ jsonrpc: '2.0', id, method, params });
+      signal?.addEventListener('abort', () => this.notify('$/cancelRequest', { id }), { once: true });
     });
   }
 
@@ -112,11 +117,11 @@ export class StdioLspClient {
     ).then((m) => (m.params as { diagnostics: Diagnostic[] }).diagnostics);
   }
 
-  async initialize(initializationOptions: unknown = {}, rootPath?: string): Promise<unknown> {
+  async initialize(initializationOptions: unknown = {}, rootPath?: string, capabilities: object = {}): Promise<unknown> {
     const result = await this.request('initialize', {
       processId: process.pid,
       rootUri: rootPath ? `file://${rootPath}` : null,
-      capabilities: {},
+      capabilities,
       initializationOptions,
     });
     this.notify('initialized', {});
