@@ -4,4 +4,20 @@ import { createConnection, ProposedFeatures } from 'vscode-languageserver/node';
 import { ExecaRunner } from './nix/runner';
 import { NixBuildersServer } from './server';
 
-new NixBuildersServer(createConnection(ProposedFeatures.all), new ExecaRunner()).listen();
+const connection = createConnection(ProposedFeatures.all);
+
+// --- unhandled rejections ---------------------------------------------------------------------
+// Node ends the process on a promise rejection nobody handles: one forgotten catch must not take
+// the server (and every running build) down. Log the cause and keep serving.
+process.on('unhandledRejection', (reason) => {
+  const text = `Internal error, the server goes on (please report it): an unhandled rejection: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`;
+  try {
+    connection.console.error(text);
+  } catch {
+    // The connection is closed already.
+    process.stderr.write(`${text}\n`);
+  }
+});
+// ------------------------------------------------------------------------------------------------
+
+new NixBuildersServer(connection, new ExecaRunner()).listen();
