@@ -138,8 +138,8 @@ export class NixBuildersServer {
       if (isMachinesDocument(e.document)) void connection.sendDiagnostics({ uri: e.document.uri, diagnostics: [] });
     });
     connection.onInitialize((p) => this.initialize(p));
-    connection.onInitialized(() => void this.initialized());
-    connection.onDidChangeConfiguration((p) => void this.configurationChanged(p.settings));
+    connection.onInitialized(() => void this.initialized().catch(this.failed('Starting')));
+    connection.onDidChangeConfiguration((p) => void this.configurationChanged(p.settings).catch(this.failed('Reading the settings')));
     connection.onRequest(Requests.status, () => this.status());
     connection.onRequest(Requests.listBuilders, () => this.listBuilders());
     connection.onRequest(Requests.derivations, (p, token) => this.derivations(p.uri, abortSignalOf(token)));
@@ -173,6 +173,11 @@ export class NixBuildersServer {
     this.documents.listen(connection);
   }
 
+  /** Logs the failure of work that no request waits for. */
+  private failed(what: string): (e: unknown) => void {
+    return (e) => this.connection.console.error(`${what} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  }
+
   private initialize(params: InitializeParams): InitializeResult {
     const options = (params.initializationOptions ?? {}) as InitializationOptions;
     this.applySettings(options.settings);
@@ -195,7 +200,7 @@ export class NixBuildersServer {
     if (status.version) this.connection.console.info(`Found ${status.implementation ?? 'Nix'} ${status.version}.`);
     else this.connection.console.error(status.problem ?? 'Nix was not found.');
     // Start watching what the builders come from.
-    void this.listBuilders();
+    void this.listBuilders().catch(this.failed('Listing the builders'));
     // The client tells us about changed Nix files too (evaluations import them); the server also
     // watches the files its evaluations read, for clients that cannot.
     if (this.canRegisterFileWatchers) {

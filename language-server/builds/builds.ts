@@ -122,12 +122,21 @@ export class Builds {
       signal: abort.signal,
       onUpdate: update,
       model,
-    }).then((outcome) => {
-      this.running.delete(buildId);
-      this.keepFinished(buildId, outcome.snapshot);
-      this.connection.console.info(`${buildId} ${outcome.status}: ${outcome.command.join(' ')}`);
-      send(outcome.status, outcome.snapshot, outcome.problems.map((p) => `${p.message} — ${p.cause} Fix: ${p.fix}`));
-    });
+    }).then(
+      (outcome) => {
+        this.running.delete(buildId);
+        this.keepFinished(buildId, outcome.snapshot);
+        this.connection.console.info(`${buildId} ${outcome.status}: ${outcome.command.join(' ')}`);
+        send(outcome.status, outcome.snapshot, outcome.problems.map((p) => `${p.message} — ${p.cause} Fix: ${p.fix}`));
+      },
+      (e: unknown) => {
+        // runBuild does not throw; should it all the same, the build ends as failed, saying why.
+        this.running.delete(buildId);
+        const cause = e instanceof Error ? e.message : String(e);
+        this.connection.console.error(`${buildId} failed with an internal error: ${e instanceof Error ? (e.stack ?? cause) : cause}`);
+        send('failed', model.snapshot(), [`The build could not be run: ${cause}. This is a bug of Nix Builders: please report it with the log.`]);
+      },
+    );
     return info;
   }
 

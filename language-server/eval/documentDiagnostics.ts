@@ -81,7 +81,7 @@ export class DocumentDiagnostics {
     const entry: { timer?: NodeJS.Timeout; abort: AbortController } = { abort };
     entry.timer = setTimeout(() => {
       entry.timer = undefined;
-      void this.run(doc, abort.signal);
+      this.run(doc, abort.signal).catch((e: unknown) => this.connection.console.error(`Evaluating ${doc.uri} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
     }, delayMs);
     this.pending.set(doc.uri, entry);
   }
