@@ -46,7 +46,8 @@ import { FilesWatcher } from './util/watch';
 import { DIAGNOSTIC_SOURCE, DocumentDiagnostics, type FileChange } from './eval/documentDiagnostics';
 import { documentRange, whyNothingBuilds } from './eval/diagnose';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
-import { checkAll, checkBuilder } from './builders/doctor';
+import { checkAll, checkBuilder, checkLocal, type CheckResult } from './builders/doctor';
+import { buildersIgnoredBy, splitBuilders, type BuildersIgnored } from './builders/ignoredBuilders';
 import { editMachinesFile } from './builders/machinesEdit';
 import { parseMachineLine } from './nix/machines';
 import { testBuild } from './builders/testBuild';
@@ -111,6 +112,8 @@ export class NixBuildersServer {
   private untrustedNoticeSent = false;
   /** The doctor's last verdict per builder id (for the scheduling preview). */
   private readonly health = new Map<string, BuilderHealth>();
+  /** The doctor's local check (does the local nix-daemon ignore our --builders?): its last run, or one made when needed. */
+  private localCheck: Promise<CheckResult<'local-daemon'> | undefined> | undefined;
 
   constructor(
     private readonly connection: Connection,
@@ -127,6 +130,7 @@ export class NixBuildersServer {
         allowImportFromDerivation: this.settings.evaluation.allowImportFromDerivation,
       },
       listing: await this.listBuilders(),
+      buildersIgnored: await this.buildersIgnored(),
     }), (uri) => {
       const doc = this.documents.get(uri);
       if (doc) this.documentChanged(doc, 0);
@@ -249,6 +253,7 @@ export class NixBuildersServer {
   /** Something that the builders depend on changed: list again, tell the client, re-diagnose. */
   private invalidate(): void {
     this.listing = undefined;
+    this.localCheck = undefined;
     void this.connection.sendNotification(Notifications.buildersChanged);
     for (const doc of this.documents.all()) this.documentChanged(doc, 0);
   }
@@ -342,7 +347,20 @@ export class NixBuildersServer {
       onBuilderChecked: (health) => void this.connection.sendNotification(Notifications.builderHealth, health),
     });
     for (const h of report.builders) this.health.set(h.builderId, h);
+    const before = await this.buildersIgnored();
+    this.localCheck = Promise.resolve(report.local);
+    // What the daemon does with --builders changes every prediction: diagnose again.
+    if (before?.why !== (await this.buildersIgnored())?.why) for (const doc of this.documents.all()) this.documentChanged(doc, 0);
     return report;
+  }
+
+  /** Set when the local nix-daemon ignores the builders we pass: then only its own count. */
+  private async buildersIgnored(): Promise<BuildersIgnored | undefined> {
+    this.localCheck ??= checkLocal({ nix: this.nix }).catch((e: unknown) => {
+      this.failed('The local nix-daemon check')(e);
+      return undefined;
+    });
+    return buildersIgnoredBy(await this.localCheck);
   }
 
   async startBuild(p: StartBuildParams): Promise<BuildInfo> {
@@ -355,13 +373,16 @@ export class NixBuildersServer {
     const targets = await this.buildTargets(p);
     const listing = await this.listBuilders();
     const local = listing.local;
+    const because = await this.buildersIgnored();
     const place = (d: { system: string; requiredSystemFeatures: string[]; preferLocalBuild: boolean }, m: { builders: readonly BuilderInfo[]; maxJobs: number | undefined }): Placement => {
       if (!local) return { verdict: 'unknown', summary: 'the local Nix configuration is not known' };
-      const preview = previewSchedule({ ...d, local, builders: m.builders, health: this.health, ...(m.maxJobs !== undefined ? { maxJobsOverride: m.maxJobs } : {}) });
+      const { used, ignored } = splitBuilders(m.builders, because);
+      const notUsed = because && ignored.length > 0 ? { builders: ignored, because } : undefined;
+      const preview = previewSchedule({ ...d, local, builders: used, health: this.health, ...(m.maxJobs !== undefined ? { maxJobsOverride: m.maxJobs } : {}), ...(notUsed ? { notUsed } : {}) });
       const placement: Placement = { verdict: preview.verdict, summary: preview.summary };
       if (preview.chosen) placement.machine = preview.chosen.name;
       if (preview.verdict === 'none') {
-        const why = whyNothingBuilds(d, m.maxJobs !== undefined ? { ...local, maxJobs: m.maxJobs } : local, m.builders);
+        const why = whyNothingBuilds(d, m.maxJobs !== undefined ? { ...local, maxJobs: m.maxJobs } : local, used, notUsed && { machines: notUsed.builders, ignored: notUsed.because });
         if (why) placement.problem = why;
       }
       return placement;
@@ -445,12 +466,15 @@ export class NixBuildersServer {
     }
     const caps = await this.nix.detect();
     const build = this.settings.build;
+    const because = await this.buildersIgnored();
+    const { used, ignored } = splitBuilders(listing.builders, because);
     const preview = previewSchedule({
       system: derivation?.system ?? p.system ?? listing.local.system,
       requiredSystemFeatures: derivation?.requiredSystemFeatures ?? p.requiredSystemFeatures ?? [],
       preferLocalBuild: derivation?.preferLocalBuild ?? p.preferLocalBuild ?? false,
       local: listing.local,
-      builders: listing.builders,
+      builders: used,
+      ...(because && ignored.length > 0 ? { notUsed: { builders: ignored, because } } : {}),
       health: this.health,
       maxJobsOverride: build.remoteOnly ? 0 : build.maxJobs,
       // Nix 2.8 divides load by speed factor in whole numbers; the factor became a float later.

@@ -48,6 +48,8 @@ export interface CheckResult<Id extends string = CheckId> {
   fix?: string;
   /** Extra facts worth showing (e.g. which file matched). */
   detail?: string;
+  /** `local-daemon` only: the local nix-daemon ignores the builders this user passes (`--builders`). */
+  ignoresBuilders?: boolean;
   durationMs: number;
 }
 
@@ -845,8 +847,9 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
 export async function checkLocal(deps: DoctorDeps): Promise<CheckResult<'local-daemon'>> {
   const started = performance.now();
   const t = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
-  const done = (d: { status: CheckStatus; summary: string; cause?: string; fix?: string; detail?: string }): CheckResult<'local-daemon'> => {
+  const done = (d: LocalVerdict): CheckResult<'local-daemon'> => {
     const r: CheckResult<'local-daemon'> = { id: 'local-daemon', status: d.status, summary: d.summary, durationMs: ms(performance.now() - started) };
+    if (d.ignoresBuilders) r.ignoresBuilders = true;
     if (d.cause) r.cause = d.cause;
     if (d.fix) r.fix = d.fix;
     if (d.detail) r.detail = d.detail;
@@ -894,8 +897,10 @@ export async function checkLocal(deps: DoctorDeps): Promise<CheckResult<'local-d
   return done(decideLocal({ host: 'this machine', user, groups, nixRemote, store, ...(config ? { config } : {}), ...(reported !== undefined ? { reported } : {}) }));
 }
 
+type LocalVerdict = { status: CheckStatus; summary: string; cause?: string; fix?: string; detail?: string; ignoresBuilders?: boolean };
+
 /** The local check's verdict and wording from the facts checkLocal gathered. Pure. */
-export function decideLocal(input: TrustInput): { status: CheckStatus; summary: string; cause?: string; fix?: string; detail?: string } {
+export function decideLocal(input: TrustInput): LocalVerdict {
   const d = decideTrust(input);
   const { user } = input;
   if (!d.daemon) {
@@ -904,8 +909,9 @@ export function decideLocal(input: TrustInput): { status: CheckStatus; summary: 
   }
   const detail = "Builds go through the nix-daemon: it runs ssh as root, with root's ssh config, keys and known_hosts (and the daemon's NIX_SSHOPTS), not yours.";
   if (d.status === 'error' && d.trusted === false) {
-    const r: { status: CheckStatus; summary: string; cause?: string; fix?: string; detail?: string } = {
+    const r: LocalVerdict = {
       status: 'error',
+      ignoresBuilders: true,
       summary: `the local nix-daemon does not trust ${user}: it silently ignores --builders`,
       cause: `${d.cause}: the daemon ignores the builders this user passes (--builders, the extension's builders setting) and uses only its own \`builders\` setting (/etc/nix/machines).`,
       detail,

@@ -49,6 +49,7 @@
 // The doctor's findings are not Nix's: Nix does not know a builder is down until it fails to
 // connect. A down builder stays Nix's choice here; the summary says so and what Nix does next.
 import type { CheckStatus } from './doctor';
+import type { BuildersIgnored } from './ignoredBuilders';
 import { builderRefusal, featureSet, localRefusal, type Refusal } from './match';
 import type { BuilderInfo, LocalMachineInfo } from '../protocol';
 
@@ -79,6 +80,8 @@ export interface ScheduleInput {
   maxJobsOverride?: number;
   /** 'integer' (Nix 2.8: whole-number `load / speedFactor`, the default) or 'float' (newer Nix). */
   speedArithmetic?: 'integer' | 'float';
+  /** Configured builders that Nix does not use (the local nix-daemon ignores `--builders`), and why; `builders` holds the others. */
+  notUsed?: { builders: readonly ScheduleBuilder[]; because: BuildersIgnored };
 }
 
 export type ScheduleVerdict = 'local' | 'remote' | 'wait' | 'none';
@@ -309,7 +312,7 @@ export function previewSchedule(input: ScheduleInput): SchedulePreview {
   if (preferLocal) {
     outcome = localOutcome('preferLocalBuild, and this machine can build it (Nix does not ask the builders)');
   } else if (input.builders.length === 0) {
-    outcome = localOutcome('no builders are configured');
+    outcome = localOutcome(input.notUsed?.builders.length ? 'the nix-daemon has no builders of its own' : 'no builders are configured');
   } else {
     outcome = hookOutcome(new Set());
     const first = outcome.best;
@@ -371,8 +374,18 @@ export function previewSchedule(input: ScheduleInput): SchedulePreview {
   }
   const localCandidate: ScheduleCandidate = { name: LOCAL_NAME, eligible: !localNo && localSlotFree, reason: localParts.join('; ') };
 
-  const candidates = preferLocal ? [localCandidate, ...builderCandidates] : [...builderCandidates, localCandidate];
-  const preview: SchedulePreview = { verdict: outcome.verdict, candidates, summary: outcome.summary };
+  // Builders the daemon ignores: never chosen; said wherever they would have fitted.
+  const notUsed = input.notUsed?.builders ?? [];
+  const because = input.notUsed?.because.why ?? '';
+  const notUsedCandidates: ScheduleCandidate[] = notUsed.map((b) => {
+    const refusal = builderRefusal(b, drv, local.system);
+    return { builderId: b.id, name: b.name, eligible: false, reason: `${refusal ? `${refusalText(refusal, drv.system, false)}; ` : ''}not used: ${because}` };
+  });
+  const wouldFit = notUsed.filter((b) => !builderRefusal(b, drv, local.system)).map((b) => b.name);
+  const summary = wouldFit.length > 0 ? `${outcome.summary} (${listOf(wouldFit)} would fit, but ${because})` : outcome.summary;
+
+  const candidates = preferLocal ? [localCandidate, ...builderCandidates, ...notUsedCandidates] : [...builderCandidates, ...notUsedCandidates, localCandidate];
+  const preview: SchedulePreview = { verdict: outcome.verdict, candidates, summary };
   if (outcome.chosen) preview.chosen = outcome.chosen;
   if (fallback) preview.fallback = fallback;
   if (outcome.nixMessage) preview.nixMessage = outcome.nixMessage;

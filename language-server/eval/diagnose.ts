@@ -1,11 +1,18 @@
 // From evaluated derivations and the machines that exist to diagnostics on the attribute names:
 // an error where nothing can build a derivation (with the cause and the fix), an information
 // where only builders can. Pure: no Nix, no LSP objects.
+import { ignoredNote, type BuildersIgnored } from '../builders/ignoredBuilders';
 import { builderRefusal, featureSet, localRefusal, type BuildRequirements, type LocalCapabilities, type MachineCapabilities } from '../builders/match';
 import { WALKER_PREFIX_LINES, type WalkerOutput, type WalkerPosition } from './walker';
 
 export interface NamedMachine extends MachineCapabilities {
   name: string;
+}
+
+/** Configured builders that Nix will not use (the local daemon ignores `--builders`), and why. */
+export interface IgnoredMachines {
+  machines: readonly NamedMachine[];
+  ignored: BuildersIgnored;
 }
 
 export type DiagnosticCode =
@@ -60,7 +67,9 @@ export function diagnoseDerivations(
   text: string,
   output: WalkerOutput,
   local: LocalCapabilities,
+  /** The builders Nix uses. */
   machines: readonly NamedMachine[],
+  ignored?: IgnoredMachines,
 ): DerivationDiagnostic[] {
   const out: DerivationDiagnostic[] = [];
   // Nothing to walk: say why, once, at the top of the file.
@@ -82,7 +91,7 @@ export function diagnoseDerivations(
       out.push({ severity: 'warning', code: 'attribute-error', ...range, attrPath: item.path, message: `${item.path.join('.')}: ${item.error}` });
       continue;
     }
-    const d = diagnoseOne(item, local, machines, everyone);
+    const d = withIgnored(diagnoseOne(item, local, machines, everyone), item, local, ignored);
     if (d) out.push({ ...d, ...range, attrPath: item.path, data: { system: item.system, features: item.requiredSystemFeatures, drvPath: item.drvPath } });
   }
   return out;
@@ -96,9 +105,17 @@ function describeEveryone(local: LocalCapabilities, machines: readonly NamedMach
 }
 
 /** Why no machine can build a derivation, with the fix, as the diagnostics say it; undefined when one can. */
-export function whyNothingBuilds(drv: BuildRequirements, local: LocalCapabilities, machines: readonly NamedMachine[]): string | undefined {
-  const d = diagnoseOne(drv, local, machines, describeEveryone(local, machines));
+export function whyNothingBuilds(drv: BuildRequirements, local: LocalCapabilities, machines: readonly NamedMachine[], ignored?: IgnoredMachines): string | undefined {
+  const d = withIgnored(diagnoseOne(drv, local, machines, describeEveryone(local, machines)), drv, local, ignored);
   return d?.severity === 'error' ? d.message : undefined;
+}
+
+/** A diagnosis that an ignored builder would change says so: it could build it, but Nix will not use it. */
+function withIgnored<D extends { message: string }>(d: D | undefined, drv: BuildRequirements, local: LocalCapabilities, ignored: IgnoredMachines | undefined): D | undefined {
+  if (!d || !ignored) return d;
+  const could = ignored.machines.filter((m) => !builderRefusal(m, drv, local.system));
+  return could.length > 0 ? { ...d, message: `${d.message}
+${ignoredNote(could.map((m) => m.name), ignored.ignored)}` } : d;
 }
 
 function diagnoseOne(

@@ -15,6 +15,7 @@ import { DiagnosticSeverity, type Connection, type Diagnostic } from 'vscode-lan
 import type { TextDocument } from 'vscode-languageserver-textdocument';
 import type { Nix } from '../nix/nix';
 import type { BuildersListing } from '../protocol';
+import { splitBuilders, type BuildersIgnored } from '../builders/ignoredBuilders';
 import { FilesWatcher } from '../util/watch';
 import { diagnoseDerivations, utf16Column, type DerivationDiagnostic } from './diagnose';
 import { evaluateDocument, type EvaluationOptions, type EvaluationResult } from './evaluator';
@@ -27,6 +28,8 @@ export interface DiagnosticsContext {
   trusted: boolean;
   options: EvaluationOptions;
   listing: BuildersListing;
+  /** Set when the local nix-daemon ignores the builders this user passes. */
+  buildersIgnored?: BuildersIgnored;
 }
 
 export interface DocumentEvaluation {
@@ -237,7 +240,9 @@ export function toDiagnostics(text: string, result: EvaluationResult, ctx: Diagn
     case 'ok': {
       const local = ctx.listing.local;
       if (!local) return [];
-      return diagnoseDerivations(text, result.output as WalkerOutput, local, ctx.listing.builders).map((d) => ({
+      const { used, ignored } = splitBuilders(ctx.listing.builders, ctx.buildersIgnored);
+      const notUsed = ctx.buildersIgnored && ignored.length > 0 ? { machines: ignored, ignored: ctx.buildersIgnored } : undefined;
+      return diagnoseDerivations(text, result.output as WalkerOutput, local, used, notUsed).map((d) => ({
         range: { start: { line: d.line, character: d.column }, end: { line: d.line, character: d.endColumn } },
         severity: SEVERITY[d.severity],
         source: DIAGNOSTIC_SOURCE,
