@@ -143,12 +143,18 @@ export class DocumentDiagnostics {
     let run = this.inFlight.get(key);
     if (!run) {
       const abort = new AbortController();
-      const started: InFlight = { abort, waiting: 0, stale: false, result: Promise.resolve({ kind: 'cancelled' }) };
-      started.result = start(abort.signal).then((r) => {
-        if (this.inFlight.get(key) === started) this.inFlight.delete(key);
-        if (r.kind !== 'failed' && r.kind !== 'cancelled' && !started.stale) this.remember(key, r);
-        return r;
-      });
+      const result = start(abort.signal).then(
+        (r) => {
+          if (this.inFlight.get(key) === started) this.inFlight.delete(key);
+          if (r.kind !== 'failed' && r.kind !== 'cancelled' && !started.stale) this.remember(key, r);
+          return r;
+        },
+        (e: unknown): EvaluationResult => {
+          if (this.inFlight.get(key) === started) this.inFlight.delete(key);
+          return { kind: 'failed', message: `the evaluation could not be run: ${e instanceof Error ? e.message : String(e)}` };
+        },
+      );
+      const started: InFlight = { abort, waiting: 0, stale: false, result };
       this.inFlight.set(key, started);
       run = started;
     }
