@@ -1,12 +1,9 @@
 // The language server: owns every Nix and SSH operation. Runs inside VS Code (started by the
 // extension over IPC) and standalone over stdio for any LSP client.
 import { readFile } from 'node:fs/promises';
-import * as os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import * as path from 'node:path';
 import {
   CodeActionKind,
-  MarkupKind,
   DidChangeWatchedFilesNotification,
   ErrorCodes,
   FileChangeType,
@@ -21,7 +18,7 @@ import {
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { Nix } from './nix/nix';
 import type { ProcessRunner } from './nix/runner';
-import { collectBuilders, hostOf, userOf } from './builders/collect';
+import { hostOf, userOf } from './builders/collect';
 import {
   DEFAULT_SETTINGS,
   Notifications,
@@ -32,8 +29,6 @@ import {
   type DoctorReport,
   type BuildInfo,
   type BuildPlanInfo,
-  type BuilderInfo,
-  type Placement,
   type StartBuildParams,
   type SchedulePreviewParams,
   type SchedulePreviewResult,
@@ -42,20 +37,23 @@ import {
   type NixStatus,
   type ServerSettings,
 } from './protocol';
+import { evaluationOptions, parseSettings } from './config';
 import { FilesWatcher } from './util/watch';
-import { DIAGNOSTIC_SOURCE, DocumentDiagnostics, type FileChange } from './eval/documentDiagnostics';
-import { documentRange, whyNothingBuilds } from './eval/diagnose';
+import { DocumentDiagnostics, type FileChange } from './eval/documentDiagnostics';
+import { codeActionsFor, codeLensesFor, derivationAt, derivationNear, documentDerivations, hoverFor } from './eval/lenses';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
 import { checkAll, checkBuilder, checkLocal, type CheckResult } from './builders/doctor';
-import { buildersIgnoredBy, splitBuilders, type BuildersIgnored } from './builders/ignoredBuilders';
+import { buildersIgnoredBy, type BuildersIgnored } from './builders/ignoredBuilders';
+import { computeListing, nixStatus } from './builders/listing';
+import { predictSchedule } from './builders/predict';
 import { editMachinesFile } from './builders/machinesEdit';
 import { parseMachineLine } from './nix/machines';
 import { testBuild } from './builders/testBuild';
-import { previewSchedule } from './builders/schedule';
 import { atLeast } from './nix/version';
 import type { BuilderHealth } from './builders/doctor';
-import type { CancellationToken, CodeAction, CodeLens, Diagnostic, FileEvent, Hover } from 'vscode-languageserver/node';
+import type { CancellationToken, CodeLens, FileEvent, Hover } from 'vscode-languageserver/node';
 import { Builds } from './builds/builds';
+import { buildTargets, placementOf } from './builds/placement';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
 
@@ -66,21 +64,6 @@ async function readDocument(uri: string): Promise<TextDocument | undefined> {
   } catch {
     return undefined;
   }
-}
-
-const NEEDS_A_BUILDER = new Set(['no-builder-system', 'no-builder-features', 'mandatory-features', 'max-jobs-zero']);
-
-/** Quick fixes for "nothing can build this": add a builder, or see why each machine is refused. */
-function codeActionsFor(diagnostics: Diagnostic[]): CodeAction[] {
-  return diagnostics
-    .filter((d) => d.source === DIAGNOSTIC_SOURCE && NEEDS_A_BUILDER.has(String(d.code)))
-    .flatMap((d) => {
-      const system = (d.data as { system?: string } | undefined)?.system ?? 'it';
-      return [
-        { title: `Add a builder for ${system}…`, kind: CodeActionKind.QuickFix, diagnostics: [d], isPreferred: true, command: { title: 'Add Builder', command: 'nixBuilders.addBuilder' } },
-        { title: 'Show why each machine cannot build it', kind: CodeActionKind.QuickFix, diagnostics: [d], command: { title: 'Which Builder', command: 'nixBuilders.previewSchedule' } },
-      ];
-    });
 }
 
 /** LSP cancellation as an AbortSignal, which kills the work's process trees. */
@@ -124,11 +107,7 @@ export class NixBuildersServer {
     this.builds = new Builds(connection, this.nix);
     this.diagnostics = new DocumentDiagnostics(connection, this.nix, async () => ({
       trusted: this.workspaceTrusted,
-      options: {
-        depth: this.settings.evaluation.depth,
-        timeoutMs: this.settings.evaluation.timeoutSeconds * 1000,
-        allowImportFromDerivation: this.settings.evaluation.allowImportFromDerivation,
-      },
+      options: evaluationOptions(this.settings),
       listing: await this.listBuilders(),
       buildersIgnored: await this.buildersIgnored(),
     }), (uri) => {
@@ -224,29 +203,7 @@ export class NixBuildersServer {
   }
 
   private applySettings(s: Partial<ServerSettings> | undefined): void {
-    const strings = (x: unknown) => (Array.isArray(x) ? x.filter((v): v is string => typeof v === 'string') : []);
-    const env: Record<string, string> = {};
-    if (s?.env && typeof s.env === 'object') {
-      for (const [k, v] of Object.entries(s.env)) if (typeof v === 'string') env[k] = v;
-    }
-    const number = (x: unknown, fallback: number, min: number) => (typeof x === 'number' && Number.isFinite(x) && x >= min ? x : fallback);
-    const evaluation = DEFAULT_SETTINGS.evaluation;
-    this.settings = {
-      nixBinDir: typeof s?.nixBinDir === 'string' ? s.nixBinDir : '',
-      env,
-      machinesFiles: strings(s?.machinesFiles),
-      builders: strings(s?.builders),
-      evaluation: {
-        depth: number(s?.evaluation?.depth, evaluation.depth, 1),
-        timeoutSeconds: number(s?.evaluation?.timeoutSeconds, evaluation.timeoutSeconds, 1),
-        allowImportFromDerivation: s?.evaluation?.allowImportFromDerivation === true,
-      },
-      build: {
-        remoteOnly: s?.build?.remoteOnly === true,
-        maxJobs: typeof s?.build?.maxJobs === 'number' && s.build.maxJobs >= 0 ? Math.floor(s.build.maxJobs) : undefined,
-        cores: typeof s?.build?.cores === 'number' && s.build.cores >= 0 ? Math.floor(s.build.cores) : undefined,
-      },
-    };
+    this.settings = parseSettings(s);
     this.nix.updateSettings({ binDir: this.settings.nixBinDir, env: this.settings.env });
   }
 
@@ -284,56 +241,21 @@ export class NixBuildersServer {
     if (!doc) return { uri, state: 'not-evaluated', derivations: [] };
     const evaluation = await this.diagnostics.evaluate(doc, signal);
     if (signal?.aborted) throw new ResponseError(LSPErrorCodes.RequestCancelled, 'The request was cancelled.');
-    if (!evaluation) return { uri, state: 'not-evaluated', derivations: [] };
-    const r = evaluation.result;
-    if (r.kind !== 'ok') return { uri, version: doc.version, state: r.kind === 'timed-out' ? 'timed-out' : 'error', derivations: [] };
-    const lines = doc.getText().split('\n');
-    const derivations: DerivationInfo[] = [];
-    for (const item of r.output.items) {
-      if ('error' in item) continue;
-      const range = item.pos?.inDoc ? documentRange(lines, item.pos) : undefined;
-      const { path: attrPath, pos, ...fields } = item;
-      derivations.push({ ...fields, attrPath, line: range?.line, column: range?.column });
-    }
-    return { uri, version: doc.version, state: 'ok', derivations };
+    return documentDerivations(doc, evaluation);
   }
 
-  async status(): Promise<NixStatus> {
-    const caps = await this.nix.detect();
-    return caps.ok
-      ? { version: caps.value.version.text, implementation: caps.value.version.implementation, workspaceTrusted: this.workspaceTrusted }
-      : { problem: caps.message, workspaceTrusted: this.workspaceTrusted };
+  status(): Promise<NixStatus> {
+    return nixStatus(this.nix, this.workspaceTrusted);
   }
 
   listBuilders(): Promise<BuildersListing> {
-    this.listing ??= this.computeListing();
+    this.listing ??= this.status()
+      .then((status) => computeListing(this.nix, this.settings, status))
+      .then(({ listing, files }) => {
+        this.watcher.setFiles(files);
+        return listing;
+      });
     return this.listing;
-  }
-
-  private async computeListing(): Promise<BuildersListing> {
-    const nix = await this.status();
-    const config = await this.nix.config();
-    const nixConfBuilders = config.ok ? config.value.builders : '';
-    const collected = await collectBuilders(nixConfBuilders, this.settings);
-    this.watcher.setFiles([...collected.files, ...this.nixConfFiles()]);
-    const problems = collected.problems;
-    if (!config.ok && nix.version) problems.unshift({ message: config.message });
-    return {
-      nix,
-      local: config.ok
-        ? {
-            system: config.value.system,
-            extraPlatforms: config.value.extraPlatforms,
-            systemFeatures: config.value.systemFeatures,
-            maxJobs: config.value.maxJobs,
-            cores: config.value.cores,
-            buildCores: config.value.cores > 0 ? config.value.cores : os.availableParallelism(),
-            substituters: config.value.substituters,
-          }
-        : undefined,
-      builders: collected.builders,
-      problems,
-    };
   }
 
   /** The health doctor over the listed builders; each result is also sent as it arrives. */
@@ -372,72 +294,33 @@ export class NixBuildersServer {
   async planBuild(p: StartBuildParams, signal?: AbortSignal): Promise<BuildPlanInfo> {
     const targets = await this.buildTargets(p);
     const listing = await this.listBuilders();
-    const local = listing.local;
-    const because = await this.buildersIgnored();
-    const place = (d: { system: string; requiredSystemFeatures: string[]; preferLocalBuild: boolean }, m: { builders: readonly BuilderInfo[]; maxJobs: number | undefined }): Placement => {
-      if (!local) return { verdict: 'unknown', summary: 'the local Nix configuration is not known' };
-      const { used, ignored } = splitBuilders(m.builders, because);
-      const notUsed = because && ignored.length > 0 ? { builders: ignored, because } : undefined;
-      const preview = previewSchedule({ ...d, local, builders: used, health: this.health, ...(m.maxJobs !== undefined ? { maxJobsOverride: m.maxJobs } : {}), ...(notUsed ? { notUsed } : {}) });
-      const placement: Placement = { verdict: preview.verdict, summary: preview.summary };
-      if (preview.chosen) placement.machine = preview.chosen.name;
-      if (preview.verdict === 'none') {
-        const why = whyNothingBuilds(d, m.maxJobs !== undefined ? { ...local, maxJobs: m.maxJobs } : local, used, notUsed && { machines: notUsed.builders, ignored: notUsed.because });
-        if (why) placement.problem = why;
-      }
-      return placement;
-    };
-    return this.builds.plan(p, targets, listing.builders, this.settings.build, { place, substituters: local?.substituters ?? [], ...(signal ? { signal } : {}) });
+    const ctx = { local: listing.local, health: this.health, ignored: await this.buildersIgnored() };
+    return this.builds.plan(p, targets, listing.builders, this.settings.build, {
+      place: (d, m) => placementOf(d, m, ctx),
+      substituters: listing.local?.substituters ?? [],
+      ...(signal ? { signal } : {}),
+    });
   }
 
   /** The derivations a build request names. */
   private async buildTargets(p: StartBuildParams): Promise<DerivationInfo[]> {
     if (!this.workspaceTrusted) throw new ResponseError(ErrorCodes.InvalidRequest, 'This workspace is not trusted: Nix Builders does not build its derivations.');
-    let targets: DerivationInfo[] = [];
-    if (p.uri !== undefined) {
-      const { derivations, state } = await this.derivations(p.uri);
-      if (state !== 'ok') throw new ResponseError(ErrorCodes.InvalidRequest, `The file is not evaluated (${state}): fix its errors first.`);
-      const wanted = p.attrPaths?.map((a) => a.join('\u0000'));
-      targets = wanted ? derivations.filter((d) => wanted.includes(d.attrPath.join('\u0000'))) : derivations;
-    }
-    for (const drvPath of p.drvPaths ?? []) targets.push({ attrPath: [], drvPath, name: drvPath, system: '', requiredSystemFeatures: [], preferLocalBuild: false, outputs: [] });
-    if (targets.length === 0) throw new ResponseError(ErrorCodes.InvalidParams, 'Nothing to build: no such derivation.');
-    return targets;
+    return buildTargets(p, p.uri !== undefined ? await this.derivations(p.uri) : undefined);
   }
 
-  /** Build, Build remotely only, Build on… above every derivation attribute of the document. */
   async codeLenses(uri: string, signal?: AbortSignal): Promise<CodeLens[]> {
     if (!this.workspaceTrusted || !this.documents.get(uri)) return [];
     const { derivations } = await this.derivations(uri, signal);
-    return derivations.flatMap((d) => {
-      if (d.line === undefined) return [];
-      const range = { start: { line: d.line, character: d.column ?? 0 }, end: { line: d.line, character: d.column ?? 0 } };
-      const args = [uri, d.attrPath];
-      return [
-        { range, command: { title: 'Build', command: 'nixBuilders.build', arguments: args } },
-        { range, command: { title: 'Build remotely only', command: 'nixBuilders.buildRemotely', arguments: args } },
-        { range, command: { title: 'Build on…', command: 'nixBuilders.buildOn', arguments: args } },
-        { range, command: { title: 'Plan', command: 'nixBuilders.planBuild', arguments: args } },
-      ];
-    });
+    return codeLensesFor(uri, derivations);
   }
 
-  /** On a derivation attribute: what it is and where Nix would build it. */
   async hover(uri: string, line: number, character: number, signal?: AbortSignal): Promise<Hover | null> {
     if (!this.workspaceTrusted || !this.documents.get(uri)) return null;
     const { derivations } = await this.derivations(uri, signal);
-    const d = derivations.find((x) => x.line === line && x.column !== undefined && character >= x.column && character <= x.column + x.attrPath.join('.').length + 2);
+    const d = derivationAt(derivations, line, character);
     if (!d) return null;
     const { preview } = await this.schedulePreview({ uri, line }, signal);
-    const md = [
-      `**${d.attrPath.join('.')}** — \`${d.name}\``,
-      '',
-      `\`${d.drvPath}\``,
-      '',
-      `system \`${d.system}\`${d.requiredSystemFeatures.length ? ` · features ${d.requiredSystemFeatures.map((f) => `\`${f}\``).join(', ')}` : ''} · outputs ${d.outputs.join(', ')}${d.preferLocalBuild ? ' · preferLocalBuild' : ''}`,
-      ...(preview ? ['', `Nix would now: ${preview.summary}`] : []),
-    ];
-    return { contents: { kind: MarkupKind.Markdown, value: md.join('\n') } };
+    return hoverFor(d, preview);
   }
 
   /** The doctor on an entry that is not in any machines file yet. */
@@ -458,28 +341,28 @@ export class NixBuildersServer {
     if (p.uri !== undefined) {
       const { derivations, state } = await this.derivations(p.uri, signal);
       if (state !== 'ok') return { problem: `The file is not evaluated (${state}).` };
-      // The derivation whose attribute is on that line, or the nearest one above it.
-      derivation = derivations
-        .filter((d) => d.line !== undefined && d.line <= (p.line ?? 0))
-        .sort((a, b) => (b.line ?? 0) - (a.line ?? 0))[0];
+      derivation = derivationNear(derivations, p.line ?? 0);
       if (!derivation) return { problem: 'No derivation attribute at or above the cursor.' };
     }
     const caps = await this.nix.detect();
     const build = this.settings.build;
-    const because = await this.buildersIgnored();
-    const { used, ignored } = splitBuilders(listing.builders, because);
-    const preview = previewSchedule({
+    const drv = {
       system: derivation?.system ?? p.system ?? listing.local.system,
       requiredSystemFeatures: derivation?.requiredSystemFeatures ?? p.requiredSystemFeatures ?? [],
       preferLocalBuild: derivation?.preferLocalBuild ?? p.preferLocalBuild ?? false,
-      local: listing.local,
-      builders: used,
-      ...(because && ignored.length > 0 ? { notUsed: { builders: ignored, because } } : {}),
-      health: this.health,
-      maxJobsOverride: build.remoteOnly ? 0 : build.maxJobs,
-      // Nix 2.8 divides load by speed factor in whole numbers; the factor became a float later.
-      speedArithmetic: caps.ok && atLeast(caps.value.version, 2, 14) ? 'float' : 'integer',
-    });
+    };
+    const { preview } = predictSchedule(
+      drv,
+      listing.builders,
+      {
+        local: listing.local,
+        health: this.health,
+        ignored: await this.buildersIgnored(),
+        // Nix 2.8 divides load by speed factor in whole numbers; the factor became a float later.
+        speedArithmetic: caps.ok && atLeast(caps.value.version, 2, 14) ? 'float' : 'integer',
+      },
+      build.remoteOnly ? 0 : build.maxJobs,
+    );
     return { derivation, preview };
   }
 
@@ -490,15 +373,6 @@ export class NixBuildersServer {
     const result = await testBuild(builder, { nix: this.nix, signal: abortSignalOf(token), localSystem: listing.local?.system });
     this.connection.console.info(`Test build on ${builder.name}: ${result.summary}\n${result.command.join(' ')}`);
     return result;
-  }
-
-  /** The nix.conf files Nix reads (NIX_CONF_DIR or /etc/nix, then the user's). */
-  private nixConfFiles(): string[] {
-    const env = { ...process.env, ...this.settings.env };
-    const files = [path.join(env.NIX_CONF_DIR ?? '/etc/nix', 'nix.conf')];
-    if (env.NIX_USER_CONF_FILES) files.push(...env.NIX_USER_CONF_FILES.split(':').filter(Boolean));
-    else files.push(path.join(env.XDG_CONFIG_HOME ?? path.join(os.homedir(), '.config'), 'nix', 'nix.conf'));
-    return files;
   }
 
   listen(): void {

@@ -1,0 +1,50 @@
+// The server's one reader of settings: what a client sends (initializationOptions, a pushed or
+// pulled `nixBuilders` section) becomes typed ServerSettings, every value checked, anything else
+// replaced by its default.
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DEFAULT_SETTINGS, type ServerSettings } from './protocol';
+import type { EvaluationOptions } from './eval/evaluator';
+
+export function parseSettings(s: Partial<ServerSettings> | undefined): ServerSettings {
+  const strings = (x: unknown) => (Array.isArray(x) ? x.filter((v): v is string => typeof v === 'string') : []);
+  const env: Record<string, string> = {};
+  if (s?.env && typeof s.env === 'object') {
+    for (const [k, v] of Object.entries(s.env)) if (typeof v === 'string') env[k] = v;
+  }
+  const number = (x: unknown, fallback: number, min: number) => (typeof x === 'number' && Number.isFinite(x) && x >= min ? x : fallback);
+  const evaluation = DEFAULT_SETTINGS.evaluation;
+  return {
+    nixBinDir: typeof s?.nixBinDir === 'string' ? s.nixBinDir : '',
+    env,
+    machinesFiles: strings(s?.machinesFiles),
+    builders: strings(s?.builders),
+    evaluation: {
+      depth: number(s?.evaluation?.depth, evaluation.depth, 1),
+      timeoutSeconds: number(s?.evaluation?.timeoutSeconds, evaluation.timeoutSeconds, 1),
+      allowImportFromDerivation: s?.evaluation?.allowImportFromDerivation === true,
+    },
+    build: {
+      remoteOnly: s?.build?.remoteOnly === true,
+      maxJobs: typeof s?.build?.maxJobs === 'number' && s.build.maxJobs >= 0 ? Math.floor(s.build.maxJobs) : undefined,
+      cores: typeof s?.build?.cores === 'number' && s.build.cores >= 0 ? Math.floor(s.build.cores) : undefined,
+    },
+  };
+}
+
+export function evaluationOptions(settings: ServerSettings): EvaluationOptions {
+  return {
+    depth: settings.evaluation.depth,
+    timeoutMs: settings.evaluation.timeoutSeconds * 1000,
+    allowImportFromDerivation: settings.evaluation.allowImportFromDerivation,
+  };
+}
+
+/** The nix.conf files Nix reads (NIX_CONF_DIR or /etc/nix, then the user's). */
+export function nixConfFiles(settings: ServerSettings): string[] {
+  const env = { ...process.env, ...settings.env };
+  const files = [path.join(env.NIX_CONF_DIR ?? '/etc/nix', 'nix.conf')];
+  if (env.NIX_USER_CONF_FILES) files.push(...env.NIX_USER_CONF_FILES.split(':').filter(Boolean));
+  else files.push(path.join(env.XDG_CONFIG_HOME ?? path.join(os.homedir(), '.config'), 'nix', 'nix.conf'));
+  return files;
+}
