@@ -269,7 +269,7 @@ export class NixBuildersServer {
       onBuilderChecked: (health) => void this.connection.sendNotification(Notifications.builderHealth, health),
     });
     for (const h of report.builders) this.health.set(h.builderId, h);
-    const before = await this.buildersIgnored();
+    const before = this.localCheck && buildersIgnoredBy(await this.localCheck);
     this.localCheck = Promise.resolve(report.local);
     // What the daemon does with --builders changes every prediction: diagnose again.
     if (before?.why !== (await this.buildersIgnored())?.why) for (const doc of this.documents.all()) this.documentChanged(doc, 0);
