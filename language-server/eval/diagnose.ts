@@ -3,7 +3,7 @@
 // where only builders can. Pure: no Nix, no LSP objects.
 import { ignoredNote, type BuildersIgnored } from '../builders/ignoredBuilders';
 import { builderRefusal, featureSet, localRefusal, type BuildRequirements, type LocalCapabilities, type MachineCapabilities } from '../builders/match';
-import { WALKER_PREFIX_LINES, type WalkerOutput, type WalkerPosition } from './walker';
+import type { WalkerOutput, WalkerPosition } from './walker';
 
 export interface NamedMachine extends MachineCapabilities {
   name: string;
@@ -49,7 +49,7 @@ export function utf16Column(lineText: string, byteColumn: number): number {
 /** Map a walker position to the document: the attribute name's range, or line 0 when unknown. */
 export function documentRange(lines: readonly string[], pos: WalkerPosition | null): { line: number; column: number; endColumn: number } {
   if (!pos || !pos.inDoc) return { line: 0, column: 0, endColumn: 0 };
-  const line = pos.line - 1 - WALKER_PREFIX_LINES;
+  const line = pos.line - 1;
   const lineText = lines[line];
   if (line < 0 || lineText === undefined) return { line: 0, column: 0, endColumn: 0 };
   const column = utf16Column(lineText, pos.column - 1);

@@ -1,6 +1,7 @@
 // Evaluates one document's text with the real Nix, in one process, and returns its derivations
 // or its errors at their positions. Instantiates only: import-from-derivation stays off unless the
 // user enables it, so evaluation never builds.
+import { readFile, realpath } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
@@ -36,7 +37,7 @@ export type EvaluationResult =
  * as one `-E` argument a document over ~128 KiB exceeds the kernel's limit for one argument
  * (`spawn E2BIG`). Nix reads stdin relative to its working folder, as it does `-E`.
  */
-export function evaluationArgs(opts: EvaluationOptions, isFlake = false): string[] {
+export function evaluationArgs(opts: EvaluationOptions, isFlake = false, docFile?: string): string[] {
   return [
     '--eval',
     '--strict',
@@ -54,6 +55,7 @@ export function evaluationArgs(opts: EvaluationOptions, isFlake = false): string
     '--arg',
     'isFlake',
     isFlake ? 'true' : 'false',
+    ...(docFile !== undefined ? ['--argstr', 'docFile', docFile] : []),
     // `-v` prints "evaluating file '…'" for every file Nix parses (printTalkative, 2.3 … newest):
     // the files this evaluation depends on.
     '-v',
@@ -63,11 +65,21 @@ export function evaluationArgs(opts: EvaluationOptions, isFlake = false): string
 
 const EVALUATING_FILE = /^evaluating file '(\/.*)'$/gm;
 
-/** The files an evaluation read, from its `-v` stderr; the Nix store never changes, so not those. */
-export function evaluatedFiles(stderr: string): string[] {
+/** The files an evaluation read, from its `-v` stderr; the Nix store never changes, so not those, nor the document's own file. */
+export function evaluatedFiles(stderr: string, docFile?: string): string[] {
   const files = new Set<string>();
-  for (const m of stderr.matchAll(EVALUATING_FILE)) if (!(m[1] as string).startsWith('/nix/store/')) files.add(m[1] as string);
+  for (const m of stderr.matchAll(EVALUATING_FILE)) if (!(m[1] as string).startsWith('/nix/store/') && m[1] !== docFile) files.add(m[1] as string);
   return [...files];
+}
+
+/** The document's file (symlinks resolved, as Nix reports it) when it holds exactly `text`. */
+async function savedFile(filePath: string, text: string): Promise<string | undefined> {
+  try {
+    const real = await realpath(filePath);
+    return (await readFile(real, 'utf8')) === text ? real : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export async function evaluateDocument(
@@ -77,8 +89,10 @@ export async function evaluateDocument(
   opts: EvaluationOptions,
   signal?: AbortSignal,
 ): Promise<EvaluationResult> {
-  const result = await nix.run(nix.bin('nix-instantiate'), evaluationArgs(opts, path.basename(filePath) === 'flake.nix'), {
-    input: walkerExpression(documentText),
+  // Saved: evaluated from its file, for Nix's positions; edited: its text.
+  const docFile = await savedFile(filePath, documentText);
+  const result = await nix.run(nix.bin('nix-instantiate'), evaluationArgs(opts, path.basename(filePath) === 'flake.nix', docFile), {
+    input: walkerExpression(docFile === undefined ? documentText : undefined),
     // Relative paths in the document (./lib.nix) resolve against its folder.
     cwd: path.dirname(filePath),
     timeoutMs: opts.timeoutMs,
@@ -87,12 +101,12 @@ export async function evaluateDocument(
   switch (result.kind) {
     case 'ok':
       try {
-        return { kind: 'ok', output: JSON.parse(result.stdout) as WalkerOutput, durationMs: result.durationMs, files: evaluatedFiles(result.stderr) };
+        return { kind: 'ok', output: JSON.parse(result.stdout) as WalkerOutput, durationMs: result.durationMs, files: evaluatedFiles(result.stderr, docFile) };
       } catch (e) {
         return { kind: 'failed', message: `Nix printed something that is not JSON: ${(e as Error).message}` };
       }
     case 'exit':
-      return { kind: 'error', error: locateEvalError(result.stderr), stderr: result.stderr, files: evaluatedFiles(result.stderr) };
+      return { kind: 'error', error: locateEvalError(result.stderr, docFile), stderr: result.stderr, files: evaluatedFiles(result.stderr, docFile) };
     case 'timed-out':
       return { kind: 'timed-out', timeoutMs: result.timeoutMs };
     case 'cancelled':
@@ -102,16 +116,17 @@ export async function evaluateDocument(
   }
 }
 
-/** Where an evaluation error is, from the classifier's reading of Nix's message. */
-export function locateEvalError(stderr: string): EvalErrorLocation {
+/** Where an evaluation error is, from the classifier's reading of Nix's message (`docFile`: the document was evaluated from that file). */
+export function locateEvalError(stderr: string, docFile?: string): EvalErrorLocation {
   const problem = mostImportant(classify(stderr));
   if (!problem) return { kind: 'eval-error', message: stderr.trim() || 'evaluation failed' };
   const evalKind = problem.kind === 'parse-error' || problem.kind === 'infinite-recursion' || problem.kind === 'eval-error';
   const kind = evalKind ? problem.kind : 'eval-error';
   const pos = evalKind ? problem.details.position : undefined;
   if (!pos || pos.line === undefined) return { kind, message: problem.message };
-  // The document is read from stdin: Nix calls it «stdin» (2.8 and newer).
-  if (!pos.file.startsWith('/')) {
+  if (docFile !== undefined && pos.file === docFile) return { kind, message: problem.message, line: pos.line - 1, column: Math.max(0, (pos.column ?? 1) - 1) };
+  // The document's text is read from stdin: Nix calls it «stdin» (2.8 and newer).
+  if (docFile === undefined && !pos.file.startsWith('/')) {
     return {
       kind,
       message: problem.message,

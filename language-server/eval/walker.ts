@@ -2,28 +2,35 @@
 // `nix-instantiate --eval --strict --json` process (never one per attribute).
 //
 // The document's text is embedded verbatim between the two halves below, starting on line 2, so
-// what is evaluated is what the editor shows (saved or not). Nothing else is ever spliced into
-// Nix code: attribute names, file names and settings reach Nix only as data (`--arg depth N` is a
-// number we format; the working folder is a process option).
+// what is evaluated is what the editor shows (saved or not). When the editor's text is what is
+// saved, the document is imported from its file instead (`--argstr docFile`): Nix 2.16 and newer
+// report attribute positions (unsafeGetAttrPos) only for files, not for stdin or -E text. Nothing
+// else is ever spliced into Nix code: attribute names, file names and settings reach Nix only as
+// data (`--arg depth N` is a number we format; the working folder is a process option).
 //
 // Output: { kind, required?, items: [ { path, pos, error? | drv fields } ] } where `pos` is the
 // position of the deepest attribute of `path` that is defined in this document ({line, column}
-// with `inDoc`), since nested sets may come from other files.
+// with `inDoc`, the line counted in the document), since nested sets may come from other files.
 
 /** Lines before the document's first line. */
 export const WALKER_PREFIX_LINES = 1;
 
-export const WALKER_PREFIX = '{ depth, isFlake }: let __nbTarget = (\n';
+export const WALKER_PREFIX = '{ depth, isFlake, docFile ? null }: let __nbTarget = (\n';
+
+/** In place of the document's text: its saved file. */
+export const WALKER_FROM_FILE = 'import (/. + docFile)';
 
 export const WALKER_SUFFIX = `
 ); in
 let
-  # Positions in this document (read from stdin): Nix 2.8 reports its file as the whole text,
-  # newer Nix as "«stdin»" or null; either way it is not an absolute path.
-  inDoc = p: p != null && (p.file == null || builtins.substring 0 1 p.file != "/");
+  # Positions in this document: its file, or, for text read from stdin, what Nix 2.8 reports as
+  # its file (the whole text; newer Nix has no positions there): not an absolute path.
+  inDoc = p: p != null && (if docFile != null then p.file == docFile else builtins.substring 0 1 p.file != "/");
+  # Lines of the document: the text read from stdin starts after the walker's first lines.
+  docLine = p: if docFile != null then p.line else p.line - ${WALKER_PREFIX_LINES};
   posOf = name: set:
     let p = builtins.unsafeGetAttrPos name set;
-    in if p == null then null else { inherit (p) line column; inDoc = inDoc p; file = if inDoc p then null else p.file; };
+    in if p == null then null else if inDoc p then { line = docLine p; inherit (p) column; inDoc = true; file = null; } else { inherit (p) line column file; inDoc = false; };
   pick = old: new: if new != null && (new.inDoc || old == null || !old.inDoc) then new else old;
   isDrv = v: builtins.isAttrs v && (v.type or null) == "derivation";
   features = d:
@@ -73,13 +80,13 @@ let
 in
   if top.kind == "function-with-required-arguments" then { kind = top.kind; inherit required; items = [ ]; }
   else if top.kind == "flake-with-inputs" then { kind = top.kind; required = flakeInputs; items = [ ]; }
-  else if isDrv top.value then { kind = "derivation"; items = [ (describe [ ] { line = 2; column = 1; inDoc = true; file = null; } top.value) ]; }
+  else if isDrv top.value then { kind = "derivation"; items = [ (describe [ ] { line = 1; column = 1; inDoc = true; file = null; } top.value) ]; }
   else if builtins.isAttrs top.value then { kind = "attrs"; items = walk [ ] 1 null top.value; }
   else { kind = "other"; items = [ ]; }
 `;
 
 export interface WalkerPosition {
-  /** 1-based, in the evaluated text (the document starts on line WALKER_PREFIX_LINES + 1). */
+  /** 1-based: in the document when `inDoc`, else in `file`. */
   line: number;
   column: number;
   inDoc: boolean;
@@ -109,6 +116,7 @@ export interface WalkerOutput {
   items: Array<WalkedDerivation | WalkedError>;
 }
 
-export function walkerExpression(documentText: string): string {
-  return WALKER_PREFIX + documentText + WALKER_SUFFIX;
+/** The walker over the document's text, or (undefined) over its saved file. */
+export function walkerExpression(documentText: string | undefined): string {
+  return WALKER_PREFIX + (documentText ?? WALKER_FROM_FILE) + WALKER_SUFFIX;
 }

@@ -20,9 +20,10 @@ let client: StdioLspClient;
 const drv = (name: string, system: string, features: string[] = []) =>
   `derivation { name = "${name}"; system = "${system}"; builder = "/bin/sh"; args = [ "-c" ": > $out" ]; requiredSystemFeatures = [ ${features.map((f) => `"${f}"`).join(' ')} ]; }`;
 
-async function openFile(name: string, text: string): Promise<string> {
+/** Open a document; `saved: false` opens it with edits not on disk (the server then evaluates the text, not the file). */
+async function openFile(name: string, text: string, { saved = true } = {}): Promise<string> {
   const file = path.join(dir, 'src', name);
-  await writeFile(file, text);
+  await writeFile(file, saved ? text : '# the editor has changes not saved yet\n');
   const uri = pathToFileURL(file).href;
   client.open(uri, text);
   return uri;
@@ -297,11 +298,12 @@ test('a newer version of the document cancels the running evaluation and its pro
   assert.deepEqual(readers(), []);
 });
 
-test('a 350 KB file with 2,000 derivations is evaluated (its text does not go into one argument)', async () => {
+test('a 350 KB document with 2,000 derivations is evaluated (its text does not go into one argument)', async () => {
   const lines = Array.from({ length: 2000 }, (_, i) => `  d${i} = ${drv(`big-${i}`, i === 1999 ? 'aarch64-linux' : 'x86_64-linux')}; # ${'padding '.repeat(3)}`);
   const text = `{\n${lines.join('\n')}\n}\n`;
   assert.ok(Buffer.byteLength(text) > 350_000, `${Buffer.byteLength(text)} bytes`);
-  const uri = await openFile('big.nix', text);
+  // Not saved: Nix gets the editor's text.
+  const uri = await openFile('big.nix', text, { saved: false });
   const d = only(await client.diagnostics(uri), 'no-builder-system');
   assert.deepEqual(d.range, { start: { line: 2000, character: 2 }, end: { line: 2000, character: 7 } });
   const listing = await client.request<{ state: string; derivations: unknown[] }>('nixBuilders/derivations', { uri });
@@ -309,24 +311,27 @@ test('a 350 KB file with 2,000 derivations is evaluated (its text does not go in
   assert.equal(listing.derivations.length, 2000);
 });
 
-test('columns: Nix counts UTF-8 bytes, LSP UTF-16 units; non-ASCII text before an attribute moves nothing', async () => {
-  // é is 2 bytes (1 unit), 中 3 bytes (1 unit), 😀 4 bytes (2 units).
-  const prefix = '{ "é中😀" = "é中😀"; ';
-  const text = `${prefix}arm = ${drv('utf8', 'aarch64-linux')}; }\n`;
-  const uri = await openFile('utf8.nix', text);
-  const at = text.indexOf('arm =');
-  const d = only(await client.diagnostics(uri), 'no-builder-system');
-  assert.deepEqual(d.range, { start: { line: 0, character: at }, end: { line: 0, character: at + 3 } });
-  const lenses = await client.request<Array<{ range: { start: { line: number; character: number } } }>>('textDocument/codeLens', { textDocument: { uri } });
-  assert.ok(lenses.length > 0);
-  for (const lens of lenses) assert.deepEqual(lens.range.start, { line: 0, character: at });
-  const hover = await client.request<{ contents: { value: string } } | null>('textDocument/hover', { textDocument: { uri }, position: { line: 0, character: at + 1 } });
-  assert.match(hover?.contents.value ?? '', /\*\*arm\*\*/);
+for (const saved of [true, false]) {
+  test(`columns: Nix counts UTF-8 bytes, LSP UTF-16 units; non-ASCII text before an attribute moves nothing (${saved ? 'saved file' : 'unsaved text'})`, async () => {
+    // é is 2 bytes (1 unit), 中 3 bytes (1 unit), 😀 4 bytes (2 units).
+    const prefix = '{ "é中😀" = "é中😀"; ';
+    const text = `${prefix}arm = ${drv('utf8', 'aarch64-linux')}; }\n`;
+    const name = saved ? 'utf8-saved' : 'utf8-unsaved';
+    const uri = await openFile(`${name}.nix`, text, { saved });
+    const at = text.indexOf('arm =');
+    const d = only(await client.diagnostics(uri), 'no-builder-system');
+    assert.deepEqual(d.range, { start: { line: 0, character: at }, end: { line: 0, character: at + 3 } });
+    const lenses = await client.request<Array<{ range: { start: { line: number; character: number } } }>>('textDocument/codeLens', { textDocument: { uri } });
+    assert.ok(lenses.length > 0);
+    for (const lens of lenses) assert.deepEqual(lens.range.start, { line: 0, character: at });
+    const hover = await client.request<{ contents: { value: string } } | null>('textDocument/hover', { textDocument: { uri }, position: { line: 0, character: at + 1 } });
+    assert.match(hover?.contents.value ?? '', /\*\*arm\*\*/);
 
-  const evalText = `${prefix}b = 1 + "two"; }\n`;
-  const e = only(await client.diagnostics(await openFile('utf8-eval.nix', evalText)), 'eval-error');
-  assert.deepEqual(e.range.start, { line: 0, character: evalText.indexOf('"two"') });
-  const parseText = `${prefix}b = ; }\n`;
-  const p = only(await client.diagnostics(await openFile('utf8-parse.nix', parseText)), 'parse-error');
-  assert.deepEqual(p.range.start, { line: 0, character: parseText.indexOf('; }') });
-});
+    const evalText = `\n${prefix}b = 1 + "two"; }\n`;
+    const e = only(await client.diagnostics(await openFile(`${name}-eval.nix`, evalText, { saved })), 'eval-error');
+    assert.deepEqual(e.range.start, { line: 1, character: evalText.split('\n')[1]?.indexOf('"two"') });
+    const parseText = `\n${prefix}b = ; }\n`;
+    const p = only(await client.diagnostics(await openFile(`${name}-parse.nix`, parseText, { saved })), 'parse-error');
+    assert.deepEqual(p.range.start, { line: 1, character: parseText.split('\n')[1]?.indexOf('; }') });
+  });
+}

@@ -51,7 +51,7 @@ test('diagnostics: "builds on b2" becomes "nothing builds it", naming b2, why it
   const text = '{\n  arm = derivation { };\n}\n';
   const output: WalkerOutput = {
     kind: 'attrs',
-    items: [{ path: ['arm'], pos: { line: 3, column: 3, inDoc: true, file: null }, name: 'arm', drvPath: '/nix/store/x-arm.drv', ...arm, preferLocalBuild: false, outputs: ['out'] }],
+    items: [{ path: ['arm'], pos: { line: 2, column: 3, inDoc: true, file: null }, name: 'arm', drvPath: '/nix/store/x-arm.drv', ...arm, preferLocalBuild: false, outputs: ['out'] }],
   };
   const trusted = diagnoseDerivations(text, output, local, [b1, b2]);
   assert.equal(trusted[0]?.code, 'remote-only');
