@@ -1,8 +1,12 @@
-// package.json's contributions agree with the code: one command table, settings read by config.ts.
+// package.json's contributions agree with the code: one command table, settings read by config.ts;
+// and the VSIX holds only what VS Code can load.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { COMMAND_IDS } from '../../extension/commandIds';
 
 const root = path.join(__dirname, '../..');
@@ -27,4 +31,20 @@ test('every setting that config.ts reads is contributed', () => {
   const read = [...source.matchAll(/c\.get<[^>]+>\('([^']+)'/g), ...source.matchAll(/strings\('([^']+)'\)/g)].map((m) => `nixBuilders.${m[1]}`);
   const contributed = Object.keys(manifest.contributes.configuration.properties);
   for (const key of read) assert.ok(contributed.includes(key), `${key} is contributed`);
+});
+
+test('the VSIX ships no .node file: native modules built for this Node do not load in VS Code\'s Electron', async () => {
+  // What `npm run package` packs: the production build, filtered by .vscodeignore, as `vsce ls` lists it.
+  const dir = mkdtempSync(path.join(tmpdir(), 'nix-builders-vsix-'));
+  try {
+    for (const f of ['package.json', '.vscodeignore', 'README.md', 'LICENSE', 'media']) cpSync(path.join(root, f), path.join(dir, f), { recursive: true });
+    const run = promisify(execFile);
+    await run(process.execPath, [path.join(root, 'scripts/build.mjs'), '--production', `--outdir=${path.join(dir, 'dist')}`], { cwd: root });
+    const { stdout } = await run(process.execPath, [path.join(root, 'node_modules/@vscode/vsce/vsce'), 'ls', '--no-dependencies'], { cwd: dir });
+    const files = stdout.split('\n').filter((l) => l.length > 0);
+    assert.ok(files.includes('dist/server.js') && files.includes('dist/extension.js'), files.join(', '));
+    assert.deepEqual(files.filter((f) => f.endsWith('.node')), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
