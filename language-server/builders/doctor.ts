@@ -11,8 +11,10 @@
 //   features    the features it claims are in the remote `system-features`
 //   trust       the remote user may build (trusted-users, or the store is its own)
 //   load, disk  load per core, free space of /nix
-// plus one local check: whether the local nix-daemon (if builds go through one) trusts this user,
-// since an untrusted client's `--builders` is silently ignored.
+// plus one local check: whether this machine can build at all (which store Nix opens; as root
+// without a daemon, whether the build users exist; the sandbox setting) and whether the local
+// nix-daemon (if builds go through one) trusts this user, since an untrusted client's `--builders`
+// is silently ignored. Every problem it finds is in its one result, the worst first.
 //
 // Layout: pure decisions (`decide*`, `connectChecks`, `remoteChecks`: parsed facts → results) are
 // separate from the I/O that gathers the facts (`checkBuilder`, `checkLocal`, `checkAll`), so the
@@ -21,6 +23,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import * as os from 'node:os';
 import type { Nix } from '../nix/nix';
+import { buildUsersAdvice } from '../nix/classifier';
 import { parseConfigText } from '../nix/nixConf';
 import { describeResult, type ProcessRunner } from '../nix/runner';
 import { capabilitiesFor } from '../nix/version';
@@ -841,11 +844,28 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
 
 // --- the local check -------------------------------------------------------------------------
 
-/** Whether the local user may pass `--builders` to the local nix-daemon (if one is used). */
+/** What checkLocal learnt about this machine; decideLocal judges it. */
+export interface LocalInput extends TrustInput {
+  /** uid of the user that runs Nix: Nix builds through build users only as root. */
+  uid: number;
+  /**
+   * The group `build-users-group` names, from the system's group database (`getent group`), when
+   * it was looked up: its members, or that it does not exist, or why it could not be looked up.
+   */
+  buildUsers?: { exists: true; members: string[] } | { exists: false } | { error: string };
+}
+
+type Verdict = { status: CheckStatus; summary: string; cause?: string; fix?: string; detail?: string };
+
+/**
+ * Whether this machine can build at all, and whether the local user may pass `--builders`: which
+ * store Nix opens (its own writable one, or a nix-daemon's socket) and whether that daemon trusts
+ * the user; as root without a daemon, whether the build users exist; the sandbox setting.
+ */
 export async function checkLocal(deps: DoctorDeps): Promise<CheckResult<'local-daemon'>> {
   const started = performance.now();
   const t = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
-  const done = (d: { status: CheckStatus; summary: string; cause?: string; fix?: string; detail?: string }): CheckResult<'local-daemon'> => {
+  const done = (d: Verdict): CheckResult<'local-daemon'> => {
     const r: CheckResult<'local-daemon'> = { id: 'local-daemon', status: d.status, summary: d.summary, durationMs: ms(performance.now() - started) };
     if (d.cause) r.cause = d.cause;
     if (d.fix) r.fix = d.fix;
@@ -870,41 +890,65 @@ export async function checkLocal(deps: DoctorDeps): Promise<CheckResult<'local-d
   const nixos = await fileExists('/etc/NIXOS');
   const nixRemote = env.NIX_REMOTE ?? '';
   const store = { writable, socketExists, socket, stateDir, nixos };
-  const user = os.userInfo().username;
-  if (!usesDaemon(nixRemote, store)) return done(decideLocal({ host: 'this machine', user, groups: [], nixRemote, store }));
+  const { username: user, uid } = os.userInfo();
+  const daemon = usesDaemon(nixRemote, store);
   const caps = await deps.nix.detect();
   if (!caps.ok) return done({ status: 'error', summary: 'Nix could not be run', cause: caps.message });
   const run = (file: string, args: string[]) => deps.nix.run(file, args, { timeoutMs: t.localMs, ...(deps.signal ? { signal: deps.signal } : {}) });
   let reported: boolean | undefined;
-  if (caps.value.reportsTrust) {
+  if (daemon && caps.value.reportsTrust) {
     const r = await run(deps.nix.bin('nix'), [...caps.value.nixCommandPrefix, ...caps.value.storeInfo, '--store', 'daemon']);
     const m = /^Trusted:\s*(\d)/m.exec(r.stdout + r.stderr);
     if (r.kind === 'ok' && m) reported = m[1] === '1';
   }
-  // Before 2.15 Nix does not say; the client's configuration is read instead (normally the same
+  // The effective configuration: build-users-group and sandbox; for a daemon, before 2.15 (which
+  // does not report trust), trusted-users from the client's configuration (normally the same
   // /etc/nix/nix.conf as the daemon's).
   let config: Map<string, string> | undefined;
   const configRun = await run(deps.nix.bin('nix'), [...caps.value.nixCommandPrefix, ...caps.value.showConfig]);
   if (configRun.kind === 'ok') config = parseConfigText(configRun.stdout);
-  const idRun = await run('id', ['-Gn']);
-  const groups = idRun.kind === 'ok' ? idRun.stdout.trim().split(/\s+/) : [];
-  if (reported === undefined && !config) {
-    return done({ status: 'warning', summary: 'could not tell whether the nix-daemon trusts you', cause: `${describeResult(configRun)}: ${configRun.stderr.trim()}` });
+  if (!config && (!daemon || reported === undefined)) {
+    return done({ status: 'warning', summary: daemon ? 'could not tell whether the nix-daemon trusts you' : 'could not read the Nix configuration', cause: `${describeResult(configRun)}: ${configRun.stderr.trim()}` });
   }
-  return done(decideLocal({ host: 'this machine', user, groups, nixRemote, store, ...(config ? { config } : {}), ...(reported !== undefined ? { reported } : {}) }));
+  let groups: string[] = [];
+  if (daemon) {
+    const idRun = await run('id', ['-Gn']);
+    if (idRun.kind === 'ok') groups = idRun.stdout.trim().split(/\s+/);
+  }
+  let buildUsers: LocalInput['buildUsers'];
+  const group = config?.get('build-users-group');
+  if (!daemon && uid === 0 && group) {
+    // getent: exit 2 when there is no such group; members are the group line's fourth field.
+    const g = await run('getent', ['group', group]);
+    if (g.kind === 'ok') buildUsers = { exists: true, members: (g.stdout.trim().split(':')[3] ?? '').split(',').filter((m) => m.length > 0) };
+    else if (g.kind === 'exit' && g.exitCode === 2) buildUsers = { exists: false };
+    else buildUsers = { error: `getent group ${group}: ${describeResult(g)}` };
+  }
+  return done(
+    decideLocal({
+      host: 'this machine',
+      user,
+      uid,
+      groups,
+      nixRemote,
+      store,
+      ...(config ? { config } : {}),
+      ...(reported !== undefined ? { reported } : {}),
+      ...(buildUsers ? { buildUsers } : {}),
+    }),
+  );
 }
 
-/** The local check's verdict and wording from the facts checkLocal gathered. Pure. */
-export function decideLocal(input: TrustInput): { status: CheckStatus; summary: string; cause?: string; fix?: string; detail?: string } {
-  const d = decideTrust(input);
+/** The store and the daemon's trust: the part of the local check that decideTrust judges. */
+function localStoreVerdict(input: LocalInput, d: TrustDecision): Verdict {
   const { user } = input;
   if (!d.daemon) {
     if (d.status !== 'ok') return d;
-    return { status: 'ok', summary: `${user} opens the Nix store directly (no daemon): --builders and NIX_SSHOPTS of this environment apply` };
+    return { status: 'ok', summary: `${user} opens the Nix store directly (no daemon): --builders and NIX_SSHOPTS of this environment apply`, detail: `Store: ${input.store.stateDir}, writable by ${user}; no nix-daemon.` };
   }
-  const detail = "Builds go through the nix-daemon: it runs ssh as root, with root's ssh config, keys and known_hosts (and the daemon's NIX_SSHOPTS), not yours.";
+  const detail = `Store: through the nix-daemon at ${input.store.socket}. Builds go through the nix-daemon: it runs ssh as root, with root's ssh config, keys and known_hosts (and the daemon's NIX_SSHOPTS), not yours.`;
   if (d.status === 'error' && d.trusted === false) {
-    const r: { status: CheckStatus; summary: string; cause?: string; fix?: string; detail?: string } = {
+    const r: Verdict = {
       status: 'error',
       summary: `the local nix-daemon does not trust ${user}: it silently ignores --builders`,
       cause: `${d.cause}: the daemon ignores the builders this user passes (--builders, the extension's builders setting) and uses only its own \`builders\` setting (/etc/nix/machines).`,
@@ -913,7 +957,57 @@ export function decideLocal(input: TrustInput): { status: CheckStatus; summary: 
     if (d.fix) r.fix = d.fix;
     return r;
   }
-  return { ...d, detail };
+  const { status, summary, cause, fix } = d;
+  return { status, summary, ...(cause ? { cause } : {}), ...(fix ? { fix } : {}), detail };
+}
+
+/** As root without a daemon, Nix builds as a member of `build-users-group` (when it names one). */
+function buildUsersVerdict(input: LocalInput, daemon: boolean): Verdict | undefined {
+  const group = input.config?.get('build-users-group');
+  // A daemon builds with its own configuration and users; a user other than root builds as itself.
+  if (daemon || input.uid !== 0 || group === undefined) return undefined;
+  if (group === '') return { status: 'ok', summary: 'builds run as root itself', detail: 'Build users: none (`build-users-group` is empty: a single-user set-up).' };
+  const found = input.buildUsers;
+  if (found === undefined || 'error' in found) {
+    return { status: 'warning', summary: `could not tell whether the build users group '${group}' exists`, cause: found ? `${found.error}.` : 'The group was not looked up.' };
+  }
+  if (!found.exists || found.members.length === 0) {
+    const reason = found.exists ? 'no-members' : 'group-missing';
+    return {
+      status: 'error',
+      summary: found.exists ? `local builds fail: the build users group '${group}' has no members` : `local builds fail: the group '${group}' named by build-users-group does not exist`,
+      ...buildUsersAdvice({ group, reason }),
+    };
+  }
+  return { status: 'ok', summary: `builds run as the ${found.members.length} build users of '${group}'`, detail: `Build users: ${found.members.join(', ')} (group '${group}').` };
+}
+
+function sandboxDetail(input: LocalInput): string | undefined {
+  const sandbox = input.config?.get('sandbox');
+  if (sandbox === undefined) return undefined;
+  const what = sandbox === 'false' ? 'builds see the whole machine' : sandbox === 'relaxed' ? 'builds are sandboxed unless a derivation sets __noChroot' : 'builds see only their declared inputs';
+  return `Sandbox: \`sandbox = ${sandbox}\`: ${what}.`;
+}
+
+const SEVERITY: Record<CheckStatus, number> = { error: 0, warning: 1, ok: 2, skipped: 3 };
+
+/**
+ * The local check's verdict and wording from the facts checkLocal gathered. Pure. Every problem
+ * found is reported, the worst first: the summary names them all, the cause and the fix have one
+ * paragraph each.
+ */
+export function decideLocal(input: LocalInput): Verdict {
+  const trust = decideTrust(input);
+  const parts = [localStoreVerdict(input, trust), buildUsersVerdict(input, trust.daemon)].filter((v): v is Verdict => v !== undefined);
+  const details = [...parts.map((p) => p.detail), sandboxDetail(input)].filter((d): d is string => d !== undefined);
+  const detail = details.length > 0 ? { detail: details.join(' ') } : {};
+  const problems = parts.filter((p) => p.status === 'error' || p.status === 'warning').sort((a, b) => SEVERITY[a.status] - SEVERITY[b.status]);
+  const [first] = problems;
+  if (!first) return { status: 'ok', summary: (parts[0] as Verdict).summary, ...detail };
+  const paragraphs = (key: 'cause' | 'fix') => problems.map((p) => p[key]).filter((x): x is string => x !== undefined).join('\n');
+  const cause = paragraphs('cause');
+  const fix = paragraphs('fix');
+  return { status: first.status, summary: problems.map((p) => p.summary).join('; '), ...(cause ? { cause } : {}), ...(fix ? { fix } : {}), ...detail };
 }
 
 /** Check every builder in parallel (and the local daemon trust alongside). */

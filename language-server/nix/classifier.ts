@@ -592,19 +592,24 @@ function buildUsersIn(text: string): { group: string; reason: BuildUsersDetails[
   return undefined;
 }
 
-function buildUsersProblem(message: string, text: string, details: BuildUsersDetails): ProblemOfKind<'build-users'> {
+/** Why builds fail for want of build users, and what to do; shared with the doctor's local check. */
+export function buildUsersAdvice(details: Pick<BuildUsersDetails, 'group' | 'reason' | 'storeUri'>): { cause: string; fix: string } {
   const where = details.storeUri ? `the builder ${details.storeUri}` : 'this machine';
   const conf = details.storeUri ? `/etc/nix/nix.conf on the builder` : '/etc/nix/nix.conf (or the nix.conf in NIX_CONF_DIR)';
   const group = `'${details.group}'`;
   const cause =
     details.reason === 'group-missing'
-      ? `Nix on ${where} builds as root, so it runs each build as one of the build users: the members of the group ${group} that \`build-users-group\` names (Nix's default is nixbld). There is no such group there: Debian's nix-bin alone creates neither the group nor its users nor a nix-daemon.`
+      ? `Nix on ${where} builds as root, so it runs each build as one of the build users: the members of the group ${group} that \`build-users-group\` names (Nix's default is nixbld). There is no such group ${details.storeUri ? 'on the builder' : 'here'}: Debian's nix-bin alone creates neither the group nor its users nor a nix-daemon.`
       : `Nix on ${where} builds as root, so it runs each build as one of the members of the group ${group} that \`build-users-group\` names; that group exists but has no members.`;
   const fix =
-    `For a multi-user set-up install Debian's \`nix-setup-systemd\` there (\`apt-get install nix-setup-systemd\`: it creates the nixbld group and its build users and starts nix-daemon)` +
+    `For a multi-user set-up install Debian's \`nix-setup-systemd\`${details.storeUri ? ' on the builder' : ''} (\`apt-get install nix-setup-systemd\`: it creates the nixbld group and its build users and starts nix-daemon)` +
     (details.reason === 'no-members' ? ` or add build users to ${group} (e.g. \`useradd --system --no-create-home -g ${details.group} -G ${details.group} nixbld1\`)` : '') +
     `; for a single-user set-up (builds run as root itself, without build users) put \`build-users-group =\` in ${conf}.`;
-  return { kind: 'build-users', message, cause, fix, details, text };
+  return { cause, fix };
+}
+
+function buildUsersProblem(message: string, text: string, details: BuildUsersDetails): ProblemOfKind<'build-users'> {
+  return { kind: 'build-users', message, ...buildUsersAdvice(details), details, text };
 }
 
 function connectProblem(message: string, text: string, details: CannotConnectDetails): ProblemOfKind<'cannot-connect'> {

@@ -5,13 +5,15 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { once } from 'node:events';
 import { hostOf, userOf } from '../../language-server/builders/collect';
 import { checkAll, checkBuilder, checkLocal, type BuilderHealth, type CheckId, type DoctorDeps } from '../../language-server/builders/doctor';
 import { testBuild } from '../../language-server/builders/testBuild';
+import { classify, mostImportant } from '../../language-server/nix/classifier';
 import { parseMachineLine } from '../../language-server/nix/machines';
 import { Nix } from '../../language-server/nix/nix';
 import { ExecaRunner } from '../../language-server/nix/runner';
@@ -404,6 +406,40 @@ test('local check: root with a writable store uses no daemon, so --builders appl
   const local = await checkLocal(deps);
   assert.equal(local.status, 'ok');
   assert.equal(local.summary, 'root opens the Nix store directly (no daemon): --builders and NIX_SSHOPTS of this environment apply');
+});
+
+test('local check: a nix.conf whose build-users-group names a missing group — Nix really cannot build, and the check says why', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nix-builders-doctor-conf-'));
+  try {
+    const withConf = async (conf: string) => {
+      await writeFile(path.join(dir, 'nix.conf'), `${conf}\nsubstituters =\nsandbox = false\n`);
+      const local = new Nix(new ExecaRunner(), { binDir: '', env: { ...lab.env, NIX_CONF_DIR: dir } });
+      return { local, check: await checkLocal({ ...deps, nix: local }) };
+    };
+    const group = `nix-builders-no-such-group-${process.pid}`;
+    const missing = await withConf(`build-users-group = ${group}`);
+    assert.equal(missing.check.status, 'error');
+    assert.equal(missing.check.summary, `local builds fail: the group '${group}' named by build-users-group does not exist`);
+    assert.match(missing.check.fix ?? '', /`nix-setup-systemd`.*`build-users-group =`/);
+    // Nix agrees: a build with that configuration fails, and the classifier names the same group.
+    const build = await missing.local.run('nix-build', ['--no-out-link', '-E', `derivation { name = "doctor-no-build-users"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${process.pid}-${Date.now()} > $out" ]; }`], { timeoutMs: 60_000 });
+    assert.notEqual(build.kind, 'ok', build.stderr);
+    const problem = mostImportant(classify(build.stderr));
+    assert.equal(problem?.kind, 'build-users', build.stderr);
+    assert.deepEqual(problem?.kind === 'build-users' ? problem.details : undefined, { group, reason: 'group-missing' });
+
+    // Debian's nogroup exists and lists no members.
+    const empty = await withConf('build-users-group = nogroup');
+    assert.equal(empty.check.status, 'error');
+    assert.equal(empty.check.summary, "local builds fail: the build users group 'nogroup' has no members");
+
+    // A single-user set-up: root builds as itself.
+    const single = await withConf('build-users-group =');
+    assert.equal(single.check.status, 'ok', single.check.summary);
+    assert.match(single.check.detail ?? '', /Build users: none .* Sandbox: `sandbox = false`/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('local check through a nix-daemon (b3\'s, by its socket): trust read from the configuration', async () => {

@@ -315,7 +315,7 @@ test('test build: the derivation, where it ran (recorded internal-json), and fai
 
 test('local check: an untrusted user of the local daemon is told that --builders is ignored', () => {
   const store = { writable: false, socketExists: true, socket: '/nix/var/nix/daemon-socket/socket', stateDir: '/nix/var/nix', nixos: false };
-  const d = decideLocal({ host: 'this machine', user: 'alice', groups: ['alice', 'users'], nixRemote: '', store, config: new Map([['trusted-users', 'root @wheel']]) });
+  const d = decideLocal({ host: 'this machine', user: 'alice', uid: 1000, groups: ['alice', 'users'], nixRemote: '', store, config: new Map([['trusted-users', 'root @wheel']]) });
   assert.equal(d.status, 'error');
   assert.equal(d.summary, 'the local nix-daemon does not trust alice: it silently ignores --builders');
   assert.equal(
@@ -324,9 +324,68 @@ test('local check: an untrusted user of the local daemon is told that --builders
   );
   assert.equal(d.fix, 'add `trusted-users = root @wheel alice` to /etc/nix/nix.conf and restart nix-daemon');
   assert.match(d.detail ?? '', /runs ssh as root/);
-  const trusted = decideLocal({ host: 'this machine', user: 'alice', groups: ['wheel'], nixRemote: '', store, config: new Map([['trusted-users', 'root @wheel']]) });
+  const trusted = decideLocal({ host: 'this machine', user: 'alice', uid: 1000, groups: ['wheel'], nixRemote: '', store, config: new Map([['trusted-users', 'root @wheel']]) });
   assert.equal(trusted.status, 'ok');
   assert.equal(trusted.summary, 'alice is a trusted user of the nix-daemon (via @wheel)');
-  const local = decideLocal({ host: 'this machine', user: 'root', groups: [], nixRemote: '', store: { ...store, writable: true } });
+  const local = decideLocal({ host: 'this machine', user: 'root', uid: 0, groups: [], nixRemote: '', store: { ...store, writable: true } });
   assert.equal(local.summary, 'root opens the Nix store directly (no daemon): --builders and NIX_SSHOPTS of this environment apply');
+});
+
+test('local check: can this machine build at all — build users as root without a daemon, which store, sandbox', () => {
+  const store = { writable: true, socketExists: false, socket: '/nix/var/nix/daemon-socket/socket', stateDir: '/nix/var/nix', nixos: false };
+  const root = { host: 'this machine', user: 'root', uid: 0, groups: [], nixRemote: '', store };
+  const conf = (lines: Record<string, string>) => new Map(Object.entries({ sandbox: 'true', 'trusted-users': 'root', ...lines }));
+
+  // Debian's nix-bin alone: Nix's default build-users-group, and no such group.
+  const missing = decideLocal({ ...root, config: conf({ 'build-users-group': 'nixbld' }), buildUsers: { exists: false } });
+  assert.equal(missing.status, 'error');
+  assert.equal(missing.summary, "local builds fail: the group 'nixbld' named by build-users-group does not exist");
+  assert.match(missing.cause ?? '', /Nix on this machine builds as root, so it runs each build as one of the build users/);
+  assert.match(missing.fix ?? '', /install Debian's `nix-setup-systemd` \(`apt-get install nix-setup-systemd`/);
+  assert.match(missing.fix ?? '', /for a single-user set-up .* put `build-users-group =` in \/etc\/nix\/nix\.conf \(or the nix\.conf in NIX_CONF_DIR\)/);
+  assert.match(missing.detail ?? '', /Store: \/nix\/var\/nix, writable by root; no nix-daemon\./);
+  assert.match(missing.detail ?? '', /Sandbox: `sandbox = true`: builds see only their declared inputs\./);
+
+  const empty = decideLocal({ ...root, config: conf({ 'build-users-group': 'nogroup' }), buildUsers: { exists: true, members: [] } });
+  assert.equal(empty.status, 'error');
+  assert.equal(empty.summary, "local builds fail: the build users group 'nogroup' has no members");
+  assert.match(empty.fix ?? '', /add build users to 'nogroup'/);
+
+  const members = decideLocal({ ...root, config: conf({ 'build-users-group': 'nixbld' }), buildUsers: { exists: true, members: ['nixbld1', 'nixbld2'] } });
+  assert.equal(members.status, 'ok');
+  assert.equal(members.summary, 'root opens the Nix store directly (no daemon): --builders and NIX_SSHOPTS of this environment apply');
+  assert.match(members.detail ?? '', /Build users: nixbld1, nixbld2 \(group 'nixbld'\)\./);
+
+  const single = decideLocal({ ...root, config: conf({ 'build-users-group': '', sandbox: 'false' }) });
+  assert.equal(single.status, 'ok');
+  assert.match(single.detail ?? '', /Build users: none \(`build-users-group` is empty: a single-user set-up\)\. Sandbox: `sandbox = false`: builds see the whole machine\./);
+
+  const unknown = decideLocal({ ...root, config: conf({ 'build-users-group': 'nixbld' }), buildUsers: { error: 'getent group nixbld: timed out' } });
+  assert.equal(unknown.status, 'warning');
+  assert.equal(unknown.cause, 'getent group nixbld: timed out.');
+
+  // Build users do not apply to a user other than root (it builds as itself) nor through a daemon.
+  assert.equal(decideLocal({ ...root, user: 'alice', uid: 1000, config: conf({ 'build-users-group': 'nixbld' }) }).status, 'ok');
+  const viaDaemon = decideLocal({ ...root, store: { ...store, writable: false, socketExists: true }, config: conf({ 'build-users-group': 'nixbld' }) });
+  assert.equal(viaDaemon.summary, 'root is a trusted user of the nix-daemon');
+  assert.match(viaDaemon.detail ?? '', /Store: through the nix-daemon at \/nix\/var\/nix\/daemon-socket\/socket\./);
+});
+
+test('local check: several problems are all reported, the worst first, one paragraph each', () => {
+  const store = { writable: true, socketExists: false, socket: '/nix/var/nix/daemon-socket/socket', stateDir: '/nix/var/nix', nixos: false };
+  // A store that root cannot open is an error; build users that could not be looked up a warning.
+  const d = decideLocal({
+    host: 'this machine',
+    user: 'root',
+    uid: 0,
+    groups: [],
+    nixRemote: '',
+    store: { ...store, writable: false },
+    config: new Map([['build-users-group', 'nixbld']]),
+    buildUsers: { error: 'getent group nixbld: exit code 1' },
+  });
+  assert.equal(d.status, 'error');
+  assert.equal(d.summary, "root cannot open the Nix store on this machine; could not tell whether the build users group 'nixbld' exists");
+  assert.deepEqual(d.cause?.split('\n'), ['/nix/var/nix is not writable by root and no nix-daemon listens on /nix/var/nix/daemon-socket/socket.', 'getent group nixbld: exit code 1.']);
+  assert.deepEqual(d.fix?.split('\n'), ['Start nix-daemon on this machine (`systemctl start nix-daemon`).']);
 });
