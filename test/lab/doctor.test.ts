@@ -374,26 +374,26 @@ test('system mismatch: a machines line claiming aarch64-linux on b1', async () =
 });
 
 test('a port that accepts TCP but never speaks SSH: the handshake has its own timeout', async () => {
-  const started = Date.now();
   const h = await checkBuilder(builderOf(line('silent')), { ...deps, timeouts: { handshakeMs: 700 } });
-  const elapsed = Date.now() - started;
   assert.equal(check(h, 'tcp').status, 'ok');
   const hk = check(h, 'host-key');
   assert.equal(hk.status, 'error', show(h));
   assert.equal(hk.summary, 'no SSH handshake with silent');
+  // Only the handshake timer's expiry words it so: the configured 0.7 s, not the default 10 s, ended it.
   assert.match(hk.cause ?? '', /did not finish within 0\.7 s: something accepts TCP connections on 127\.0\.0\.1:\d+ but does not speak SSH in time/);
-  assert.ok(elapsed < 5000, `took ${elapsed} ms`);
 });
 
 test('cancellation stops every builder check at once, whatever step each is in', async () => {
   const builders = ['b1', 'b2', 'b3', 'b4'].map(labBuilder).concat(builderOf(line('silent')));
   for (const delay of [0, 30, 120, 250]) {
     const controller = new AbortController();
-    const started = Date.now();
     setTimeout(() => controller.abort(), delay);
     const report = await checkAll(builders, { ...deps, signal: controller.signal });
-    const elapsed = Date.now() - started;
-    assert.ok(elapsed < delay + 1500, `aborted after ${delay} ms, returned after ${elapsed} ms`);
+    // The silent port ends only by its 10 s handshake timeout or by cancellation: checkAll
+    // returned because the abort stopped it, not because it waited.
+    const silentChecks = (report.builders[4] as BuilderHealth).checks;
+    assert.ok(silentChecks.some((c) => c.cause === 'cancelled'), `silent after ${delay} ms: ${show(report.builders[4] as BuilderHealth)}`);
+    assert.ok(!silentChecks.some((c) => /did not finish within/.test(c.cause ?? '')), show(report.builders[4] as BuilderHealth));
     const all = report.builders.flatMap((h) => h.checks);
     assert.ok(all.some((c) => c.cause === 'cancelled'), `after ${delay} ms: ${report.builders.map(show).join('\n')}`);
     // Being cancelled is not a fault of the builder.
@@ -500,22 +500,29 @@ test('every state at once: checkAll runs the builders in parallel', async () => 
     builderOf(b1.machinesLine.replace(b1.hostKeyBase64, lab.builder('b2').hostKeyBase64)),
     builderOf(line('unknownkey')),
   ];
-  const sequentialStarted = Date.now();
-  const one: number[] = [];
-  for (const b of all) {
-    const t = Date.now();
-    await checkBuilder(b, deps);
-    one.push(Date.now() - t);
-  }
-  const sequential = Date.now() - sequentialStarted;
-  const report = await checkAll(all, deps);
+  // Each builder's check begins with `ssh -G`: record those starts and each builder's end, in order.
+  const events: string[] = [];
+  const runner = new ExecaRunner();
+  const recording = new Nix(
+    {
+      run: (req) => {
+        if (req.file === 'ssh' && req.args.includes('-G')) events.push('start');
+        return runner.run(req);
+      },
+    },
+    { binDir: '', env: nix.env },
+  );
+  const report = await checkAll(all, { ...deps, nix: recording, onBuilderChecked: () => events.push('done') });
   assert.deepEqual(
     report.builders.map((h) => h.status),
     ['ok', 'ok', 'error', 'error', 'error', 'error', 'error', 'error'],
   );
-  const slowest = Math.max(...one);
-  console.log(`${all.length} builders: sequential ${sequential} ms, parallel ${report.durationMs} ms, slowest single ${slowest} ms`);
-  assert.ok(report.durationMs < sequential / 2, `parallel ${report.durationMs} ms vs sequential ${sequential} ms`);
+  // In parallel: every builder's check had started before the first one finished (one after the
+  // other, each would start only after the previous one's end). The time it saves: npm run bench.
+  const firstDone = events.indexOf('done');
+  assert.equal(events.slice(0, firstDone).length, all.length, events.join(' '));
+  assert.equal(events.filter((e) => e === 'done').length, all.length);
+  console.log(`${all.length} builders in parallel: ${report.durationMs} ms`);
 });
 
 test('ssh-ng builders: Nix starts nix-daemon --stdio, so that is the program checked', async () => {
