@@ -2,13 +2,16 @@
 // and that stopping leaves nothing behind. One lab for the whole file.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { builderMarker, nixBuild, runClient, saltedDerivation, startLab, type ClientRun, type Lab } from './lab';
 import { isRunning } from './processes';
 
+const root = path.join(__dirname, '../..');
 let lab: Lab;
 
 before(async () => {
@@ -114,6 +117,19 @@ test('nix missing from the remote PATH fails with "command not found"; remote-pr
   const [, ...columns] = b4.machinesLine.split(' ');
   const fixedUri = `${b4.uri}?remote-program=/usr/bin/nix-store`;
   assertBuiltOn(await nixBuild(lab, x86(), [[fixedUri, ...columns].join(' ')]), 'b4', fixedUri);
+});
+
+test('without root, the lab and the set-up refuse at once and say what they need', () => {
+  // As nobody, with the same Node, tsx and checkout.
+  const asNobody = (file: string, args: string[]) =>
+    spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', file, ...args], { cwd: root, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', TMPDIR: tmpdir() } });
+  const lab = asNobody(process.execPath, ['--import', 'tsx', '-e', "require('./test/lab/lab').startLab().catch((e) => { console.error(e.message); process.exit(3); })"]);
+  assert.equal(lab.status, 3, lab.stderr);
+  assert.match(lab.stderr, /^the builder lab needs root: .*Run as root, or with sudo \(sudo npm test, sudo npm run lab -- up\)\.$/m);
+  const setup = asNobody('bash', ['scripts/setup.sh']);
+  assert.equal(setup.status, 1, setup.stderr);
+  assert.match(setup.stderr, /^setup: needs root .*\nsetup: .*run it as root, or with sudo: sudo npm test, sudo npm start$/m);
+  assert.equal(setup.stdout, '', 'nothing was installed');
 });
 
 test('after stop() no process of the lab remains and its folder is gone', async () => {

@@ -143,6 +143,11 @@ const TMP_PREFIX = 'nix-builders-lab-';
  * outright (parent-death signal); a detached lab runs until `stopLabAt(dir)`.
  */
 export async function startLab(opts: { dir?: string; detached?: boolean } = {}): Promise<Lab> {
+  if (process.getuid?.() !== 0) {
+    throw new Error(
+      'the builder lab needs root: each builder is a mount namespace (unshare) with its own /nix and /etc bind-mounted over the real ones and an sshd, and clients build in root\'s /nix/store. Run as root, or with sudo (sudo npm test, sudo npm run lab -- up).',
+    );
+  }
   if (opts.dir === undefined) await sweepAbandonedLabs();
   const dir = opts.dir === undefined ? await mkdtemp(path.join(tmpdir(), TMP_PREFIX)) : path.resolve(opts.dir);
   // Nix splits NIX_SSHOPTS on whitespace, so the absolute paths in it must not contain any.
