@@ -23,6 +23,7 @@ import * as os from 'node:os';
 import type { Nix } from '../nix/nix';
 import { parseConfigText } from '../nix/nixConf';
 import { describeResult, type ProcessRunner } from '../nix/runner';
+import { parseSshStoreUri, type SshStoreUri } from '../nix/storeUri';
 import { capabilitiesFor } from '../nix/version';
 import type { BuilderInfo } from '../protocol';
 import { fingerprintSha256, parseMachinesHostKey, type PublicKey } from '../remote/hostKeys';
@@ -144,36 +145,6 @@ export interface DoctorDeps {
 
 // ---------------------------------------------------------------------------------------------
 // Store URIs
-
-export interface SshStoreUri {
-  scheme: 'ssh' | 'ssh-ng';
-  user?: string;
-  host: string;
-  params: Map<string, string>;
-}
-
-/** `ssh://user@host?remote-program=…` → parts; undefined for stores that are not reached over SSH. */
-export function parseSshStoreUri(uri: string): SshStoreUri | undefined {
-  const m = /^(ssh|ssh-ng):\/\/(?:([^@/?#]*)@)?([^/?#]+)(?:\?([^#]*))?/.exec(uri);
-  if (!m) return undefined;
-  const params = new Map<string, string>();
-  for (const pair of (m[4] ?? '').split('&')) {
-    if (!pair) continue;
-    const eq = pair.indexOf('=');
-    const decode = (s: string) => {
-      try {
-        return decodeURIComponent(s);
-      } catch {
-        return s;
-      }
-    };
-    if (eq < 0) params.set(decode(pair), '');
-    else params.set(decode(pair.slice(0, eq)), decode(pair.slice(eq + 1)));
-  }
-  const out: SshStoreUri = { scheme: m[1] as 'ssh' | 'ssh-ng', host: m[3] as string, params };
-  if (m[2]) out.user = m[2];
-  return out;
-}
 
 /** The program Nix starts on the builder (before its arguments). */
 export function remoteProgramOf(store: SshStoreUri): { program: string; fromUri: boolean; args: string } {
