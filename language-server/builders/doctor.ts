@@ -30,6 +30,7 @@ import { fingerprintSha256, parseMachinesHostKey, type PublicKey } from '../remo
 import { discoveryCommand, nixSections, parseDiscovery, parseNixReport, sectionsCommand, type Discovery, type NixReport } from '../remote/probe';
 import { resolveSshConfig, type EffectiveSshConfig } from '../remote/sshConfig';
 import { connectSsh, type ConnectReport, type PresentedHostKey, type ReadFile, type SessionFailure } from '../remote/sshSession';
+import { forEachLimited } from '../util/pool';
 
 export type CheckStatus = 'ok' | 'warning' | 'error' | 'skipped';
 
@@ -890,25 +891,19 @@ export function decideLocal(input: TrustInput): { status: CheckStatus; summary: 
 /** Check every builder in parallel (and the local daemon trust alongside). */
 export async function checkAll(builders: readonly BuilderInfo[], deps: DoctorDeps): Promise<DoctorReport> {
   const started = performance.now();
-  const limit = Math.max(1, deps.concurrency ?? 32);
   const out: BuilderHealth[] = new Array(builders.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < builders.length) {
-      const i = next++;
-      const b = builders[i] as BuilderInfo;
-      let h: BuilderHealth;
-      try {
-        h = await checkBuilder(b, deps);
-      } catch (e) {
-        // checkBuilder does not throw; this is the last line of defence, not a code path.
-        const reason = `internal error: ${(e as Error).message}`;
-        h = { builderId: b.id, name: b.name, uri: b.uri, status: 'error', checks: completeChecks([{ id: 'ssh-config', status: 'error', summary: 'the check failed', cause: reason, durationMs: 0 }], reason), facts: {}, durationMs: 0 };
-      }
-      out[i] = h;
-      deps.onBuilderChecked?.(h);
+  const check = async (b: BuilderInfo, i: number) => {
+    let h: BuilderHealth;
+    try {
+      h = await checkBuilder(b, deps);
+    } catch (e) {
+      // checkBuilder does not throw; this is the last line of defence, not a code path.
+      const reason = `internal error: ${(e as Error).message}`;
+      h = { builderId: b.id, name: b.name, uri: b.uri, status: 'error', checks: completeChecks([{ id: 'ssh-config', status: 'error', summary: 'the check failed', cause: reason, durationMs: 0 }], reason), facts: {}, durationMs: 0 };
     }
+    out[i] = h;
+    deps.onBuilderChecked?.(h);
   };
-  const [local] = await Promise.all([checkLocal(deps), ...Array.from({ length: Math.min(limit, builders.length) }, worker)]);
+  const [local] = await Promise.all([checkLocal(deps), forEachLimited(builders, deps.concurrency ?? 32, check)]);
   return { local, builders: out, durationMs: ms(performance.now() - started) };
 }

@@ -15,7 +15,7 @@ import type { SubstituterReport } from './substituters';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
 import { stripAnsi } from '../nix/logParser';
-import { storeName } from '../nix/storePath';
+import { isDrvPath, storeName } from '../nix/storePath';
 
 export interface DryRun {
   /** Derivations that will be built, in Nix's order. */
@@ -188,7 +188,7 @@ export function realiseOptions(opts: { builders?: string; maxJobs?: number; core
 
 function checkDrvPaths(drvPaths: readonly string[]): string | undefined {
   if (drvPaths.length === 0) return 'no derivation to build';
-  const bad = drvPaths.find((p) => !p.startsWith('/') || !p.endsWith('.drv') || p.startsWith('-') || /[\0\n]/.test(p));
+  const bad = drvPaths.find((p) => !isDrvPath(p));
   return bad === undefined ? undefined : `not a derivation path: '${bad}'`;
 }
 
