@@ -3,10 +3,8 @@
 import { NotificationType, NotificationType0, RequestType, RequestType0 } from 'vscode-languageserver-protocol';
 import type { Machine } from './nix/machines';
 import type { BuilderHealth, DoctorReport } from './builders/doctor';
-import type { TestBuildResult } from './builders/testBuild';
 
 export type { BuilderHealth, CheckResult, CheckStatus, DoctorReport } from './builders/doctor';
-export type { TestBuildResult } from './builders/testBuild';
 export type { SchedulePreview, ScheduleCandidate } from './builders/schedule';
 import type { SchedulePreview } from './builders/schedule';
 import type { EditResult, MachinesEdit } from './builders/machinesEdit';
@@ -220,6 +218,35 @@ export interface BuildPlanInfo {
   details: string[];
   /** Why the dry run failed, with cause and fix. */
   problems: string[];
+}
+
+/**
+ * The answer to a test build: what the client shows. The build's log and command stay in the
+ * server's log (a failed build's stderr can be megabytes).
+ */
+export interface TestBuildResult {
+  builderId: string;
+  name: string;
+  uri: string;
+  status: 'ok' | 'error' | 'timed-out' | 'cancelled';
+  summary: string;
+  cause?: string;
+  fix?: string;
+  /** Store URI of the machine the build ran on as Nix reported it ("" = this machine). */
+  ranOn?: string;
+  ranOnThisBuilder: boolean;
+  system: string;
+  drvPath?: string;
+  outPath?: string;
+  /** First line of /etc/nix/nix.conf of the machine that built it. */
+  marker?: string;
+  /** The UUID the build read on the builder. */
+  buildUuid?: string;
+  /** The salt that made this derivation new. */
+  salt: string;
+  durationMs: number;
+  /** The kind of the classified problem when the build failed ("cannot-connect", …). */
+  problemKind?: string;
 }
 
 export const Requests = {

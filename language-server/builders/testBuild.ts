@@ -14,7 +14,7 @@ import { parseLog } from '../nix/logParser';
 import { formatMachine } from '../nix/machines';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
-import type { BuilderInfo } from '../protocol';
+import type { BuilderInfo, TestBuildResult } from '../protocol';
 
 export interface TestBuildDeps {
   nix: Nix;
@@ -29,35 +29,20 @@ export interface TestBuildDeps {
   onStderr?: (chunk: string) => void;
 }
 
-export type TestBuildStatus = 'ok' | 'error' | 'timed-out' | 'cancelled';
-
-export interface TestBuildResult {
-  builderId: string;
-  name: string;
-  uri: string;
-  status: TestBuildStatus;
-  summary: string;
-  cause?: string;
-  fix?: string;
-  /** Store URI of the machine the build ran on as Nix reported it ("" = this machine). */
-  ranOn?: string;
-  ranOnThisBuilder: boolean;
-  system: string;
-  drvPath?: string;
-  outPath?: string;
-  /** First line of /etc/nix/nix.conf of the machine that built it. */
-  marker?: string;
-  /** The UUID the build read on the builder. */
-  buildUuid?: string;
-  /** The salt that made this derivation new. */
-  salt: string;
-  durationMs: number;
+/** A test build as the server sees it: the answer's facts, and the whole problem, command and log. */
+export interface TestBuildRun extends Omit<TestBuildResult, 'problemKind'> {
   /** The classified problem when the build failed. */
   problem?: NixProblem;
   /** The command, for the log. */
   command: string[];
   /** stderr of the build (internal-json when the Nix version has it). */
   stderr: string;
+}
+
+/** What goes over the wire: the facts the client shows, not the log, the command or the problem's raw text. */
+export function testBuildAnswer(run: TestBuildRun): TestBuildResult {
+  const { problem, command: _command, stderr: _stderr, ...facts } = run;
+  return problem ? { ...facts, problemKind: problem.kind } : facts;
 }
 
 const DEFAULT_TIMEOUT_MS = 120_000;
@@ -119,7 +104,7 @@ export function interpretTestBuild(input: {
   /** Contents of the output file, when it was read. */
   output?: string;
   outputError?: string;
-}): Pick<TestBuildResult, 'status' | 'summary' | 'cause' | 'fix' | 'ranOn' | 'ranOnThisBuilder' | 'drvPath' | 'outPath' | 'marker' | 'buildUuid' | 'problem'> {
+}): Pick<TestBuildRun, 'status' | 'summary' | 'cause' | 'fix' | 'ranOn' | 'ranOnThisBuilder' | 'drvPath' | 'outPath' | 'marker' | 'buildUuid' | 'problem'> {
   const { builder } = input;
   const name = builder.name;
   const locations = buildLocations(input.stderr).filter((l) => l.drvPath.endsWith('-nix-builders-test-build.drv'));
@@ -166,7 +151,7 @@ export function interpretTestBuild(input: {
 }
 
 /** Build a fresh derivation on exactly this builder. Never throws. */
-export async function testBuild(builder: BuilderInfo, deps: TestBuildDeps): Promise<TestBuildResult> {
+export async function testBuild(builder: BuilderInfo, deps: TestBuildDeps): Promise<TestBuildRun> {
   const started = performance.now();
   const salt = randomUUID();
   const caps = await deps.nix.detect();
@@ -191,7 +176,7 @@ export async function testBuild(builder: BuilderInfo, deps: TestBuildDeps): Prom
     expression,
   ];
   const file = deps.nix.bin('nix-build');
-  const fail = (summary: string, cause: string): TestBuildResult => ({
+  const fail = (summary: string, cause: string): TestBuildRun => ({
     builderId: builder.id,
     name: builder.name,
     uri: builder.uri,
