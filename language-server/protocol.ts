@@ -11,9 +11,7 @@ import type { EditResult, MachinesEdit } from './builders/machinesEdit';
 import type { WalkedDerivation } from './eval/walker';
 import type { BuildSnapshot } from './builds/model';
 import type { PlannedDerivation } from './builds/plan';
-import type { SubstituterReport } from './builds/substituters';
 export type { PlannedDerivation, Placement } from './builds/plan';
-export type { SubstituterReport, SubstituterSummary, FetchSource } from './builds/substituters';
 export type { BuildSnapshot, DrvSnapshot, TransferSnapshot } from './builds/model';
 export type { EditResult, MachinesEdit } from './builders/machinesEdit';
 
@@ -202,6 +200,29 @@ export interface BuildUpdate {
 export type BuildProgress = BuildInfo | BuildUpdate;
 
 export const isBuildUpdate = (p: BuildProgress): p is BuildUpdate => !('plan' in p);
+
+export interface FetchSource {
+  path: string;
+  /** The substituter that has it (the first in Nix's order), when one of those asked has it. */
+  substituter?: string;
+  downloadBytes?: number;
+  narBytes?: number;
+}
+
+export interface SubstituterSummary {
+  substituter: string;
+  paths: number;
+  downloadBytes: number;
+  narBytes: number;
+}
+
+export interface SubstituterReport {
+  sources: FetchSource[];
+  /** Per substituter that provides something, in Nix's order. */
+  bySubstituter: SubstituterSummary[];
+  /** Substituters not asked (not a binary cache we can read) or that could not be reached, with why. */
+  unchecked: Array<{ substituter: string; reason: string }>;
+}
 
 export interface BuildPlanInfo {
   targets: Array<{ attrPath: string[]; drvPath: string; line?: number; willBuild: boolean; where: string }>;

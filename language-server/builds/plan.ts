@@ -11,7 +11,7 @@
 // nothing to do. The parser is total: other lines (warnings, errors) are ignored by it and given to
 // the error classifier.
 import { classify, type NixProblem } from '../nix/classifier';
-import type { SubstituterReport } from './substituters';
+import type { SubstituterReport } from '../protocol';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
 import { stripAnsi } from '../nix/logParser';

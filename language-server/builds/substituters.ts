@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { hashPart } from '../nix/storePath';
 import { parseStoreUri } from '../nix/storeUri';
+import type { FetchSource, SubstituterReport, SubstituterSummary } from '../protocol';
 import { forEachLimited } from '../util/pool';
 
 export interface NarInfo {
@@ -52,29 +53,6 @@ export function parseNarInfo(text: string): NarInfo | undefined {
 export function cachePriority(text: string | undefined): number {
   const m = /^Priority:\s*(\d+)\s*$/m.exec(text ?? '');
   return m ? Number(m[1]) : 50;
-}
-
-export interface FetchSource {
-  path: string;
-  /** The substituter that has it (the first in Nix's order), when one of those asked has it. */
-  substituter?: string;
-  downloadBytes?: number;
-  narBytes?: number;
-}
-
-export interface SubstituterSummary {
-  substituter: string;
-  paths: number;
-  downloadBytes: number;
-  narBytes: number;
-}
-
-export interface SubstituterReport {
-  sources: FetchSource[];
-  /** Per substituter that provides something, in Nix's order. */
-  bySubstituter: SubstituterSummary[];
-  /** Substituters not asked (not a binary cache we can read) or that could not be reached, with why. */
-  unchecked: Array<{ substituter: string; reason: string }>;
 }
 
 /** Reads one file of a binary cache: its text, undefined when it is not there; throws when the cache cannot be asked. */
