@@ -14,6 +14,7 @@ import { parseLog } from '../nix/logParser';
 import { formatMachine } from '../nix/machines';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
+import { storeBase } from '../nix/storeUri';
 import type { BuilderInfo, TestBuildResult } from '../protocol';
 
 export interface TestBuildDeps {
@@ -88,10 +89,6 @@ export function buildLocations(stderr: string): Array<{ drvPath: string; machine
   return out;
 }
 
-/** The host of a store URI ("ssh://user@b1?x=y" → "b1"), for comparing machines. */
-function uriKey(uri: string): string {
-  return uri.replace(/\?.*$/, '').replace(/\/+$/, '');
-}
 
 /** The decision part: what a finished `nix-build` says about the test build. Pure. */
 export function interpretTestBuild(input: {
@@ -112,7 +109,7 @@ export function interpretTestBuild(input: {
   // remote daemon's own activity is forwarded too, with machine "" (it is local over there).
   const where = [...locations].reverse().find((l) => l.machine !== '') ?? locations[locations.length - 1];
   const ranOn = where?.machine;
-  const ranOnThisBuilder = ranOn !== undefined && ranOn !== '' && uriKey(ranOn) === uriKey(builder.uri);
+  const ranOnThisBuilder = ranOn !== undefined && ranOn !== '' && storeBase(ranOn) === storeBase(builder.uri);
   const base: ReturnType<typeof interpretTestBuild> = { status: 'error', summary: '', ranOnThisBuilder };
   if (ranOn !== undefined) base.ranOn = ranOn;
   if (where) base.drvPath = where.drvPath;

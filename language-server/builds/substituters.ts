@@ -8,7 +8,7 @@
 import { promises as fs } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { hashPart } from '../nix/storePath';
-import { parseStoreUri } from '../nix/storeUri';
+import { parseStoreUri, storeBase } from '../nix/storeUri';
 import type { FetchSource, SubstituterReport, SubstituterSummary } from '../protocol';
 import { forEachLimited } from '../util/pool';
 
@@ -64,9 +64,7 @@ const isFile = (s: string) => schemeOf(s) === 'file';
 
 /** file:// and http(s):// binary caches; anything else is not asked. */
 export const readBinaryCacheFile: CacheReader = async (substituter, file, signal) => {
-  const store = parseStoreUri(substituter);
-  // Without the query and trailing slashes: `https://cache.example.org/?priority=40` → `https://cache.example.org`.
-  const base = store ? `${store.scheme}://${store.authority}${store.path}`.replace(/\/+$/, '') : substituter;
+  const base = storeBase(substituter);
   if (isFile(substituter)) {
     const dir = fileURLToPath(base);
     try {

@@ -81,6 +81,12 @@ export function parseSshStoreUri(uri: string): SshStoreUri | undefined {
   return store && (store.scheme === 'ssh' || store.scheme === 'ssh-ng') && store.host !== '' ? (store as SshStoreUri) : undefined;
 }
 
+/** The URI without its parameters and trailing slashes: `https://cache.example.org/?priority=40` → `https://cache.example.org`. */
+export function storeBase(uri: string): string {
+  const q = uri.indexOf('?');
+  return (q < 0 ? uri : uri.slice(0, q)).replace(/\/+$/, '');
+}
+
 /** For people and lists: the host of a store that has one ("b1" of `ssh://user@b1?…`), else the URI. */
 export function storeHost(uri: string): string {
   return parseStoreUri(uri)?.host || uri;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseSshStoreUri, parseStoreUri, storeHost } from '../../language-server/nix/storeUri';
+import { parseSshStoreUri, parseStoreUri, storeBase, storeHost } from '../../language-server/nix/storeUri';
 
 const parts = (uri: string) => {
   const s = parseStoreUri(uri);
@@ -85,4 +85,11 @@ test('storeHost: the host for lists, the URI itself for stores without one', () 
   assert.equal(storeHost('s3://bucket?region=x'), 'bucket');
   assert.equal(storeHost('daemon'), 'daemon');
   assert.equal(storeHost('file:///var/cache'), 'file:///var/cache');
+});
+
+test('storeBase: the URI without parameters and trailing slashes', () => {
+  assert.equal(storeBase('https://cache.example.org/?priority=40'), 'https://cache.example.org');
+  assert.equal(storeBase('ssh://user@b1?remote-program=/x/'), 'ssh://user@b1');
+  assert.equal(storeBase('file:///var/cache/'), 'file:///var/cache');
+  assert.equal(storeBase('daemon'), 'daemon');
 });
