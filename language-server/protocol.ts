@@ -2,9 +2,7 @@
 // No string method names anywhere else: both sides import these.
 import { NotificationType, NotificationType0, RequestType, RequestType0 } from 'vscode-languageserver-protocol';
 import type { Machine } from './nix/machines';
-import type { BuilderHealth, DoctorReport } from './builders/doctor';
 
-export type { BuilderHealth, CheckResult, CheckStatus, DoctorReport } from './builders/doctor';
 export type { SchedulePreview, ScheduleCandidate } from './builders/schedule';
 import type { SchedulePreview } from './builders/schedule';
 import type { EditResult, MachinesEdit } from './builders/machinesEdit';
@@ -239,6 +237,80 @@ export interface BuildPlanInfo {
   details: string[];
   /** Why the dry run failed, with cause and fix. */
   problems: string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The builder doctor
+
+export type CheckStatus = 'ok' | 'warning' | 'error' | 'skipped';
+
+export type CheckId = 'ssh-config' | 'tcp' | 'host-key' | 'ssh-auth' | 'remote-nix' | 'nix-version' | 'system' | 'features' | 'trust' | 'load' | 'disk';
+
+export interface CheckResult<Id extends string = CheckId> {
+  id: Id;
+  status: CheckStatus;
+  /** One line. */
+  summary: string;
+  /** Why, in plain words (for warnings and errors; for skipped checks: why not checked). */
+  cause?: string;
+  /** What to do. */
+  fix?: string;
+  /** Extra facts worth showing (e.g. which file matched). */
+  detail?: string;
+  durationMs: number;
+}
+
+/** What the checks learnt about the builder, for display. */
+export interface BuilderFacts {
+  hostName?: string;
+  port?: number;
+  user?: string;
+  groups?: string[];
+  nixVersion?: string;
+  /** The program found for Nix (e.g. /usr/bin/nix-store). */
+  remoteProgram?: string;
+  system?: string;
+  extraPlatforms?: string[];
+  systemFeatures?: string[];
+  trusted?: boolean;
+  /** 1, 5 and 15 minute load averages. */
+  load?: [number, number, number];
+  cores?: number;
+  diskAvailableKiB?: number;
+  diskTotalKiB?: number;
+  uname?: string;
+}
+
+export interface BuilderHealth {
+  builderId: string;
+  name: string;
+  uri: string;
+  /** The worst status of the checks (skipped counts only when everything was skipped). */
+  status: CheckStatus;
+  checks: CheckResult[];
+  /** The key the builder presented, when it was not (or not correctly) pinned: the UI can offer to pin it. */
+  presentedHostKey?: PresentedHostKey;
+  facts: BuilderFacts;
+  durationMs: number;
+}
+
+export interface DoctorReport {
+  local: CheckResult<'local-daemon'>;
+  builders: BuilderHealth[];
+  durationMs: number;
+}
+
+/** A host key as presented by a server, in every form the UI needs to show and pin it. */
+export interface PresentedHostKey {
+  type: string;
+  /** `SHA256:…`, as ssh prints it. */
+  fingerprint: string;
+  /** `ssh-ed25519 AAAA…`. */
+  publicKeyLine: string;
+  /** What to put in machines column 8. */
+  machinesColumn: string;
+  /** A known_hosts line for the name ssh looks up. */
+  knownHostsLine: string;
 }
 
 /**

@@ -49,7 +49,7 @@ import { parseMachineLine } from './nix/machines';
 import { testBuild, testBuildAnswer } from './builders/testBuild';
 import { previewSchedule } from './builders/schedule';
 import { atLeast } from './nix/version';
-import type { BuilderHealth } from './builders/doctor';
+import type { BuilderHealth } from './protocol';
 import type { CancellationToken, CodeAction, CodeLens, Diagnostic, Hover } from 'vscode-languageserver/node';
 import { Builds } from './builds/builds';
 

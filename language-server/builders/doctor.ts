@@ -25,73 +25,15 @@ import { parseConfigText } from '../nix/nixConf';
 import { describeResult, type ProcessRunner } from '../nix/runner';
 import { parseSshStoreUri, type SshStoreUri } from '../nix/storeUri';
 import { capabilitiesFor } from '../nix/version';
-import type { BuilderInfo } from '../protocol';
+import type { BuilderFacts, BuilderHealth, BuilderInfo, CheckId, CheckResult, CheckStatus, DoctorReport, PresentedHostKey } from '../protocol';
 import { fingerprintSha256, parseMachinesHostKey, type PublicKey } from '../remote/hostKeys';
 import { discoveryCommand, nixSections, parseDiscovery, parseNixReport, sectionsCommand, type Discovery, type NixReport } from '../remote/probe';
 import { resolveSshConfig, type EffectiveSshConfig } from '../remote/sshConfig';
-import { connectSsh, type ConnectReport, type PresentedHostKey, type ReadFile, type SessionFailure } from '../remote/sshSession';
+import { connectSsh, type ConnectReport, type ReadFile, type SessionFailure } from '../remote/sshSession';
 import { forEachLimited } from '../util/pool';
-
-export type CheckStatus = 'ok' | 'warning' | 'error' | 'skipped';
-
-export type CheckId = 'ssh-config' | 'tcp' | 'host-key' | 'ssh-auth' | 'remote-nix' | 'nix-version' | 'system' | 'features' | 'trust' | 'load' | 'disk';
 
 /** The checks of one builder, in the order they run and are shown. */
 export const BUILDER_CHECKS: readonly CheckId[] = ['ssh-config', 'tcp', 'host-key', 'ssh-auth', 'remote-nix', 'nix-version', 'system', 'features', 'trust', 'load', 'disk'];
-
-export interface CheckResult<Id extends string = CheckId> {
-  id: Id;
-  status: CheckStatus;
-  /** One line. */
-  summary: string;
-  /** Why, in plain words (for warnings and errors; for skipped checks: why not checked). */
-  cause?: string;
-  /** What to do. */
-  fix?: string;
-  /** Extra facts worth showing (e.g. which file matched). */
-  detail?: string;
-  durationMs: number;
-}
-
-/** What the checks learnt about the builder, for display. */
-export interface BuilderFacts {
-  hostName?: string;
-  port?: number;
-  user?: string;
-  groups?: string[];
-  nixVersion?: string;
-  /** The program found for Nix (e.g. /usr/bin/nix-store). */
-  remoteProgram?: string;
-  system?: string;
-  extraPlatforms?: string[];
-  systemFeatures?: string[];
-  trusted?: boolean;
-  /** 1, 5 and 15 minute load averages. */
-  load?: [number, number, number];
-  cores?: number;
-  diskAvailableKiB?: number;
-  diskTotalKiB?: number;
-  uname?: string;
-}
-
-export interface BuilderHealth {
-  builderId: string;
-  name: string;
-  uri: string;
-  /** The worst status of the checks (skipped counts only when everything was skipped). */
-  status: CheckStatus;
-  checks: CheckResult[];
-  /** The key the builder presented, when it was not (or not correctly) pinned: the UI can offer to pin it. */
-  presentedHostKey?: PresentedHostKey;
-  facts: BuilderFacts;
-  durationMs: number;
-}
-
-export interface DoctorReport {
-  local: CheckResult<'local-daemon'>;
-  builders: BuilderHealth[];
-  durationMs: number;
-}
 
 export interface DoctorTimeouts {
   sshConfigMs: number;

@@ -48,9 +48,8 @@
 //
 // The doctor's findings are not Nix's: Nix does not know a builder is down until it fails to
 // connect. A down builder stays Nix's choice here; the summary says so and what Nix does next.
-import type { CheckStatus } from './doctor';
 import { builderRefusal, featureSet, localRefusal, type Refusal } from './match';
-import type { BuilderInfo, LocalMachineInfo } from '../protocol';
+import type { BuilderInfo, CheckStatus, LocalMachineInfo } from '../protocol';
 
 export type ScheduleBuilder = Pick<BuilderInfo, 'id' | 'name' | 'systems' | 'maxJobs' | 'speedFactor' | 'supportedFeatures' | 'mandatoryFeatures'>;
 
