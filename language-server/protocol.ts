@@ -1,17 +1,10 @@
-// Every custom request and notification between the extension and the language server, typed.
-// No string method names anywhere else: both sides import these.
+// Every custom request and notification between the extension and the language server, typed,
+// with the types that go over the wire. No string method names anywhere else: both sides import
+// these. The wire types are defined here, not re-exported from the server's modules (those import
+// them from here), so that a change inside the server does not silently change what is sent; the
+// one exception is the machines-file entry (`Machine`), the format both sides read and write.
 import { NotificationType, NotificationType0, RequestType, RequestType0 } from 'vscode-languageserver-protocol';
 import type { Machine } from './nix/machines';
-
-export type { SchedulePreview, ScheduleCandidate } from './builders/schedule';
-import type { SchedulePreview } from './builders/schedule';
-import type { EditResult, MachinesEdit } from './builders/machinesEdit';
-import type { WalkedDerivation } from './eval/walker';
-import type { BuildSnapshot } from './builds/model';
-import type { PlannedDerivation } from './builds/plan';
-export type { PlannedDerivation, Placement } from './builds/plan';
-export type { BuildSnapshot, DrvSnapshot, TransferSnapshot } from './builds/model';
-export type { EditResult, MachinesEdit } from './builders/machinesEdit';
 
 /** Settings the extension sends (section `nixBuilders` of VS Code's settings). */
 export interface EvaluationSettings {
@@ -112,8 +105,15 @@ export interface BuildersListing {
   problems: ConfigProblem[];
 }
 
-export interface DerivationInfo extends Omit<WalkedDerivation, 'path' | 'pos'> {
+/** A derivation of a document, as its evaluation found it. */
+export interface DerivationInfo {
   attrPath: string[];
+  name: string;
+  drvPath: string;
+  system: string;
+  requiredSystemFeatures: string[];
+  preferLocalBuild: boolean;
+  outputs: string[];
   /** 0-based position of the attribute name in the document, when it is defined there. */
   line?: number;
   column?: number;
@@ -125,6 +125,46 @@ export interface DocumentDerivations {
   /** 'ok', or why there is nothing: 'untrusted', 'error', 'timed-out', 'not-evaluated'. */
   state: 'ok' | 'untrusted' | 'error' | 'timed-out' | 'not-evaluated';
   derivations: DerivationInfo[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where Nix would build
+
+export type ScheduleVerdict = 'local' | 'remote' | 'wait' | 'none';
+
+export interface ScheduleCandidate {
+  /** Absent for this machine. */
+  builderId?: string;
+  /** The builder's name, or 'this machine'. */
+  name: string;
+  /** Nix could start the build there now: it fits and has a free slot (down or not: Nix does not know). */
+  eligible: boolean;
+  /** Why chosen or why not. */
+  reason: string;
+  /** load / speed factor, as Nix compares it (builders with a free slot only). */
+  score?: number;
+  /** The doctor found it down. */
+  down?: boolean;
+}
+
+export interface ScheduleChoice {
+  builderId?: string;
+  name: string;
+  reason: string;
+}
+
+export interface SchedulePreview {
+  verdict: ScheduleVerdict;
+  /** Where Nix starts the build ('remote' or 'local'); a down builder stays Nix's choice. */
+  chosen?: ScheduleChoice;
+  /** When the chosen builder is down: what Nix does once it cannot connect to it (and to any other down one it tries next). */
+  fallback?: { verdict: ScheduleVerdict; chosen?: ScheduleChoice; summary: string };
+  /** In the order Nix considers them. */
+  candidates: ScheduleCandidate[];
+  /** One line. */
+  summary: string;
+  /** What Nix prints for a 'wait' or a 'none' ('…' stands for the .drv path). */
+  nixMessage?: string;
 }
 
 export interface SchedulePreviewParams {
@@ -144,6 +184,39 @@ export interface SchedulePreviewResult {
   /** Why there is no preview (no derivation there, Nix missing, …). */
   problem?: string;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Machines-file edits
+
+export type MachinesEdit =
+  | { kind: 'add'; entry: string }
+  | { kind: 'replace'; line: number; column: number; entry: string }
+  | { kind: 'remove'; line: number; column: number };
+
+export type EditFailureReason =
+  | 'permission-denied'
+  | 'not-found'
+  | 'changed-on-disk'
+  | 'invalid-entry'
+  | 'no-such-entry'
+  | 'io-error';
+
+export type EditResult =
+  | {
+      ok: true;
+      /** The file as it was given (a symbolic link stays a link; its target was written). */
+      file: string;
+      /** `<file>.bak` holding the previous content; undefined when the edit created the file. */
+      backup: string | undefined;
+      newText: string;
+    }
+  | {
+      ok: false;
+      reason: EditFailureReason;
+      message: string;
+      /** For `permission-denied` on add/replace: the exact entry for the user to paste as root. */
+      lineToPaste?: string;
+    };
 
 export interface EditMachinesParams {
   file: string;
@@ -167,6 +240,93 @@ export interface StartBuildParams {
   remoteOnly?: boolean;
   /** Only these builders (default: every configured builder). */
   builderIds?: string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builds
+
+export type DrvState = 'queued' | 'building' | 'built' | 'failed' | 'substituted' | 'cancelled';
+
+export interface DrvSnapshot {
+  drvPath: string;
+  name: string;
+  state: DrvState;
+  /** '' = this machine, else the store URI Nix built it on. */
+  machine: string;
+  phase?: string;
+  /** ms since the epoch (the model's clock). */
+  startedAt?: number;
+  finishedAt?: number;
+  lastLogLine?: string;
+  /** Every log line seen, kept or not. */
+  logLineCount: number;
+  /** The kept tail of the log (at most maxLogBytes), newest last. */
+  log: string[];
+  /** Lines dropped from the front of `log`. */
+  logDropped: number;
+  /** Nix's message when it failed. */
+  failure?: string;
+}
+
+export interface TransferSnapshot {
+  kind: 'copy' | 'substitute';
+  path: string;
+  name: string;
+  /** Store URI it comes from ('' or "local" = this machine). */
+  from: string;
+  to: string;
+  state: 'running' | 'done';
+  doneBytes?: number;
+  expectedBytes?: number;
+  startedAt: number;
+  finishedAt?: number;
+}
+
+/** Counts of builds or of copied paths, as Nix reports them. */
+export interface ProgressCounts {
+  done: number;
+  expected: number;
+  running: number;
+  failed: number;
+}
+
+export interface BuildSnapshot {
+  derivations: DrvSnapshot[];
+  transfers: TransferSnapshot[];
+  /** Builds: [done, expected, running, failed] as Nix counts them. */
+  progress: ProgressCounts;
+  /** Paths copied/substituted: as Nix counts them. */
+  copyProgress: ProgressCounts;
+  /** Nix's own messages (errors and warnings, ANSI stripped), the last 50 (when partial: those new since the previous change). */
+  messages: string[];
+  /** Events applied so far. */
+  events: number;
+  /**
+   * True when `derivations` and `transfers` hold only those that changed since the previous
+   * `changes()` (the client merges them by drv path / transfer path); absent for a whole snapshot.
+   */
+  partial?: boolean;
+}
+
+/** Where Nix would build one derivation of the plan. */
+export interface Placement {
+  /** 'unknown': its .drv could not be read. */
+  verdict: 'local' | 'remote' | 'wait' | 'none' | 'unknown';
+  /** The machine's name ('this machine' or a builder's), when Nix would start it somewhere. */
+  machine?: string;
+  /** One line: "builds on b2: lowest load ÷ speed 0 …". */
+  summary: string;
+  /** When nothing can build it: the cause and the fix, as the diagnostics say them. */
+  problem?: string;
+}
+
+export interface PlannedDerivation extends Placement {
+  drvPath: string;
+  name: string;
+  system: string;
+  requiredSystemFeatures: string[];
+  /** Asked for (else a dependency). */
+  target: boolean;
 }
 
 export interface BuildInfo {

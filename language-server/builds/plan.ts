@@ -11,7 +11,7 @@
 // nothing to do. The parser is total: other lines (warnings, errors) are ignored by it and given to
 // the error classifier.
 import { classify, type NixProblem } from '../nix/classifier';
-import type { SubstituterReport } from '../protocol';
+import type { PlannedDerivation, SubstituterReport } from '../protocol';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
 import { stripAnsi } from '../nix/logParser';
@@ -105,27 +105,6 @@ export function summarizeDryRun(dry: DryRun, nowhere?: readonly string[]): strin
   if (toFetch.length === 0) return build;
   const size = dry.downloadMiB !== undefined ? ` (${mib(dry.downloadMiB)} MiB)` : '';
   return `${build}, ${plural(toFetch.length, 'path', 'paths')}${size} fetched`;
-}
-
-/** Where Nix would build one derivation of the plan. */
-export interface Placement {
-  /** 'unknown': its .drv could not be read. */
-  verdict: 'local' | 'remote' | 'wait' | 'none' | 'unknown';
-  /** The machine's name ('this machine' or a builder's), when Nix would start it somewhere. */
-  machine?: string;
-  /** One line: "builds on b2: lowest load ÷ speed 0 …". */
-  summary: string;
-  /** When nothing can build it: the cause and the fix, as the diagnostics say them. */
-  problem?: string;
-}
-
-export interface PlannedDerivation extends Placement {
-  drvPath: string;
-  name: string;
-  system: string;
-  requiredSystemFeatures: string[];
-  /** Asked for (else a dependency). */
-  target: boolean;
 }
 
 const MAX_NAMES = 8;

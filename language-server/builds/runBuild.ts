@@ -12,7 +12,8 @@ import { InternalJsonLogParser, type LogEvent } from '../nix/logParser';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
 import { isDrvPath } from '../nix/storePath';
-import { BuildModel, type BuildSnapshot } from './model';
+import type { BuildSnapshot } from '../protocol';
+import { BuildModel } from './model';
 import { realiseOptions } from './plan';
 
 export interface RunBuildOptions {

@@ -11,7 +11,8 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { cachePriority, findSubstituters, parseNarInfo, readBinaryCacheFile, type CacheReader } from '../../language-server/builds/substituters';
-import { describePlan, summarizeDryRun, type PlannedDerivation } from '../../language-server/builds/plan';
+import { describePlan, summarizeDryRun } from '../../language-server/builds/plan';
+import type { PlannedDerivation } from '../../language-server/protocol';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'nix-2.8.0');
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');
