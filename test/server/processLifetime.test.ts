@@ -10,7 +10,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { StdioLspClient } from './lspClient';
+import { fork } from 'node:child_process';
+import { SERVER_JS, StdioLspClient } from './lspClient';
 
 interface ProcInfo {
   pid: number;
@@ -150,5 +151,34 @@ test('the exit notification mid-evaluation: no process of the server is left', a
     await assertNoneLeft(groups);
   } finally {
     close();
+  }
+});
+
+test('--node-ipc: the editor disconnecting mid-evaluation ends the server and its processes', async () => {
+  const http = await hangingHttpServer();
+  const dir = await mkdtemp(path.join(tmpdir(), 'nb-lifetime-'));
+  const file = path.join(dir, 'default.nix');
+  const salt = randomUUID();
+  const text = `{ slow = builtins.fetchurl "${http.url}/${salt}"; }\n`;
+  await writeFile(file, text);
+  // Over IPC, vscode-jsonrpc sends the messages themselves.
+  const child = fork(SERVER_JS, ['--node-ipc'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+  try {
+    const initialized = new Promise<void>((resolve) => child.on('message', (m: { id?: number }) => m.id === 1 && resolve()));
+    child.send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { processId: process.pid, rootUri: null, capabilities: {}, initializationOptions: { settings: { evaluation: { depth: 3, timeoutSeconds: 3600, allowImportFromDerivation: false } } } } });
+    await initialized;
+    child.send({ jsonrpc: '2.0', method: 'initialized', params: {} });
+    child.send({ jsonrpc: '2.0', method: 'textDocument/didOpen', params: { textDocument: { uri: `file://${file}`, languageId: 'nix', version: 1, text } } });
+    assert.equal(await http.requested, `/${salt}`);
+    const groups = new Set((await processes()).filter((p) => p.ppid === child.pid).map((p) => p.pgid));
+    assert.ok(groups.size > 0);
+    const exited = once(child, 'exit').then(() => true);
+    child.disconnect();
+    const gone = await Promise.race([exited, new Promise<false>((resolve) => setTimeout(() => resolve(false), 30_000).unref())]);
+    assert.ok(gone, 'the server should exit when the editor disconnects');
+    await assertNoneLeft(groups);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    http.close();
   }
 });
