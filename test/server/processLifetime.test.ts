@@ -129,18 +129,20 @@ test('stdin closed mid-evaluation: no process of the server is left', async () =
   }
 });
 
-test('SIGTERM mid-evaluation: the server ends its processes and dies of SIGTERM', async () => {
-  const { client, groups, close } = await serverMidEvaluation();
-  try {
-    const exited = once(client.child, 'exit');
-    client.child.kill('SIGTERM');
-    const [, signal] = await exited;
-    assert.equal(signal, 'SIGTERM');
-    await assertNoneLeft(groups);
-  } finally {
-    close();
-  }
-});
+for (const sig of ['SIGTERM', 'SIGHUP', 'SIGINT'] as const) {
+  test(`${sig} mid-evaluation: the server ends its processes and dies of ${sig}`, async () => {
+    const { client, groups, close } = await serverMidEvaluation();
+    try {
+      const exited = once(client.child, 'exit');
+      client.child.kill(sig);
+      const [, signal] = await exited;
+      assert.equal(signal, sig);
+      await assertNoneLeft(groups);
+    } finally {
+      close();
+    }
+  });
+}
 
 test('the exit notification mid-evaluation: no process of the server is left', async () => {
   const { client, groups, close } = await serverMidEvaluation();
