@@ -1,6 +1,7 @@
 // The builds as the extension knows them: the server's buildProgress notifications merged into one
 // state per build (while a build runs each notification carries only what changed), and the words
 // shown for a derivation's state. Pure: no `vscode` import, so it is unit-tested.
+import { storeHost } from '../language-server/nix/storeUri';
 import { isBuildUpdate, type BuildInfo, type BuildProgress, type DrvSnapshot, type TransferSnapshot } from '../language-server/protocol';
 
 /** Builds kept after they end. */
@@ -98,7 +99,7 @@ export function groupDerivations(derivations: readonly DrvSnapshot[]): Array<{ g
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
-export const hostOfUri = (uri: string) => /^[a-z0-9+.-]+:\/\/(?:[^@/?]*@)?([^/?#]+)/i.exec(uri)?.[1] ?? uri;
+export const hostOfUri = storeHost;
 
 /** One line for a derivation: "building on b2 (3.1 s)", "built on b2 (1.2 s)", "fetched from cache". */
 export function drvStatus(d: DrvSnapshot, now = Date.now()): string {

@@ -46,10 +46,10 @@ import { machinesDiagnostics } from './builders/machinesDiagnostics';
 import { checkAll, checkBuilder } from './builders/doctor';
 import { editMachinesFile } from './builders/machinesEdit';
 import { parseMachineLine } from './nix/machines';
-import { testBuild } from './builders/testBuild';
+import { testBuild, testBuildAnswer } from './builders/testBuild';
 import { previewSchedule } from './builders/schedule';
 import { atLeast } from './nix/version';
-import type { BuilderHealth } from './builders/doctor';
+import type { BuilderHealth } from './protocol';
 import type { CancellationToken, CodeAction, CodeLens, Diagnostic, Hover } from 'vscode-languageserver/node';
 import { Builds } from './builds/builds';
 
@@ -439,7 +439,7 @@ export class NixBuildersServer {
     if (!builder) throw new ResponseError(ErrorCodes.InvalidParams, `No builder ${builderId}: the configuration changed, refresh the Builders view.`);
     const result = await testBuild(builder, { nix: this.nix, signal: abortSignalOf(token), localSystem: listing.local?.system });
     this.connection.console.info(`Test build on ${builder.name}: ${result.summary}\n${result.command.join(' ')}`);
-    return result;
+    return testBuildAnswer(result);
   }
 
   /** The nix.conf files Nix reads (NIX_CONF_DIR or /etc/nix, then the user's). */

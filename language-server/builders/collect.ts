@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { parseMachines, type Machine } from '../nix/machines';
+import { parseStoreUri, storeHost } from '../nix/storeUri';
 import type { BuilderInfo, BuilderSource, ConfigProblem } from '../protocol';
 
 export interface BuilderSettings {
@@ -23,15 +24,11 @@ export type ReadText = (file: string) => Promise<string>;
 
 const readUtf8: ReadText = (file) => readFile(file, 'utf8');
 
-/** "ssh://user@host?opt=1" -> "host"; other stores keep their URI. */
-export function hostOf(uri: string): string {
-  const m = /^[a-z0-9+.-]+:\/\/(?:[^@/?]*@)?([^/?#]+)/i.exec(uri);
-  return m ? (m[1] as string) : uri;
-}
+/** A builder's name: "ssh://user@host?opt=1" -> "host"; other stores keep their URI. */
+export const hostOf = storeHost;
 
 export function userOf(uri: string): string | undefined {
-  const m = /^[a-z0-9+.-]+:\/\/([^@/?]+)@/i.exec(uri);
-  return m ? m[1] : undefined;
+  return parseStoreUri(uri)?.user;
 }
 
 const MAX_INCLUDE_DEPTH = 8;

@@ -26,73 +26,17 @@ import type { Nix } from '../nix/nix';
 import { buildUsersAdvice } from '../nix/classifier';
 import { parseConfigText } from '../nix/nixConf';
 import { describeResult, type ProcessRunner } from '../nix/runner';
+import { parseSshStoreUri, type SshStoreUri } from '../nix/storeUri';
 import { capabilitiesFor } from '../nix/version';
-import type { BuilderInfo } from '../protocol';
+import type { BuilderFacts, BuilderHealth, BuilderInfo, CheckId, CheckResult, CheckStatus, DoctorReport, PresentedHostKey } from '../protocol';
 import { fingerprintSha256, parseMachinesHostKey, type PublicKey } from '../remote/hostKeys';
 import { discoveryCommand, nixSections, parseDiscovery, parseNixReport, sectionsCommand, type Discovery, type NixReport } from '../remote/probe';
 import { resolveSshConfig, type EffectiveSshConfig } from '../remote/sshConfig';
-import { connectSsh, type ConnectReport, type PresentedHostKey, type ReadFile, type SessionFailure } from '../remote/sshSession';
-
-export type CheckStatus = 'ok' | 'warning' | 'error' | 'skipped';
-
-export type CheckId = 'ssh-config' | 'tcp' | 'host-key' | 'ssh-auth' | 'remote-nix' | 'nix-version' | 'system' | 'features' | 'trust' | 'load' | 'disk';
+import { connectSsh, type ConnectReport, type ReadFile, type SessionFailure } from '../remote/sshSession';
+import { forEachLimited } from '../util/pool';
 
 /** The checks of one builder, in the order they run and are shown. */
 export const BUILDER_CHECKS: readonly CheckId[] = ['ssh-config', 'tcp', 'host-key', 'ssh-auth', 'remote-nix', 'nix-version', 'system', 'features', 'trust', 'load', 'disk'];
-
-export interface CheckResult<Id extends string = CheckId> {
-  id: Id;
-  status: CheckStatus;
-  /** One line. */
-  summary: string;
-  /** Why, in plain words (for warnings and errors; for skipped checks: why not checked). */
-  cause?: string;
-  /** What to do. */
-  fix?: string;
-  /** Extra facts worth showing (e.g. which file matched). */
-  detail?: string;
-  durationMs: number;
-}
-
-/** What the checks learnt about the builder, for display. */
-export interface BuilderFacts {
-  hostName?: string;
-  port?: number;
-  user?: string;
-  groups?: string[];
-  nixVersion?: string;
-  /** The program found for Nix (e.g. /usr/bin/nix-store). */
-  remoteProgram?: string;
-  system?: string;
-  extraPlatforms?: string[];
-  systemFeatures?: string[];
-  trusted?: boolean;
-  /** 1, 5 and 15 minute load averages. */
-  load?: [number, number, number];
-  cores?: number;
-  diskAvailableKiB?: number;
-  diskTotalKiB?: number;
-  uname?: string;
-}
-
-export interface BuilderHealth {
-  builderId: string;
-  name: string;
-  uri: string;
-  /** The worst status of the checks (skipped counts only when everything was skipped). */
-  status: CheckStatus;
-  checks: CheckResult[];
-  /** The key the builder presented, when it was not (or not correctly) pinned: the UI can offer to pin it. */
-  presentedHostKey?: PresentedHostKey;
-  facts: BuilderFacts;
-  durationMs: number;
-}
-
-export interface DoctorReport {
-  local: CheckResult<'local-daemon'>;
-  builders: BuilderHealth[];
-  durationMs: number;
-}
 
 export interface DoctorTimeouts {
   sshConfigMs: number;
@@ -147,36 +91,6 @@ export interface DoctorDeps {
 
 // ---------------------------------------------------------------------------------------------
 // Store URIs
-
-export interface SshStoreUri {
-  scheme: 'ssh' | 'ssh-ng';
-  user?: string;
-  host: string;
-  params: Map<string, string>;
-}
-
-/** `ssh://user@host?remote-program=…` → parts; undefined for stores that are not reached over SSH. */
-export function parseSshStoreUri(uri: string): SshStoreUri | undefined {
-  const m = /^(ssh|ssh-ng):\/\/(?:([^@/?#]*)@)?([^/?#]+)(?:\?([^#]*))?/.exec(uri);
-  if (!m) return undefined;
-  const params = new Map<string, string>();
-  for (const pair of (m[4] ?? '').split('&')) {
-    if (!pair) continue;
-    const eq = pair.indexOf('=');
-    const decode = (s: string) => {
-      try {
-        return decodeURIComponent(s);
-      } catch {
-        return s;
-      }
-    };
-    if (eq < 0) params.set(decode(pair), '');
-    else params.set(decode(pair.slice(0, eq)), decode(pair.slice(eq + 1)));
-  }
-  const out: SshStoreUri = { scheme: m[1] as 'ssh' | 'ssh-ng', host: m[3] as string, params };
-  if (m[2]) out.user = m[2];
-  return out;
-}
 
 /** The program Nix starts on the builder (before its arguments). */
 export function remoteProgramOf(store: SshStoreUri): { program: string; fromUri: boolean; args: string } {
@@ -1013,25 +927,19 @@ export function decideLocal(input: LocalInput): Verdict {
 /** Check every builder in parallel (and the local daemon trust alongside). */
 export async function checkAll(builders: readonly BuilderInfo[], deps: DoctorDeps): Promise<DoctorReport> {
   const started = performance.now();
-  const limit = Math.max(1, deps.concurrency ?? 32);
   const out: BuilderHealth[] = new Array(builders.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < builders.length) {
-      const i = next++;
-      const b = builders[i] as BuilderInfo;
-      let h: BuilderHealth;
-      try {
-        h = await checkBuilder(b, deps);
-      } catch (e) {
-        // checkBuilder does not throw; this is the last line of defence, not a code path.
-        const reason = `internal error: ${(e as Error).message}`;
-        h = { builderId: b.id, name: b.name, uri: b.uri, status: 'error', checks: completeChecks([{ id: 'ssh-config', status: 'error', summary: 'the check failed', cause: reason, durationMs: 0 }], reason), facts: {}, durationMs: 0 };
-      }
-      out[i] = h;
-      deps.onBuilderChecked?.(h);
+  const check = async (b: BuilderInfo, i: number) => {
+    let h: BuilderHealth;
+    try {
+      h = await checkBuilder(b, deps);
+    } catch (e) {
+      // checkBuilder does not throw; this is the last line of defence, not a code path.
+      const reason = `internal error: ${(e as Error).message}`;
+      h = { builderId: b.id, name: b.name, uri: b.uri, status: 'error', checks: completeChecks([{ id: 'ssh-config', status: 'error', summary: 'the check failed', cause: reason, durationMs: 0 }], reason), facts: {}, durationMs: 0 };
     }
+    out[i] = h;
+    deps.onBuilderChecked?.(h);
   };
-  const [local] = await Promise.all([checkLocal(deps), ...Array.from({ length: Math.min(limit, builders.length) }, worker)]);
+  const [local] = await Promise.all([checkLocal(deps), forEachLimited(builders, deps.concurrency ?? 32, check)]);
   return { local, builders: out, durationMs: ms(performance.now() - started) };
 }

@@ -24,37 +24,8 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { appendEntry, parseMachineLine, parseMachines, removeEntry, replaceEntry, type MachineEntry } from '../nix/machines';
+import type { EditResult, MachinesEdit } from '../protocol';
 import { shellQuote } from '../remote/shellQuote';
-
-export type MachinesEdit =
-  | { kind: 'add'; entry: string }
-  | { kind: 'replace'; line: number; column: number; entry: string }
-  | { kind: 'remove'; line: number; column: number };
-
-export type EditFailureReason =
-  | 'permission-denied'
-  | 'not-found'
-  | 'changed-on-disk'
-  | 'invalid-entry'
-  | 'no-such-entry'
-  | 'io-error';
-
-export type EditResult =
-  | {
-      ok: true;
-      /** The file as it was given (a symbolic link stays a link; its target was written). */
-      file: string;
-      /** `<file>.bak` holding the previous content; undefined when the edit created the file. */
-      backup: string | undefined;
-      newText: string;
-    }
-  | {
-      ok: false;
-      reason: EditFailureReason;
-      message: string;
-      /** For `permission-denied` on add/replace: the exact entry for the user to paste as root. */
-      lineToPaste?: string;
-    };
 
 /** Temp files of a writer killed before its rename are removed once they are older than this. */
 export const STALE_TEMP_AGE_MS = 60_000;

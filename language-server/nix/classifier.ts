@@ -24,6 +24,7 @@
 
 import { parseLogLine, stripAnsi } from './logParser';
 import type { LogEvent } from './logParser';
+import { parseStoreUri } from './storeUri';
 
 export type ProblemKind =
   | 'build-users'
@@ -385,10 +386,9 @@ function parseAt(text: string): SourcePosition | undefined {
   return undefined;
 }
 
-/** Host part of a store URI: `ssh-ng://user@b1?x=y` → `user@b1`. */
+/** Host part of a store URI as Nix names it: `ssh-ng://user@b1?x=y` → `user@b1`. */
 function hostOf(storeUri: string): string | undefined {
-  const m = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(storeUri);
-  return m && m[1] ? m[1] : undefined;
+  return parseStoreUri(storeUri)?.authority || undefined;
 }
 
 /** Details of a connection failure to the store `uri` (when known). */

@@ -27,6 +27,7 @@ import {
   type KnownHostEntry,
   type PublicKey,
 } from './hostKeys';
+import type { PresentedHostKey } from '../protocol';
 import type { EffectiveSshConfig } from './sshConfig';
 
 export type ReadFile = (path: string) => Promise<Buffer>;
@@ -52,19 +53,6 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** Default: fs.readFile. */
   readFile?: ReadFile;
-}
-
-/** A host key as presented by a server, in every form the UI needs to show and pin it. */
-export interface PresentedHostKey {
-  type: string;
-  /** `SHA256:…`, as ssh prints it. */
-  fingerprint: string;
-  /** `ssh-ed25519 AAAA…`. */
-  publicKeyLine: string;
-  /** What to put in machines column 8. */
-  machinesColumn: string;
-  /** A known_hosts line for the name ssh looks up. */
-  knownHostsLine: string;
 }
 
 export interface HostKeyReport {

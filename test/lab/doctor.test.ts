@@ -11,13 +11,13 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { once } from 'node:events';
 import { hostOf, userOf } from '../../language-server/builders/collect';
-import { checkAll, checkBuilder, checkLocal, type BuilderHealth, type CheckId, type DoctorDeps } from '../../language-server/builders/doctor';
+import { checkAll, checkBuilder, checkLocal, type DoctorDeps } from '../../language-server/builders/doctor';
 import { testBuild } from '../../language-server/builders/testBuild';
 import { classify, mostImportant } from '../../language-server/nix/classifier';
 import { parseMachineLine } from '../../language-server/nix/machines';
 import { Nix } from '../../language-server/nix/nix';
 import { ExecaRunner } from '../../language-server/nix/runner';
-import type { BuilderInfo } from '../../language-server/protocol';
+import type { BuilderHealth, BuilderInfo, CheckId } from '../../language-server/protocol';
 import { builderMarker, startLab, type Lab } from './lab';
 
 let lab: Lab;

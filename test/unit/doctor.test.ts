@@ -11,7 +11,6 @@ import {
   connectChecks,
   decideLocal,
   decideTrust,
-  parseSshStoreUri,
   remoteChecks,
   usesDaemon,
   userListMatches,
@@ -23,6 +22,7 @@ import {
 } from '../../language-server/builders/doctor';
 import { buildLocations, interpretTestBuild, testDerivation } from '../../language-server/builders/testBuild';
 import { parseMachineLine } from '../../language-server/nix/machines';
+import { parseSshStoreUri } from '../../language-server/nix/storeUri';
 import type { BuilderInfo } from '../../language-server/protocol';
 import { discoveryCommand, parseDf, parseDiscovery, parseLoad, parseNixReport, parseSections, sectionsCommand } from '../../language-server/remote/probe';
 import { parseSshG, sshGArgs, splitNixSshOpts, invalidDestination } from '../../language-server/remote/sshConfig';
@@ -101,7 +101,7 @@ test('ssh -G gets the arguments Nix gives ssh, and hostile hosts are refused', (
 
 test('store URIs: scheme, user, host and parameters', () => {
   const u = parseSshStoreUri('ssh-ng://nopath@b4?remote-program=/usr/bin/nix-daemon&ssh-key=%2Fk');
-  assert.deepEqual(u && { ...u, params: Object.fromEntries(u.params) }, { scheme: 'ssh-ng', user: 'nopath', host: 'b4', params: { 'remote-program': '/usr/bin/nix-daemon', 'ssh-key': '/k' } });
+  assert.deepEqual(u && { ...u, params: Object.fromEntries(u.params) }, { scheme: 'ssh-ng', authority: 'nopath@b4', user: 'nopath', host: 'b4', hostname: 'b4', path: '', params: { 'remote-program': '/usr/bin/nix-daemon', 'ssh-key': '/k' } });
   assert.equal(parseSshStoreUri('daemon'), undefined);
   assert.equal(parseSshStoreUri('https://cache.example.org'), undefined);
   assert.equal(withRemoteProgram('ssh://nopath@b4', '/usr/bin/nix-store'), 'ssh://nopath@b4?remote-program=/usr/bin/nix-store');

@@ -7,7 +7,8 @@ import { chmod, chown, lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symli
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { editMachinesFile, tempFilePattern, writeFileAtomic, type EditResult, type MachinesEdit } from '../../language-server/builders/machinesEdit';
+import { editMachinesFile, tempFilePattern, writeFileAtomic } from '../../language-server/builders/machinesEdit';
+import type { EditResult, MachinesEdit } from '../../language-server/protocol';
 import { parseMachines } from '../../language-server/nix/machines';
 
 const MODULE = path.join(__dirname, '..', '..', 'language-server', 'builders', 'machinesEdit.ts');
