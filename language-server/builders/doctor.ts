@@ -26,7 +26,7 @@ import { describeResult, type ProcessRunner } from '../nix/runner';
 import { capabilitiesFor } from '../nix/version';
 import type { BuilderInfo } from '../protocol';
 import { fingerprintSha256, parseMachinesHostKey, type PublicKey } from '../remote/hostKeys';
-import { discoveryCommand, nixSections, parseDiscovery, parseNixReport, sectionsCommand, type Discovery, type NixReport } from '../remote/probe';
+import { discoveryScript, nixSections, parseDiscovery, parseNixReport, sectionsScript, type Discovery, type NixReport } from '../remote/probe';
 import { resolveSshConfig, type EffectiveSshConfig } from '../remote/sshConfig';
 import { connectSsh, type ConnectReport, type PresentedHostKey, type ReadFile, type SessionFailure } from '../remote/sshSession';
 
@@ -801,7 +801,7 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
   const session = conn.session;
   try {
     const { program } = remoteProgramOf(store);
-    const r1 = await session.exec(discoveryCommand(program), { timeoutMs: t.probeMs, ...(deps.signal ? { signal: deps.signal } : {}) });
+    const r1 = await session.run(discoveryScript(program), { timeoutMs: t.probeMs, ...(deps.signal ? { signal: deps.signal } : {}) });
     if (r1.kind !== 'exit') {
       const what = r1.kind === 'failed' ? r1.message : r1.kind === 'timed-out' ? `no answer within ${t.probeMs / 1000} s` : 'cancelled';
       results.push(result('remote-nix', r1.kind === 'cancelled' ? 'skipped' : 'error', `the probe on ${name} did not finish`, r1.durationMs, { cause: what }));
@@ -813,7 +813,7 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
     if (discovery.version && discovery.nix) {
       const caps = capabilitiesFor(discovery.version);
       const daemon = discovery.store ? usesDaemon(discovery.env.NIX_REMOTE ?? '', discovery.store) : true;
-      const r2 = await session.exec(sectionsCommand(nixSections(discovery.nix, caps, daemon)), { timeoutMs: t.probeMs, ...(deps.signal ? { signal: deps.signal } : {}) });
+      const r2 = await session.run(sectionsScript(nixSections(discovery.nix, caps, daemon)), { timeoutMs: t.probeMs, ...(deps.signal ? { signal: deps.signal } : {}) });
       nixMs = r2.durationMs;
       if (r2.kind === 'exit') nixReport = parseNixReport(r2.stdout);
       else nixReport = { configError: r2.kind === 'failed' ? r2.message : r2.kind };

@@ -1,6 +1,7 @@
 // An SSH connection to one builder with ssh2, set up the way Nix's ssh would be, and checked at
 // every step: TCP, host key, authentication. Commands run through `exec`, i.e. the user's login
-// shell without a terminal, exactly like `ssh host 'nix-store --serve --write'`.
+// shell without a terminal, exactly like `ssh host 'nix-store --serve --write'` (the command is
+// always shellQuote.REMOTE_COMMAND, the script goes to its stdin).
 //
 // Host keys are never accepted silently. The presented key must match what Nix's ssh would accept
 // (machines column 8, else the known_hosts files, see hostKeys.ts); a different key is a loud
@@ -27,6 +28,7 @@ import {
   type KnownHostEntry,
   type PublicKey,
 } from './hostKeys';
+import { REMOTE_COMMAND } from './shellQuote';
 import type { EffectiveSshConfig } from './sshConfig';
 
 export type ReadFile = (path: string) => Promise<Buffer>;
@@ -511,10 +513,10 @@ export class SshSession {
   }
 
   /**
-   * Run a command string through the remote login shell (no terminal, no environment sent), like
-   * `ssh host '<command>'`. Build `command` with shellQuote.ts only.
+   * Run a /bin/sh script (from shellQuote.shScript) through the remote login shell (no terminal,
+   * no environment sent), like `ssh host 'exec /bin/sh -s' <script`.
    */
-  exec(command: string, opts: ExecOptions): Promise<ExecResult> {
+  run(script: string, opts: ExecOptions): Promise<ExecResult> {
     const started = performance.now();
     return new Promise<ExecResult>((resolve) => {
       let stdout = '';
@@ -546,7 +548,7 @@ export class SshSession {
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       if (this.closed) return finish({ kind: 'failed', message: 'the SSH connection is closed', stdout, stderr, durationMs: 0 });
       try {
-        this.client.exec(command, (err, ch) => {
+        this.client.exec(REMOTE_COMMAND, (err, ch) => {
           if (err) return finish({ kind: 'failed', message: err.message, stdout, stderr, durationMs: elapsed() });
           channel = ch;
           if (settled) {
@@ -568,7 +570,7 @@ export class SshSession {
             if (signal) r.signal = signal;
             finish(r);
           });
-          ch.end(); // no stdin
+          ch.end(script);
         });
       } catch (e) {
         finish({ kind: 'failed', message: (e as Error).message, stdout, stderr, durationMs: elapsed() });
