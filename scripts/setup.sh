@@ -10,7 +10,7 @@ want_code_server=1
 
 # Debian packages: real Nix, OpenSSH for the builder lab, Chromium for the real VS Code tests,
 # and what code-server's native modules need to build.
-apt_packages=(nix-bin openssh-server openssh-client chromium libkrb5-dev pkg-config procps util-linux)
+apt_packages=(nix-bin openssh-server openssh-client chromium libkrb5-dev pkg-config procps util-linux zsh fish)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { once } from 'node:events';
@@ -499,4 +499,55 @@ test('ssh-ng builders: Nix starts nix-daemon --stdio, so that is the program che
 
 test('the doctor never writes to known_hosts', () => {
   assert.equal(readFileSync(path.join(lab.dir, 'known_hosts'), 'utf8'), knownHostsBefore);
+});
+
+test('login shells bash, dash, zsh and fish (users of b4): the doctor works under each, and a hostile remote-program is data, never code', async () => {
+  const b4 = lab.builder('b4');
+  const users = b4.extraUsers ?? [];
+  assert.deepEqual(users.map((u) => u.shell), ['/bin/bash', '/usr/bin/dash', '/usr/bin/zsh', '/usr/bin/fish']);
+  // Folders whose names would run `touch nbp-injected` (in the remote user's home) if any shell read
+  // them as code; each holds nix-store and nix, so a doctor that passes them as data finds Nix there.
+  const root = file('doctor-hostile');
+  const names = [
+    // fish read `\'` inside POSIX single quotes as an escaped quote: this closed the quote.
+    "x\n\\';touch nbp-injected;#",
+    "it's \\'q\\' \"$(touch nbp-injected)\" ;touch nbp-injected;# (touch nbp-injected) `touch nbp-injected` $HOME %s \\\\",
+  ];
+  for (const name of names) {
+    await mkdir(path.join(root, name), { recursive: true });
+    await symlink('/usr/bin/nix-store', path.join(root, name, 'nix-store'));
+    await symlink('/usr/bin/nix', path.join(root, name, 'nix'));
+  }
+  const lineFor = (user: string, program?: string) =>
+    b4.machinesLine.replace('ssh://nopath@b4', `ssh://${user}@b4${program === undefined ? '' : `?remote-program=${encodeURIComponent(program)}`}`);
+  const cases = users.flatMap((u) => [
+    { user: u, program: undefined },
+    ...names.map((n) => ({ user: u, program: path.join(root, n, 'nix-store') })),
+    // Not found: the program name also goes through the login shell's own lookup.
+    { user: u, program: path.join(root, names[0]!, 'missing') },
+  ]);
+  try {
+    // At most 4 at once: sshd drops unauthenticated connections beyond MaxStartups (10).
+    const report = await checkAll(cases.map((c) => builderOf(lineFor(c.user.name, c.program))), { ...deps, concurrency: 4 });
+    report.builders.forEach((h, i) => {
+      const { user, program } = cases[i]!;
+      const what = `${user.name} (${user.shell}) ${JSON.stringify(program)}`;
+      if (program === undefined) {
+        assertAllOk(h);
+        assert.equal(check(h, 'remote-nix').summary, `nix-store is on the non-interactive PATH of ${user.name}@b4: /usr/bin/nix-store`, what);
+      } else if (program.endsWith('/nix-store')) {
+        // Found at exactly that path, --version and `nix show-config` ran from its folder.
+        assertAllOk(h);
+        assert.equal(check(h, 'remote-nix').summary, `remote-program ${program} exists on b4`, what);
+        assert.equal(h.facts.remoteProgram, program, what);
+      } else {
+        assert.equal(check(h, 'remote-nix').status, 'error', `${what}: ${show(h)}`);
+        assert.equal(check(h, 'remote-nix').summary, `remote-program ${program} does not exist on b4`, what);
+      }
+      assert.equal(h.facts.user, user.name, what);
+    });
+    for (const u of users) assert.ok(!existsSync(path.join(lab.dir, 'builders', 'b4', 'home', u.name, 'nbp-injected')), `an injected command ran under ${u.shell}`);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 });
