@@ -28,7 +28,8 @@ import type { BuilderInfo } from '../protocol';
 import { fingerprintSha256, parseMachinesHostKey, type PublicKey } from '../remote/hostKeys';
 import { discoveryScript, nixSections, parseDiscovery, parseNixReport, sectionsScript, type Discovery, type NixReport } from '../remote/probe';
 import { resolveSshConfig, type EffectiveSshConfig } from '../remote/sshConfig';
-import { connectSsh, type ConnectReport, type PresentedHostKey, type ReadFile, type SessionFailure } from '../remote/sshSession';
+import { connectOpenSsh } from '../remote/openssh';
+import { connectSsh, isPinnable, type ConnectReport, type PresentedHostKey, type ReadFile, type SessionFailure } from '../remote/sshSession';
 
 export type CheckStatus = 'ok' | 'warning' | 'error' | 'skipped';
 
@@ -250,7 +251,7 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
   const hk = report.hostKey;
   const { name, config } = ctx;
   if (ctx.columnError) {
-    const presented = hk ? `; the builder presents ${hk.presented.type} ${hk.presented.fingerprint}, whose column 8 value is ${hk.presented.machinesColumn}` : '';
+    const presented = hk ? `; the builder presents ${hk.presented.type} ${hk.presented.fingerprint}${isPinnable(hk.presented) ? `, whose column 8 value is ${hk.presented.machinesColumn}` : ''}` : '';
     return result('host-key', 'error', `column 8 of ${name}'s machines line is malformed`, hk?.durationMs ?? 0, {
       cause: `${ctx.columnError}. Nix writes it into a known_hosts file for ssh, which then cannot verify ${name}${presented}.`,
       fix: `Verify the key on ${name} (\`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\`) and correct column 8 in ${ctx.sourceLabel}, or set it to '-' to use known_hosts.`,
@@ -272,6 +273,9 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
     return undefined;
   }
   const p = hk.presented;
+  const keyFile = `/etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub`;
+  // The value for column 8: known when ssh2 saw the key; else how to make it on the builder.
+  const column8 = isPinnable(p) ? p.machinesColumn : `the output of \`cut -d' ' -f1,2 ${keyFile} | base64 -w0\` on ${name}`;
   const where = hk.usedMachinesColumn ? `column 8 of the machines line (${ctx.sourceLabel})` : `the known_hosts files (${list(config.userKnownHostsFiles.concat(config.globalKnownHostsFiles))})`;
   if (hk.columnNameMismatch) {
     return result('host-key', 'error', `Nix's ssh will not find ${name}'s pinned host key`, hk.durationMs, {
@@ -283,6 +287,11 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
     case 'match': {
       const e = hk.verdict.entry;
       const from = e.source.startsWith('/') ? `${e.source}:${e.line}` : e.source;
+      if (hk.certificate) {
+        return result('host-key', 'ok', `host certificate "${hk.certificate.id}" (${p.fingerprint}) is signed by ${hk.certificate.ca}, trusted by @cert-authority in ${from}`, hk.durationMs, {
+          detail: `looked up as '${hk.lookupName}'; checked by OpenSSH's ssh`,
+        });
+      }
       return result('host-key', 'ok', `${p.type} ${p.fingerprint} matches ${from}`, hk.durationMs, { detail: `looked up as '${hk.lookupName}'` });
     }
     case 'revoked':
@@ -295,8 +304,8 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
       const sources = [...new Set(hk.verdict.expected.map((e) => (e.source.startsWith('/') ? `${e.source}:${e.line}` : e.source)))].join(', ');
       const typeNote = hk.verdict.sameType ? '' : ` (a key of another type: ${name} no longer offers the pinned type)`;
       const fix = hk.usedMachinesColumn
-        ? `Compare with the fingerprint on ${name} itself (\`ssh-keygen -lf /etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub\`). Only if it is ${p.fingerprint}, set column 8 of ${name}'s machines line (${ctx.sourceLabel}) to ${p.machinesColumn}.`
-        : `Compare with the fingerprint on ${name} itself (\`ssh-keygen -lf /etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub\`). Only if it is ${p.fingerprint}, remove the old entry (\`ssh-keygen -R ${hk.lookupName}\`${config.userKnownHostsFiles[0] ? ` -f ${config.userKnownHostsFiles[0]}` : ''}) and pin the new key (column 8: ${p.machinesColumn}).`;
+        ? `Compare with the fingerprint on ${name} itself (\`ssh-keygen -lf ${keyFile}\`). Only if it is ${p.fingerprint}, set column 8 of ${name}'s machines line (${ctx.sourceLabel}) to ${column8}.`
+        : `Compare with the fingerprint on ${name} itself (\`ssh-keygen -lf ${keyFile}\`). Only if it is ${p.fingerprint}, remove the old entry (\`ssh-keygen -R ${hk.lookupName}\`${config.userKnownHostsFiles[0] ? ` -f ${config.userKnownHostsFiles[0]}` : ''}) and pin the new key (column 8: ${column8}).`;
       return result('host-key', 'error', `${name}'s host key has changed`, hk.durationMs, {
         cause: `${name} presented ${p.type} ${p.fingerprint}, but ${sources} expects ${expected}${typeNote}. Either ${name} was reinstalled or its key regenerated, or someone is intercepting the connection. Nix's ssh refuses it ("REMOTE HOST IDENTIFICATION HAS CHANGED!").`,
         fix,
@@ -307,9 +316,10 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
       const nixSays = lenient
         ? `Nix's ssh would accept it unchecked on first use (StrictHostKeyChecking ${config.strictHostKeyChecking}), so nobody would notice an impostor.`
         : `Nix's ssh cannot ask anyone and fails with "Host key verification failed.".`;
+      const certNote = hk.certificateProblem ? ` Its host certificate is not accepted either: ${hk.certificateProblem}.` : '';
       return result('host-key', lenient ? 'warning' : 'error', `${name}'s host key is not known`, hk.durationMs, {
-        cause: `${name} presented ${p.type} ${p.fingerprint}, and no key for '${hk.lookupName}' is in ${where}. ${nixSays}`,
-        fix: `Compare ${p.fingerprint} with the fingerprint on ${name} itself (\`ssh-keygen -lf /etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub\`); if they are equal, pin it: set column 8 of ${name}'s machines line (${ctx.sourceLabel}) to ${p.machinesColumn}.`,
+        cause: `${name} presented ${p.type} ${p.fingerprint}, and no key for '${hk.lookupName}' is in ${where}.${certNote} ${nixSays}`,
+        fix: `Compare ${p.fingerprint} with the fingerprint on ${name} itself (\`ssh-keygen -lf ${keyFile}\`); if they are equal, pin it: set column 8 of ${name}'s machines line (${ctx.sourceLabel}) to ${column8}.`,
       });
     }
   }
@@ -319,7 +329,11 @@ function tcpCheck(report: ConnectReport, failure: SessionFailure | undefined, ct
   const { name, config } = ctx;
   const addr = `${config.hostName}:${config.port}`;
   const d = report.tcp?.durationMs ?? 0;
-  if (report.tcp?.ok) return result('tcp', 'ok', `${addr} accepts connections`, d);
+  if (report.tcp?.ok) {
+    const checkedBy = report.openssh ? { detail: `checked with OpenSSH's ssh as Nix runs it, because ${report.openssh.reasons.join('; ')}` } : {};
+    if (report.tcp.via) return result('tcp', 'ok', `${addr} reached through \`${report.tcp.via}\``, d, checkedBy);
+    return result('tcp', 'ok', `${addr} accepts connections`, d, checkedBy);
+  }
   if (!failure) return undefined;
   const fixHost = `If ${name} is up, check HostName/Port of \`Host ${name}\` in the ssh config (\`ssh -G ${name}\` shows what ssh uses).`;
   switch (failure.kind) {
@@ -341,8 +355,11 @@ function tcpCheck(report: ConnectReport, failure: SessionFailure | undefined, ct
         cause: `${failure.message}: the host is down, or a firewall drops the connection.`,
         fix: `Check that ${name} is running and that port ${config.port} is open to this machine. ${fixHost}`,
       });
-    case 'proxy-unsupported':
-      return { ...skipped('tcp', `${failure.message}.`), fix: 'Check this builder with `nix store ping --store ' + ctx.uri + '` instead.' };
+    case 'proxy-failed':
+      return result('tcp', 'error', `${name} cannot be reached through \`${failure.proxy}\``, d, {
+        cause: `ssh runs \`${failure.proxy}\` to reach ${addr}, and it failed: ${failure.message}. Nix's ssh fails the same way ("cannot connect to '${name}'").`,
+        fix: `Check the jump host and that it can reach ${addr} (\`ssh -v ${name}\`); ${fixHost}`,
+      });
     case 'cancelled':
       return { ...skipped('tcp', 'cancelled') };
     case 'connection-lost':
@@ -416,8 +433,6 @@ export function connectSkipReason(failure: SessionFailure, name: string): string
       return `the login on ${name} failed`;
     case 'cancelled':
       return 'cancelled';
-    case 'proxy-unsupported':
-      return failure.message;
     default:
       return `${name} could not be reached`;
   }
@@ -713,7 +728,7 @@ export function builderFacts(config: EffectiveSshConfig | undefined, d: Discover
 // I/O
 
 function runnerOf(nix: Nix): ProcessRunner {
-  return { run: (req) => nix.run(req.file, req.args, { timeoutMs: req.timeoutMs, signal: req.signal, cwd: req.cwd }) };
+  return { run: (req) => nix.run(req.file, req.args, { timeoutMs: req.timeoutMs, signal: req.signal, cwd: req.cwd, input: req.input }) };
 }
 
 async function fileExists(file: string): Promise<boolean> {
@@ -780,7 +795,7 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
     ...(sshKey ? { sshKey, sshKeyMissing: !(await fileExists(sshKey.replace(/^~(?=\/|$)/, os.homedir()))) } : {}),
     ...(agentSocket ? { agentSocket } : {}),
   };
-  const conn = await connectSsh({
+  const connectOptions = {
     config,
     uriHost: store.host,
     ...(machinesKeys ? { machinesKeys } : {}),
@@ -789,10 +804,23 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
     timeouts: { tcpMs: config.connectTimeout !== undefined ? Math.min(config.connectTimeout * 1000, t.tcpMs) : t.tcpMs, handshakeMs: t.handshakeMs, authMs: t.authMs },
     ...(deps.signal ? { signal: deps.signal } : {}),
     ...(deps.readFile ? { readFile: deps.readFile } : {}),
-  });
+  };
+  let conn = await connectSsh(connectOptions);
+  // Where ssh2 cannot do what Nix's ssh does (ProxyJump, host certificates, security keys, …),
+  // Nix's ssh itself is asked, with the same options Nix gives it.
+  if (!conn.ok && conn.failure.kind === 'needs-openssh') {
+    conn = await connectOpenSsh({
+      ...connectOptions,
+      runner: runnerOf(deps.nix),
+      env: deps.nix.env,
+      dest,
+      nixSshOpts: deps.nix.env.NIX_SSHOPTS ?? process.env.NIX_SSHOPTS,
+      reasons: conn.failure.reasons,
+    });
+  }
   results.push(...connectChecks(conn.report, conn.ok ? undefined : conn.failure, ctx));
   const hk = conn.report.hostKey;
-  const pin = hk && (hk.verdict.kind !== 'match' || hk.columnNameMismatch || columnError) ? hk.presented : undefined;
+  const pin = hk && isPinnable(hk.presented) && (hk.verdict.kind !== 'match' || hk.columnNameMismatch || columnError) ? hk.presented : undefined;
   if (!conn.ok) {
     return health(completeChecks(results, connectSkipReason(conn.failure, name)), builderFacts(config, undefined, undefined, undefined), pin);
   }

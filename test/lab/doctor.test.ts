@@ -89,6 +89,13 @@ before(async () => {
   // Accepts TCP connections and never says a word.
   silent = net.createServer((socket) => held.push(socket)).listen(0, '127.0.0.1');
   await once(silent, 'listening');
+  const caKnownHosts = file('doctor-ca-known_hosts');
+  await writeFile(caKnownHosts, `@cert-authority b1 ${lab.hostCa}\n`);
+  const otherCa = file('doctor-other-ca');
+  extraFiles.push(`${otherCa}.pub`);
+  sshKeygen(['-q', '-t', 'ed25519', '-N', '', '-C', 'a CA that signed nothing here', '-f', otherCa]);
+  const otherCaKnownHosts = file('doctor-other-ca-known_hosts');
+  await writeFile(otherCaKnownHosts, `@cert-authority b1 ${readFileSync(`${otherCa}.pub`, 'utf8').trim()}\n`);
   sshConfig = file('doctor-ssh_config');
   await writeFile(
     sshConfig,
@@ -101,6 +108,9 @@ before(async () => {
       hostBlock('silent', (silent.address() as net.AddressInfo).port, {}),
       hostBlock('viaagent', b1.port, { identityFile: path.join(lab.dir, 'doctor-no-such-key'), identitiesOnly: false }),
       hostBlock('agentfiltered', b1.port, { identityFile: agentOnlyKey }),
+      // b1's host certificate (principal b1), trusted only through @cert-authority lines.
+      hostBlock('certb1', b1.port, { knownHosts: caKnownHosts, hostKeyAlias: 'b1' }),
+      hostBlock('otherca', b1.port, { knownHosts: otherCaKnownHosts, hostKeyAlias: 'b1' }),
     ].join('\n'),
   );
   knownHostsBefore = readFileSync(path.join(lab.dir, 'known_hosts'), 'utf8');
@@ -550,4 +560,63 @@ test('login shells bash, dash, zsh and fish (users of b4): the doctor works unde
   } finally {
     await rm(root, { recursive: true, force: true });
   }
+});
+
+test('ProxyJump (b1-via-b2, whose HostName only the jump host b2 resolves): checked with OpenSSH through the jump host, every check ok, and Nix builds there', async () => {
+  const { alias, via, target, machinesLine } = lab.behindJump;
+  const h = await checkBuilder(builderOf(machinesLine), deps);
+  assertAllOk(h);
+  const tcp = check(h, 'tcp');
+  assert.match(tcp.summary, new RegExp(`^lab-b1-behind-b2:${lab.builder(target).port} reached through \`ssh -F ${escape(sshConfig)} -W '\\[lab-b1-behind-b2\\]:\\d+' ${via}\`$`));
+  assert.equal(tcp.detail, `checked with OpenSSH's ssh as Nix runs it, because it is reached through ProxyJump ${via}`);
+  assert.match(check(h, 'host-key').summary, new RegExp(`^ssh-ed25519 ${escape(fingerprintOf(lab.builder(target).hostKeyBase64))} matches column 8 of the machines line$`));
+  assert.match(check(h, 'ssh-auth').summary, new RegExp(`^logged in as root with ${escape(lab.clientKey)} \\(SHA256:`));
+  assert.equal(check(h, 'remote-nix').summary, `nix-store is on the non-interactive PATH of ${alias}: /usr/bin/nix-store`);
+  // Only through the jump host: without it the name does not even resolve.
+  const direct = realSsh(alias, ['-oProxyJump=none']);
+  assert.equal(direct.code, 255);
+  assert.match(direct.stderr, /Could not resolve hostname lab-b1-behind-b2/);
+  // Nix's own ssh agrees: a build through the jump host lands in the target's store.
+  const built = await testBuild(builderOf(machinesLine), { nix });
+  assert.equal(built.status, 'ok', `${built.summary} ${built.cause ?? ''}`);
+  assert.ok(lab.hasStorePath(target, built.outPath ?? ''));
+});
+
+test('ProxyJump to a port where nothing listens: the jump host\'s answer is the cause', async () => {
+  const { alias } = lab.behindJump;
+  const broken = file('doctor-jump-broken-ssh_config');
+  await writeFile(broken, `Host ${alias}\n  Port 1\n\n${readFileSync(sshConfig, 'utf8')}`);
+  const h = await checkBuilder(builderOf(lab.behindJump.machinesLine), { ...deps, nix: new Nix(new ExecaRunner(), { binDir: '', env: { ...nix.env, NIX_SSHOPTS: `-F ${broken}` } }) });
+  const tcp = check(h, 'tcp');
+  assert.equal(tcp.status, 'error', show(h));
+  assert.match(tcp.summary, new RegExp(`^${alias} cannot be reached through \`ssh -F \\S+ -W '\\[lab-b1-behind-b2\\]:1' b2\`$`));
+  assert.match(tcp.cause ?? '', /and it failed: .*connect failed: Connection refused.*Nix's ssh fails the same way/);
+  assert.equal(check(h, 'ssh-auth').status, 'skipped');
+});
+
+test('host certificate trusted through @cert-authority (b1 as certb1): checked with OpenSSH, every check ok; signed by another CA: refused', async () => {
+  const b1 = lab.builder('b1');
+  const fp = fingerprintOf(b1.hostKeyBase64);
+  const ca = (() => {
+    const pub = file('doctor-lab-ca.pub');
+    writeFileSync(pub, `${lab.hostCa}\n`);
+    return sshKeygen(['-lf', pub]).split(' ')[1] as string;
+  })();
+  const h = await checkBuilder(builderOf(line('certb1')), deps);
+  assertAllOk(h);
+  assert.equal(check(h, 'host-key').summary, `host certificate "lab builder b1" (${fp}) is signed by ssh-ed25519 ${ca}, trusted by @cert-authority in ${path.join(lab.dir, 'doctor-ca-known_hosts')}:1`);
+  assert.match(check(h, 'tcp').detail ?? '', /because host certificates are trusted for 'b1' \(@cert-authority in \S+doctor-ca-known_hosts:1\)$/);
+  assert.equal(realSsh('certb1').code, 0);
+
+  const other = await checkBuilder(builderOf(line('otherca')), deps);
+  const hk = check(other, 'host-key');
+  assert.equal(hk.status, 'error', show(other));
+  assert.equal(hk.summary, "otherca's host key is not known");
+  assert.match(hk.cause ?? '', new RegExp(`^otherca presented ssh-ed25519 ${escape(fp)}, and no key for 'b1' is in the known_hosts files \\(\\S+doctor-other-ca-known_hosts, /dev/null\\)\\. Its host certificate is not accepted either: it is signed by the CA ssh-ed25519 ${escape(ca)}, which no @cert-authority line for 'b1' trusts\\. Nix's ssh cannot ask anyone and fails with "Host key verification failed\\."\\.$`));
+  assert.match(hk.fix ?? '', /set column 8 of otherca's machines line \(the test machines line\) to the output of `cut -d' ' -f1,2 \/etc\/ssh\/ssh_host_ed25519_key\.pub \| base64 -w0` on otherca\.$/);
+  assert.equal(check(other, 'ssh-auth').status, 'skipped');
+  assert.equal(other.presentedHostKey, undefined, 'OpenSSH names only the fingerprint: nothing to pin');
+  const ssh = realSsh('otherca');
+  assert.equal(ssh.code, 255);
+  assert.match(ssh.stderr, /Host key verification failed\./);
 });

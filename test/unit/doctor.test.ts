@@ -258,8 +258,10 @@ test('connection failures: each says the cause and the fix', () => {
   assert.match(dns[0]?.fix ?? '', /HostName/);
   const timeout = connectChecks({ tcp: { ok: false, address: '10.0.0.1:22', durationMs: 5000 } }, { kind: 'timed-out', phase: 'tcp', message: 'no TCP connection to 10.0.0.1:22 within 5 s' }, ctx());
   assert.match(timeout[0]?.cause ?? '', /firewall/);
-  const proxy = connectChecks({}, { kind: 'proxy-unsupported', message: 'the ssh config reaches b1 through ProxyJump j' }, ctx());
-  assert.equal(proxy[0]?.status, 'skipped');
+  const proxy = connectChecks({}, { kind: 'proxy-failed', proxy: "ssh -W '[10.0.0.1]:22' j", message: 'channel 0: open failed: connect failed: Connection refused' }, ctx());
+  assert.equal(proxy[0]?.status, 'error');
+  assert.equal(proxy[0]?.summary, "b1 cannot be reached through `ssh -W '[10.0.0.1]:22' j`");
+  assert.match(proxy[0]?.cause ?? '', /it failed: channel 0: open failed: connect failed: Connection refused\. Nix's ssh fails the same way/);
   const noKeys = connectChecks(
     {
       tcp: { ok: true, address: '10.0.0.1:22', durationMs: 1 },
