@@ -14,6 +14,10 @@
 // plus one local check: whether the local nix-daemon (if builds go through one) trusts this user,
 // since an untrusted client's `--builders` is silently ignored.
 //
+// The SSH steps use ssh2 (remote/sshSession.ts); where ssh2 cannot do what Nix's ssh does
+// (ProxyJump, host certificates, security keys, …) they use OpenSSH's ssh itself, run as Nix runs it
+// (remote/openssh.ts), and give the same checks. Remote scripts never depend on the login shell.
+//
 // Layout: pure decisions (`decide*`, `connectChecks`, `remoteChecks`: parsed facts → results) are
 // separate from the I/O that gathers the facts (`checkBuilder`, `checkLocal`, `checkAll`), so the
 // decisions are unit-tested with outputs recorded from real builders.
