@@ -14,7 +14,7 @@ import { connectOpenSsh, identityKeyType, opensshOnlyReasons, parseOpenSshLog, t
 import { REMOTE_COMMAND } from '../../language-server/remote/shellQuote';
 import { parseSshG } from '../../language-server/remote/sshConfig';
 
-const RECORDED = {
+const OPENSSH_9_2P1_LOGS = {
   certok: `debug1: Connecting to 127.0.0.1 [127.0.0.1] port 39579.
 debug1: Connection established.
 debug1: Remote protocol version 2.0, remote software version OpenSSH_9.2p1 Debian-2+deb12u10
@@ -177,7 +177,7 @@ test('the key type of an identity: from its .pub, else from the OpenSSH private 
 });
 
 test('ssh gets what Nix gives it (NIX_SSHOPTS, -i, column 8 as UserKnownHostsFile) plus batch mode, the shell-neutral command and the script on stdin', async () => {
-  const { runner, requests } = fakeSsh(RECORDED.certok, { exitCode: 0 });
+  const { runner, requests } = fakeSsh(OPENSSH_9_2P1_LOGS.certok, { exitCode: 0 });
   let written = '';
   const spy: ProcessRunner = {
     run: async (req) => {
@@ -221,7 +221,7 @@ test('ssh gets what Nix gives it (NIX_SSHOPTS, -i, column 8 as UserKnownHostsFil
 });
 
 test('a trusted host certificate: verdict match on the @cert-authority line, the certificate and its CA named', async () => {
-  const conn = await connectOpenSsh(options(fakeSsh(RECORDED.certok, { exitCode: 0 }).runner));
+  const conn = await connectOpenSsh(options(fakeSsh(OPENSSH_9_2P1_LOGS.certok, { exitCode: 0 }).runner));
   assert.ok(conn.ok);
   const hk = conn.report.hostKey;
   assert.equal(hk?.verdict.kind, 'match');
@@ -234,19 +234,19 @@ test('a trusted host certificate: verdict match on the @cert-authority line, the
 });
 
 test('a certificate of an untrusted CA, or for another principal: the plain key is unknown, and why the certificate did not help', async () => {
-  const other = await connectOpenSsh(options(fakeSsh(RECORDED.certother, { exitCode: 255 }).runner));
+  const other = await connectOpenSsh(options(fakeSsh(OPENSSH_9_2P1_LOGS.certother, { exitCode: 255 }).runner));
   assert.equal(other.ok, false);
   assert.equal(!other.ok && other.failure.kind, 'host-key-unknown');
   assert.deepEqual(other.report.hostKey?.presented, { type: 'ssh-ed25519', fingerprint: 'SHA256:wf2DF8ELmhZmk7Smi/w3tu41uiU9a/E83yo3xZ0gzGk' });
   assert.equal(other.report.hostKey?.certificateProblem, "it is signed by the CA ssh-ed25519 SHA256:ePXOWqOayo6gUny5Z95an2ICezsvV4DXdy76nfh94qc, which no @cert-authority line for 'b1' trusts");
-  const principal = parseOpenSshLog(RECORDED.certprincipal);
+  const principal = parseOpenSshLog(OPENSSH_9_2P1_LOGS.certprincipal);
   assert.equal(principal.certificateProblem, 'name is not a listed principal');
   assert.equal(principal.found, undefined, 'the CA line matched, but the certificate was refused');
   assert.equal(principal.hostKeyProblem, 'unknown');
 });
 
 test('host key changed: mismatch with the offending known_hosts entry', async () => {
-  const conn = await connectOpenSsh(options(fakeSsh(RECORDED.changed, { exitCode: 255 }).runner));
+  const conn = await connectOpenSsh(options(fakeSsh(OPENSSH_9_2P1_LOGS.changed, { exitCode: 255 }).runner));
   assert.equal(!conn.ok && conn.failure.kind, 'host-key-changed');
   const v = conn.report.hostKey?.verdict;
   assert.equal(v?.kind, 'mismatch');
@@ -255,7 +255,7 @@ test('host key changed: mismatch with the offending known_hosts entry', async ()
 });
 
 test('permission denied: every offered key rejected, the same auth-failed as with ssh2', async () => {
-  const conn = await connectOpenSsh(options(fakeSsh(RECORDED.denied, { exitCode: 255 }).runner));
+  const conn = await connectOpenSsh(options(fakeSsh(OPENSSH_9_2P1_LOGS.denied, { exitCode: 255 }).runner));
   assert.equal(conn.ok, false);
   assert.deepEqual(!conn.ok && conn.failure, { kind: 'auth-failed', message: 'the server refused every key (Permission denied (publickey))' });
   assert.equal(conn.report.hostKey?.verdict.kind, 'match');
@@ -263,11 +263,11 @@ test('permission denied: every offered key rejected, the same auth-failed as wit
 });
 
 test('TCP failures and a failing jump host map to the ssh2 failure kinds', async () => {
-  const refused = await connectOpenSsh(options(fakeSsh(RECORDED.refused, { exitCode: 255 }).runner));
+  const refused = await connectOpenSsh(options(fakeSsh(OPENSSH_9_2P1_LOGS.refused, { exitCode: 255 }).runner));
   assert.deepEqual(!refused.ok && refused.failure, { kind: 'connection-refused', message: 'ssh: connect to host 127.0.0.1 port 1: Connection refused' });
-  const dns = await connectOpenSsh(options(fakeSsh(RECORDED.dns, { exitCode: 255 }).runner));
+  const dns = await connectOpenSsh(options(fakeSsh(OPENSSH_9_2P1_LOGS.dns, { exitCode: 255 }).runner));
   assert.equal(!dns.ok && dns.failure.kind, 'dns');
-  const jump = await connectOpenSsh(options(fakeSsh(RECORDED.jumpbad, { exitCode: 255, stderr: 'channel 0: open failed: connect failed: Connection refused\nstdio forwarding failed\n' }).runner));
+  const jump = await connectOpenSsh(options(fakeSsh(OPENSSH_9_2P1_LOGS.jumpbad, { exitCode: 255, stderr: 'channel 0: open failed: connect failed: Connection refused\nstdio forwarding failed\n' }).runner));
   assert.deepEqual(!jump.ok && jump.failure, {
     kind: 'proxy-failed',
     proxy: "ssh -F $LAB/ssh_config -W '[lab-b1-behind-b2]:1' b2",
