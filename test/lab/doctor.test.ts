@@ -557,6 +557,10 @@ test('login shells bash, dash, zsh and fish (users of b4): the doctor works unde
       assert.equal(h.facts.user, user.name, what);
     });
     for (const u of users) assert.ok(!existsSync(path.join(lab.dir, 'builders', 'b4', 'home', u.name, 'nbp-injected')), `an injected command ran under ${u.shell}`);
+    // Nix's own ssh agrees: a build as the fish user lands in b4's store.
+    const built = await testBuild(builderOf(lineFor('shfish')), { nix });
+    assert.equal(built.status, 'ok', `${built.summary} ${built.cause ?? ''}`);
+    assert.ok(lab.hasStorePath('b4', built.outPath ?? ''));
   } finally {
     await rm(root, { recursive: true, force: true });
   }
