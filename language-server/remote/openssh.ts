@@ -55,8 +55,23 @@ const UNSUPPORTED_OPTIONS: ReadonlyArray<{ key: string; off: readonly string[]; 
   { key: 'pkcs11provider', off: ['none'], what: 'PKCS#11 keys (PKCS11Provider)' },
   { key: 'knownhostscommand', off: ['none'], what: 'KnownHostsCommand' },
   { key: 'verifyhostkeydns', off: ['false', 'no'], what: 'host keys from DNS (VerifyHostKeyDNS)' },
-  { key: 'gssapiauthentication', off: ['no', 'false'], what: 'Kerberos logins (GSSAPIAuthentication)' },
 ];
+
+/** Login methods ssh2 lacks, with the `ssh -G` key that enables each in OpenSSH. */
+const UNSUPPORTED_LOGINS: ReadonlyArray<{ method: string; key: string; what: string }> = [
+  { method: 'gssapi-with-mic', key: 'gssapiauthentication', what: 'Kerberos (GSSAPIAuthentication)' },
+  { method: 'hostbased', key: 'hostbasedauthentication', what: 'host-based logins (HostbasedAuthentication)' },
+];
+
+/**
+ * After ssh2's keys were refused: login methods the server still offers that Nix's ssh would try
+ * and ssh2 cannot (decided only then, since e.g. Fedora enables GSSAPI for every host).
+ */
+export function opensshOnlyLogins(config: EffectiveSshConfig, serverMethods: readonly string[]): string[] {
+  return UNSUPPORTED_LOGINS.filter((l) => serverMethods.includes(l.method) && ['yes', 'true'].includes(config.raw.get(l.key)?.[0] ?? '')).map(
+    (l) => `the server also accepts ${l.what}, which ssh2 cannot use`,
+  );
+}
 
 /** Why only OpenSSH can check this host as Nix's ssh would; empty when ssh2 can. */
 export function opensshOnlyReasons(input: FallbackInput): string[] {

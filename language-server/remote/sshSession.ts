@@ -28,7 +28,7 @@ import {
   type KnownHostEntry,
   type PublicKey,
 } from './hostKeys';
-import { identityKeyType, opensshOnlyReasons } from './openssh';
+import { identityKeyType, opensshOnlyLogins, opensshOnlyReasons } from './openssh';
 import { REMOTE_COMMAND } from './shellQuote';
 import type { EffectiveSshConfig } from './sshConfig';
 
@@ -510,6 +510,8 @@ export async function connectSsh(opts: ConnectOptions): Promise<ConnectOutcome> 
       }
       if (err.level === 'client-authentication') {
         report.auth = authReport(false);
+        const logins = opensshOnlyLogins(config, serverMethods ?? []);
+        if (logins.length > 0) return finish({ ok: false, report, failure: { kind: 'needs-openssh', reasons: logins, message: `only OpenSSH can check ${config.alias}: ${logins.join('; ')}` } });
         return finish({ ok: false, report, failure: { kind: 'auth-failed', message: `the server refused every key (Permission denied (publickey))` } });
       }
       if (report.hostKey?.accepted) {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { ProcessRunner, RunRequest } from '../../language-server/nix/runner';
 import { parseKnownHosts, parsePublicKeyLine, privateKeyType } from '../../language-server/remote/hostKeys';
-import { connectOpenSsh, identityKeyType, opensshOnlyReasons, parseOpenSshLog, type OpenSshOptions } from '../../language-server/remote/openssh';
+import { connectOpenSsh, identityKeyType, opensshOnlyLogins, opensshOnlyReasons, parseOpenSshLog, type OpenSshOptions } from '../../language-server/remote/openssh';
 import { REMOTE_COMMAND } from '../../language-server/remote/shellQuote';
 import { parseSshG } from '../../language-server/remote/sshConfig';
 
@@ -154,8 +154,15 @@ test('fallback reasons: ProxyJump/ProxyCommand, @cert-authority for the name ssh
   assert.deepEqual(opensshOnlyReasons({ ...none, config: config(), knownHosts: ca, lookupName: 'b2' }), [], 'a CA for other names does not count');
   const sk = new Map([['/root/.ssh/id_ed25519_sk', 'sk-ssh-ed25519@openssh.com'], ['/root/.ssh/id_ed25519', 'ssh-ed25519']]);
   assert.deepEqual(opensshOnlyReasons({ ...none, config: config(), identityTypes: sk }), ['/root/.ssh/id_ed25519_sk is a security-key (sk-ssh-ed25519@openssh.com) key']);
-  assert.deepEqual(opensshOnlyReasons({ ...none, config: config('certificatefile /root/.ssh/id-cert.pub\nverifyhostkeydns false\ngssapiauthentication no\n') }), ['the ssh config uses user certificates (CertificateFile)']);
+  assert.deepEqual(opensshOnlyReasons({ ...none, config: config('certificatefile /root/.ssh/id-cert.pub\nverifyhostkeydns false\ngssapiauthentication yes\n') }), ['the ssh config uses user certificates (CertificateFile)']);
   assert.deepEqual(opensshOnlyReasons({ ...none, config: config('verifyhostkeydns yes\n') }), ['the ssh config uses host keys from DNS (VerifyHostKeyDNS)']);
+});
+
+test('login methods only OpenSSH has count once ssh2\'s keys were refused, and only where the config enables them', () => {
+  const methods = ['publickey', 'gssapi-with-mic'];
+  assert.deepEqual(opensshOnlyLogins(config('gssapiauthentication yes\n'), methods), ['the server also accepts Kerberos (GSSAPIAuthentication), which ssh2 cannot use']);
+  assert.deepEqual(opensshOnlyLogins(config('gssapiauthentication no\n'), methods), []);
+  assert.deepEqual(opensshOnlyLogins(config('gssapiauthentication yes\n'), ['publickey']), []);
 });
 
 test('the key type of an identity: from its .pub, else from the OpenSSH private key (also with a passphrase)', async () => {
