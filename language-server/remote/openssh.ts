@@ -55,6 +55,10 @@ const UNSUPPORTED_OPTIONS: ReadonlyArray<{ key: string; off: readonly string[]; 
   { key: 'pkcs11provider', off: ['none'], what: 'PKCS#11 keys (PKCS11Provider)' },
   { key: 'knownhostscommand', off: ['none'], what: 'KnownHostsCommand' },
   { key: 'verifyhostkeydns', off: ['false', 'no'], what: 'host keys from DNS (VerifyHostKeyDNS)' },
+  { key: 'bindaddress', off: [], what: 'a local source address (BindAddress)' },
+  { key: 'bindinterface', off: [], what: 'a local interface (BindInterface)' },
+  // The remote command's environment, i.e. what the probe sees (PATH, NIX_REMOTE, …).
+  { key: 'setenv', off: [], what: 'variables for the remote environment (SetEnv)' },
 ];
 
 /** Login methods ssh2 lacks, with the `ssh -G` key that enables each in OpenSSH. */

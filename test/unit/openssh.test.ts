@@ -156,6 +156,10 @@ test('fallback reasons: ProxyJump/ProxyCommand, @cert-authority for the name ssh
   assert.deepEqual(opensshOnlyReasons({ ...none, config: config(), identityTypes: sk }), ['/root/.ssh/id_ed25519_sk is a security-key (sk-ssh-ed25519@openssh.com) key']);
   assert.deepEqual(opensshOnlyReasons({ ...none, config: config('certificatefile /root/.ssh/id-cert.pub\nverifyhostkeydns false\ngssapiauthentication yes\n') }), ['the ssh config uses user certificates (CertificateFile)']);
   assert.deepEqual(opensshOnlyReasons({ ...none, config: config('verifyhostkeydns yes\n') }), ['the ssh config uses host keys from DNS (VerifyHostKeyDNS)']);
+  assert.deepEqual(opensshOnlyReasons({ ...none, config: config('setenv NIX_REMOTE=daemon\nbindaddress 10.0.0.2\n') }), [
+    'the ssh config uses a local source address (BindAddress)',
+    'the ssh config uses variables for the remote environment (SetEnv)',
+  ]);
 });
 
 test('login methods only OpenSSH has count once ssh2\'s keys were refused, and only where the config enables them', () => {
