@@ -52,7 +52,7 @@ export type HostKeyVerdict =
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
 /** The SSH string at `offset` of a wire-format blob, or undefined when the blob is too short. */
-function sshString(blob: Buffer, offset: number): { value: Buffer; next: number } | undefined {
+export function sshString(blob: Buffer, offset: number): { value: Buffer; next: number } | undefined {
   if (blob.length < offset + 4) return undefined;
   const length = blob.readUInt32BE(offset);
   if (blob.length < offset + 4 + length) return undefined;

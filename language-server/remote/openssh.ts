@@ -16,10 +16,11 @@
 //   UpdateHostKeys=no             never write known_hosts;
 //   ConnectTimeout                the doctor's TCP timeout.
 import { mkdtemp, readFile as fsReadFile, rm, writeFile } from 'node:fs/promises';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ProcessRunner, RunResult } from '../nix/runner';
-import { hostPatternsMatch, knownHostsLine, machinesColumnEntries, parseKnownHosts, privateKeyType, type KnownHostEntry, type PublicKey } from './hostKeys';
+import { blobKeyType, hostPatternsMatch, knownHostsLine, machinesColumnEntries, parseKnownHosts, privateKeyType, sshString, type KnownHostEntry, type PublicKey } from './hostKeys';
 import { REMOTE_COMMAND } from './shellQuote';
 import { splitNixSshOpts, type EffectiveSshConfig, type SshDestination } from './sshConfig';
 import type {
@@ -68,13 +69,54 @@ const UNSUPPORTED_LOGINS: ReadonlyArray<{ method: string; key: string; what: str
 ];
 
 /**
- * After ssh2's keys were refused: login methods the server still offers that Nix's ssh would try
- * and ssh2 cannot (decided only then, since e.g. Fedora enables GSSAPI for every host).
+ * After ssh2's keys were refused: what Nix's ssh would still try and ssh2 cannot: login methods the
+ * server offers (decided only then, since e.g. Fedora enables GSSAPI for every host), and
+ * security-key keys of the ssh agent (ssh2 skips key types it does not know).
  */
-export function opensshOnlyLogins(config: EffectiveSshConfig, serverMethods: readonly string[]): string[] {
-  return UNSUPPORTED_LOGINS.filter((l) => serverMethods.includes(l.method) && ['yes', 'true'].includes(config.raw.get(l.key)?.[0] ?? '')).map(
+export function opensshOnlyLogins(config: EffectiveSshConfig, serverMethods: readonly string[] | undefined, agentKeyTypes: readonly string[] = []): string[] {
+  const reasons = UNSUPPORTED_LOGINS.filter((l) => serverMethods?.includes(l.method) && ['yes', 'true'].includes(config.raw.get(l.key)?.[0] ?? '')).map(
     (l) => `the server also accepts ${l.what}, which ssh2 cannot use`,
   );
+  const sk = agentKeyTypes.find((t) => t.startsWith('sk-'));
+  // Methods unknown: ssh2 never asked the server (it had no key to offer).
+  if (sk && (serverMethods === undefined || serverMethods.includes('publickey'))) reasons.push(`the ssh agent holds a security-key (${sk}) key, which ssh2 cannot use`);
+  return reasons;
+}
+
+/**
+ * The key types an ssh agent holds (SSH2_AGENTC_REQUEST_IDENTITIES), or undefined when it does not
+ * answer in time. Only the public blobs are read.
+ */
+export function agentKeyTypes(socket: string, timeoutMs: number): Promise<string[] | undefined> {
+  return new Promise((resolve) => {
+    const conn = net.connect({ path: socket });
+    let data = Buffer.alloc(0);
+    const done = (types: string[] | undefined) => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolve(types);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    conn.on('error', () => done(undefined));
+    conn.on('connect', () => conn.write(Buffer.from([0, 0, 0, 1, 11])));
+    conn.on('data', (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      if (data.length < 4 || data.length < 4 + data.readUInt32BE(0)) return;
+      // uint32 length, byte 12 (IDENTITIES_ANSWER), uint32 count, count × (string blob, string comment)
+      if (data[4] !== 12 || data.length < 9) return done(undefined);
+      const types: string[] = [];
+      let offset = 9;
+      for (let i = 0; i < data.readUInt32BE(5); i++) {
+        const blob = sshString(data, offset);
+        const comment = blob ? sshString(data, blob.next) : undefined;
+        if (!blob || !comment) return done(undefined);
+        const type = blobKeyType(blob.value);
+        if (type) types.push(type);
+        offset = comment.next;
+      }
+      done(types);
+    });
+  });
 }
 
 /** Why only OpenSSH can check this host as Nix's ssh would; empty when ssh2 can. */
@@ -180,6 +222,7 @@ export function parseOpenSshLog(text: string): OpenSshLog {
       const attempt = log.attempts.find((a) => a.fingerprint === fingerprint);
       if (attempt) attempt.outcome = 'accepted';
     } else if ((m = /^debug1: Trying private key: (.*)$/.exec(line))) log.attempts.push({ source: m[1] as string, agent: false, outcome: 'rejected' });
+    else if ((m = /^debug1: no such identity: (.*): No such file or directory$/.exec(line))) log.attempts.push({ source: m[1] as string, agent: false, outcome: 'missing' });
     else if ((m = /^Load key "(.*)": (.*)$/.exec(line))) {
       const [, source, why] = m as unknown as [string, string, string];
       const attempt = [...log.attempts].reverse().find((a) => a.source === source);

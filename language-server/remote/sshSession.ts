@@ -28,7 +28,7 @@ import {
   type KnownHostEntry,
   type PublicKey,
 } from './hostKeys';
-import { identityKeyType, opensshOnlyLogins, opensshOnlyReasons } from './openssh';
+import { agentKeyTypes, identityKeyType, opensshOnlyLogins, opensshOnlyReasons } from './openssh';
 import { REMOTE_COMMAND } from './shellQuote';
 import type { EffectiveSshConfig } from './sshConfig';
 
@@ -339,6 +339,7 @@ export async function connectSsh(opts: ConnectOptions): Promise<ConnectOutcome> 
   const known = await knownHostEntries(opts, read);
   const identities = await identityCandidates(config.identityFiles, read);
   const agent = agentFor(config, opts.agentSocket);
+  const agentTypes = agent ? await agentKeyTypes(agent, opts.timeouts.authMs) : undefined;
   const identityTypes = new Map<string, string>();
   for (const id of identities) {
     if (id.outcome === 'missing') continue;
@@ -510,7 +511,7 @@ export async function connectSsh(opts: ConnectOptions): Promise<ConnectOutcome> 
       }
       if (err.level === 'client-authentication') {
         report.auth = authReport(false);
-        const logins = opensshOnlyLogins(config, serverMethods ?? []);
+        const logins = opensshOnlyLogins(config, serverMethods, agentTypes);
         if (logins.length > 0) return finish({ ok: false, report, failure: { kind: 'needs-openssh', reasons: logins, message: `only OpenSSH can check ${config.alias}: ${logins.join('; ')}` } });
         return finish({ ok: false, report, failure: { kind: 'auth-failed', message: `the server refused every key (Permission denied (publickey))` } });
       }

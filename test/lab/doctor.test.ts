@@ -17,6 +17,7 @@ import { Nix } from '../../language-server/nix/nix';
 import { ExecaRunner } from '../../language-server/nix/runner';
 import type { BuilderInfo } from '../../language-server/protocol';
 import { builderMarker, startLab, type Lab } from './lab';
+import { writeSecurityKey } from './securityKey';
 
 let lab: Lab;
 let nix: Nix;
@@ -623,4 +624,33 @@ test('host certificate trusted through @cert-authority (b1 as certb1): checked w
   const ssh = realSsh('otherca');
   assert.equal(ssh.code, 255);
   assert.match(ssh.stderr, /Host key verification failed\./);
+});
+
+test('an ssh agent holding only a security key (sk-ssh-ed25519): ssh2 cannot use it, so OpenSSH is asked and its verdict reported', async () => {
+  const b1 = lab.builder('b1');
+  const skKey = file('doctor-sk');
+  extraFiles.push(`${skKey}.pub`);
+  writeSecurityKey(skKey, 'lab security key');
+  const socket = file('doctor-sk-agent.sock');
+  const skAgent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 200 && !existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    const added = spawnSync('ssh-add', ['-q', skKey], { encoding: 'utf8', env: { ...process.env, SSH_AUTH_SOCK: socket } });
+    assert.equal(added.status, 0, added.stderr);
+    const withSk: DoctorDeps = { ...deps, nix: new Nix(new ExecaRunner(), { binDir: '', env: { ...nix.env, SSH_AUTH_SOCK: socket } }) };
+    const h = await checkBuilder(builderOf(line('viaagent', { key: '-', column8: b1.hostKeyBase64 })), withSk);
+    assert.match(check(h, 'tcp').detail ?? '', /because the ssh agent holds a security-key \(sk-ssh-ed25519@openssh\.com\) key, which ssh2 cannot use$/);
+    assert.equal(check(h, 'host-key').status, 'ok', show(h));
+    // This key is in no authorized_keys: OpenSSH offers it, and b1 refuses it, as for Nix's ssh.
+    const auth = check(h, 'ssh-auth');
+    assert.equal(auth.status, 'error', show(h));
+    assert.match(auth.cause ?? '', new RegExp(`^viaagent refused every key offered for root \\(Permission denied \\(publickey\\)\\): .*agent ${escape(socket)}: 1 key rejected`));
+    const pinned = file('doctor-pinned-viaagent-sk');
+    await writeFile(pinned, `viaagent ${Buffer.from(b1.hostKeyBase64, 'base64').toString()}\n`);
+    const r = spawnSync('ssh', ['-F', sshConfig, `-oUserKnownHostsFile=${pinned}`, 'viaagent', 'true'], { encoding: 'utf8', env: { ...process.env, SSH_AUTH_SOCK: socket } });
+    assert.equal(r.status, 255);
+    assert.match(r.stderr, /Permission denied \(publickey\)/);
+  } finally {
+    skAgent.kill();
+  }
 });

@@ -4,15 +4,16 @@
 // key exchange details, left out; the lab folder written as $LAB).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { ProcessRunner, RunRequest } from '../../language-server/nix/runner';
 import { parseKnownHosts, parsePublicKeyLine, privateKeyType } from '../../language-server/remote/hostKeys';
-import { connectOpenSsh, identityKeyType, opensshOnlyLogins, opensshOnlyReasons, parseOpenSshLog, type OpenSshOptions } from '../../language-server/remote/openssh';
+import { agentKeyTypes, connectOpenSsh, identityKeyType, opensshOnlyLogins, opensshOnlyReasons, parseOpenSshLog, type OpenSshOptions } from '../../language-server/remote/openssh';
 import { REMOTE_COMMAND } from '../../language-server/remote/shellQuote';
 import { parseSshG } from '../../language-server/remote/sshConfig';
+import { writeSecurityKey } from '../lab/securityKey';
 
 const OPENSSH_9_2P1_LOGS = {
   certok: `debug1: Connecting to 127.0.0.1 [127.0.0.1] port 39579.
@@ -167,6 +168,31 @@ test('login methods only OpenSSH has count once ssh2\'s keys were refused, and o
   assert.deepEqual(opensshOnlyLogins(config('gssapiauthentication yes\n'), methods), ['the server also accepts Kerberos (GSSAPIAuthentication), which ssh2 cannot use']);
   assert.deepEqual(opensshOnlyLogins(config('gssapiauthentication no\n'), methods), []);
   assert.deepEqual(opensshOnlyLogins(config('gssapiauthentication yes\n'), ['publickey']), []);
+  const sk = ['ssh-ed25519', 'sk-ssh-ed25519@openssh.com'];
+  assert.deepEqual(opensshOnlyLogins(config(), ['publickey'], sk), ['the ssh agent holds a security-key (sk-ssh-ed25519@openssh.com) key, which ssh2 cannot use']);
+  assert.deepEqual(opensshOnlyLogins(config(), undefined, sk).length, 1, 'ssh2 never asked the server: it had no key to offer');
+  assert.deepEqual(opensshOnlyLogins(config(), ['password'], sk), []);
+  assert.deepEqual(opensshOnlyLogins(config(), ['publickey'], ['ssh-ed25519']), []);
+});
+
+test('the key types an ssh agent holds, security keys included (ssh2 skips those)', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'nbp-agent-'));
+  const socket = path.join(dir, 'agent.sock');
+  const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 200 && !existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.deepEqual(await agentKeyTypes(socket, 5000), []);
+    const plain = path.join(dir, 'id');
+    assert.equal(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', plain]).status, 0);
+    writeSecurityKey(path.join(dir, 'id_sk'), 'test security key');
+    const env = { ...process.env, SSH_AUTH_SOCK: socket };
+    for (const key of [plain, path.join(dir, 'id_sk')]) assert.equal(spawnSync('ssh-add', ['-q', key], { env }).status, 0);
+    assert.deepEqual(await agentKeyTypes(socket, 5000), ['ssh-ed25519', 'sk-ssh-ed25519@openssh.com']);
+    assert.equal(await agentKeyTypes(path.join(dir, 'no-agent.sock'), 5000), undefined);
+  } finally {
+    agent.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('the key type of an identity: from its .pub, else from the OpenSSH private key (also with a passphrase)', async () => {
@@ -178,9 +204,11 @@ test('the key type of an identity: from its .pub, else from the OpenSSH private 
     assert.equal(privateKeyType(readFileSync(key)), 'ssh-ed25519');
     rmSync(`${key}.pub`);
     assert.equal(await identityKeyType(key, async (p) => readFileSync(p)), 'ssh-ed25519');
-    // A security key's .pub (ssh-keygen -t ed25519-sk needs the device, so the line is written here).
-    writeFileSync(`${key}.pub`, 'sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIJ1NIOp9zR4M9Bdkv7nM ssh:\n');
-    assert.equal(await identityKeyType(key, async (p) => readFileSync(p)), 'sk-ssh-ed25519@openssh.com');
+    // A security key (ssh-keygen -t ed25519-sk needs the device), by its .pub and by the key itself.
+    const sk = path.join(dir, 'id_sk');
+    writeSecurityKey(sk, 'test security key');
+    assert.equal(await identityKeyType(sk, async (p) => readFileSync(p)), 'sk-ssh-ed25519@openssh.com');
+    assert.equal(privateKeyType(readFileSync(sk)), 'sk-ssh-ed25519@openssh.com');
     assert.equal(privateKeyType(Buffer.from('not a key')), undefined);
   } finally {
     rmSync(dir, { recursive: true, force: true });
