@@ -5,9 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { Server, utils } from 'ssh2';
 import { connectSsh } from '../../language-server/remote/sshSession';
 import { parseSshG } from '../../language-server/remote/sshConfig';
+import { writeSecurityKey } from '../lab/securityKey';
 
 const config = (port: number, extra = '') =>
   parseSshG(`host b1\nhostname 127.0.0.1\nport ${port}\nuser root\nuserknownhostsfile /nonexistent/known_hosts\nidentityfile /nonexistent/id\n${extra}`, 'b1', {
@@ -39,4 +43,17 @@ test('a ProxyJump host: needs OpenSSH before any connection', async () => {
   const conn = await connectSsh({ config: config(1, 'proxyjump jump.example.org\n'), uriHost: 'b1', timeouts });
   assert.deepEqual(!conn.ok && conn.failure, { kind: 'needs-openssh', reasons: ['it is reached through ProxyJump jump.example.org'], message: 'only OpenSSH can check b1: it is reached through ProxyJump jump.example.org' });
   assert.deepEqual(conn.report, {}, 'no TCP connection was tried');
+});
+
+test('a security-key identity file: needs OpenSSH before any connection', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'nbp-sk-'));
+  try {
+    const key = path.join(dir, 'id_ed25519_sk');
+    writeSecurityKey(key, 'test security key');
+    const conn = await connectSsh({ config: config(1, `identityfile ${key}\n`), uriHost: 'b1', timeouts });
+    assert.deepEqual(!conn.ok && conn.failure.kind === 'needs-openssh' && conn.failure.reasons, [`${key} is a security-key (sk-ssh-ed25519@openssh.com) key`]);
+    assert.deepEqual(conn.report, {});
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
