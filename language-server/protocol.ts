@@ -460,11 +460,15 @@ export interface DoctorReport {
   durationMs: number;
 }
 
-/** A host key as presented by a server, in every form the UI needs to show and pin it. */
-export interface PresentedHostKey {
+/** A host key as OpenSSH's log names it (the OpenSSH fallback sees no more than this). */
+export interface HostKeyFingerprint {
   type: string;
   /** `SHA256:…`, as ssh prints it. */
   fingerprint: string;
+}
+
+/** A host key as presented by a server, in every form the UI needs to show and pin it. */
+export interface PresentedHostKey extends HostKeyFingerprint {
   /** `ssh-ed25519 AAAA…`. */
   publicKeyLine: string;
   /** What to put in machines column 8. */

@@ -16,6 +16,10 @@
 // nix-daemon (if builds go through one) trusts this user, since an untrusted client's `--builders`
 // is silently ignored. Every problem it finds is in its one result, the worst first.
 //
+// The SSH steps use ssh2 (remote/sshSession.ts); where ssh2 cannot do what Nix's ssh does
+// (ProxyJump, host certificates, security keys, …) they use OpenSSH's ssh itself, run as Nix runs it
+// (remote/openssh.ts), and give the same checks. Remote scripts never depend on the login shell.
+//
 // Layout: pure decisions (`decide*`, `connectChecks`, `remoteChecks`: parsed facts → results) are
 // separate from the I/O that gathers the facts (`checkBuilder`, `checkLocal`, `checkAll`), so the
 // decisions are unit-tested with outputs recorded from real builders.
@@ -30,9 +34,10 @@ import { parseSshStoreUri, type SshStoreUri } from '../nix/storeUri';
 import { capabilitiesFor } from '../nix/version';
 import type { BuilderFacts, BuilderHealth, BuilderInfo, CheckId, CheckResult, CheckStatus, DoctorReport, PresentedHostKey } from '../protocol';
 import { fingerprintSha256, parseMachinesHostKey, type PublicKey } from '../remote/hostKeys';
-import { discoveryCommand, nixSections, parseDiscovery, parseNixReport, sectionsCommand, type Discovery, type NixReport } from '../remote/probe';
+import { discoveryScript, nixSections, parseDiscovery, parseNixReport, sectionsScript, type Discovery, type NixReport } from '../remote/probe';
 import { resolveSshConfig, type EffectiveSshConfig } from '../remote/sshConfig';
-import { connectSsh, type ConnectReport, type ReadFile, type SessionFailure } from '../remote/sshSession';
+import { connectOpenSsh } from '../remote/openssh';
+import { connectSsh, isPinnable, type ConnectReport, type ReadFile, type SessionFailure } from '../remote/sshSession';
 import { forEachLimited } from '../util/pool';
 
 /** The checks of one builder, in the order they run and are shown. */
@@ -167,7 +172,7 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
   const hk = report.hostKey;
   const { name, config } = ctx;
   if (ctx.columnError) {
-    const presented = hk ? `; the builder presents ${hk.presented.type} ${hk.presented.fingerprint}, whose column 8 value is ${hk.presented.machinesColumn}` : '';
+    const presented = hk ? `; the builder presents ${hk.presented.type} ${hk.presented.fingerprint}${isPinnable(hk.presented) ? `, whose column 8 value is ${hk.presented.machinesColumn}` : ''}` : '';
     return result('host-key', 'error', `column 8 of ${name}'s machines line is malformed`, hk?.durationMs ?? 0, {
       cause: `${ctx.columnError}. Nix writes it into a known_hosts file for ssh, which then cannot verify ${name}${presented}.`,
       fix: `Verify the key on ${name} (\`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\`) and correct column 8 in ${ctx.sourceLabel}, or set it to '-' to use known_hosts.`,
@@ -189,6 +194,9 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
     return undefined;
   }
   const p = hk.presented;
+  const keyFile = `/etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub`;
+  // The value for column 8: known when ssh2 saw the key; else how to make it on the builder.
+  const column8 = isPinnable(p) ? p.machinesColumn : `the output of \`cut -d' ' -f1,2 ${keyFile} | base64 -w0\` on ${name}`;
   const where = hk.usedMachinesColumn ? `column 8 of the machines line (${ctx.sourceLabel})` : `the known_hosts files (${list(config.userKnownHostsFiles.concat(config.globalKnownHostsFiles))})`;
   if (hk.columnNameMismatch) {
     return result('host-key', 'error', `Nix's ssh will not find ${name}'s pinned host key`, hk.durationMs, {
@@ -200,6 +208,11 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
     case 'match': {
       const e = hk.verdict.entry;
       const from = e.source.startsWith('/') ? `${e.source}:${e.line}` : e.source;
+      if (hk.certificate) {
+        return result('host-key', 'ok', `host certificate "${hk.certificate.id}" (${p.fingerprint}) is signed by ${hk.certificate.ca}, trusted by @cert-authority in ${from}`, hk.durationMs, {
+          detail: `looked up as '${hk.lookupName}'; checked by OpenSSH's ssh`,
+        });
+      }
       return result('host-key', 'ok', `${p.type} ${p.fingerprint} matches ${from}`, hk.durationMs, { detail: `looked up as '${hk.lookupName}'` });
     }
     case 'revoked':
@@ -212,8 +225,8 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
       const sources = [...new Set(hk.verdict.expected.map((e) => (e.source.startsWith('/') ? `${e.source}:${e.line}` : e.source)))].join(', ');
       const typeNote = hk.verdict.sameType ? '' : ` (a key of another type: ${name} no longer offers the pinned type)`;
       const fix = hk.usedMachinesColumn
-        ? `Compare with the fingerprint on ${name} itself (\`ssh-keygen -lf /etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub\`). Only if it is ${p.fingerprint}, set column 8 of ${name}'s machines line (${ctx.sourceLabel}) to ${p.machinesColumn}.`
-        : `Compare with the fingerprint on ${name} itself (\`ssh-keygen -lf /etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub\`). Only if it is ${p.fingerprint}, remove the old entry (\`ssh-keygen -R ${hk.lookupName}\`${config.userKnownHostsFiles[0] ? ` -f ${config.userKnownHostsFiles[0]}` : ''}) and pin the new key (column 8: ${p.machinesColumn}).`;
+        ? `Compare with the fingerprint on ${name} itself (\`ssh-keygen -lf ${keyFile}\`). Only if it is ${p.fingerprint}, set column 8 of ${name}'s machines line (${ctx.sourceLabel}) to ${column8}.`
+        : `Compare with the fingerprint on ${name} itself (\`ssh-keygen -lf ${keyFile}\`). Only if it is ${p.fingerprint}, remove the old entry (\`ssh-keygen -R ${hk.lookupName}\`${config.userKnownHostsFiles[0] ? ` -f ${config.userKnownHostsFiles[0]}` : ''}) and pin the new key (column 8: ${column8}).`;
       return result('host-key', 'error', `${name}'s host key has changed`, hk.durationMs, {
         cause: `${name} presented ${p.type} ${p.fingerprint}, but ${sources} expects ${expected}${typeNote}. Either ${name} was reinstalled or its key regenerated, or someone is intercepting the connection. Nix's ssh refuses it ("REMOTE HOST IDENTIFICATION HAS CHANGED!").`,
         fix,
@@ -224,9 +237,10 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
       const nixSays = lenient
         ? `Nix's ssh would accept it unchecked on first use (StrictHostKeyChecking ${config.strictHostKeyChecking}), so nobody would notice an impostor.`
         : `Nix's ssh cannot ask anyone and fails with "Host key verification failed.".`;
+      const certNote = hk.certificateProblem ? ` Its host certificate is not accepted either: ${hk.certificateProblem}.` : '';
       return result('host-key', lenient ? 'warning' : 'error', `${name}'s host key is not known`, hk.durationMs, {
-        cause: `${name} presented ${p.type} ${p.fingerprint}, and no key for '${hk.lookupName}' is in ${where}. ${nixSays}`,
-        fix: `Compare ${p.fingerprint} with the fingerprint on ${name} itself (\`ssh-keygen -lf /etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub\`); if they are equal, pin it: set column 8 of ${name}'s machines line (${ctx.sourceLabel}) to ${p.machinesColumn}.`,
+        cause: `${name} presented ${p.type} ${p.fingerprint}, and no key for '${hk.lookupName}' is in ${where}.${certNote} ${nixSays}`,
+        fix: `Compare ${p.fingerprint} with the fingerprint on ${name} itself (\`ssh-keygen -lf ${keyFile}\`); if they are equal, pin it: set column 8 of ${name}'s machines line (${ctx.sourceLabel}) to ${column8}.`,
       });
     }
   }
@@ -236,7 +250,11 @@ function tcpCheck(report: ConnectReport, failure: SessionFailure | undefined, ct
   const { name, config } = ctx;
   const addr = `${config.hostName}:${config.port}`;
   const d = report.tcp?.durationMs ?? 0;
-  if (report.tcp?.ok) return result('tcp', 'ok', `${addr} accepts connections`, d);
+  if (report.tcp?.ok) {
+    const checkedBy = report.openssh ? { detail: `checked with OpenSSH's ssh as Nix runs it, because ${report.openssh.reasons.join('; ')}` } : {};
+    if (report.tcp.via) return result('tcp', 'ok', `${addr} reached through \`${report.tcp.via}\``, d, checkedBy);
+    return result('tcp', 'ok', `${addr} accepts connections`, d, checkedBy);
+  }
   if (!failure) return undefined;
   const fixHost = `If ${name} is up, check HostName/Port of \`Host ${name}\` in the ssh config (\`ssh -G ${name}\` shows what ssh uses).`;
   switch (failure.kind) {
@@ -258,8 +276,11 @@ function tcpCheck(report: ConnectReport, failure: SessionFailure | undefined, ct
         cause: `${failure.message}: the host is down, or a firewall drops the connection.`,
         fix: `Check that ${name} is running and that port ${config.port} is open to this machine. ${fixHost}`,
       });
-    case 'proxy-unsupported':
-      return { ...skipped('tcp', `${failure.message}.`), fix: 'Check this builder with `nix store ping --store ' + ctx.uri + '` instead.' };
+    case 'proxy-failed':
+      return result('tcp', 'error', `${name} cannot be reached through \`${failure.proxy}\``, d, {
+        cause: `ssh runs \`${failure.proxy}\` to reach ${addr}, and it failed: ${failure.message}. Nix's ssh fails the same way ("cannot connect to '${name}'").`,
+        fix: `Check the jump host and that it can reach ${addr} (\`ssh -v ${name}\`); ${fixHost}`,
+      });
     case 'cancelled':
       return { ...skipped('tcp', 'cancelled') };
     case 'connection-lost':
@@ -333,8 +354,6 @@ export function connectSkipReason(failure: SessionFailure, name: string): string
       return `the login on ${name} failed`;
     case 'cancelled':
       return 'cancelled';
-    case 'proxy-unsupported':
-      return failure.message;
     default:
       return `${name} could not be reached`;
   }
@@ -630,7 +649,7 @@ export function builderFacts(config: EffectiveSshConfig | undefined, d: Discover
 // I/O
 
 function runnerOf(nix: Nix): ProcessRunner {
-  return { run: (req) => nix.run(req.file, req.args, { timeoutMs: req.timeoutMs, signal: req.signal, cwd: req.cwd }) };
+  return { run: (req) => nix.run(req.file, req.args, { timeoutMs: req.timeoutMs, signal: req.signal, cwd: req.cwd, input: req.input }) };
 }
 
 async function fileExists(file: string): Promise<boolean> {
@@ -697,7 +716,7 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
     ...(sshKey ? { sshKey, sshKeyMissing: !(await fileExists(sshKey.replace(/^~(?=\/|$)/, os.homedir()))) } : {}),
     ...(agentSocket ? { agentSocket } : {}),
   };
-  const conn = await connectSsh({
+  const connectOptions = {
     config,
     uriHost: store.host,
     ...(machinesKeys ? { machinesKeys } : {}),
@@ -706,10 +725,23 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
     timeouts: { tcpMs: config.connectTimeout !== undefined ? Math.min(config.connectTimeout * 1000, t.tcpMs) : t.tcpMs, handshakeMs: t.handshakeMs, authMs: t.authMs },
     ...(deps.signal ? { signal: deps.signal } : {}),
     ...(deps.readFile ? { readFile: deps.readFile } : {}),
-  });
+  };
+  let conn = await connectSsh(connectOptions);
+  // Where ssh2 cannot do what Nix's ssh does (ProxyJump, host certificates, security keys, …),
+  // Nix's ssh itself is asked, with the same options Nix gives it.
+  if (!conn.ok && conn.failure.kind === 'needs-openssh') {
+    conn = await connectOpenSsh({
+      ...connectOptions,
+      runner: runnerOf(deps.nix),
+      env: deps.nix.env,
+      dest,
+      nixSshOpts: deps.nix.env.NIX_SSHOPTS ?? process.env.NIX_SSHOPTS,
+      reasons: conn.failure.reasons,
+    });
+  }
   results.push(...connectChecks(conn.report, conn.ok ? undefined : conn.failure, ctx));
   const hk = conn.report.hostKey;
-  const pin = hk && (hk.verdict.kind !== 'match' || hk.columnNameMismatch || columnError) ? hk.presented : undefined;
+  const pin = hk && isPinnable(hk.presented) && (hk.verdict.kind !== 'match' || hk.columnNameMismatch || columnError) ? hk.presented : undefined;
   if (!conn.ok) {
     return health(completeChecks(results, connectSkipReason(conn.failure, name)), builderFacts(config, undefined, undefined, undefined), pin);
   }
@@ -718,7 +750,7 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
   const session = conn.session;
   try {
     const { program } = remoteProgramOf(store);
-    const r1 = await session.exec(discoveryCommand(program), { timeoutMs: t.probeMs, ...(deps.signal ? { signal: deps.signal } : {}) });
+    const r1 = await session.run(discoveryScript(program), { timeoutMs: t.probeMs, ...(deps.signal ? { signal: deps.signal } : {}) });
     if (r1.kind !== 'exit') {
       const what = r1.kind === 'failed' ? r1.message : r1.kind === 'timed-out' ? `no answer within ${t.probeMs / 1000} s` : 'cancelled';
       results.push(result('remote-nix', r1.kind === 'cancelled' ? 'skipped' : 'error', `the probe on ${name} did not finish`, r1.durationMs, { cause: what }));
@@ -730,7 +762,7 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
     if (discovery.version && discovery.nix) {
       const caps = capabilitiesFor(discovery.version);
       const daemon = discovery.store ? usesDaemon(discovery.env.NIX_REMOTE ?? '', discovery.store) : true;
-      const r2 = await session.exec(sectionsCommand(nixSections(discovery.nix, caps, daemon)), { timeoutMs: t.probeMs, ...(deps.signal ? { signal: deps.signal } : {}) });
+      const r2 = await session.run(sectionsScript(nixSections(discovery.nix, caps, daemon)), { timeoutMs: t.probeMs, ...(deps.signal ? { signal: deps.signal } : {}) });
       nixMs = r2.durationMs;
       if (r2.kind === 'exit') nixReport = parseNixReport(r2.stdout);
       else nixReport = { configError: r2.kind === 'failed' ? r2.message : r2.kind };

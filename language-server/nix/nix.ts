@@ -39,7 +39,7 @@ export class Nix {
     return this.settings.binDir ? path.join(this.settings.binDir, name) : name;
   }
 
-  run(file: string, args: readonly string[], opts: { timeoutMs: number; signal?: AbortSignal; onStderr?: (s: string) => void; cwd?: string }) {
+  run(file: string, args: readonly string[], opts: { timeoutMs: number; signal?: AbortSignal; onStderr?: (s: string) => void; cwd?: string; input?: string }) {
     return this.runner.run({ file, args, env: this.settings.env, ...opts });
   }
 

@@ -24,7 +24,8 @@ import { buildLocations, interpretTestBuild, testDerivation } from '../../langua
 import { parseMachineLine } from '../../language-server/nix/machines';
 import { parseSshStoreUri } from '../../language-server/nix/storeUri';
 import type { BuilderInfo } from '../../language-server/protocol';
-import { discoveryCommand, parseDf, parseDiscovery, parseLoad, parseNixReport, parseSections, sectionsCommand } from '../../language-server/remote/probe';
+import { discoveryScript, parseDf, parseDiscovery, parseLoad, parseNixReport, parseSections, sectionsScript } from '../../language-server/remote/probe';
+import { REMOTE_COMMAND } from '../../language-server/remote/shellQuote';
 import { parseSshG, sshGArgs, splitNixSshOpts, invalidDestination } from '../../language-server/remote/sshConfig';
 
 const fixture = (name: string) => readFileSync(path.join(__dirname, '..', 'fixtures', 'nix-2.8.0', name), 'utf8');
@@ -228,15 +229,15 @@ test('probe output parsing is total', () => {
   assert.deepEqual(parseNixReport(''), {});
 });
 
-test('the probe scripts run under dash and bash (here, with this machine as the builder)', () => {
-  for (const shell of ['/bin/sh', '/bin/bash']) {
-    const r = spawnSync(shell, ['-c', discoveryCommand('nix-store')], { encoding: 'utf8' });
+test('the probe scripts run under the login shells dash, bash, zsh and fish (here, with this machine as the builder)', () => {
+  for (const shell of ['/bin/sh', '/bin/bash', '/usr/bin/zsh', '/usr/bin/fish']) {
+    const r = spawnSync(shell, ['-c', REMOTE_COMMAND], { input: discoveryScript('nix-store'), encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     const d = parseDiscovery(r.stdout);
     assert.ok(d.chosen?.endsWith('/nix-store'), r.stdout);
     assert.equal(d.version?.major, 2);
     assert.ok(d.user);
-    const s = parseSections(spawnSync(shell, ['-c', sectionsCommand([{ name: 'echo', words: ['printf', '%s\n', "it's = $(x)"] }])], { encoding: 'utf8' }).stdout);
+    const s = parseSections(spawnSync(shell, ['-c', REMOTE_COMMAND], { input: sectionsScript([{ name: 'echo', words: ['printf', '%s\n', "it's = $(x)"] }]), encoding: 'utf8' }).stdout);
     assert.deepEqual(s.get('echo'), { exitCode: 0, text: "it's = $(x)" });
   }
 });
@@ -257,8 +258,10 @@ test('connection failures: each says the cause and the fix', () => {
   assert.match(dns[0]?.fix ?? '', /HostName/);
   const timeout = connectChecks({ tcp: { ok: false, address: '10.0.0.1:22', durationMs: 5000 } }, { kind: 'timed-out', phase: 'tcp', message: 'no TCP connection to 10.0.0.1:22 within 5 s' }, ctx());
   assert.match(timeout[0]?.cause ?? '', /firewall/);
-  const proxy = connectChecks({}, { kind: 'proxy-unsupported', message: 'the ssh config reaches b1 through ProxyJump j' }, ctx());
-  assert.equal(proxy[0]?.status, 'skipped');
+  const proxy = connectChecks({}, { kind: 'proxy-failed', proxy: "ssh -W '[10.0.0.1]:22' j", message: 'channel 0: open failed: connect failed: Connection refused' }, ctx());
+  assert.equal(proxy[0]?.status, 'error');
+  assert.equal(proxy[0]?.summary, "b1 cannot be reached through `ssh -W '[10.0.0.1]:22' j`");
+  assert.match(proxy[0]?.cause ?? '', /it failed: channel 0: open failed: connect failed: Connection refused\. Nix's ssh fails the same way/);
   const noKeys = connectChecks(
     {
       tcp: { ok: true, address: '10.0.0.1:22', durationMs: 1 },
