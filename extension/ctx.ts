@@ -9,6 +9,7 @@ import {
   type BuilderHealth,
   type BuildersListing,
   type EditResult,
+  type FormatMachineLineResult,
   type MachinesEdit,
   type DoctorReport,
   type InitializationOptions,
@@ -20,6 +21,7 @@ import {
   type SchedulePreviewResult,
   type TestBuildResult,
 } from '../language-server/protocol';
+import type { Machine } from '../language-server/nix/machines';
 import type { NixBuildersApi } from './api';
 import { registerCommands } from './commands';
 import { affectsServer, logsInOutput, serverSettings } from './config';
@@ -260,6 +262,10 @@ export class Ctx implements vscode.Disposable {
 
   async editMachines(file: string, edit: MachinesEdit): Promise<EditResult> {
     return (await this.runningClient()).sendRequest(Requests.editMachines, { file, edit });
+  }
+
+  async formatMachineLine(machine: Machine): Promise<FormatMachineLineResult> {
+    return (await this.runningClient()).sendRequest(Requests.formatMachineLine, { machine });
   }
 
   async schedulePreview(params: SchedulePreviewParams): Promise<SchedulePreviewResult> {

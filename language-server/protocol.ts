@@ -70,10 +70,12 @@ export interface BuilderSource {
   /** 0-based line and column of the entry in that file. */
   line?: number;
   column?: number;
+  /** The entry's text in that file, as read: what an edit of it expects to replace. */
+  text?: string;
 }
 
 export interface BuilderInfo extends Machine {
-  /** Stable within one listing. */
+  /** Source and URI (and, for a URI repeated in one source, which occurrence): stable across listings. */
   id: string;
   /** Host part of the URI ("b1"). */
   name: string;
@@ -158,6 +160,9 @@ export interface EditMachinesParams {
   expectedText?: string;
 }
 
+/** A machines entry made by the server's formatter, or why the machine cannot be written as one. */
+export type FormatMachineLineResult = { ok: true; line: string } | { ok: false; message: string };
+
 export interface ProbeBuilderParams {
   /** A machines entry (at least the URI; e.g. "ssh://b5 - /root/.ssh/id_ed25519"). */
   entry: string;
@@ -235,6 +240,8 @@ export const Requests = {
   testBuild: new RequestType<{ builderId: string }, TestBuildResult, void>('nixBuilders/testBuild'),
   /** Add, replace or remove one machines-file entry, atomically and with a backup. */
   editMachines: new RequestType<EditMachinesParams, EditResult, void>('nixBuilders/editMachines'),
+  /** One machines entry for a machine, or why it cannot be written as one (e.g. a key path with a blank). */
+  formatMachineLine: new RequestType<{ machine: Machine }, FormatMachineLineResult, void>('nixBuilders/formatMachineLine'),
   /** Run the doctor on a builder that is not configured yet (to suggest systems, features, host key). */
   probeBuilder: new RequestType<ProbeBuilderParams, BuilderHealth, void>('nixBuilders/probeBuilder'),
   /** Plan and start a build; progress arrives as buildProgress notifications. */
