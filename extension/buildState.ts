@@ -103,14 +103,16 @@ export class BuildStore {
 
   /**
    * The server that ran the builds is gone (stopped, restarted or crashed), and its builds with it:
-   * every running build ends as `status` with `reason` as its problem, and every waiter is rejected
-   * with `reason`. Returns the builds that ended.
+   * every running build ends as `status` with `reason` as its problem (its derivations that had
+   * not ended: cancelled), and every waiter is rejected with `reason`. Returns the builds that ended.
    */
   serverStopped(reason: string, status: 'failed' | 'cancelled'): BuildInfo[] {
     const ended: BuildInfo[] = [];
     for (const m of this.builds.values()) {
       if (m.info.status !== 'running') continue;
-      m.info = { ...m.info, status, problems: [...(m.info.problems ?? []), reason] };
+      for (const d of m.drvs.values()) if (d.state === 'queued' || d.state === 'building') m.drvs.set(d.drvPath, { ...d, state: 'cancelled' });
+      const snapshot = m.info.snapshot && { ...m.info.snapshot, derivations: [...m.drvs.values()] };
+      m.info = { ...m.info, status, problems: [...(m.info.problems ?? []), reason], ...(snapshot ? { snapshot } : {}) };
       ended.push(m.info);
     }
     for (const id of [...this.waiters.keys()]) this.settle(id, (w) => w.reject(new Error(reason)));

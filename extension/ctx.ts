@@ -142,20 +142,26 @@ export class Ctx implements vscode.Disposable {
   /** The client's state changed: by itself after a crash (Stopped, then Starting and Running again when it restarts the server). */
   private clientStateChanged(client: LanguageClient, state: State): void {
     if (client !== this.client) return;
-    if (state === State.Starting) this.setServerState('starting');
-    // The first start shows the server itself (start() resolves after that); this is a restart.
-    else if (state === State.Running) {
-      if (!this.starting) void this.serverRunning(client).catch((e: Error) => this.log.warn(`The restarted language server: ${e.message}`));
+    switch (state) {
+      case State.Starting:
+        this.setServerState('starting');
+        break;
+      case State.Running:
+        // The first start shows the server itself (start() resolves after that): this is a restart.
+        if (!this.starting) void this.serverRunning(client).catch((e: Error) => this.log.warn(`The restarted language server: ${e.message}`));
+        break;
+      case State.Stopped:
+      case State.StartFailed:
+        this.serverGone('The Nix Builders language server stopped (see the log: Nix Builders: Show Log), and the build with it.', 'failed');
     }
-    else this.serverGone('The Nix Builders language server stopped (see the log: Nix Builders: Show Log), and the build with it.', 'failed');
   }
 
   /** The server answered `initialize`: show its Nix, list the builders. Runs at each (re)start. */
   private async serverRunning(client: LanguageClient): Promise<void> {
     const status = await client.sendRequest(Requests.status);
     if (client !== this.client || client.state !== State.Running) return;
-    this.setServerState('running');
     this.showStatus(status.version, status.problem);
+    this.setServerState('running');
     if (status.problem) void vscode.window.showErrorMessage(status.problem);
     this.buildersView.refresh();
   }
@@ -184,14 +190,21 @@ export class Ctx implements vscode.Disposable {
       this.statusBar.tooltip = 'The Nix Builders language server is not running (see the log). Click to restart it.';
       this.statusBar.command = 'nixBuilders.restartServer';
       this.statusBar.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
+    } else {
+      this.showReady();
     }
     this.statusBar.show();
     this.serverStateChanged.fire(state);
   }
 
+  /** What the server found (shown while it runs). */
   private showStatus(version: string | undefined, problem: string | undefined): void {
     this.lastStatus = { version, problem };
-    if (this.serverState !== 'running') return;
+    if (this.serverState === 'running') this.showReady();
+  }
+
+  private showReady(): void {
+    const { version, problem } = this.lastStatus;
     this.statusBar.command = 'nixBuilders.showOutput';
     const trusted = vscode.workspace.isTrusted;
     this.statusBar.text = !version ? '$(warning) Nix' : trusted ? `$(server-environment) Nix ${version}` : `$(workspace-untrusted) Nix ${version}`;

@@ -154,6 +154,7 @@ test('when the server stops, every waiter is rejected with the reason and runnin
   store.apply(info('done', 'built', snap([], false)));
   store.apply(info('r1', 'running'));
   store.apply(info('r2', 'running'));
+  store.apply(update('r2', snap([drv('a', { state: 'building' }), drv('b', { state: 'built' })], true)));
   const waits = [store.whenEnded('r1'), store.whenEnded('r1'), store.whenEnded('r2')];
   assert.deepEqual(store.running().map((b) => b.buildId), ['r2', 'r1']);
   const ended = store.serverStopped('The language server crashed.', 'failed');
@@ -162,6 +163,7 @@ test('when the server stops, every waiter is rejected with the reason and runnin
     ['r2', 'failed', ['The language server crashed.']],
   ]);
   for (const w of waits) assert.equal((await settled(w))?.error?.message, 'The language server crashed.');
+  assert.deepEqual(store.get('r2')?.snapshot?.derivations.map((d) => [d.name, d.state]), [['a', 'cancelled'], ['b', 'built']], 'what had not ended is cancelled');
   assert.equal(store.get('done')?.status, 'built', 'an ended build stays as it ended');
   assert.deepEqual(store.running(), []);
 });
