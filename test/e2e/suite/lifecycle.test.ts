@@ -1,8 +1,12 @@
 // The language server's lifecycle as the extension shows it, in the real extension host: the server
 // process is killed (a crash) while a build runs. The build's waiter is rejected with a clear error
 // (no hang), the status bar says the server stopped, the client restarts it, and requests work again.
+// And a start that fails (the server's module missing) leaves no dead client: a later request
+// starts a new one.
 import * as assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { NixBuildersApi, ServerState } from '../../../extension/api';
 import { eventually, EXTENSION_ID, workspaceTrusted } from './helpers';
@@ -96,5 +100,27 @@ suite('Nix Builders: the language server crashes', () => {
         }
       }
     }
+  });
+
+  test('a start that fails leaves no dead client behind: once the server can start, the next request starts it', async function () {
+    this.timeout(120_000);
+    const ext = vscode.extensions.getExtension<NixBuildersApi>(EXTENSION_ID);
+    assert.ok(ext?.isActive);
+    const api = ext.exports;
+    await eventually('the server to run', () => (api.serverState().state === 'running' ? true : undefined), 60_000);
+    // The server's module missing (a broken install): the restart fails.
+    const server = path.join(ext.extensionPath, 'dist', 'server.js');
+    const hidden = `${server}.hidden-by-test`;
+    await rename(server, hidden);
+    try {
+      await vscode.commands.executeCommand('nixBuilders.restartServer');
+      await eventually('the failed start to show', () => (api.serverState().state === 'stopped' ? true : undefined), 60_000);
+      assert.match(api.serverState().statusText, /server stopped/);
+    } finally {
+      await rename(hidden, server);
+    }
+    // The next request makes a new client, which starts the server.
+    assert.ok((await api.listBuilders()).length > 0);
+    assert.equal(api.serverState().state, 'running');
   });
 });
