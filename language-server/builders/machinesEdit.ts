@@ -321,8 +321,12 @@ function notAColumn(what: string, value: string, fix = ''): FormatMachineLineRes
 
 /**
  * One machines entry for `m`, or why it cannot be written as one: a value that Nix would read as
- * other columns (a key path with a space shifts every column after it), other entries or a
- * comment is refused, never written.
+ * other columns, other entries or a comment is refused, never written. A key path with a space
+ * shifts every column after it: Nix 2.8 then fails every build that may use the builders ("bad
+ * machine specification: failed to convert column #3 … to 'unsigned int'"), or, for a path like
+ * `/keys/my 2`, silently uses the key `/keys/my` with max-jobs 2. Nix percent-decodes the store
+ * URI's `ssh-key` parameter (`ssh://b5?ssh-key=/keys/my%20key` reaches ssh as `-i '/keys/my key'`):
+ * the refusal suggests that.
  */
 export function formatMachineLine(m: Machine): FormatMachineLineResult {
   if (m.uri.startsWith('@') || m.uri === '-' || m.uri.length === 0 || NOT_IN_A_COLUMN.test(m.uri)) return notAColumn('store URI', m.uri);
@@ -339,7 +343,8 @@ export function formatMachineLine(m: Machine): FormatMachineLineResult {
       : notAColumn(what, item);
   }
   if (m.sshKey !== undefined && (m.sshKey.length === 0 || m.sshKey === '-' || NOT_IN_A_COLUMN.test(m.sshKey))) {
-    const fix = " Move or link the key to a path without blanks, or leave the key column '-' and name the key as IdentityFile for this host in ~/.ssh/config (which allows quoting).";
+    const encoded = m.sshKey.replace(/[%\s#;&]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+    const fix = ` Move or link the key to a path without blanks, or leave the key column '-' and name the key in the store URI, percent-encoded (${m.uri}${m.uri.includes('?') ? '&' : '?'}ssh-key=${encoded}), which Nix decodes.`;
     return notAColumn('SSH key path', m.sshKey, m.sshKey.length > 1 ? fix : '');
   }
   if (m.publicHostKey !== undefined && (m.publicHostKey.length === 0 || m.publicHostKey === '-' || NOT_IN_A_COLUMN.test(m.publicHostKey))) return notAColumn('host key', m.publicHostKey);

@@ -403,11 +403,11 @@ test('formatMachineLine refuses what Nix would read as other columns: a key path
   assert.deepEqual(spaced, {
     ok: false,
     message:
-      "The SSH key path '/home/alice/my keys/id' cannot be written to a machines file: Nix splits a machines entry into columns at blanks, with no quoting or escaping, so it would be read as several columns. Move or link the key to a path without blanks, or leave the key column '-' and name the key as IdentityFile for this host in ~/.ssh/config (which allows quoting).",
+      "The SSH key path '/home/alice/my keys/id' cannot be written to a machines file: Nix splits a machines entry into columns at blanks, with no quoting or escaping, so it would be read as several columns. Move or link the key to a path without blanks, or leave the key column '-' and name the key in the store URI, percent-encoded (ssh://b5?ssh-key=/home/alice/my%20keys/id), which Nix decodes.",
   });
   const cases: Array<[Partial<Machine>, RegExp]> = [
     [{ sshKey: '/keys/a\tb' }, /SSH key path .* at blanks/],
-    [{ sshKey: '/keys/#1' }, /SSH key path '\/keys\/#1' .*'#' starts a comment there/],
+    [{ sshKey: '/keys/#1' }, /SSH key path '\/keys\/#1' .*'#' starts a comment there.*\(ssh:\/\/b5\?ssh-key=\/keys\/%231\)/],
     [{ sshKey: '-' }, /SSH key path '-' .*means the default/],
     [{ uri: 'ssh://b5;rm' }, /store URI .*';' separates entries/],
     [{ uri: '@/etc/nix/machines' }, /store URI/],
