@@ -192,7 +192,8 @@ export async function pinHostKey(ctx: Ctx, builder: BuilderInfo, health: Builder
     'Pin This Key',
   );
   if (answer !== 'Pin This Key') return;
-  const entry = await machineLine(ctx, { ...builder, publicHostKey: key.machinesColumn });
+  const { uri, systems, sshKey, maxJobs, speedFactor, supportedFeatures, mandatoryFeatures } = builder;
+  const entry = await machineLine(ctx, { uri, systems, sshKey, maxJobs, speedFactor, supportedFeatures, mandatoryFeatures, publicHostKey: key.machinesColumn });
   if (entry === undefined) return;
   const { path: file, line, column, text: expected } = builder.source;
   await applyEdit(ctx, file, { kind: 'replace', line, column, expected, entry }, `Pinned the host key of ${builder.name}`);
