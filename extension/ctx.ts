@@ -132,7 +132,7 @@ export class Ctx implements vscode.Disposable {
       await client.start();
     } catch (e) {
       this.log.error(`The Nix Builders language server did not start: ${(e as Error).message}`);
-      // A client whose start failed cannot start again: drop it, so that the next call makes a new one.
+      // Drop the failed client (it refuses requests): the next call makes a new one.
       await this.stop('The Nix Builders language server did not start: see the log (Nix Builders: Show Log).');
       throw e;
     }
