@@ -122,7 +122,7 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
     item.id = buildId;
     if (!b) return item;
     const p = b.snapshot?.progress;
-    const counts = p && p.expected > 0 ? ` — ${p.done}/${p.expected} built${p.running ? `, ${p.running} building` : ''}${p.failed ? `, ${p.failed} failed` : ''}` : '';
+    const counts = p && p.expected > 0 ? ` — ${p.done}/${p.expected} built${p.running && b.status === 'running' ? `, ${p.running} building` : ''}${p.failed ? `, ${p.failed} failed` : ''}` : '';
     item.description = `${b.status}${counts} — ${b.plan.summary}`;
     item.iconPath = new vscode.ThemeIcon(
       b.status === 'running' ? 'loading~spin' : b.status === 'built' ? 'pass' : b.status === 'failed' ? 'error' : 'circle-slash',

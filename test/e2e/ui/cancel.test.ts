@@ -85,7 +85,9 @@ test('Cancel Build on a running build in the Builds view stops it: cancelled, an
     await cancel.click();
 
     // The row and the line say so, and nothing of the build is left.
-    await nixBuildersViewRows(page, 'Builds').filter({ hasText: /^long\s*cancelled/ }).first().waitFor({ timeout: 60_000 });
+    const ended = nixBuildersViewRows(page, 'Builds').filter({ hasText: /^long\s*cancelled/ }).first();
+    await ended.waitFor({ timeout: 60_000 });
+    assert.doesNotMatch(await ended.innerText(), /building/, 'an ended build counts nothing as building');
     const shown = await waitForInline(page, /^cancelled/, 30_000);
     console.log(`inline status: ${shown}`);
     await screenshot(page, 'builds-view-cancelled.png');
