@@ -57,10 +57,12 @@ export interface BuilderSource {
   /** 0-based line and column of the entry in that file. */
   line?: number;
   column?: number;
+  /** The entry's text in that file, as read: what an edit of it expects to replace. */
+  text?: string;
 }
 
 export interface BuilderInfo extends Machine {
-  /** Stable within one listing. */
+  /** Source and URI (and, for a URI repeated in one source, which occurrence): stable across listings. */
   id: string;
   /** Host part of the URI ("b1"). */
   name: string;
@@ -188,10 +190,11 @@ export interface SchedulePreviewResult {
 // ---------------------------------------------------------------------------------------------
 // Machines-file edits
 
+/** `expected`: the entry's text as it was read (`BuilderSource.text`); the edit is refused unless it is still there. */
 export type MachinesEdit =
   | { kind: 'add'; entry: string }
-  | { kind: 'replace'; line: number; column: number; entry: string }
-  | { kind: 'remove'; line: number; column: number };
+  | { kind: 'replace'; line: number; column: number; expected: string; entry: string }
+  | { kind: 'remove'; line: number; column: number; expected: string };
 
 export type EditFailureReason =
   | 'permission-denied'
@@ -199,6 +202,7 @@ export type EditFailureReason =
   | 'changed-on-disk'
   | 'invalid-entry'
   | 'no-such-entry'
+  | 'entry-changed'
   | 'io-error';
 
 export type EditResult =
@@ -224,6 +228,9 @@ export interface EditMachinesParams {
   /** The file's text the edit was prepared against: refused if it changed since. */
   expectedText?: string;
 }
+
+/** A machines entry made by the server's formatter, or why the machine cannot be written as one. */
+export type FormatMachineLineResult = { ok: true; line: string } | { ok: false; message: string };
 
 export interface ProbeBuilderParams {
   /** A machines entry (at least the URI; e.g. "ssh://b5 - /root/.ssh/id_ed25519"). */
@@ -519,6 +526,8 @@ export const Requests = {
   testBuild: new RequestType<{ builderId: string }, TestBuildResult, void>('nixBuilders/testBuild'),
   /** Add, replace or remove one machines-file entry, atomically and with a backup. */
   editMachines: new RequestType<EditMachinesParams, EditResult, void>('nixBuilders/editMachines'),
+  /** One machines entry for a machine, or why it cannot be written as one (e.g. a key path with a blank). */
+  formatMachineLine: new RequestType<{ machine: Machine }, FormatMachineLineResult, void>('nixBuilders/formatMachineLine'),
   /** Run the doctor on a builder that is not configured yet (to suggest systems, features, host key). */
   probeBuilder: new RequestType<ProbeBuilderParams, BuilderHealth, void>('nixBuilders/probeBuilder'),
   /** Plan and start a build; progress arrives as buildProgress notifications. */

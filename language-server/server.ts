@@ -44,7 +44,7 @@ import { DIAGNOSTIC_SOURCE, DocumentDiagnostics } from './eval/documentDiagnosti
 import { documentRange, whyNothingBuilds } from './eval/diagnose';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
 import { checkAll, checkBuilder } from './builders/doctor';
-import { editMachinesFile } from './builders/machinesEdit';
+import { editMachinesFile, formatMachineLine } from './builders/machinesEdit';
 import { parseMachineLine } from './nix/machines';
 import { testBuild, testBuildAnswer } from './builders/testBuild';
 import { previewSchedule } from './builders/schedule';
@@ -147,6 +147,7 @@ export class NixBuildersServer {
       else this.connection.console.warn(result.message);
       return result;
     });
+    connection.onRequest(Requests.formatMachineLine, (p) => formatMachineLine(p.machine));
     connection.onRequest(Requests.probeBuilder, (p, token) => this.probeBuilder(p.entry, token));
     connection.onNotification(Notifications.workspaceTrust, (p) => {
       this.workspaceTrusted = p.trusted;

@@ -33,16 +33,30 @@ export function userOf(uri: string): string | undefined {
 
 const MAX_INCLUDE_DEPTH = 8;
 
+/**
+ * A builder's id: its source and URI, so that it stays the same when other entries are added,
+ * removed or moved. The second entry with the same URI in the same source gets ` #2`, and so on:
+ * only removing an earlier entry with that same URI renumbers it.
+ */
+export function builderId(sourceLabel: string, uri: string, occurrence: number): string {
+  return occurrence > 1 ? `${sourceLabel} ${uri} #${occurrence}` : `${sourceLabel} ${uri}`;
+}
+
 export async function collectBuilders(
   nixConfBuilders: string,
   settings: BuilderSettings,
   read: ReadText = readUtf8,
 ): Promise<CollectedBuilders> {
   const out: CollectedBuilders = { builders: [], problems: [], files: [] };
+  /** How often each URI was seen in each source, for the ids of repeated entries. */
+  const seen = new Map<string, number>();
 
   const addMachine = (machine: Machine, source: BuilderSource) => {
+    const key = `${source.label} ${machine.uri}`;
+    const occurrence = (seen.get(key) ?? 0) + 1;
+    seen.set(key, occurrence);
     out.builders.push({
-      id: `${source.label}#${source.line ?? 0}:${out.builders.length}`,
+      id: builderId(source.label, machine.uri, occurrence),
       name: hostOf(machine.uri),
       user: userOf(machine.uri),
       ...machine,
@@ -58,7 +72,7 @@ export async function collectBuilders(
         const file = origin.path ? path.resolve(path.dirname(origin.path), entry.include) : entry.include;
         await readFileSource(file, labelForFile(file, origin.label), depth + 1, seen, /* missingIsNormal */ true);
       } else if (entry.machine) {
-        addMachine(entry.machine, origin.path ? { ...origin, line: entry.line, column: entry.column } : origin);
+        addMachine(entry.machine, origin.path ? { ...origin, line: entry.line, column: entry.column, text: entry.text } : origin);
       } else {
         out.problems.push({
           message: `Malformed builder entry '${entry.text}': ${entry.error}.`,

@@ -3,11 +3,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { COMMAND_IDS } from '../../extension/commandIds';
+import { RUNNING_BUILD } from '../../extension/buildState';
 
 const root = path.join(__dirname, '../..');
 const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
@@ -18,6 +19,23 @@ test('every command in the table is contributed with a category, and nothing els
   for (const c of contributed) assert.equal(c.category, 'Nix Builders', `${c.command} has the category`);
   const menus = Object.values(manifest.contributes.menus as Record<string, Array<{ command: string }>>).flat();
   for (const m of menus) assert.ok((COMMAND_IDS as readonly string[]).includes(m.command), `menu item ${m.command} is a known command`);
+});
+
+test('menus of tree rows name context values the views set', () => {
+  const views = [...readdirSync(path.join(root, 'extension/views')).map((f) => `views/${f}`), 'buildState.ts'].map((f) => readFileSync(path.join(root, 'extension', f), 'utf8')).join('\n');
+  const items = (manifest.contributes.menus['view/item/context'] as Array<{ command: string; when: string }>).flatMap((m) => [...m.when.matchAll(/viewItem == ([\w-]+)/g)].map((x) => [m.command, x[1]]));
+  assert.ok(items.length > 0);
+  for (const [command, value] of items) assert.ok(views.includes(`'${value}'`), `${command}: no view sets the context value ${value}`);
+});
+
+test('Cancel Build: an inline button on running builds in the Builds view, and in the palette while a build runs', () => {
+  const menus = manifest.contributes.menus as Record<string, Array<{ command: string; when: string; group?: string }>>;
+  const inline = menus['view/item/context']?.find((m) => m.command === 'nixBuilders.cancelBuild' && m.group === 'inline');
+  assert.equal(inline?.when, `view == nixBuilders.builds && viewItem == ${RUNNING_BUILD}`);
+  assert.ok(manifest.contributes.views.nixBuilders.some((v: { id: string }) => v.id === 'nixBuilders.builds'));
+  assert.deepEqual(menus.commandPalette?.find((m) => m.command === 'nixBuilders.cancelBuild'), { command: 'nixBuilders.cancelBuild', when: 'nixBuilders.buildRunning' });
+  const contributed = (manifest.contributes.commands as Array<{ command: string; title: string; icon?: string }>).find((c) => c.command === 'nixBuilders.cancelBuild');
+  assert.deepEqual([contributed?.title, contributed?.icon], ['Cancel Build', '$(debug-stop)']);
 });
 
 test('activation is on Nix files, flakes, default.nix, or the view/commands — never "*"', () => {
