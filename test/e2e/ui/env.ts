@@ -11,7 +11,8 @@ export interface UiEnv {
   folderUrl: string;
   /** The workbench on that folder with the extension loaded (dev path or installed .vsix). */
   workbenchUrl: string;
-  builders: Array<{ name: string; uri: string; systems: string[] }>;
+  /** The lab's builders; storeRoot is the host path of a builder's /nix (its outputs are in <storeRoot>/store). */
+  builders: Array<{ name: string; uri: string; systems: string[]; storeRoot: string }>;
 }
 
 export function uiEnv(): UiEnv {
