@@ -5,8 +5,8 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { openCommandPalette, runCommand, screenshot, type BrowserSession } from '../browser';
-import { openFromExplorerAndBuild, waitForInline } from './editor';
-import { nixBuildersViewRows, openTrustedSession, uiEnv, withScreenshot } from './env';
+import { openFromExplorerAndBuild } from './editor';
+import { nixBuildersViewRows, openTrustedSession, uiEnv, waitForInline, withScreenshot } from './env';
 import { chattyBuildFile } from '../../server/chattyBuild';
 
 const env = uiEnv();

@@ -8,8 +8,8 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { screenshot, type BrowserSession } from '../browser';
-import { openFromExplorerAndBuild, waitForInline } from './editor';
-import { nixBuildersViewRows, openTrustedSession, uiEnv, withScreenshot } from './env';
+import { openFromExplorerAndBuild } from './editor';
+import { nixBuildersViewRows, openTrustedSession, uiEnv, waitForInline, withScreenshot } from './env';
 
 const env = uiEnv();
 let session: BrowserSession;
