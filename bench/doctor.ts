@@ -2,6 +2,8 @@
 // the slowest single check, not the sum. 20 builders = the lab's four, five times each (every copy
 // is a separate SSH connection and probe). Prints:
 //   doctor-parallel-vs-slowest: <ratio> ratio (goal: ~1)
+// and how soon checkAll returns after an abort:
+//   doctor-cancel-latency: <ms> ms (goal: < 1500 ms)
 // Note: in the lab every "remote" builder shares this machine's CPUs, so the ratio is pessimistic
 // compared with real builders, which do their part of the work on their own machines.
 import { readFileSync } from 'node:fs';
@@ -75,6 +77,18 @@ export async function benchDoctor(): Promise<void> {
       parallels.push(parallel);
       slowests.push(slowest);
     }
+    // Cancellation: from abort() to checkAll's return, with every check somewhere in its steps.
+    const cancelMs: number[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      const controller = new AbortController();
+      const pending = checkAll(builders, { ...deps, signal: controller.signal });
+      await new Promise((resolve) => setTimeout(resolve, 100 * (run + 1)));
+      const t = performance.now();
+      controller.abort();
+      await pending;
+      cancelMs.push(performance.now() - t);
+    }
+    console.log(`doctor-cancel-latency: ${median(cancelMs).toFixed(0)} ms (goal: < 1500 ms; ${BUILDERS} builders, aborted 100, 200, 300 ms in, median of ${RUNS})`);
     console.log(
       `doctor-parallel-vs-slowest: ${median(ratios).toFixed(2)} ratio (goal: ~1; ${BUILDERS} builders in parallel ${median(parallels).toFixed(0)} ms, slowest single ${median(slowests).toFixed(0)} ms, one after the other ${median(sums).toFixed(0)} ms; the ${os.cpus().length} CPUs, shared with the lab's builders, were ${(median(busy) * 100).toFixed(0)}% busy, the doctor's own process used ${median(ownMs).toFixed(1)} ms CPU per builder; median of ${RUNS})`,
     );

@@ -10,6 +10,7 @@ import { StdioLspClient } from '../test/server/lspClient';
 import { benchDoctor } from './doctor';
 import { benchLogParser } from './logParser';
 import { benchBigBuild } from './bigBuild';
+import { benchLabBuilds } from './labBuilds';
 
 const RUNS = 5;
 
@@ -88,6 +89,7 @@ async function main(): Promise<void> {
   await benchDiagnostics();
   await benchLogParser();
   await benchDoctor();
+  await benchLabBuilds();
   await benchBigBuild();
 }
 

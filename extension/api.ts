@@ -1,6 +1,10 @@
 // What the extension exports from `activate`: a small, stable API for other extensions and for
 // the end-to-end tests (which assert on it as well as on the rendered UI).
+import type * as vscode from 'vscode';
 import type { BuildInfo, BuildPlanInfo, BuilderInfo, DoctorReport, StartBuildParams, TestBuildResult } from '../language-server/protocol';
+
+/** The language server as the status bar shows it: starting (also while it restarts after a crash), running, stopped. */
+export type ServerState = 'starting' | 'running' | 'stopped';
 
 export interface NixBuildersApi {
   /** Every configured builder as the language server lists it. */
@@ -17,4 +21,8 @@ export interface NixBuildersApi {
   buildStatus(uri: string): Array<{ line: number; state: string; text: string }>;
   /** The Nix version the server found, or undefined when Nix is missing. */
   nixVersion(): Promise<string | undefined>;
+  /** The server's state and what the status bar says about it. */
+  serverState(): { state: ServerState; statusText: string; statusTooltip: string };
+  /** Fired on each change of the server's state (after the status bar shows it). */
+  onDidChangeServerState: vscode.Event<ServerState>;
 }

@@ -1,7 +1,12 @@
 // The builds as the extension knows them: the server's buildProgress notifications merged into one
-// state per build (while a build runs each notification carries only what changed), and the words
-// shown for a derivation's state. Pure: no `vscode` import, so it is unit-tested.
+// state per build (while a build runs each notification carries only what changed), the callers
+// waiting for a build to end, and the words shown for a derivation's state. Pure: no `vscode`
+// import, so it is unit-tested.
+import { storeHost } from '../language-server/nix/storeUri';
 import { isBuildUpdate, type BuildInfo, type BuildProgress, type DrvSnapshot, type TransferSnapshot } from '../language-server/protocol';
+
+/** The context value of a running build's row in the Builds view: its inline Cancel Build button (package.json) shows on these. */
+export const RUNNING_BUILD = 'build-running';
 
 /** Builds kept after they end. */
 export const BUILD_HISTORY = 20;
@@ -19,8 +24,15 @@ interface Merged {
 /** One copy or download: the same path may be copied to several builders. */
 export const transferKey = (t: TransferSnapshot) => `${t.kind}:${t.path}:${t.from}:${t.to}`;
 
+interface Waiter {
+  resolve: (b: BuildInfo) => void;
+  reject: (e: Error) => void;
+}
+
 export class BuildStore {
   private readonly builds = new Map<string, Merged>();
+  /** Callers waiting for a build to end, by build id. */
+  private readonly waiters = new Map<string, Waiter[]>();
 
   /**
    * Merge a notification; returns the build's whole state (a whole snapshot, never partial), or
@@ -40,7 +52,14 @@ export class BuildStore {
     if (!m) {
       m = { info: next, drvs: new Map(), transfers: new Map() };
       this.builds.set(next.buildId, m);
-      for (const id of [...this.builds.keys()].slice(0, Math.max(0, this.builds.size - BUILD_HISTORY))) this.builds.delete(id);
+      // The oldest ended builds go; a running one stays (it is shown, and may be waited for).
+      let excess = this.builds.size - BUILD_HISTORY;
+      for (const [id, x] of this.builds) {
+        if (excess <= 0) break;
+        if (x.info.status === 'running') continue;
+        this.builds.delete(id);
+        excess--;
+      }
     }
     const s = next.snapshot;
     if (s) {
@@ -64,7 +83,54 @@ export class BuildStore {
       ...next,
       snapshot: base && { ...base, messages: messages ?? [], derivations: [...m.drvs.values()], transfers: [...m.transfers.values()], partial: false },
     };
+    if (m.info.status !== 'running') this.settle(m.info.buildId, (w) => w.resolve(m.info));
     return m.info;
+  }
+
+  /**
+   * Resolves with the build's final state. A build that ends at once sends its last notification
+   * before the startBuild answer that names it, so an ended build resolves at once from what is
+   * kept here; rejected by `serverStopped`.
+   */
+  whenEnded(buildId: string): Promise<BuildInfo> {
+    const known = this.get(buildId);
+    if (known && known.status !== 'running') return Promise.resolve(known);
+    return new Promise((resolve, reject) => {
+      const list = this.waiters.get(buildId) ?? [];
+      list.push({ resolve, reject });
+      this.waiters.set(buildId, list);
+    });
+  }
+
+  /**
+   * The server that ran the builds is gone (stopped, restarted or crashed), and its builds with it:
+   * every running build ends as `status` with `reason` as its problem (its derivations that had
+   * not ended: cancelled), and every waiter is rejected with `reason`. Returns the builds that ended.
+   */
+  serverStopped(reason: string, status: 'failed' | 'cancelled'): BuildInfo[] {
+    const ended: BuildInfo[] = [];
+    for (const m of this.builds.values()) {
+      if (m.info.status !== 'running') continue;
+      for (const d of m.drvs.values()) if (d.state === 'queued' || d.state === 'building') m.drvs.set(d.drvPath, { ...d, state: 'cancelled' });
+      const snapshot = m.info.snapshot && { ...m.info.snapshot, derivations: [...m.drvs.values()] };
+      m.info = { ...m.info, status, problems: [...(m.info.problems ?? []), reason], ...(snapshot ? { snapshot } : {}) };
+      ended.push(m.info);
+    }
+    for (const id of [...this.waiters.keys()]) this.settle(id, (w) => w.reject(new Error(reason)));
+    return ended;
+  }
+
+  private settle(buildId: string, how: (w: Waiter) => void): void {
+    const list = this.waiters.get(buildId);
+    this.waiters.delete(buildId);
+    for (const w of list ?? []) how(w);
+  }
+
+  /** The builds that are running, newest first. */
+  running(): BuildInfo[] {
+    return this.all()
+      .filter((b) => b.status === 'running')
+      .reverse();
   }
 
   get(buildId: string): BuildInfo | undefined {
@@ -98,7 +164,7 @@ export function groupDerivations(derivations: readonly DrvSnapshot[]): Array<{ g
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
-export const hostOfUri = (uri: string) => /^[a-z0-9+.-]+:\/\/(?:[^@/?]*@)?([^/?#]+)/i.exec(uri)?.[1] ?? uri;
+export const hostOfUri = storeHost;
 
 /** One line for a derivation: "building on b2 (3.1 s)", "built on b2 (1.2 s)", "fetched from cache". */
 export function drvStatus(d: DrvSnapshot, now = Date.now()): string {

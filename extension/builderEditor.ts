@@ -1,9 +1,13 @@
 // Guided add / edit / remove of a builder, and pinning a host key. The server probes the builder
 // (systems, features, host key) and writes the machines file atomically with a backup; this file
-// only asks the questions.
+// only asks the questions. Machines entries are made by the server's formatter, which refuses what
+// Nix would misread (a key path with a blank); edits name the entry's text as it was listed, so the
+// server refuses to overwrite an entry that changed or moved since.
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { BuilderHealth, BuilderInfo, EditResult, MachinesEdit } from '../language-server/protocol';
-import { formatMachine, type Machine } from '../language-server/nix/machines';
+import type { Machine } from '../language-server/nix/machines';
 import type { Ctx } from './ctx';
 
 const COMMON_SYSTEMS = ['x86_64-linux', 'aarch64-linux', 'x86_64-darwin', 'aarch64-darwin', 'i686-linux', 'armv7l-linux'];
@@ -31,13 +35,17 @@ async function askMachine(ctx: Ctx, existing: BuilderInfo | undefined): Promise<
   if (!keyChoice) return undefined;
   let sshKey = keyChoice.key;
   if (sshKey === '?') {
-    const picked = await vscode.window.showOpenDialog({ title: 'Private SSH key', canSelectMany: false, defaultUri: vscode.Uri.file('/root/.ssh') });
+    // The extension runs where the server and Nix's ssh run (a workspace extension): this user's ~/.ssh.
+    const picked = await vscode.window.showOpenDialog({ title: 'Private SSH key', canSelectMany: false, defaultUri: vscode.Uri.file(path.join(os.homedir(), '.ssh')) });
     if (!picked?.[0]) return undefined;
     sshKey = picked[0].fsPath;
   }
+  // The probe gets the URI and key as a machines entry: one the formatter accepts.
+  const probeEntry = await machineLine(ctx, { uri: uri.trim(), systems: [], sshKey, maxJobs: 1, speedFactor: 1, supportedFeatures: [], mandatoryFeatures: [], publicHostKey: undefined });
+  if (probeEntry === undefined) return undefined;
   const probe = await vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: `Probing ${uri.trim()}…`, cancellable: true },
-    (_p, token) => ctx.probeBuilder(`${uri.trim()} - ${sshKey ?? '-'}`, token).catch((e: Error) => e),
+    (_p, token) => ctx.probeBuilder(probeEntry, token).catch((e: Error) => e),
   );
   const facts = probe instanceof Error ? {} : probe.facts;
   if (probe instanceof Error || probe.status === 'error') {
@@ -96,6 +104,14 @@ async function askNumber(title: string, prompt: string, value: number, integer: 
   return v === undefined ? undefined : Number(v.trim());
 }
 
+/** The machine as a machines entry, by the server's formatter; undefined (and the reason shown) when it cannot be one. */
+async function machineLine(ctx: Ctx, machine: Machine): Promise<string | undefined> {
+  const formatted = await ctx.formatMachineLine(machine);
+  if (formatted.ok) return formatted.line;
+  void vscode.window.showErrorMessage(`Nix Builders: ${formatted.message}`);
+  return undefined;
+}
+
 async function applyEdit(ctx: Ctx, file: string, edit: MachinesEdit, what: string): Promise<boolean> {
   const result: EditResult = await ctx.editMachines(file, edit);
   if (result.ok) {
@@ -124,8 +140,8 @@ async function pickMachinesFile(ctx: Ctx): Promise<string | undefined> {
   return uri?.fsPath;
 }
 
-const fromFile = (b: BuilderInfo): b is BuilderInfo & { source: { path: string; line: number; column: number } } =>
-  b.source.path !== undefined && b.source.line !== undefined && b.source.column !== undefined;
+const fromFile = (b: BuilderInfo): b is BuilderInfo & { source: { path: string; line: number; column: number; text: string } } =>
+  b.source.path !== undefined && b.source.line !== undefined && b.source.column !== undefined && b.source.text !== undefined;
 
 function notInAFile(b: BuilderInfo): void {
   void vscode.window.showWarningMessage(`${b.name} comes from ${b.source.label}, not from a machines file: change it there.`);
@@ -134,25 +150,29 @@ function notInAFile(b: BuilderInfo): void {
 export async function addBuilder(ctx: Ctx): Promise<void> {
   const machine = await askMachine(ctx, undefined);
   if (!machine) return;
+  const entry = await machineLine(ctx, machine);
+  if (entry === undefined) return;
   const file = await pickMachinesFile(ctx);
   if (!file) return;
-  await applyEdit(ctx, file, { kind: 'add', entry: formatMachine(machine) }, `Added ${machine.uri}`);
+  await applyEdit(ctx, file, { kind: 'add', entry }, `Added ${machine.uri}`);
 }
 
 export async function editBuilder(ctx: Ctx, builder: BuilderInfo): Promise<void> {
   if (!fromFile(builder)) return notInAFile(builder);
   const machine = await askMachine(ctx, builder);
   if (!machine) return;
-  const { path, line, column } = builder.source;
-  await applyEdit(ctx, path, { kind: 'replace', line, column, entry: formatMachine(machine) }, `Updated ${machine.uri}`);
+  const entry = await machineLine(ctx, machine);
+  if (entry === undefined) return;
+  const { path: file, line, column, text: expected } = builder.source;
+  await applyEdit(ctx, file, { kind: 'replace', line, column, expected, entry }, `Updated ${machine.uri}`);
 }
 
 export async function removeBuilder(ctx: Ctx, builder: BuilderInfo): Promise<void> {
   if (!fromFile(builder)) return notInAFile(builder);
-  const { path, line, column } = builder.source;
-  const sure = await vscode.window.showWarningMessage(`Remove ${builder.uri} from ${path}? A backup is kept as ${path}.bak.`, { modal: true }, 'Remove');
+  const { path: file, line, column, text: expected } = builder.source;
+  const sure = await vscode.window.showWarningMessage(`Remove ${builder.uri} from ${file}? A backup is kept as ${file}.bak.`, { modal: true }, 'Remove');
   if (sure !== 'Remove') return;
-  await applyEdit(ctx, path, { kind: 'remove', line, column }, `Removed ${builder.uri}`);
+  await applyEdit(ctx, file, { kind: 'remove', line, column, expected }, `Removed ${builder.uri}`);
 }
 
 /** Pin the key the builder presented (after showing its fingerprint) as column 8. Never silent. */
@@ -172,7 +192,9 @@ export async function pinHostKey(ctx: Ctx, builder: BuilderInfo, health: Builder
     'Pin This Key',
   );
   if (answer !== 'Pin This Key') return;
-  const { path, line, column } = builder.source;
-  const entry = formatMachine({ ...builder, publicHostKey: key.machinesColumn });
-  await applyEdit(ctx, path, { kind: 'replace', line, column, entry }, `Pinned the host key of ${builder.name}`);
+  const { uri, systems, sshKey, maxJobs, speedFactor, supportedFeatures, mandatoryFeatures } = builder;
+  const entry = await machineLine(ctx, { uri, systems, sshKey, maxJobs, speedFactor, supportedFeatures, mandatoryFeatures, publicHostKey: key.machinesColumn });
+  if (entry === undefined) return;
+  const { path: file, line, column, text: expected } = builder.source;
+  await applyEdit(ctx, file, { kind: 'replace', line, column, expected, entry }, `Pinned the host key of ${builder.name}`);
 }

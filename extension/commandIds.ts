@@ -13,6 +13,7 @@ export const COMMAND_IDS = [
   'nixBuilders.build',
   'nixBuilders.buildRemotely',
   'nixBuilders.buildOn',
+  'nixBuilders.cancelBuild',
   'nixBuilders.showBuildLog',
   'nixBuilders.planBuild',
   'nixBuilders.pickAndBuild',

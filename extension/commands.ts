@@ -5,6 +5,7 @@ import type { CommandId } from './commandIds';
 import { builderOfNode, healthSummary } from './views/buildersView';
 import { addBuilder, editBuilder, pinHostKey, removeBuilder } from './builderEditor';
 import { buildLogUri, errorLine, LOG_HEADER_LINES } from './views/buildLogDocument';
+import { buildIdOfNode } from './views/buildsView';
 import type { BuilderInfo, BuildPlanInfo, SchedulePreviewParams } from '../language-server/protocol';
 
 /** Build attributes of a document (the code lens's arguments, or the derivation under the cursor). */
@@ -23,6 +24,23 @@ async function startBuild(ctx: Ctx, uri: unknown, attrPath: unknown, opts: { rem
     const choice = await vscode.window.showErrorMessage(`${title} failed: ${result.problems?.[0] ?? failed?.failure ?? 'see the log'}`, ...(failed ? ['Show Log'] : []));
     if (choice === 'Show Log' && failed) await vscode.commands.executeCommand('nixBuilders.showBuildLog', result.buildId, failed.drvPath);
   }
+}
+
+/** The running build to cancel: the row's, the only one, or the one picked; undefined when there is none. */
+async function pickRunningBuild(ctx: Ctx, node: unknown): Promise<string | undefined> {
+  const fromRow = buildIdOfNode(node);
+  if (fromRow) return fromRow;
+  const running = ctx.runningBuilds();
+  if (running.length === 0) {
+    void vscode.window.showInformationMessage('No build is running.');
+    return undefined;
+  }
+  if (running.length === 1) return running[0]?.buildId;
+  const picked = await vscode.window.showQuickPick(
+    running.map((b) => ({ label: b.targets.map((t) => t.attrPath.join('.') || t.drvPath).join(', '), description: b.plan.summary, detail: b.uri, buildId: b.buildId })),
+    { placeHolder: 'Cancel which build?' },
+  );
+  return picked?.buildId;
 }
 
 async function pickBuilder(ctx: Ctx, placeHolder: string): Promise<BuilderInfo | undefined> {
@@ -177,6 +195,10 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
       (progress, token) => ctx.build({ uri, attrPaths: picked.map((p) => p.attrPath) }, token, (s) => progress.report({ message: s.plan.summary })),
     );
     if (result.status === 'failed') void vscode.window.showErrorMessage(`Build failed: ${result.problems?.[0] ?? 'see the Builds view'}`);
+  },
+  'nixBuilders.cancelBuild': async (ctx, node) => {
+    const buildId = await pickRunningBuild(ctx, node);
+    if (buildId && !(await ctx.cancelBuild(buildId))) void vscode.window.showInformationMessage('That build has ended already.');
   },
   'nixBuilders.showBuildLog': async (ctx, buildId, drvPath) => {
     if (typeof buildId !== 'string' || typeof drvPath !== 'string') return;

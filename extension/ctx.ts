@@ -1,14 +1,19 @@
 // Owns everything with a lifetime, in two scopes: the extension's life (output channel, views,
 // status bar, commands) and one language server's life (client and its listeners).
-// Restart = stop with a timeout, dispose the server scope, start again.
+// Restart = stop with a timeout, dispose the server scope, start again. The client's own state
+// changes (a crash, its restart after one, a failed start) drive the status bar, the
+// `nixBuilders.serverReady` context and the builds waited for, like rust-analyzer's and
+// vscode-eslint's clients do; a client whose start failed is dropped, so the next call makes a new one.
 import * as vscode from 'vscode';
-import { LanguageClient, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
+import { LanguageClient, State, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
 import {
+  isBuildUpdate,
   Notifications,
   Requests,
   type BuilderHealth,
   type BuildersListing,
   type EditResult,
+  type FormatMachineLineResult,
   type MachinesEdit,
   type DoctorReport,
   type InitializationOptions,
@@ -20,7 +25,8 @@ import {
   type SchedulePreviewResult,
   type TestBuildResult,
 } from '../language-server/protocol';
-import type { NixBuildersApi } from './api';
+import type { Machine } from '../language-server/nix/machines';
+import type { NixBuildersApi, ServerState } from './api';
 import { registerCommands } from './commands';
 import { affectsServer, logsInOutput, serverSettings } from './config';
 import { BuildersView } from './views/buildersView';
@@ -42,9 +48,9 @@ export class Ctx implements vscode.Disposable {
   private readonly buildDecorations: BuildDecorations;
   /** Build logs as read-only documents. */
   readonly buildLogs = new BuildLogDocuments({ buildLog: (b, d) => this.buildLog(b, d), failureOf: (b, d) => this.builds.derivation(b, d)?.failure });
-  /** Builds started here, resolved when their final state arrives. */
-  private readonly buildWaiters = new Map<string, (b: BuildInfo) => void>();
   private readonly statusBar: vscode.StatusBarItem;
+  private serverState: ServerState = 'stopped';
+  private readonly serverStateChanged = new vscode.EventEmitter<ServerState>();
   private readonly extensionScope: vscode.Disposable[] = [];
   private serverScope: vscode.Disposable[] = [];
   private client: LanguageClient | undefined;
@@ -62,6 +68,7 @@ export class Ctx implements vscode.Disposable {
     this.extensionScope.push(
       this.log,
       this.statusBar,
+      this.serverStateChanged,
       this.buildersTree,
       this.buildDecorations,
       vscode.window.registerTreeDataProvider('nixBuilders.builds', this.buildsView),
@@ -118,24 +125,87 @@ export class Ctx implements vscode.Disposable {
       client.onNotification(Notifications.buildersChanged, () => this.buildersView.refresh()),
       client.onNotification(Notifications.builderHealth, (h) => this.buildersView.setHealth(h)),
       client.onNotification(Notifications.buildProgress, (b) => this.buildChanged(b)),
+      client.onDidChangeState((e) => this.clientStateChanged(client, e.newState)),
     );
-    await vscode.commands.executeCommand('setContext', 'nixBuilders.serverReady', false);
+    this.setServerState('starting');
     try {
       await client.start();
     } catch (e) {
       this.log.error(`The Nix Builders language server did not start: ${(e as Error).message}`);
-      this.showStatus(undefined, 'The language server did not start: see the output.');
+      // Drop the failed client (it refuses requests): the next call makes a new one.
+      await this.stop('The Nix Builders language server did not start: see the log (Nix Builders: Show Log).');
       throw e;
     }
-    await vscode.commands.executeCommand('setContext', 'nixBuilders.serverReady', true);
+    if (client.state === State.Running) await this.serverRunning(client);
+  }
+
+  /** The client's state changed: by itself after a crash (Stopped, then Starting and Running again when it restarts the server). */
+  private clientStateChanged(client: LanguageClient, state: State): void {
+    if (client !== this.client) return;
+    switch (state) {
+      case State.Starting:
+        this.setServerState('starting');
+        break;
+      case State.Running:
+        // The first start shows the server itself (start() resolves after that): this is a restart.
+        if (!this.starting) void this.serverRunning(client).catch((e: Error) => this.log.warn(`The restarted language server: ${e.message}`));
+        break;
+      case State.Stopped:
+      case State.StartFailed:
+        this.serverGone('The Nix Builders language server stopped (see the log: Nix Builders: Show Log), and the build with it.', 'failed');
+    }
+  }
+
+  /** The server answered `initialize`: show its Nix, list the builders. Runs at each (re)start. */
+  private async serverRunning(client: LanguageClient): Promise<void> {
     const status = await client.sendRequest(Requests.status);
+    if (client !== this.client || client.state !== State.Running) return;
     this.showStatus(status.version, status.problem);
+    this.setServerState('running');
     if (status.problem) void vscode.window.showErrorMessage(status.problem);
     this.buildersView.refresh();
   }
 
+  /** The server and its builds are gone: the builds that ran end, whoever waits for one gets `reason`. */
+  private serverGone(reason: string, status: 'failed' | 'cancelled'): void {
+    this.setServerState('stopped');
+    for (const build of this.builds.serverStopped(reason, status)) {
+      this.buildsView.update(build.buildId);
+      this.buildDecorations.update(build);
+    }
+    void this.updateRunningContext();
+  }
+
+  private setServerState(state: ServerState): void {
+    this.serverState = state;
+    void vscode.commands.executeCommand('setContext', 'nixBuilders.serverReady', state === 'running');
+    void vscode.commands.executeCommand('setContext', 'nixBuilders.serverState', state);
+    if (state === 'starting') {
+      this.statusBar.text = '$(sync~spin) Nix';
+      this.statusBar.tooltip = 'Starting the Nix Builders language server…';
+      this.statusBar.command = 'nixBuilders.showOutput';
+      this.statusBar.backgroundColor = undefined;
+    } else if (state === 'stopped') {
+      this.statusBar.text = '$(error) Nix: server stopped';
+      this.statusBar.tooltip = 'The Nix Builders language server is not running (see the log). Click to restart it.';
+      this.statusBar.command = 'nixBuilders.restartServer';
+      this.statusBar.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
+    } else {
+      this.showReady();
+    }
+    this.statusBar.show();
+    this.serverStateChanged.fire(state);
+  }
+
+  /** What the server found (shown while it runs). */
   private showStatus(version: string | undefined, problem: string | undefined): void {
     this.lastStatus = { version, problem };
+    if (this.serverState === 'running') this.showReady();
+  }
+
+  private showReady(): void {
+    const { version, problem } = this.lastStatus;
+    this.statusBar.command = 'nixBuilders.showOutput';
     const trusted = vscode.workspace.isTrusted;
     this.statusBar.text = !version ? '$(warning) Nix' : trusted ? `$(server-environment) Nix ${version}` : `$(workspace-untrusted) Nix ${version}`;
     this.statusBar.tooltip =
@@ -147,14 +217,18 @@ export class Ctx implements vscode.Disposable {
     this.statusBar.show();
   }
 
-  async stop(): Promise<void> {
+  /** Stop and dispose the server (with a timeout); its builds end, and their waiters get `reason`. */
+  async stop(reason = 'The Nix Builders language server was stopped (restarted, or the window closed) while the build ran.'): Promise<void> {
     const client = this.client;
     this.client = undefined;
     for (const d of this.serverScope.splice(0)) d.dispose();
-    if (client) await client.stop(STOP_TIMEOUT_MS).catch((e: Error) => this.log.warn(`Stopping the server: ${e.message}`));
+    if (!client) return;
+    this.serverGone(reason, 'cancelled');
+    await client.dispose(STOP_TIMEOUT_MS).catch((e: Error) => this.log.warn(`Stopping the server: ${e.message}`));
   }
 
   async restart(): Promise<void> {
+    if (this.starting) await this.starting.catch(() => undefined);
     await this.stop();
     await this.start();
   }
@@ -200,25 +274,39 @@ export class Ctx implements vscode.Disposable {
     if (!build) return;
     this.buildsView.update(build.buildId);
     this.buildDecorations.update(build);
-    if (build.status !== 'running') {
-      this.buildWaiters.get(build.buildId)?.(build);
-      this.buildWaiters.delete(build.buildId);
-      void this.logBuild(build);
-    }
+    if (build.status !== 'running' || !isBuildUpdate(notification)) void this.updateRunningContext();
+    if (build.status !== 'running') void this.logBuild(build);
   }
 
-  /** Plan and run a build; resolves with its final state. Cancelling the token stops it. */
+  /** `nixBuilders.buildRunning`: whether Cancel Build has something to cancel (the palette shows it then). */
+  private async updateRunningContext(): Promise<void> {
+    await vscode.commands.executeCommand('setContext', 'nixBuilders.buildRunning', this.builds.running().length > 0);
+  }
+
+  /**
+   * Plan and run a build; resolves with its final state (also when it ended before the server's
+   * answer arrived), rejects when the server stops meanwhile. Cancelling the token stops it.
+   */
   async build(params: StartBuildParams, token?: vscode.CancellationToken, onStarted?: (b: BuildInfo) => void): Promise<BuildInfo> {
     const client = await this.runningClient();
     const started = await client.sendRequest(Requests.startBuild, params);
     onStarted?.(started);
-    const done = new Promise<BuildInfo>((resolve) => this.buildWaiters.set(started.buildId, resolve));
-    const sub = token?.onCancellationRequested(() => void client.sendRequest(Requests.cancelBuild, { buildId: started.buildId }));
+    const sub = token?.onCancellationRequested(() => void this.cancelBuild(started.buildId).catch((e: Error) => this.log.warn(`Cancelling ${started.buildId}: ${e.message}`)));
     try {
-      return await done;
+      return await this.builds.whenEnded(started.buildId);
     } finally {
       sub?.dispose();
     }
+  }
+
+  /** Stop a running build and its whole process tree; false when it is not running (any more). */
+  async cancelBuild(buildId: string): Promise<boolean> {
+    return (await this.runningClient()).sendRequest(Requests.cancelBuild, { buildId });
+  }
+
+  /** The builds that are running, newest first. */
+  runningBuilds(): BuildInfo[] {
+    return this.builds.running();
   }
 
   /** A finished build in the output channel: the plan, each derivation's end state, failed logs in full. */
@@ -262,6 +350,10 @@ export class Ctx implements vscode.Disposable {
     return (await this.runningClient()).sendRequest(Requests.editMachines, { file, edit });
   }
 
+  async formatMachineLine(machine: Machine): Promise<FormatMachineLineResult> {
+    return (await this.runningClient()).sendRequest(Requests.formatMachineLine, { machine });
+  }
+
   async schedulePreview(params: SchedulePreviewParams): Promise<SchedulePreviewResult> {
     return (await this.runningClient()).sendRequest(Requests.schedulePreview, params);
   }
@@ -270,11 +362,23 @@ export class Ctx implements vscode.Disposable {
     return this.buildersView.healthOf(builderId);
   }
 
+  /** The client, once its server runs: started if there is none, waited for while it (re)starts. */
   private async runningClient(): Promise<LanguageClient> {
-    if (!this.client) await this.start();
     if (this.starting) await this.starting;
-    if (!this.client) throw new Error('The Nix Builders language server is not running.');
-    return this.client;
+    if (!this.client) await this.start();
+    const client = this.client;
+    if (!client) throw new Error('The Nix Builders language server is not running: see the log (Nix Builders: Show Log) and run Nix Builders: Restart Language Server.');
+    if (client.state !== State.Running) {
+      // Restarting by itself after a crash (start() waits for that), or stopped for good after
+      // repeated crashes (start() starts it again: this call asked for it).
+      try {
+        await client.start();
+      } catch (e) {
+        if (client === this.client) await this.stop('The Nix Builders language server did not start again: see the log (Nix Builders: Show Log).');
+        throw new Error(`The Nix Builders language server did not start again: ${(e as Error).message}. See the log (Nix Builders: Show Log).`);
+      }
+    }
+    return client;
   }
 
   api(): NixBuildersApi {
@@ -286,10 +390,13 @@ export class Ctx implements vscode.Disposable {
       planBuild: (params) => this.planBuild(params),
       buildStatus: (uri) => this.buildStatus(uri),
       nixVersion: async () => (await this.listBuilders()).nix.version,
+      serverState: () => ({ state: this.serverState, statusText: this.statusBar.text, statusTooltip: typeof this.statusBar.tooltip === 'string' ? this.statusBar.tooltip : '' }),
+      onDidChangeServerState: this.serverStateChanged.event,
     };
   }
 
   dispose(): void {
+    // deactivate() has stopped the server and waited for it; this catches any other disposal.
     void this.stop();
     for (const d of this.extensionScope.splice(0)) d.dispose();
   }

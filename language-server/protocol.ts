@@ -1,23 +1,10 @@
-// Every custom request and notification between the extension and the language server, typed.
-// No string method names anywhere else: both sides import these.
+// Every custom request and notification between the extension and the language server, typed,
+// with the types that go over the wire. No string method names anywhere else: both sides import
+// these. The wire types are defined here, not re-exported from the server's modules (those import
+// them from here), so that a change inside the server does not silently change what is sent; the
+// one exception is the machines-file entry (`Machine`), the format both sides read and write.
 import { NotificationType, NotificationType0, RequestType, RequestType0 } from 'vscode-languageserver-protocol';
 import type { Machine } from './nix/machines';
-import type { BuilderHealth, DoctorReport } from './builders/doctor';
-import type { TestBuildResult } from './builders/testBuild';
-
-export type { BuilderHealth, CheckResult, CheckStatus, DoctorReport } from './builders/doctor';
-export type { TestBuildResult } from './builders/testBuild';
-export type { SchedulePreview, ScheduleCandidate } from './builders/schedule';
-import type { SchedulePreview } from './builders/schedule';
-import type { EditResult, MachinesEdit } from './builders/machinesEdit';
-import type { WalkedDerivation } from './eval/walker';
-import type { BuildSnapshot } from './builds/model';
-import type { PlannedDerivation } from './builds/plan';
-import type { SubstituterReport } from './builds/substituters';
-export type { PlannedDerivation, Placement } from './builds/plan';
-export type { SubstituterReport, SubstituterSummary, FetchSource } from './builds/substituters';
-export type { BuildSnapshot, DrvSnapshot, TransferSnapshot } from './builds/model';
-export type { EditResult, MachinesEdit } from './builders/machinesEdit';
 
 /** Settings the extension sends (section `nixBuilders` of VS Code's settings). */
 export interface EvaluationSettings {
@@ -70,10 +57,12 @@ export interface BuilderSource {
   /** 0-based line and column of the entry in that file. */
   line?: number;
   column?: number;
+  /** The entry's text in that file, as read: what an edit of it expects to replace. */
+  text?: string;
 }
 
 export interface BuilderInfo extends Machine {
-  /** Stable within one listing. */
+  /** Source and URI (and, for a URI repeated in one source, which occurrence): stable across listings. */
   id: string;
   /** Host part of the URI ("b1"). */
   name: string;
@@ -118,8 +107,15 @@ export interface BuildersListing {
   problems: ConfigProblem[];
 }
 
-export interface DerivationInfo extends Omit<WalkedDerivation, 'path' | 'pos'> {
+/** A derivation of a document, as its evaluation found it. */
+export interface DerivationInfo {
   attrPath: string[];
+  name: string;
+  drvPath: string;
+  system: string;
+  requiredSystemFeatures: string[];
+  preferLocalBuild: boolean;
+  outputs: string[];
   /** 0-based position of the attribute name in the document, when it is defined there. */
   line?: number;
   column?: number;
@@ -131,6 +127,46 @@ export interface DocumentDerivations {
   /** 'ok', or why there is nothing: 'untrusted', 'error', 'timed-out', 'not-evaluated'. */
   state: 'ok' | 'untrusted' | 'error' | 'timed-out' | 'not-evaluated';
   derivations: DerivationInfo[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where Nix would build
+
+export type ScheduleVerdict = 'local' | 'remote' | 'wait' | 'none';
+
+export interface ScheduleCandidate {
+  /** Absent for this machine. */
+  builderId?: string;
+  /** The builder's name, or 'this machine'. */
+  name: string;
+  /** Nix could start the build there now: it fits and has a free slot (down or not: Nix does not know). */
+  eligible: boolean;
+  /** Why chosen or why not. */
+  reason: string;
+  /** load / speed factor, as Nix compares it (builders with a free slot only). */
+  score?: number;
+  /** The doctor found it down. */
+  down?: boolean;
+}
+
+export interface ScheduleChoice {
+  builderId?: string;
+  name: string;
+  reason: string;
+}
+
+export interface SchedulePreview {
+  verdict: ScheduleVerdict;
+  /** Where Nix starts the build ('remote' or 'local'); a down builder stays Nix's choice. */
+  chosen?: ScheduleChoice;
+  /** When the chosen builder is down: what Nix does once it cannot connect to it (and to any other down one it tries next). */
+  fallback?: { verdict: ScheduleVerdict; chosen?: ScheduleChoice; summary: string };
+  /** In the order Nix considers them. */
+  candidates: ScheduleCandidate[];
+  /** One line. */
+  summary: string;
+  /** What Nix prints for a 'wait' or a 'none' ('…' stands for the .drv path). */
+  nixMessage?: string;
 }
 
 export interface SchedulePreviewParams {
@@ -151,12 +187,50 @@ export interface SchedulePreviewResult {
   problem?: string;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Machines-file edits
+
+/** `expected`: the entry's text as it was read (`BuilderSource.text`); the edit is refused unless it is still there. */
+export type MachinesEdit =
+  | { kind: 'add'; entry: string }
+  | { kind: 'replace'; line: number; column: number; expected: string; entry: string }
+  | { kind: 'remove'; line: number; column: number; expected: string };
+
+export type EditFailureReason =
+  | 'permission-denied'
+  | 'not-found'
+  | 'changed-on-disk'
+  | 'invalid-entry'
+  | 'no-such-entry'
+  | 'entry-changed'
+  | 'io-error';
+
+export type EditResult =
+  | {
+      ok: true;
+      /** The file as it was given (a symbolic link stays a link; its target was written). */
+      file: string;
+      /** `<file>.bak` holding the previous content; undefined when the edit created the file. */
+      backup: string | undefined;
+      newText: string;
+    }
+  | {
+      ok: false;
+      reason: EditFailureReason;
+      message: string;
+      /** For `permission-denied` on add/replace: the exact entry for the user to paste as root. */
+      lineToPaste?: string;
+    };
+
 export interface EditMachinesParams {
   file: string;
   edit: MachinesEdit;
   /** The file's text the edit was prepared against: refused if it changed since. */
   expectedText?: string;
 }
+
+/** A machines entry made by the server's formatter, or why the machine cannot be written as one. */
+export type FormatMachineLineResult = { ok: true; line: string } | { ok: false; message: string };
 
 export interface ProbeBuilderParams {
   /** A machines entry (at least the URI; e.g. "ssh://b5 - /root/.ssh/id_ed25519"). */
@@ -173,6 +247,93 @@ export interface StartBuildParams {
   remoteOnly?: boolean;
   /** Only these builders (default: every configured builder). */
   builderIds?: string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builds
+
+export type DrvState = 'queued' | 'building' | 'built' | 'failed' | 'substituted' | 'cancelled';
+
+export interface DrvSnapshot {
+  drvPath: string;
+  name: string;
+  state: DrvState;
+  /** '' = this machine, else the store URI Nix built it on. */
+  machine: string;
+  phase?: string;
+  /** ms since the epoch (the model's clock). */
+  startedAt?: number;
+  finishedAt?: number;
+  lastLogLine?: string;
+  /** Every log line seen, kept or not. */
+  logLineCount: number;
+  /** The kept tail of the log (at most maxLogBytes), newest last. */
+  log: string[];
+  /** Lines dropped from the front of `log`. */
+  logDropped: number;
+  /** Nix's message when it failed. */
+  failure?: string;
+}
+
+export interface TransferSnapshot {
+  kind: 'copy' | 'substitute';
+  path: string;
+  name: string;
+  /** Store URI it comes from ('' or "local" = this machine). */
+  from: string;
+  to: string;
+  state: 'running' | 'done';
+  doneBytes?: number;
+  expectedBytes?: number;
+  startedAt: number;
+  finishedAt?: number;
+}
+
+/** Counts of builds or of copied paths, as Nix reports them. */
+export interface ProgressCounts {
+  done: number;
+  expected: number;
+  running: number;
+  failed: number;
+}
+
+export interface BuildSnapshot {
+  derivations: DrvSnapshot[];
+  transfers: TransferSnapshot[];
+  /** Builds: [done, expected, running, failed] as Nix counts them. */
+  progress: ProgressCounts;
+  /** Paths copied/substituted: as Nix counts them. */
+  copyProgress: ProgressCounts;
+  /** Nix's own messages (errors and warnings, ANSI stripped), the last 50 (when partial: those new since the previous change). */
+  messages: string[];
+  /** Events applied so far. */
+  events: number;
+  /**
+   * True when `derivations` and `transfers` hold only those that changed since the previous
+   * `changes()` (the client merges them by drv path / transfer path); absent for a whole snapshot.
+   */
+  partial?: boolean;
+}
+
+/** Where Nix would build one derivation of the plan. */
+export interface Placement {
+  /** 'unknown': its .drv could not be read. */
+  verdict: 'local' | 'remote' | 'wait' | 'none' | 'unknown';
+  /** The machine's name ('this machine' or a builder's), when Nix would start it somewhere. */
+  machine?: string;
+  /** One line: "builds on b2: lowest load ÷ speed 0 …". */
+  summary: string;
+  /** When nothing can build it: the cause and the fix, as the diagnostics say them. */
+  problem?: string;
+}
+
+export interface PlannedDerivation extends Placement {
+  drvPath: string;
+  name: string;
+  system: string;
+  requiredSystemFeatures: string[];
+  /** Asked for (else a dependency). */
+  target: boolean;
 }
 
 export interface BuildInfo {
@@ -205,6 +366,29 @@ export type BuildProgress = BuildInfo | BuildUpdate;
 
 export const isBuildUpdate = (p: BuildProgress): p is BuildUpdate => !('plan' in p);
 
+export interface FetchSource {
+  path: string;
+  /** The substituter that has it (the first in Nix's order), when one of those asked has it. */
+  substituter?: string;
+  downloadBytes?: number;
+  narBytes?: number;
+}
+
+export interface SubstituterSummary {
+  substituter: string;
+  paths: number;
+  downloadBytes: number;
+  narBytes: number;
+}
+
+export interface SubstituterReport {
+  sources: FetchSource[];
+  /** Per substituter that provides something, in Nix's order. */
+  bySubstituter: SubstituterSummary[];
+  /** Substituters not asked (not a binary cache we can read) or that could not be reached, with why. */
+  unchecked: Array<{ substituter: string; reason: string }>;
+}
+
 export interface BuildPlanInfo {
   targets: Array<{ attrPath: string[]; drvPath: string; line?: number; willBuild: boolean; where: string }>;
   summary: string;
@@ -222,6 +406,115 @@ export interface BuildPlanInfo {
   problems: string[];
 }
 
+// ---------------------------------------------------------------------------------------------
+// The builder doctor
+
+export type CheckStatus = 'ok' | 'warning' | 'error' | 'skipped';
+
+export type CheckId = 'ssh-config' | 'tcp' | 'host-key' | 'ssh-auth' | 'remote-nix' | 'nix-version' | 'system' | 'features' | 'trust' | 'load' | 'disk';
+
+export interface CheckResult<Id extends string = CheckId> {
+  id: Id;
+  status: CheckStatus;
+  /** One line. */
+  summary: string;
+  /** Why, in plain words (for warnings and errors; for skipped checks: why not checked). */
+  cause?: string;
+  /** What to do. */
+  fix?: string;
+  /** Extra facts worth showing (e.g. which file matched). */
+  detail?: string;
+  /** `local-daemon` only: the local nix-daemon ignores the builders this user passes (`--builders`). */
+  ignoresBuilders?: boolean;
+  durationMs: number;
+}
+
+/** What the checks learnt about the builder, for display. */
+export interface BuilderFacts {
+  hostName?: string;
+  port?: number;
+  user?: string;
+  groups?: string[];
+  nixVersion?: string;
+  /** The program found for Nix (e.g. /usr/bin/nix-store). */
+  remoteProgram?: string;
+  system?: string;
+  extraPlatforms?: string[];
+  systemFeatures?: string[];
+  trusted?: boolean;
+  /** 1, 5 and 15 minute load averages. */
+  load?: [number, number, number];
+  cores?: number;
+  diskAvailableKiB?: number;
+  diskTotalKiB?: number;
+  uname?: string;
+}
+
+export interface BuilderHealth {
+  builderId: string;
+  name: string;
+  uri: string;
+  /** The worst status of the checks (skipped counts only when everything was skipped). */
+  status: CheckStatus;
+  checks: CheckResult[];
+  /** The key the builder presented, when it was not (or not correctly) pinned: the UI can offer to pin it. */
+  presentedHostKey?: PresentedHostKey;
+  facts: BuilderFacts;
+  durationMs: number;
+}
+
+export interface DoctorReport {
+  local: CheckResult<'local-daemon'>;
+  builders: BuilderHealth[];
+  durationMs: number;
+}
+
+/** A host key as OpenSSH's log names it (the OpenSSH fallback sees no more than this). */
+export interface HostKeyFingerprint {
+  type: string;
+  /** `SHA256:…`, as ssh prints it. */
+  fingerprint: string;
+}
+
+/** A host key as presented by a server, in every form the UI needs to show and pin it. */
+export interface PresentedHostKey extends HostKeyFingerprint {
+  /** `ssh-ed25519 AAAA…`. */
+  publicKeyLine: string;
+  /** What to put in machines column 8. */
+  machinesColumn: string;
+  /** A known_hosts line for the name ssh looks up. */
+  knownHostsLine: string;
+}
+
+/**
+ * The answer to a test build: what the client shows. The build's log and command stay in the
+ * server's log (a failed build's stderr can be megabytes).
+ */
+export interface TestBuildResult {
+  builderId: string;
+  name: string;
+  uri: string;
+  status: 'ok' | 'error' | 'timed-out' | 'cancelled';
+  summary: string;
+  cause?: string;
+  fix?: string;
+  /** Store URI of the machine the build ran on as Nix reported it ("" = this machine). */
+  ranOn?: string;
+  ranOnThisBuilder: boolean;
+  system: string;
+  drvPath?: string;
+  outPath?: string;
+  /** First line of /etc/nix/nix.conf of the machine that built it. */
+  marker?: string;
+  /** The UUID the build read on the builder. */
+  buildUuid?: string;
+  /** The salt that made this derivation new. */
+  salt: string;
+  durationMs: number;
+  /** The kind of the classified problem when the build failed ("cannot-connect", …). */
+  problemKind?: string;
+}
+
 export const Requests = {
   /** Nix version and whether it works. */
   status: new RequestType0<NixStatus, void>('nixBuilders/status'),
@@ -235,6 +528,8 @@ export const Requests = {
   testBuild: new RequestType<{ builderId: string }, TestBuildResult, void>('nixBuilders/testBuild'),
   /** Add, replace or remove one machines-file entry, atomically and with a backup. */
   editMachines: new RequestType<EditMachinesParams, EditResult, void>('nixBuilders/editMachines'),
+  /** One machines entry for a machine, or why it cannot be written as one (e.g. a key path with a blank). */
+  formatMachineLine: new RequestType<{ machine: Machine }, FormatMachineLineResult, void>('nixBuilders/formatMachineLine'),
   /** Run the doctor on a builder that is not configured yet (to suggest systems, features, host key). */
   probeBuilder: new RequestType<ProbeBuilderParams, BuilderHealth, void>('nixBuilders/probeBuilder'),
   /** Plan and start a build; progress arrives as buildProgress notifications. */

@@ -42,15 +42,15 @@ import { FilesWatcher } from './util/watch';
 import { DocumentDiagnostics, type FileChange } from './eval/documentDiagnostics';
 import { codeActionsFor, codeLensesFor, derivationAt, derivationNear, documentDerivations, hoverFor } from './eval/lenses';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
-import { checkAll, checkBuilder, checkLocal, type CheckResult } from './builders/doctor';
+import { checkAll, checkBuilder, checkLocal } from './builders/doctor';
 import { buildersIgnoredBy, type BuildersIgnored } from './builders/ignoredBuilders';
 import { computeListing, nixStatus } from './builders/listing';
 import { predictSchedule } from './builders/predict';
-import { editMachinesFile } from './builders/machinesEdit';
+import { editMachinesFile, formatMachineLine } from './builders/machinesEdit';
 import { parseMachineLine } from './nix/machines';
-import { testBuild } from './builders/testBuild';
+import { testBuild, testBuildAnswer } from './builders/testBuild';
 import { atLeast } from './nix/version';
-import type { BuilderHealth } from './builders/doctor';
+import type { BuilderHealth, CheckResult } from './protocol';
 import type { CancellationToken, CodeLens, FileEvent, Hover } from 'vscode-languageserver/node';
 import { Builds } from './builds/builds';
 import { buildTargets, placementOf } from './builds/placement';
@@ -143,6 +143,7 @@ export class NixBuildersServer {
       else this.connection.console.warn(result.message);
       return result;
     });
+    connection.onRequest(Requests.formatMachineLine, (p) => formatMachineLine(p.machine));
     connection.onRequest(Requests.probeBuilder, (p, token) => this.probeBuilder(p.entry, token));
     connection.onNotification(Notifications.workspaceTrust, (p) => {
       this.workspaceTrusted = p.trusted;
@@ -372,7 +373,7 @@ export class NixBuildersServer {
     if (!builder) throw new ResponseError(ErrorCodes.InvalidParams, `No builder ${builderId}: the configuration changed, refresh the Builders view.`);
     const result = await testBuild(builder, { nix: this.nix, signal: abortSignalOf(token), localSystem: listing.local?.system });
     this.connection.console.info(`Test build on ${builder.name}: ${result.summary}\n${result.command.join(' ')}`);
-    return result;
+    return testBuildAnswer(result);
   }
 
   listen(): void {

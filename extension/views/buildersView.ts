@@ -144,6 +144,8 @@ export class BuildersView implements vscode.TreeDataProvider<Node> {
         md.appendText(c.summary);
         if (c.cause) md.appendMarkdown('\n\n**Cause:** ').appendText(c.cause);
         if (c.fix) md.appendMarkdown('\n\n**Fix:** ').appendText(c.fix);
+        // The facts behind the verdict (for the local check: the store, build users, sandbox).
+        if (c.detail) md.appendMarkdown('\n\n').appendText(c.detail);
         item.tooltip = md;
         item.contextValue = `check-${c.status}`;
         return item;

@@ -5,7 +5,7 @@
 // GROUP_LIMIT; an update refreshes only that build's subtree.
 import * as vscode from 'vscode';
 import type { BuildInfo, DrvSnapshot, TransferSnapshot } from '../../language-server/protocol';
-import { drvStatus, groupDerivations, hostOfUri, targetStatus, transferKey, type BuildStore, type DrvGroup } from '../buildState';
+import { drvStatus, groupDerivations, hostOfUri, RUNNING_BUILD, targetStatus, transferKey, type BuildStore, type DrvGroup } from '../buildState';
 
 type Node =
   | { kind: 'build'; buildId: string }
@@ -122,15 +122,21 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
     item.id = buildId;
     if (!b) return item;
     const p = b.snapshot?.progress;
-    const counts = p && p.expected > 0 ? ` — ${p.done}/${p.expected} built${p.running ? `, ${p.running} building` : ''}${p.failed ? `, ${p.failed} failed` : ''}` : '';
+    const counts = p && p.expected > 0 ? ` — ${p.done}/${p.expected} built${p.running && b.status === 'running' ? `, ${p.running} building` : ''}${p.failed ? `, ${p.failed} failed` : ''}` : '';
     item.description = `${b.status}${counts} — ${b.plan.summary}`;
     item.iconPath = new vscode.ThemeIcon(
       b.status === 'running' ? 'loading~spin' : b.status === 'built' ? 'pass' : b.status === 'failed' ? 'error' : 'circle-slash',
     );
     item.tooltip = [b.plan.summary, ...(b.problems ?? [])].join('\n');
-    item.contextValue = b.status === 'running' ? 'build-running' : 'build';
+    item.contextValue = b.status === 'running' ? RUNNING_BUILD : 'build';
     return item;
   }
+}
+
+/** The build id of a Builds view row (a command's argument when run from the row). */
+export function buildIdOfNode(node: unknown): string | undefined {
+  const n = node as Partial<Extract<Node, { kind: 'build' }>> | undefined;
+  return n?.kind === 'build' && typeof n.buildId === 'string' ? n.buildId : undefined;
 }
 
 function transferItem(build: BuildInfo, t: TransferSnapshot, inGroup: boolean): vscode.TreeItem {

@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { parseMachines, type Machine } from '../nix/machines';
+import { parseStoreUri, storeHost } from '../nix/storeUri';
 import type { BuilderInfo, BuilderSource, ConfigProblem } from '../protocol';
 
 export interface BuilderSettings {
@@ -23,18 +24,23 @@ export type ReadText = (file: string) => Promise<string>;
 
 const readUtf8: ReadText = (file) => readFile(file, 'utf8');
 
-/** "ssh://user@host?opt=1" -> "host"; other stores keep their URI. */
-export function hostOf(uri: string): string {
-  const m = /^[a-z0-9+.-]+:\/\/(?:[^@/?]*@)?([^/?#]+)/i.exec(uri);
-  return m ? (m[1] as string) : uri;
-}
+/** A builder's name: "ssh://user@host?opt=1" -> "host"; other stores keep their URI. */
+export const hostOf = storeHost;
 
 export function userOf(uri: string): string | undefined {
-  const m = /^[a-z0-9+.-]+:\/\/([^@/?]+)@/i.exec(uri);
-  return m ? m[1] : undefined;
+  return parseStoreUri(uri)?.user;
 }
 
 const MAX_INCLUDE_DEPTH = 8;
+
+/**
+ * A builder's id: its source and URI, so that it stays the same when other entries are added,
+ * removed or moved. The second entry with the same URI in the same source gets ` #2`, and so on:
+ * only removing an earlier entry with that same URI renumbers it.
+ */
+export function builderId(sourceLabel: string, uri: string, occurrence: number): string {
+  return occurrence > 1 ? `${sourceLabel} ${uri} #${occurrence}` : `${sourceLabel} ${uri}`;
+}
 
 export async function collectBuilders(
   nixConfBuilders: string,
@@ -42,10 +48,15 @@ export async function collectBuilders(
   read: ReadText = readUtf8,
 ): Promise<CollectedBuilders> {
   const out: CollectedBuilders = { builders: [], problems: [], files: [] };
+  /** How often each URI was seen in each source, for the ids of repeated entries. */
+  const seen = new Map<string, number>();
 
   const addMachine = (machine: Machine, source: BuilderSource) => {
+    const key = `${source.label} ${machine.uri}`;
+    const occurrence = (seen.get(key) ?? 0) + 1;
+    seen.set(key, occurrence);
     out.builders.push({
-      id: `${source.label}#${source.line ?? 0}:${out.builders.length}`,
+      id: builderId(source.label, machine.uri, occurrence),
       name: hostOf(machine.uri),
       user: userOf(machine.uri),
       ...machine,
@@ -61,7 +72,7 @@ export async function collectBuilders(
         const file = origin.path ? path.resolve(path.dirname(origin.path), entry.include) : entry.include;
         await readFileSource(file, labelForFile(file, origin.label), depth + 1, seen, /* missingIsNormal */ true);
       } else if (entry.machine) {
-        addMachine(entry.machine, origin.path ? { ...origin, line: entry.line, column: entry.column } : origin);
+        addMachine(entry.machine, origin.path ? { ...origin, line: entry.line, column: entry.column, text: entry.text } : origin);
       } else {
         out.problems.push({
           message: `Malformed builder entry '${entry.text}': ${entry.error}.`,

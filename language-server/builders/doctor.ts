@@ -11,8 +11,14 @@
 //   features    the features it claims are in the remote `system-features`
 //   trust       the remote user may build (trusted-users, or the store is its own)
 //   load, disk  load per core, free space of /nix
-// plus one local check: whether the local nix-daemon (if builds go through one) trusts this user,
-// since an untrusted client's `--builders` is silently ignored.
+// plus one local check: whether this machine can build at all (which store Nix opens; as root
+// without a daemon, whether the build users exist; the sandbox setting) and whether the local
+// nix-daemon (if builds go through one) trusts this user, since an untrusted client's `--builders`
+// is silently ignored. Every problem it finds is in its one result, the worst first.
+//
+// The SSH steps use ssh2 (remote/sshSession.ts); where ssh2 cannot do what Nix's ssh does
+// (ProxyJump, host certificates, security keys, …) they use OpenSSH's ssh itself, run as Nix runs it
+// (remote/openssh.ts), and give the same checks. Remote scripts never depend on the login shell.
 //
 // Layout: pure decisions (`decide*`, `connectChecks`, `remoteChecks`: parsed facts → results) are
 // separate from the I/O that gathers the facts (`checkBuilder`, `checkLocal`, `checkAll`), so the
@@ -21,77 +27,21 @@ import { constants as fsConstants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import * as os from 'node:os';
 import type { Nix } from '../nix/nix';
+import { buildUsersAdvice } from '../nix/classifier';
 import { parseConfigText } from '../nix/nixConf';
 import { describeResult, type ProcessRunner } from '../nix/runner';
+import { parseSshStoreUri, type SshStoreUri } from '../nix/storeUri';
 import { capabilitiesFor } from '../nix/version';
-import type { BuilderInfo } from '../protocol';
+import type { BuilderFacts, BuilderHealth, BuilderInfo, CheckId, CheckResult, CheckStatus, DoctorReport, PresentedHostKey } from '../protocol';
 import { fingerprintSha256, parseMachinesHostKey, type PublicKey } from '../remote/hostKeys';
-import { discoveryCommand, nixSections, parseDiscovery, parseNixReport, sectionsCommand, type Discovery, type NixReport } from '../remote/probe';
+import { discoveryScript, nixSections, parseDiscovery, parseNixReport, sectionsScript, type Discovery, type NixReport } from '../remote/probe';
 import { resolveSshConfig, type EffectiveSshConfig } from '../remote/sshConfig';
-import { connectSsh, type ConnectReport, type PresentedHostKey, type ReadFile, type SessionFailure } from '../remote/sshSession';
-
-export type CheckStatus = 'ok' | 'warning' | 'error' | 'skipped';
-
-export type CheckId = 'ssh-config' | 'tcp' | 'host-key' | 'ssh-auth' | 'remote-nix' | 'nix-version' | 'system' | 'features' | 'trust' | 'load' | 'disk';
+import { connectOpenSsh } from '../remote/openssh';
+import { connectSsh, isPinnable, type ConnectReport, type ReadFile, type SessionFailure } from '../remote/sshSession';
+import { forEachLimited } from '../util/pool';
 
 /** The checks of one builder, in the order they run and are shown. */
 export const BUILDER_CHECKS: readonly CheckId[] = ['ssh-config', 'tcp', 'host-key', 'ssh-auth', 'remote-nix', 'nix-version', 'system', 'features', 'trust', 'load', 'disk'];
-
-export interface CheckResult<Id extends string = CheckId> {
-  id: Id;
-  status: CheckStatus;
-  /** One line. */
-  summary: string;
-  /** Why, in plain words (for warnings and errors; for skipped checks: why not checked). */
-  cause?: string;
-  /** What to do. */
-  fix?: string;
-  /** Extra facts worth showing (e.g. which file matched). */
-  detail?: string;
-  /** `local-daemon` only: the local nix-daemon ignores the builders this user passes (`--builders`). */
-  ignoresBuilders?: boolean;
-  durationMs: number;
-}
-
-/** What the checks learnt about the builder, for display. */
-export interface BuilderFacts {
-  hostName?: string;
-  port?: number;
-  user?: string;
-  groups?: string[];
-  nixVersion?: string;
-  /** The program found for Nix (e.g. /usr/bin/nix-store). */
-  remoteProgram?: string;
-  system?: string;
-  extraPlatforms?: string[];
-  systemFeatures?: string[];
-  trusted?: boolean;
-  /** 1, 5 and 15 minute load averages. */
-  load?: [number, number, number];
-  cores?: number;
-  diskAvailableKiB?: number;
-  diskTotalKiB?: number;
-  uname?: string;
-}
-
-export interface BuilderHealth {
-  builderId: string;
-  name: string;
-  uri: string;
-  /** The worst status of the checks (skipped counts only when everything was skipped). */
-  status: CheckStatus;
-  checks: CheckResult[];
-  /** The key the builder presented, when it was not (or not correctly) pinned: the UI can offer to pin it. */
-  presentedHostKey?: PresentedHostKey;
-  facts: BuilderFacts;
-  durationMs: number;
-}
-
-export interface DoctorReport {
-  local: CheckResult<'local-daemon'>;
-  builders: BuilderHealth[];
-  durationMs: number;
-}
 
 export interface DoctorTimeouts {
   sshConfigMs: number;
@@ -146,36 +96,6 @@ export interface DoctorDeps {
 
 // ---------------------------------------------------------------------------------------------
 // Store URIs
-
-export interface SshStoreUri {
-  scheme: 'ssh' | 'ssh-ng';
-  user?: string;
-  host: string;
-  params: Map<string, string>;
-}
-
-/** `ssh://user@host?remote-program=…` → parts; undefined for stores that are not reached over SSH. */
-export function parseSshStoreUri(uri: string): SshStoreUri | undefined {
-  const m = /^(ssh|ssh-ng):\/\/(?:([^@/?#]*)@)?([^/?#]+)(?:\?([^#]*))?/.exec(uri);
-  if (!m) return undefined;
-  const params = new Map<string, string>();
-  for (const pair of (m[4] ?? '').split('&')) {
-    if (!pair) continue;
-    const eq = pair.indexOf('=');
-    const decode = (s: string) => {
-      try {
-        return decodeURIComponent(s);
-      } catch {
-        return s;
-      }
-    };
-    if (eq < 0) params.set(decode(pair), '');
-    else params.set(decode(pair.slice(0, eq)), decode(pair.slice(eq + 1)));
-  }
-  const out: SshStoreUri = { scheme: m[1] as 'ssh' | 'ssh-ng', host: m[3] as string, params };
-  if (m[2]) out.user = m[2];
-  return out;
-}
 
 /** The program Nix starts on the builder (before its arguments). */
 export function remoteProgramOf(store: SshStoreUri): { program: string; fromUri: boolean; args: string } {
@@ -252,7 +172,7 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
   const hk = report.hostKey;
   const { name, config } = ctx;
   if (ctx.columnError) {
-    const presented = hk ? `; the builder presents ${hk.presented.type} ${hk.presented.fingerprint}, whose column 8 value is ${hk.presented.machinesColumn}` : '';
+    const presented = hk ? `; the builder presents ${hk.presented.type} ${hk.presented.fingerprint}${isPinnable(hk.presented) ? `, whose column 8 value is ${hk.presented.machinesColumn}` : ''}` : '';
     return result('host-key', 'error', `column 8 of ${name}'s machines line is malformed`, hk?.durationMs ?? 0, {
       cause: `${ctx.columnError}. Nix writes it into a known_hosts file for ssh, which then cannot verify ${name}${presented}.`,
       fix: `Verify the key on ${name} (\`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\`) and correct column 8 in ${ctx.sourceLabel}, or set it to '-' to use known_hosts.`,
@@ -274,6 +194,9 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
     return undefined;
   }
   const p = hk.presented;
+  const keyFile = `/etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub`;
+  // The value for column 8: known when ssh2 saw the key; else how to make it on the builder.
+  const column8 = isPinnable(p) ? p.machinesColumn : `the output of \`cut -d' ' -f1,2 ${keyFile} | base64 -w0\` on ${name}`;
   const where = hk.usedMachinesColumn ? `column 8 of the machines line (${ctx.sourceLabel})` : `the known_hosts files (${list(config.userKnownHostsFiles.concat(config.globalKnownHostsFiles))})`;
   if (hk.columnNameMismatch) {
     return result('host-key', 'error', `Nix's ssh will not find ${name}'s pinned host key`, hk.durationMs, {
@@ -285,6 +208,11 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
     case 'match': {
       const e = hk.verdict.entry;
       const from = e.source.startsWith('/') ? `${e.source}:${e.line}` : e.source;
+      if (hk.certificate) {
+        return result('host-key', 'ok', `host certificate "${hk.certificate.id}" (${p.fingerprint}) is signed by ${hk.certificate.ca}, trusted by @cert-authority in ${from}`, hk.durationMs, {
+          detail: `looked up as '${hk.lookupName}'; checked by OpenSSH's ssh`,
+        });
+      }
       return result('host-key', 'ok', `${p.type} ${p.fingerprint} matches ${from}`, hk.durationMs, { detail: `looked up as '${hk.lookupName}'` });
     }
     case 'revoked':
@@ -297,8 +225,8 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
       const sources = [...new Set(hk.verdict.expected.map((e) => (e.source.startsWith('/') ? `${e.source}:${e.line}` : e.source)))].join(', ');
       const typeNote = hk.verdict.sameType ? '' : ` (a key of another type: ${name} no longer offers the pinned type)`;
       const fix = hk.usedMachinesColumn
-        ? `Compare with the fingerprint on ${name} itself (\`ssh-keygen -lf /etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub\`). Only if it is ${p.fingerprint}, set column 8 of ${name}'s machines line (${ctx.sourceLabel}) to ${p.machinesColumn}.`
-        : `Compare with the fingerprint on ${name} itself (\`ssh-keygen -lf /etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub\`). Only if it is ${p.fingerprint}, remove the old entry (\`ssh-keygen -R ${hk.lookupName}\`${config.userKnownHostsFiles[0] ? ` -f ${config.userKnownHostsFiles[0]}` : ''}) and pin the new key (column 8: ${p.machinesColumn}).`;
+        ? `Compare with the fingerprint on ${name} itself (\`ssh-keygen -lf ${keyFile}\`). Only if it is ${p.fingerprint}, set column 8 of ${name}'s machines line (${ctx.sourceLabel}) to ${column8}.`
+        : `Compare with the fingerprint on ${name} itself (\`ssh-keygen -lf ${keyFile}\`). Only if it is ${p.fingerprint}, remove the old entry (\`ssh-keygen -R ${hk.lookupName}\`${config.userKnownHostsFiles[0] ? ` -f ${config.userKnownHostsFiles[0]}` : ''}) and pin the new key (column 8: ${column8}).`;
       return result('host-key', 'error', `${name}'s host key has changed`, hk.durationMs, {
         cause: `${name} presented ${p.type} ${p.fingerprint}, but ${sources} expects ${expected}${typeNote}. Either ${name} was reinstalled or its key regenerated, or someone is intercepting the connection. Nix's ssh refuses it ("REMOTE HOST IDENTIFICATION HAS CHANGED!").`,
         fix,
@@ -309,9 +237,10 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
       const nixSays = lenient
         ? `Nix's ssh would accept it unchecked on first use (StrictHostKeyChecking ${config.strictHostKeyChecking}), so nobody would notice an impostor.`
         : `Nix's ssh cannot ask anyone and fails with "Host key verification failed.".`;
+      const certNote = hk.certificateProblem ? ` Its host certificate is not accepted either: ${hk.certificateProblem}.` : '';
       return result('host-key', lenient ? 'warning' : 'error', `${name}'s host key is not known`, hk.durationMs, {
-        cause: `${name} presented ${p.type} ${p.fingerprint}, and no key for '${hk.lookupName}' is in ${where}. ${nixSays}`,
-        fix: `Compare ${p.fingerprint} with the fingerprint on ${name} itself (\`ssh-keygen -lf /etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub\`); if they are equal, pin it: set column 8 of ${name}'s machines line (${ctx.sourceLabel}) to ${p.machinesColumn}.`,
+        cause: `${name} presented ${p.type} ${p.fingerprint}, and no key for '${hk.lookupName}' is in ${where}.${certNote} ${nixSays}`,
+        fix: `Compare ${p.fingerprint} with the fingerprint on ${name} itself (\`ssh-keygen -lf ${keyFile}\`); if they are equal, pin it: set column 8 of ${name}'s machines line (${ctx.sourceLabel}) to ${column8}.`,
       });
     }
   }
@@ -321,7 +250,11 @@ function tcpCheck(report: ConnectReport, failure: SessionFailure | undefined, ct
   const { name, config } = ctx;
   const addr = `${config.hostName}:${config.port}`;
   const d = report.tcp?.durationMs ?? 0;
-  if (report.tcp?.ok) return result('tcp', 'ok', `${addr} accepts connections`, d);
+  if (report.tcp?.ok) {
+    const checkedBy = report.openssh ? { detail: `checked with OpenSSH's ssh as Nix runs it, because ${report.openssh.reasons.join('; ')}` } : {};
+    if (report.tcp.via) return result('tcp', 'ok', `${addr} reached through \`${report.tcp.via}\``, d, checkedBy);
+    return result('tcp', 'ok', `${addr} accepts connections`, d, checkedBy);
+  }
   if (!failure) return undefined;
   const fixHost = `If ${name} is up, check HostName/Port of \`Host ${name}\` in the ssh config (\`ssh -G ${name}\` shows what ssh uses).`;
   switch (failure.kind) {
@@ -343,8 +276,11 @@ function tcpCheck(report: ConnectReport, failure: SessionFailure | undefined, ct
         cause: `${failure.message}: the host is down, or a firewall drops the connection.`,
         fix: `Check that ${name} is running and that port ${config.port} is open to this machine. ${fixHost}`,
       });
-    case 'proxy-unsupported':
-      return { ...skipped('tcp', `${failure.message}.`), fix: 'Check this builder with `nix store ping --store ' + ctx.uri + '` instead.' };
+    case 'proxy-failed':
+      return result('tcp', 'error', `${name} cannot be reached through \`${failure.proxy}\``, d, {
+        cause: `ssh runs \`${failure.proxy}\` to reach ${addr}, and it failed: ${failure.message}. Nix's ssh fails the same way ("cannot connect to '${name}'").`,
+        fix: `Check the jump host and that it can reach ${addr} (\`ssh -v ${name}\`); ${fixHost}`,
+      });
     case 'cancelled':
       return { ...skipped('tcp', 'cancelled') };
     case 'connection-lost':
@@ -418,8 +354,6 @@ export function connectSkipReason(failure: SessionFailure, name: string): string
       return `the login on ${name} failed`;
     case 'cancelled':
       return 'cancelled';
-    case 'proxy-unsupported':
-      return failure.message;
     default:
       return `${name} could not be reached`;
   }
@@ -715,7 +649,7 @@ export function builderFacts(config: EffectiveSshConfig | undefined, d: Discover
 // I/O
 
 function runnerOf(nix: Nix): ProcessRunner {
-  return { run: (req) => nix.run(req.file, req.args, { timeoutMs: req.timeoutMs, signal: req.signal, cwd: req.cwd }) };
+  return { run: (req) => nix.run(req.file, req.args, { timeoutMs: req.timeoutMs, signal: req.signal, cwd: req.cwd, input: req.input }) };
 }
 
 async function fileExists(file: string): Promise<boolean> {
@@ -782,7 +716,7 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
     ...(sshKey ? { sshKey, sshKeyMissing: !(await fileExists(sshKey.replace(/^~(?=\/|$)/, os.homedir()))) } : {}),
     ...(agentSocket ? { agentSocket } : {}),
   };
-  const conn = await connectSsh({
+  const connectOptions = {
     config,
     uriHost: store.host,
     ...(machinesKeys ? { machinesKeys } : {}),
@@ -791,10 +725,23 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
     timeouts: { tcpMs: config.connectTimeout !== undefined ? Math.min(config.connectTimeout * 1000, t.tcpMs) : t.tcpMs, handshakeMs: t.handshakeMs, authMs: t.authMs },
     ...(deps.signal ? { signal: deps.signal } : {}),
     ...(deps.readFile ? { readFile: deps.readFile } : {}),
-  });
+  };
+  let conn = await connectSsh(connectOptions);
+  // Where ssh2 cannot do what Nix's ssh does (ProxyJump, host certificates, security keys, …),
+  // Nix's ssh itself is asked, with the same options Nix gives it.
+  if (!conn.ok && conn.failure.kind === 'needs-openssh') {
+    conn = await connectOpenSsh({
+      ...connectOptions,
+      runner: runnerOf(deps.nix),
+      env: deps.nix.env,
+      dest,
+      nixSshOpts: deps.nix.env.NIX_SSHOPTS ?? process.env.NIX_SSHOPTS,
+      reasons: conn.failure.reasons,
+    });
+  }
   results.push(...connectChecks(conn.report, conn.ok ? undefined : conn.failure, ctx));
   const hk = conn.report.hostKey;
-  const pin = hk && (hk.verdict.kind !== 'match' || hk.columnNameMismatch || columnError) ? hk.presented : undefined;
+  const pin = hk && isPinnable(hk.presented) && (hk.verdict.kind !== 'match' || hk.columnNameMismatch || columnError) ? hk.presented : undefined;
   if (!conn.ok) {
     return health(completeChecks(results, connectSkipReason(conn.failure, name)), builderFacts(config, undefined, undefined, undefined), pin);
   }
@@ -803,7 +750,7 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
   const session = conn.session;
   try {
     const { program } = remoteProgramOf(store);
-    const r1 = await session.exec(discoveryCommand(program), { timeoutMs: t.probeMs, ...(deps.signal ? { signal: deps.signal } : {}) });
+    const r1 = await session.run(discoveryScript(program), { timeoutMs: t.probeMs, ...(deps.signal ? { signal: deps.signal } : {}) });
     if (r1.kind !== 'exit') {
       const what = r1.kind === 'failed' ? r1.message : r1.kind === 'timed-out' ? `no answer within ${t.probeMs / 1000} s` : 'cancelled';
       results.push(result('remote-nix', r1.kind === 'cancelled' ? 'skipped' : 'error', `the probe on ${name} did not finish`, r1.durationMs, { cause: what }));
@@ -815,7 +762,7 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
     if (discovery.version && discovery.nix) {
       const caps = capabilitiesFor(discovery.version);
       const daemon = discovery.store ? usesDaemon(discovery.env.NIX_REMOTE ?? '', discovery.store) : true;
-      const r2 = await session.exec(sectionsCommand(nixSections(discovery.nix, caps, daemon)), { timeoutMs: t.probeMs, ...(deps.signal ? { signal: deps.signal } : {}) });
+      const r2 = await session.run(sectionsScript(nixSections(discovery.nix, caps, daemon)), { timeoutMs: t.probeMs, ...(deps.signal ? { signal: deps.signal } : {}) });
       nixMs = r2.durationMs;
       if (r2.kind === 'exit') nixReport = parseNixReport(r2.stdout);
       else nixReport = { configError: r2.kind === 'failed' ? r2.message : r2.kind };
@@ -843,11 +790,28 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
 
 // --- the local check -------------------------------------------------------------------------
 
-/** Whether the local user may pass `--builders` to the local nix-daemon (if one is used). */
+/** What checkLocal learnt about this machine; decideLocal judges it. */
+export interface LocalInput extends TrustInput {
+  /** uid of the user that runs Nix: Nix builds through build users only as root. */
+  uid: number;
+  /**
+   * The group `build-users-group` names, from the system's group database (`getent group`), when
+   * it was looked up: its members, or that it does not exist, or why it could not be looked up.
+   */
+  buildUsers?: { exists: true; members: string[] } | { exists: false } | { error: string };
+}
+
+type Verdict = { status: CheckStatus; summary: string; cause?: string; fix?: string; detail?: string; ignoresBuilders?: boolean };
+
+/**
+ * Whether this machine can build at all, and whether the local user may pass `--builders`: which
+ * store Nix opens (its own writable one, or a nix-daemon's socket) and whether that daemon trusts
+ * the user; as root without a daemon, whether the build users exist; the sandbox setting.
+ */
 export async function checkLocal(deps: DoctorDeps): Promise<CheckResult<'local-daemon'>> {
   const started = performance.now();
   const t = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
-  const done = (d: LocalVerdict): CheckResult<'local-daemon'> => {
+  const done = (d: Verdict): CheckResult<'local-daemon'> => {
     const r: CheckResult<'local-daemon'> = { id: 'local-daemon', status: d.status, summary: d.summary, durationMs: ms(performance.now() - started) };
     if (d.ignoresBuilders) r.ignoresBuilders = true;
     if (d.cause) r.cause = d.cause;
@@ -873,43 +837,65 @@ export async function checkLocal(deps: DoctorDeps): Promise<CheckResult<'local-d
   const nixos = await fileExists('/etc/NIXOS');
   const nixRemote = env.NIX_REMOTE ?? '';
   const store = { writable, socketExists, socket, stateDir, nixos };
-  const user = os.userInfo().username;
-  if (!usesDaemon(nixRemote, store)) return done(decideLocal({ host: 'this machine', user, groups: [], nixRemote, store }));
+  const { username: user, uid } = os.userInfo();
+  const daemon = usesDaemon(nixRemote, store);
   const caps = await deps.nix.detect();
   if (!caps.ok) return done({ status: 'error', summary: 'Nix could not be run', cause: caps.message });
   const run = (file: string, args: string[]) => deps.nix.run(file, args, { timeoutMs: t.localMs, ...(deps.signal ? { signal: deps.signal } : {}) });
   let reported: boolean | undefined;
-  if (caps.value.reportsTrust) {
+  if (daemon && caps.value.reportsTrust) {
     const r = await run(deps.nix.bin('nix'), [...caps.value.nixCommandPrefix, ...caps.value.storeInfo, '--store', 'daemon']);
     const m = /^Trusted:\s*(\d)/m.exec(r.stdout + r.stderr);
     if (r.kind === 'ok' && m) reported = m[1] === '1';
   }
-  // Before 2.15 Nix does not say; the client's configuration is read instead (normally the same
+  // The effective configuration: build-users-group and sandbox; for a daemon, before 2.15 (which
+  // does not report trust), trusted-users from the client's configuration (normally the same
   // /etc/nix/nix.conf as the daemon's).
   let config: Map<string, string> | undefined;
   const configRun = await run(deps.nix.bin('nix'), [...caps.value.nixCommandPrefix, ...caps.value.showConfig]);
   if (configRun.kind === 'ok') config = parseConfigText(configRun.stdout);
-  const idRun = await run('id', ['-Gn']);
-  const groups = idRun.kind === 'ok' ? idRun.stdout.trim().split(/\s+/) : [];
-  if (reported === undefined && !config) {
-    return done({ status: 'warning', summary: 'could not tell whether the nix-daemon trusts you', cause: `${describeResult(configRun)}: ${configRun.stderr.trim()}` });
+  if (!config && (!daemon || reported === undefined)) {
+    return done({ status: 'warning', summary: daemon ? 'could not tell whether the nix-daemon trusts you' : 'could not read the Nix configuration', cause: `${describeResult(configRun)}: ${configRun.stderr.trim()}` });
   }
-  return done(decideLocal({ host: 'this machine', user, groups, nixRemote, store, ...(config ? { config } : {}), ...(reported !== undefined ? { reported } : {}) }));
+  let groups: string[] = [];
+  if (daemon) {
+    const idRun = await run('id', ['-Gn']);
+    if (idRun.kind === 'ok') groups = idRun.stdout.trim().split(/\s+/);
+  }
+  let buildUsers: LocalInput['buildUsers'];
+  const group = config?.get('build-users-group');
+  if (!daemon && uid === 0 && group) {
+    // getent: exit 2 when there is no such group; members are the group line's fourth field.
+    const g = await run('getent', ['group', group]);
+    if (g.kind === 'ok') buildUsers = { exists: true, members: (g.stdout.trim().split(':')[3] ?? '').split(',').filter((m) => m.length > 0) };
+    else if (g.kind === 'exit' && g.exitCode === 2) buildUsers = { exists: false };
+    else buildUsers = { error: `getent group ${group}: ${describeResult(g)}` };
+  }
+  return done(
+    decideLocal({
+      host: 'this machine',
+      user,
+      uid,
+      groups,
+      nixRemote,
+      store,
+      ...(config ? { config } : {}),
+      ...(reported !== undefined ? { reported } : {}),
+      ...(buildUsers ? { buildUsers } : {}),
+    }),
+  );
 }
 
-type LocalVerdict = { status: CheckStatus; summary: string; cause?: string; fix?: string; detail?: string; ignoresBuilders?: boolean };
-
-/** The local check's verdict and wording from the facts checkLocal gathered. Pure. */
-export function decideLocal(input: TrustInput): LocalVerdict {
-  const d = decideTrust(input);
+/** The store and the daemon's trust: the part of the local check that decideTrust judges. */
+function localStoreVerdict(input: LocalInput, d: TrustDecision): Verdict {
   const { user } = input;
   if (!d.daemon) {
     if (d.status !== 'ok') return d;
-    return { status: 'ok', summary: `${user} opens the Nix store directly (no daemon): --builders and NIX_SSHOPTS of this environment apply` };
+    return { status: 'ok', summary: `${user} opens the Nix store directly (no daemon): --builders and NIX_SSHOPTS of this environment apply`, detail: `Store: ${input.store.stateDir}, writable by ${user}; no nix-daemon.` };
   }
-  const detail = "Builds go through the nix-daemon: it runs ssh as root, with root's ssh config, keys and known_hosts (and the daemon's NIX_SSHOPTS), not yours.";
+  const detail = `Store: through the nix-daemon at ${input.store.socket}. Builds go through the nix-daemon: it runs ssh as root, with root's ssh config, keys and known_hosts (and the daemon's NIX_SSHOPTS), not yours.`;
   if (d.status === 'error' && d.trusted === false) {
-    const r: LocalVerdict = {
+    const r: Verdict = {
       status: 'error',
       ignoresBuilders: true,
       summary: `the local nix-daemon does not trust ${user}: it silently ignores --builders`,
@@ -919,31 +905,76 @@ export function decideLocal(input: TrustInput): LocalVerdict {
     if (d.fix) r.fix = d.fix;
     return r;
   }
-  return { ...d, detail };
+  const { status, summary, cause, fix } = d;
+  return { status, summary, ...(cause ? { cause } : {}), ...(fix ? { fix } : {}), detail };
+}
+
+/** As root without a daemon, Nix builds as a member of `build-users-group` (when it names one). */
+function buildUsersVerdict(input: LocalInput, daemon: boolean): Verdict | undefined {
+  const group = input.config?.get('build-users-group');
+  // A daemon builds with its own configuration and users; a user other than root builds as itself.
+  if (daemon || input.uid !== 0 || group === undefined) return undefined;
+  if (group === '') return { status: 'ok', summary: 'builds run as root itself', detail: 'Build users: none (`build-users-group` is empty: a single-user set-up).' };
+  const found = input.buildUsers;
+  if (found === undefined || 'error' in found) {
+    return { status: 'warning', summary: `could not tell whether the build users group '${group}' exists`, cause: found ? `${found.error}.` : 'The group was not looked up.' };
+  }
+  if (!found.exists || found.members.length === 0) {
+    const reason = found.exists ? 'no-members' : 'group-missing';
+    return {
+      status: 'error',
+      summary: found.exists ? `local builds fail: the build users group '${group}' has no members` : `local builds fail: the group '${group}' named by build-users-group does not exist`,
+      ...buildUsersAdvice({ group, reason }),
+    };
+  }
+  return { status: 'ok', summary: `builds run as the ${found.members.length} build users of '${group}'`, detail: `Build users: ${found.members.join(', ')} (group '${group}').` };
+}
+
+function sandboxDetail(input: LocalInput): string | undefined {
+  const sandbox = input.config?.get('sandbox');
+  if (sandbox === undefined) return undefined;
+  const what = sandbox === 'false' ? 'builds see the whole machine' : sandbox === 'relaxed' ? 'builds are sandboxed unless a derivation sets __noChroot' : 'builds see only their declared inputs';
+  return `Sandbox: \`sandbox = ${sandbox}\`: ${what}.`;
+}
+
+const SEVERITY: Record<CheckStatus, number> = { error: 0, warning: 1, ok: 2, skipped: 3 };
+
+/**
+ * The local check's verdict and wording from the facts checkLocal gathered. Pure. Every problem
+ * found is reported, the worst first: the summary names them all, the cause and the fix have one
+ * paragraph each.
+ */
+export function decideLocal(input: LocalInput): Verdict {
+  const trust = decideTrust(input);
+  const parts = [localStoreVerdict(input, trust), buildUsersVerdict(input, trust.daemon)].filter((v): v is Verdict => v !== undefined);
+  const details = [...parts.map((p) => p.detail), sandboxDetail(input)].filter((d): d is string => d !== undefined);
+  const detail = details.length > 0 ? { detail: details.join(' ') } : {};
+  const problems = parts.filter((p) => p.status === 'error' || p.status === 'warning').sort((a, b) => SEVERITY[a.status] - SEVERITY[b.status]);
+  const [first] = problems;
+  if (!first) return { status: 'ok', summary: (parts[0] as Verdict).summary, ...detail };
+  const paragraphs = (key: 'cause' | 'fix') => problems.map((p) => p[key]).filter((x): x is string => x !== undefined).join('\n');
+  const cause = paragraphs('cause');
+  const fix = paragraphs('fix');
+  const ignoresBuilders = problems.some((p) => p.ignoresBuilders) ? { ignoresBuilders: true } : {};
+  return { status: first.status, summary: problems.map((p) => p.summary).join('; '), ...(cause ? { cause } : {}), ...(fix ? { fix } : {}), ...detail, ...ignoresBuilders };
 }
 
 /** Check every builder in parallel (and the local daemon trust alongside). */
 export async function checkAll(builders: readonly BuilderInfo[], deps: DoctorDeps): Promise<DoctorReport> {
   const started = performance.now();
-  const limit = Math.max(1, deps.concurrency ?? 32);
   const out: BuilderHealth[] = new Array(builders.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < builders.length) {
-      const i = next++;
-      const b = builders[i] as BuilderInfo;
-      let h: BuilderHealth;
-      try {
-        h = await checkBuilder(b, deps);
-      } catch (e) {
-        // checkBuilder does not throw; this is the last line of defence, not a code path.
-        const reason = `internal error: ${(e as Error).message}`;
-        h = { builderId: b.id, name: b.name, uri: b.uri, status: 'error', checks: completeChecks([{ id: 'ssh-config', status: 'error', summary: 'the check failed', cause: reason, durationMs: 0 }], reason), facts: {}, durationMs: 0 };
-      }
-      out[i] = h;
-      deps.onBuilderChecked?.(h);
+  const check = async (b: BuilderInfo, i: number) => {
+    let h: BuilderHealth;
+    try {
+      h = await checkBuilder(b, deps);
+    } catch (e) {
+      // checkBuilder does not throw; this is the last line of defence, not a code path.
+      const reason = `internal error: ${(e as Error).message}`;
+      h = { builderId: b.id, name: b.name, uri: b.uri, status: 'error', checks: completeChecks([{ id: 'ssh-config', status: 'error', summary: 'the check failed', cause: reason, durationMs: 0 }], reason), facts: {}, durationMs: 0 };
     }
+    out[i] = h;
+    deps.onBuilderChecked?.(h);
   };
-  const [local] = await Promise.all([checkLocal(deps), ...Array.from({ length: Math.min(limit, builders.length) }, worker)]);
+  const [local] = await Promise.all([checkLocal(deps), forEachLimited(builders, deps.concurrency ?? 32, check)]);
   return { local, builders: out, durationMs: ms(performance.now() - started) };
 }

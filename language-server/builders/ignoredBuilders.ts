@@ -4,7 +4,7 @@
 // (`checkLocal`) finds this out; every prediction of where a derivation builds (diagnostics, the
 // hover, the scheduling preview, the plan) then counts only the daemon's builders and says why the
 // others are left out. Pure.
-import type { CheckResult } from './doctor';
+import type { CheckResult } from '../protocol';
 
 /** The local nix-daemon ignores the builders this user passes: why, and what to do. */
 export interface BuildersIgnored {

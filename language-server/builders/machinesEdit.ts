@@ -4,7 +4,9 @@
 // The edit itself is done by the byte-preserving helpers of `nix/machines.ts`: every byte other than
 // the target entry (comments, order, blank lines, `;`-separated neighbours, CRLF line ends) stays as
 // it was. An entry is named by the 0-based line and column where it starts, as `parseMachines`
-// reports them.
+// reports them, and by its text as it was read: an edit whose entry is no longer there with that
+// text (the file changed since it was listed) is refused, so a moved or changed entry is never
+// overwritten.
 //
 // Writing is atomic: the new text goes to a temp file in the same folder, created with the
 // original's mode (and owner, when we run as root on another user's file), fsynced, then renamed
@@ -23,38 +25,9 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs, type Stats } from 'node:fs';
 import * as path from 'node:path';
-import { appendEntry, parseMachineLine, parseMachines, removeEntry, replaceEntry, type MachineEntry } from '../nix/machines';
+import { appendEntry, formatMachine, parseMachineLine, parseMachines, removeEntry, replaceEntry, type Machine, type MachineEntry, type MachinesDocument } from '../nix/machines';
+import type { EditResult, FormatMachineLineResult, MachinesEdit } from '../protocol';
 import { shellQuote } from '../remote/shellQuote';
-
-export type MachinesEdit =
-  | { kind: 'add'; entry: string }
-  | { kind: 'replace'; line: number; column: number; entry: string }
-  | { kind: 'remove'; line: number; column: number };
-
-export type EditFailureReason =
-  | 'permission-denied'
-  | 'not-found'
-  | 'changed-on-disk'
-  | 'invalid-entry'
-  | 'no-such-entry'
-  | 'io-error';
-
-export type EditResult =
-  | {
-      ok: true;
-      /** The file as it was given (a symbolic link stays a link; its target was written). */
-      file: string;
-      /** `<file>.bak` holding the previous content; undefined when the edit created the file. */
-      backup: string | undefined;
-      newText: string;
-    }
-  | {
-      ok: false;
-      reason: EditFailureReason;
-      message: string;
-      /** For `permission-denied` on add/replace: the exact entry for the user to paste as root. */
-      lineToPaste?: string;
-    };
 
 /** Temp files of a writer killed before its rename are removed once they are older than this. */
 export const STALE_TEMP_AGE_MS = 60_000;
@@ -285,6 +258,72 @@ function failure(err: unknown, ctx: FailureContext): EditResult {
   return { ok: false, reason: 'io-error', message: `Cannot ${ctx.doing} ${ctx.file}: ${detail}` };
 }
 
+/** The refusal of an edit whose entry is not where it was read, with the text it had. */
+function entryNotThere(file: string, doc: MachinesDocument, edit: Extract<MachinesEdit, { expected: string }>): EditResult {
+  const where = `line ${edit.line + 1}, column ${edit.column + 1}`;
+  const now = doc.entries.find((e) => e.line === edit.line && e.column === edit.column);
+  const moved = doc.entries.filter((e) => e.text === edit.expected).map((e) => e.line + 1);
+  const what = now ? `the entry at ${where} is now '${now.text}'` : `there is no entry at ${where} any more`;
+  const elsewhere = moved.length > 0 ? `, and '${edit.expected}' is on line ${moved.join(', ')}` : `, and '${edit.expected}' is not in it any more`;
+  return {
+    ok: false,
+    reason: now ? 'entry-changed' : 'no-such-entry',
+    message: `${file} changed since its builders were listed: ${what}${elsewhere}. Nothing was written: refresh the Builders view and try again.`,
+  };
+}
+
+/** Blanks end a column, `#` starts a comment, `;` and line breaks end the entry: none can be in a column. */
+const NOT_IN_A_COLUMN = /[ \t\r\n#;]/;
+
+/** Why `value` cannot be a column of a machines entry. */
+function notAColumn(what: string, value: string, fix = ''): FormatMachineLineResult {
+  const why = value.includes('#')
+    ? "'#' starts a comment there"
+    : value.includes(';')
+      ? "';' separates entries there"
+      : value.length === 0 || value === '-'
+        ? "an empty column or '-' means the default there"
+        : 'Nix splits a machines entry into columns at blanks, with no quoting or escaping, so it would be read as several columns';
+  return { ok: false, message: `The ${what} '${value}' cannot be written to a machines file: ${why}.${fix}` };
+}
+
+/**
+ * One machines entry for `m`, or why it cannot be written as one: a value that Nix would read as
+ * other columns, other entries or a comment is refused, never written. A key path with a space
+ * shifts every column after it: Nix 2.8 then fails every build that may use the builders ("bad
+ * machine specification: failed to convert column #3 … to 'unsigned int'"), or, for a path like
+ * `/keys/my 2`, silently uses the key `/keys/my` with max-jobs 2. Nix percent-decodes the store
+ * URI's `ssh-key` parameter (`ssh://b5?ssh-key=/keys/my%20key` reaches ssh as `-i '/keys/my key'`):
+ * the refusal suggests that.
+ */
+export function formatMachineLine(m: Machine): FormatMachineLineResult {
+  if (m.uri.startsWith('@') || m.uri === '-' || m.uri.length === 0 || NOT_IN_A_COLUMN.test(m.uri)) return notAColumn('store URI', m.uri);
+  const lists = [
+    ['system', m.systems],
+    ['feature', m.supportedFeatures],
+    ['mandatory feature', m.mandatoryFeatures],
+  ] as const;
+  for (const [what, list] of lists) {
+    const item = list.find((x) => x.length === 0 || x === '-' || x.includes(',') || NOT_IN_A_COLUMN.test(x));
+    if (item === undefined) continue;
+    return item.includes(',') && !NOT_IN_A_COLUMN.test(item)
+      ? { ok: false, message: `The ${what} '${item}' cannot contain ',': commas separate the ${what}s of a machines entry.` }
+      : notAColumn(what, item);
+  }
+  if (m.sshKey !== undefined && (m.sshKey.length === 0 || m.sshKey === '-' || NOT_IN_A_COLUMN.test(m.sshKey))) {
+    const encoded = m.sshKey.replace(/[%\s#;&]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+    const fix = ` Move or link the key to a path without blanks, or leave the key column '-' and name the key in the store URI, percent-encoded (${m.uri}${m.uri.includes('?') ? '&' : '?'}ssh-key=${encoded}), which Nix decodes.`;
+    return notAColumn('SSH key path', m.sshKey, m.sshKey.length > 1 ? fix : '');
+  }
+  if (m.publicHostKey !== undefined && (m.publicHostKey.length === 0 || m.publicHostKey === '-' || NOT_IN_A_COLUMN.test(m.publicHostKey))) return notAColumn('host key', m.publicHostKey);
+  if (!Number.isInteger(m.maxJobs) || m.maxJobs < 0) return { ok: false, message: `Max jobs must be a whole number, not ${m.maxJobs}.` };
+  if (!Number.isFinite(m.speedFactor) || m.speedFactor <= 0) return { ok: false, message: `The speed factor must be a number above 0, not ${m.speedFactor}.` };
+  const line = formatMachine(m);
+  // The rest (the host key's base64) is checked by reading the entry back as Nix would.
+  const error = parseMachineLine(line).error;
+  return error === undefined ? { ok: true, line } : { ok: false, message: `The entry '${line}' is not valid: ${error}.` };
+}
+
 /**
  * Apply one edit to the machines file `file` and write it atomically, keeping the previous content
  * as `<file>.bak`. With `expectedText`, the edit is refused (`changed-on-disk`) unless the file
@@ -332,14 +371,8 @@ export async function editMachinesFile(
       newText = appendWithLineEnds(text, entry as string);
     } else {
       const doc = parseMachines(text);
-      const index = doc.entries.findIndex((e) => e.line === edit.line && e.column === edit.column);
-      if (index < 0) {
-        return {
-          ok: false,
-          reason: 'no-such-entry',
-          message: `${file} has no entry starting at line ${edit.line + 1}, column ${edit.column + 1}; it may have changed since it was read. Reload it and try again.`,
-        };
-      }
+      const index = doc.entries.findIndex((e) => e.line === edit.line && e.column === edit.column && e.text === edit.expected);
+      if (index < 0) return entryNotThere(file, doc, edit);
       ctx.old = doc.entries[index];
       newText = edit.kind === 'replace' ? replaceEntry(doc, index, entry as string) : removeEntry(doc, index);
     }

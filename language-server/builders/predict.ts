@@ -2,7 +2,8 @@
 // the builders the local daemon does not ignore, with the doctor's health verdicts.
 import type { BuilderInfo, LocalMachineInfo } from '../protocol';
 import { splitBuilders, type BuildersIgnored } from './ignoredBuilders';
-import { previewSchedule, type ScheduleHealth, type ScheduleInput, type SchedulePreview } from './schedule';
+import type { SchedulePreview } from '../protocol';
+import { previewSchedule, type ScheduleHealth, type ScheduleInput } from './schedule';
 
 export interface PredictionContext {
   local: LocalMachineInfo;

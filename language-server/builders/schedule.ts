@@ -48,10 +48,9 @@
 //
 // The doctor's findings are not Nix's: Nix does not know a builder is down until it fails to
 // connect. A down builder stays Nix's choice here; the summary says so and what Nix does next.
-import type { CheckStatus } from './doctor';
 import type { BuildersIgnored } from './ignoredBuilders';
 import { builderRefusal, featureSet, localRefusal, type Refusal } from './match';
-import type { BuilderInfo, LocalMachineInfo } from '../protocol';
+import type { BuilderInfo, CheckStatus, LocalMachineInfo, ScheduleCandidate, ScheduleChoice, SchedulePreview, ScheduleVerdict } from '../protocol';
 
 export type ScheduleBuilder = Pick<BuilderInfo, 'id' | 'name' | 'systems' | 'maxJobs' | 'speedFactor' | 'supportedFeatures' | 'mandatoryFeatures'>;
 
@@ -82,43 +81,6 @@ export interface ScheduleInput {
   speedArithmetic?: 'integer' | 'float';
   /** Configured builders that Nix does not use (the local nix-daemon ignores `--builders`), and why; `builders` holds the others. */
   notUsed?: { builders: readonly ScheduleBuilder[]; because: BuildersIgnored };
-}
-
-export type ScheduleVerdict = 'local' | 'remote' | 'wait' | 'none';
-
-export interface ScheduleCandidate {
-  /** Absent for this machine. */
-  builderId?: string;
-  /** The builder's name, or 'this machine'. */
-  name: string;
-  /** Nix could start the build there now: it fits and has a free slot (down or not: Nix does not know). */
-  eligible: boolean;
-  /** Why chosen or why not. */
-  reason: string;
-  /** load / speed factor, as Nix compares it (builders with a free slot only). */
-  score?: number;
-  /** The doctor found it down. */
-  down?: boolean;
-}
-
-export interface ScheduleChoice {
-  builderId?: string;
-  name: string;
-  reason: string;
-}
-
-export interface SchedulePreview {
-  verdict: ScheduleVerdict;
-  /** Where Nix starts the build ('remote' or 'local'); a down builder stays Nix's choice. */
-  chosen?: ScheduleChoice;
-  /** When the chosen builder is down: what Nix does once it cannot connect to it (and to any other down one it tries next). */
-  fallback?: { verdict: ScheduleVerdict; chosen?: ScheduleChoice; summary: string };
-  /** In the order Nix considers them. */
-  candidates: ScheduleCandidate[];
-  /** One line. */
-  summary: string;
-  /** What Nix prints for a 'wait' or a 'none' ('…' stands for the .drv path). */
-  nixMessage?: string;
 }
 
 export const LOCAL_NAME = 'this machine';

@@ -14,7 +14,8 @@ import { parseLog } from '../nix/logParser';
 import { formatMachine } from '../nix/machines';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
-import type { BuilderInfo } from '../protocol';
+import { storeBase } from '../nix/storeUri';
+import type { BuilderInfo, TestBuildResult } from '../protocol';
 
 export interface TestBuildDeps {
   nix: Nix;
@@ -29,35 +30,20 @@ export interface TestBuildDeps {
   onStderr?: (chunk: string) => void;
 }
 
-export type TestBuildStatus = 'ok' | 'error' | 'timed-out' | 'cancelled';
-
-export interface TestBuildResult {
-  builderId: string;
-  name: string;
-  uri: string;
-  status: TestBuildStatus;
-  summary: string;
-  cause?: string;
-  fix?: string;
-  /** Store URI of the machine the build ran on as Nix reported it ("" = this machine). */
-  ranOn?: string;
-  ranOnThisBuilder: boolean;
-  system: string;
-  drvPath?: string;
-  outPath?: string;
-  /** First line of /etc/nix/nix.conf of the machine that built it. */
-  marker?: string;
-  /** The UUID the build read on the builder. */
-  buildUuid?: string;
-  /** The salt that made this derivation new. */
-  salt: string;
-  durationMs: number;
+/** A test build as the server sees it: the answer's facts, and the whole problem, command and log. */
+export interface TestBuildRun extends Omit<TestBuildResult, 'problemKind'> {
   /** The classified problem when the build failed. */
   problem?: NixProblem;
   /** The command, for the log. */
   command: string[];
   /** stderr of the build (internal-json when the Nix version has it). */
   stderr: string;
+}
+
+/** What goes over the wire: the facts the client shows, not the log, the command or the problem's raw text. */
+export function testBuildAnswer(run: TestBuildRun): TestBuildResult {
+  const { problem, command: _command, stderr: _stderr, ...facts } = run;
+  return problem ? { ...facts, problemKind: problem.kind } : facts;
 }
 
 const DEFAULT_TIMEOUT_MS = 120_000;
@@ -103,10 +89,6 @@ export function buildLocations(stderr: string): Array<{ drvPath: string; machine
   return out;
 }
 
-/** The host of a store URI ("ssh://user@b1?x=y" → "b1"), for comparing machines. */
-function uriKey(uri: string): string {
-  return uri.replace(/\?.*$/, '').replace(/\/+$/, '');
-}
 
 /** The decision part: what a finished `nix-build` says about the test build. Pure. */
 export function interpretTestBuild(input: {
@@ -119,7 +101,7 @@ export function interpretTestBuild(input: {
   /** Contents of the output file, when it was read. */
   output?: string;
   outputError?: string;
-}): Pick<TestBuildResult, 'status' | 'summary' | 'cause' | 'fix' | 'ranOn' | 'ranOnThisBuilder' | 'drvPath' | 'outPath' | 'marker' | 'buildUuid' | 'problem'> {
+}): Pick<TestBuildRun, 'status' | 'summary' | 'cause' | 'fix' | 'ranOn' | 'ranOnThisBuilder' | 'drvPath' | 'outPath' | 'marker' | 'buildUuid' | 'problem'> {
   const { builder } = input;
   const name = builder.name;
   const locations = buildLocations(input.stderr).filter((l) => l.drvPath.endsWith('-nix-builders-test-build.drv'));
@@ -127,7 +109,7 @@ export function interpretTestBuild(input: {
   // remote daemon's own activity is forwarded too, with machine "" (it is local over there).
   const where = [...locations].reverse().find((l) => l.machine !== '') ?? locations[locations.length - 1];
   const ranOn = where?.machine;
-  const ranOnThisBuilder = ranOn !== undefined && ranOn !== '' && uriKey(ranOn) === uriKey(builder.uri);
+  const ranOnThisBuilder = ranOn !== undefined && ranOn !== '' && storeBase(ranOn) === storeBase(builder.uri);
   const base: ReturnType<typeof interpretTestBuild> = { status: 'error', summary: '', ranOnThisBuilder };
   if (ranOn !== undefined) base.ranOn = ranOn;
   if (where) base.drvPath = where.drvPath;
@@ -166,7 +148,7 @@ export function interpretTestBuild(input: {
 }
 
 /** Build a fresh derivation on exactly this builder. Never throws. */
-export async function testBuild(builder: BuilderInfo, deps: TestBuildDeps): Promise<TestBuildResult> {
+export async function testBuild(builder: BuilderInfo, deps: TestBuildDeps): Promise<TestBuildRun> {
   const started = performance.now();
   const salt = randomUUID();
   const caps = await deps.nix.detect();
@@ -191,7 +173,7 @@ export async function testBuild(builder: BuilderInfo, deps: TestBuildDeps): Prom
     expression,
   ];
   const file = deps.nix.bin('nix-build');
-  const fail = (summary: string, cause: string): TestBuildResult => ({
+  const fail = (summary: string, cause: string): TestBuildRun => ({
     builderId: builder.id,
     name: builder.name,
     uri: builder.uri,

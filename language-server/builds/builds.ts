@@ -4,12 +4,12 @@ import { randomBytes } from 'node:crypto';
 import type { Connection } from 'vscode-languageserver/node';
 import type { Nix } from '../nix/nix';
 import { formatMachine } from '../nix/machines';
-import { Notifications, type BuildInfo, type BuildPlanInfo, type BuildSettings, type BuilderInfo, type DerivationInfo, type StartBuildParams } from '../protocol';
+import { Notifications, type BuildInfo, type BuildPlanInfo, type BuildSettings, type BuildSnapshot, type BuilderInfo, type DerivationInfo, type DrvSnapshot, type Placement, type PlannedDerivation, type StartBuildParams } from '../protocol';
 import { readDerivations } from '../nix/derivationFile';
-import { describePlan, planBuild, summarizeDryRun, type Placement, type PlannedDerivation } from './plan';
+import { describePlan, planBuild, summarizeDryRun } from './plan';
 import { findSubstituters } from './substituters';
 import { runBuild } from './runBuild';
-import { BuildModel, type BuildSnapshot, type DrvSnapshot } from './model';
+import { BuildModel } from './model';
 
 /** The final snapshot goes to the client without the kept log tails (those are fetched on demand). */
 function lean(snapshot: BuildSnapshot): BuildSnapshot {

@@ -18,62 +18,8 @@
 //   interrupted (SIGTERM stops activities too) and the end of the command decides;
 // - copyPath (100) `[path, from, to]` and substitute (108) `[path, host]` with byte progress.
 import type { LogEvent, ProgressFields } from '../nix/logParser';
+import type { BuildSnapshot, DrvSnapshot, DrvState, TransferSnapshot } from '../protocol';
 import { storeName } from '../nix/storePath';
-
-export type DrvState = 'queued' | 'building' | 'built' | 'failed' | 'substituted' | 'cancelled';
-
-export interface DrvSnapshot {
-  drvPath: string;
-  name: string;
-  state: DrvState;
-  /** '' = this machine, else the store URI Nix built it on. */
-  machine: string;
-  phase?: string;
-  /** ms since the epoch (the model's clock). */
-  startedAt?: number;
-  finishedAt?: number;
-  lastLogLine?: string;
-  /** Every log line seen, kept or not. */
-  logLineCount: number;
-  /** The kept tail of the log (at most maxLogBytes), newest last. */
-  log: string[];
-  /** Lines dropped from the front of `log`. */
-  logDropped: number;
-  /** Nix's message when it failed. */
-  failure?: string;
-}
-
-export interface TransferSnapshot {
-  kind: 'copy' | 'substitute';
-  path: string;
-  name: string;
-  /** Store URI it comes from ('' or "local" = this machine). */
-  from: string;
-  to: string;
-  state: 'running' | 'done';
-  doneBytes?: number;
-  expectedBytes?: number;
-  startedAt: number;
-  finishedAt?: number;
-}
-
-export interface BuildSnapshot {
-  derivations: DrvSnapshot[];
-  transfers: TransferSnapshot[];
-  /** Builds: [done, expected, running, failed] as Nix counts them. */
-  progress: ProgressFields;
-  /** Paths copied/substituted: as Nix counts them. */
-  copyProgress: ProgressFields;
-  /** Nix's own messages (errors and warnings, ANSI stripped), the last 50 (when partial: those new since the previous change). */
-  messages: string[];
-  /** Events applied so far. */
-  events: number;
-  /**
-   * True when `derivations` and `transfers` hold only those that changed since the previous
-   * `changes()` (the client merges them by drv path / transfer path); absent for a whole snapshot.
-   */
-  partial?: boolean;
-}
 
 export interface BuildModelOptions {
   /** Derivations known to be part of this build (queued until something happens to them). */

@@ -2,8 +2,7 @@
 import { ErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import { predictSchedule, type PredictionContext } from '../builders/predict';
 import { whyNothingBuilds } from '../eval/diagnose';
-import type { BuilderInfo, DerivationInfo, DocumentDerivations, LocalMachineInfo, StartBuildParams } from '../protocol';
-import type { Placement } from './plan';
+import type { BuilderInfo, DerivationInfo, DocumentDerivations, LocalMachineInfo, Placement, StartBuildParams } from '../protocol';
 
 /** The derivations a build request names: attributes of its document (evaluated as `evaluated`), and .drv paths. */
 export function buildTargets(p: StartBuildParams, evaluated: DocumentDerivations | undefined): DerivationInfo[] {

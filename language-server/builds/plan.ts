@@ -11,11 +11,11 @@
 // nothing to do. The parser is total: other lines (warnings, errors) are ignored by it and given to
 // the error classifier.
 import { classify, type NixProblem } from '../nix/classifier';
-import type { SubstituterReport } from './substituters';
+import type { PlannedDerivation, SubstituterReport } from '../protocol';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
 import { stripAnsi } from '../nix/logParser';
-import { storeName } from '../nix/storePath';
+import { isDrvPath, storeName } from '../nix/storePath';
 
 export interface DryRun {
   /** Derivations that will be built, in Nix's order. */
@@ -107,27 +107,6 @@ export function summarizeDryRun(dry: DryRun, nowhere?: readonly string[]): strin
   return `${build}, ${plural(toFetch.length, 'path', 'paths')}${size} fetched`;
 }
 
-/** Where Nix would build one derivation of the plan. */
-export interface Placement {
-  /** 'unknown': its .drv could not be read. */
-  verdict: 'local' | 'remote' | 'wait' | 'none' | 'unknown';
-  /** The machine's name ('this machine' or a builder's), when Nix would start it somewhere. */
-  machine?: string;
-  /** One line: "builds on b2: lowest load ÷ speed 0 …". */
-  summary: string;
-  /** When nothing can build it: the cause and the fix, as the diagnostics say them. */
-  problem?: string;
-}
-
-export interface PlannedDerivation extends Placement {
-  drvPath: string;
-  name: string;
-  system: string;
-  requiredSystemFeatures: string[];
-  /** Asked for (else a dependency). */
-  target: boolean;
-}
-
 const MAX_NAMES = 8;
 const MAX_PROBLEMS = 5;
 
@@ -188,7 +167,7 @@ export function realiseOptions(opts: { builders?: string; maxJobs?: number; core
 
 function checkDrvPaths(drvPaths: readonly string[]): string | undefined {
   if (drvPaths.length === 0) return 'no derivation to build';
-  const bad = drvPaths.find((p) => !p.startsWith('/') || !p.endsWith('.drv') || p.startsWith('-') || /[\0\n]/.test(p));
+  const bad = drvPaths.find((p) => !isDrvPath(p));
   return bad === undefined ? undefined : `not a derivation path: '${bad}'`;
 }
 

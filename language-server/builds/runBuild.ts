@@ -11,7 +11,9 @@ import { classifyLogEvents, type NixProblem } from '../nix/classifier';
 import { InternalJsonLogParser, type LogEvent } from '../nix/logParser';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
-import { BuildModel, type BuildSnapshot } from './model';
+import { isDrvPath } from '../nix/storePath';
+import type { BuildSnapshot } from '../protocol';
+import { BuildModel } from './model';
 import { realiseOptions } from './plan';
 
 export interface RunBuildOptions {
@@ -152,10 +154,6 @@ class Throttle {
   }
 }
 
-function validDrvPath(p: string): boolean {
-  return p.startsWith('/') && p.endsWith('.drv') && !/[\0\n]/.test(p);
-}
-
 /** Build these derivations. Never throws. */
 export async function runBuild(nix: Nix, opts: RunBuildOptions): Promise<BuildOutcome> {
   const started = Date.now();
@@ -166,7 +164,7 @@ export async function runBuild(nix: Nix, opts: RunBuildOptions): Promise<BuildOu
     const snapshot = model.snapshot();
     return { status, snapshot, problems: [], outPaths: [], exit, command: [file, ...args], durationMs: Date.now() - started };
   };
-  const bad = opts.drvPaths.find((p) => !validDrvPath(p));
+  const bad = opts.drvPaths.find((p) => !isDrvPath(p));
   if (opts.drvPaths.length === 0 || bad !== undefined) return early('failed', bad === undefined ? 'no derivation to build' : `not a derivation path: '${bad}'`, []);
   if (opts.signal?.aborted) return early('cancelled', 'cancelled before it started', []);
 

@@ -8,6 +8,9 @@
 import { promises as fs } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { hashPart } from '../nix/storePath';
+import { parseStoreUri, storeBase } from '../nix/storeUri';
+import type { FetchSource, SubstituterReport, SubstituterSummary } from '../protocol';
+import { forEachLimited } from '../util/pool';
 
 export interface NarInfo {
   storePath: string;
@@ -52,40 +55,18 @@ export function cachePriority(text: string | undefined): number {
   return m ? Number(m[1]) : 50;
 }
 
-export interface FetchSource {
-  path: string;
-  /** The substituter that has it (the first in Nix's order), when one of those asked has it. */
-  substituter?: string;
-  downloadBytes?: number;
-  narBytes?: number;
-}
-
-export interface SubstituterSummary {
-  substituter: string;
-  paths: number;
-  downloadBytes: number;
-  narBytes: number;
-}
-
-export interface SubstituterReport {
-  sources: FetchSource[];
-  /** Per substituter that provides something, in Nix's order. */
-  bySubstituter: SubstituterSummary[];
-  /** Substituters not asked (not a binary cache we can read) or that could not be reached, with why. */
-  unchecked: Array<{ substituter: string; reason: string }>;
-}
-
 /** Reads one file of a binary cache: its text, undefined when it is not there; throws when the cache cannot be asked. */
 export type CacheReader = (substituter: string, file: string, signal: AbortSignal) => Promise<string | undefined>;
 
-const isHttp = (s: string) => /^https?:\/\//i.test(s);
-const isFile = (s: string) => /^file:\/\//i.test(s);
+const schemeOf = (s: string) => parseStoreUri(s)?.scheme;
+const isHttp = (s: string) => schemeOf(s) === 'http' || schemeOf(s) === 'https';
+const isFile = (s: string) => schemeOf(s) === 'file';
 
 /** file:// and http(s):// binary caches; anything else is not asked. */
 export const readBinaryCacheFile: CacheReader = async (substituter, file, signal) => {
-  const base = substituter.replace(/\/+$/, '');
-  if (isFile(base)) {
-    const dir = fileURLToPath(base.split('?')[0] as string);
+  const base = storeBase(substituter);
+  if (isFile(substituter)) {
+    const dir = fileURLToPath(base);
     try {
       return await fs.readFile(`${dir}/${file}`, 'utf8');
     } catch (e) {
@@ -93,7 +74,7 @@ export const readBinaryCacheFile: CacheReader = async (substituter, file, signal
       throw e;
     }
   }
-  const res = await fetch(`${base.split('?')[0]}/${file}`, { signal });
+  const res = await fetch(`${base}/${file}`, { signal });
   if (res.status === 404 || res.status === 403) {
     await res.body?.cancel();
     return undefined;
@@ -118,10 +99,8 @@ export interface FindOptions {
 
 /** `?priority=N` in a substituter's URL overrides its nix-cache-info (Nix ≥ 2.4). */
 function urlPriority(substituter: string): number | undefined {
-  const q = substituter.indexOf('?');
-  if (q < 0) return undefined;
-  const p = new URLSearchParams(substituter.slice(q + 1)).get('priority');
-  return p !== null && /^\d+$/.test(p) ? Number(p) : undefined;
+  const p = parseStoreUri(substituter)?.params.get('priority');
+  return p !== undefined && /^\d+$/.test(p) ? Number(p) : undefined;
 }
 
 /**
@@ -134,90 +113,72 @@ export async function findSubstituters(paths: readonly string[], substituters: r
   const unchecked: SubstituterReport['unchecked'] = [];
   const sources = new Map<string, FetchSource>(paths.map((p) => [p, { path: p }]));
   if (paths.length === 0) return { sources: [], bySubstituter: [], unchecked };
-  const overall = withTimeout(opts.signal, opts.timeoutMs ?? 20_000);
-  const ask = async (s: string, file: string) => {
-    const one = withTimeout(overall.signal, opts.requestTimeoutMs ?? 5_000);
-    try {
-      return await read(s, file, one.signal);
-    } finally {
-      one.dispose();
-    }
-  };
-  try {
-    const readable = substituters.filter((s) => {
-      if (isFile(s) || isHttp(s)) return true;
-      unchecked.push({ substituter: s, reason: 'not a file:// or http(s):// binary cache: not asked' });
-      return false;
-    });
-    // Nix's order: by priority, stable. A cache without nix-cache-info is one Nix cannot open
-    // (a file:// cache is created by Nix when missing: empty, priority 50).
-    const withPriority = await Promise.all(
-      readable.map(async (s, i) => {
-        try {
-          const info = await ask(s, 'nix-cache-info');
-          if (info === undefined && isHttp(s)) {
-            unchecked.push({ substituter: s, reason: 'has no nix-cache-info: Nix cannot use it as a binary cache' });
-            return undefined;
-          }
-          return { s, i, priority: urlPriority(s) ?? cachePriority(info) };
-        } catch (e) {
-          unchecked.push({ substituter: s, reason: `could not be asked: ${reasonOf(e)}` });
+  const overall = AbortSignal.timeout(opts.timeoutMs ?? 20_000);
+  const whole = opts.signal ? AbortSignal.any([opts.signal, overall]) : overall;
+  const ask = (s: string, file: string) => read(s, file, AbortSignal.any([whole, AbortSignal.timeout(opts.requestTimeoutMs ?? 5_000)]));
+  const readable = substituters.filter((s) => {
+    if (isFile(s) || isHttp(s)) return true;
+    unchecked.push({ substituter: s, reason: 'not a file:// or http(s):// binary cache: not asked' });
+    return false;
+  });
+  // Nix's order: by priority, stable. A cache without nix-cache-info is one Nix cannot open
+  // (a file:// cache is created by Nix when missing: empty, priority 50).
+  const withPriority = await Promise.all(
+    readable.map(async (s, i) => {
+      try {
+        const info = await ask(s, 'nix-cache-info');
+        if (info === undefined && isHttp(s)) {
+          unchecked.push({ substituter: s, reason: 'has no nix-cache-info: Nix cannot use it as a binary cache' });
           return undefined;
         }
-      }),
-    );
-    const ordered = withPriority.filter((x): x is NonNullable<typeof x> => x !== undefined).sort((a, b) => a.priority - b.priority || a.i - b.i);
-
-    let remaining = [...paths];
-    const providers: string[] = [];
-    for (const { s } of ordered) {
-      if (remaining.length === 0) break;
-      providers.push(s);
-      const answered = new Set<string>();
-      let failure: unknown;
-      let next = 0;
-      const worker = async () => {
-        while (next < remaining.length && failure === undefined) {
-          const p = remaining[next++] as string;
-          try {
-            const text = await ask(s, `${hashPart(p)}.narinfo`);
-            answered.add(p);
-            const info = text === undefined ? undefined : parseNarInfo(text);
-            if (info && info.storePath === p) {
-              const src = sources.get(p) as FetchSource;
-              src.substituter = s;
-              if (info.fileSize !== undefined) src.downloadBytes = info.fileSize;
-              if (info.narSize !== undefined) src.narBytes = info.narSize;
-            }
-          } catch (e) {
-            failure ??= e;
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 16, remaining.length) }, worker));
-      if (failure !== undefined) {
-        unchecked.push({ substituter: s, reason: `could not be asked: ${reasonOf(failure)}` });
-        // Not answered by this cache: unknown; lower caches are not credited with them.
-        remaining = [];
-        break;
+        return { s, i, priority: urlPriority(s) ?? cachePriority(info) };
+      } catch (e) {
+        unchecked.push({ substituter: s, reason: `could not be asked: ${reasonOf(e)}` });
+        return undefined;
       }
-      remaining = remaining.filter((p) => answered.has(p) && sources.get(p)?.substituter === undefined);
-    }
-    const bySubstituter: SubstituterSummary[] = [];
-    for (const s of providers) {
-      const mine = [...sources.values()].filter((x) => x.substituter === s);
-      if (mine.length === 0) continue;
-      bySubstituter.push({
-        substituter: s,
-        paths: mine.length,
-        downloadBytes: mine.reduce((n, x) => n + (x.downloadBytes ?? 0), 0),
-        narBytes: mine.reduce((n, x) => n + (x.narBytes ?? 0), 0),
+    }),
+  );
+  const ordered = withPriority.filter((x): x is NonNullable<typeof x> => x !== undefined).sort((a, b) => a.priority - b.priority || a.i - b.i);
+
+  let remaining = [...paths];
+  const providers: string[] = [];
+  for (const { s } of ordered) {
+    if (remaining.length === 0) break;
+    providers.push(s);
+    const answered = new Set<string>();
+    try {
+      // The first failure stops asking this cache.
+      await forEachLimited(remaining, opts.concurrency ?? 16, async (p) => {
+        const text = await ask(s, `${hashPart(p)}.narinfo`);
+        answered.add(p);
+        const info = text === undefined ? undefined : parseNarInfo(text);
+        if (info && info.storePath === p) {
+          const src = sources.get(p) as FetchSource;
+          src.substituter = s;
+          if (info.fileSize !== undefined) src.downloadBytes = info.fileSize;
+          if (info.narSize !== undefined) src.narBytes = info.narSize;
+        }
       });
+    } catch (failure) {
+      unchecked.push({ substituter: s, reason: `could not be asked: ${reasonOf(failure)}` });
+      // Not answered by this cache: unknown; lower caches are not credited with them.
+      remaining = [];
+      break;
     }
-    return { sources: [...sources.values()], bySubstituter, unchecked };
-  } finally {
-    overall.dispose();
+    remaining = remaining.filter((p) => answered.has(p) && sources.get(p)?.substituter === undefined);
   }
+  const bySubstituter: SubstituterSummary[] = [];
+  for (const s of providers) {
+    const mine = [...sources.values()].filter((x) => x.substituter === s);
+    if (mine.length === 0) continue;
+    bySubstituter.push({
+      substituter: s,
+      paths: mine.length,
+      downloadBytes: mine.reduce((n, x) => n + (x.downloadBytes ?? 0), 0),
+      narBytes: mine.reduce((n, x) => n + (x.narBytes ?? 0), 0),
+    });
+  }
+  return { sources: [...sources.values()], bySubstituter, unchecked };
 }
 
 function reasonOf(e: unknown): string {
@@ -227,20 +188,4 @@ function reasonOf(e: unknown): string {
     return e.name === 'AbortError' || e.name === 'TimeoutError' ? 'no answer in time' : `${e.message}${detail}`;
   }
   return String(e);
-}
-
-/** An AbortSignal that fires on the parent's abort or after `ms`. */
-function withTimeout(parent: AbortSignal | undefined, ms: number): { signal: AbortSignal; dispose: () => void } {
-  const ctrl = new AbortController();
-  const timer = setTimeout(() => ctrl.abort(Object.assign(new Error('timeout'), { name: 'TimeoutError' })), ms);
-  const onAbort = () => ctrl.abort(parent?.reason);
-  if (parent?.aborted) ctrl.abort(parent.reason);
-  else parent?.addEventListener('abort', onAbort, { once: true });
-  return {
-    signal: ctrl.signal,
-    dispose: () => {
-      clearTimeout(timer);
-      parent?.removeEventListener('abort', onAbort);
-    },
-  };
 }

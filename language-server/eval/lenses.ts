@@ -3,7 +3,7 @@
 // objects.
 import { CodeActionKind, MarkupKind, type CodeAction, type CodeLens, type Diagnostic, type Hover } from 'vscode-languageserver/node';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
-import type { SchedulePreview } from '../builders/schedule';
+import type { SchedulePreview } from '../protocol';
 import type { DerivationInfo, DocumentDerivations } from '../protocol';
 import { documentRange } from './diagnose';
 import { DIAGNOSTIC_SOURCE, type DocumentEvaluation } from './documentDiagnostics';

@@ -18,11 +18,16 @@
 //   eval errors      2.8  `error: <message>` then an indented `at <file>:<line>:<col>:` and an excerpt
 //                    2.13+ `error:` then `… while …` frames, the message on an indented `error:` line
 //                    2.3  the position inline: `error: <message>, at <file>:<line>:<col>`
+//   build users      `the group 'nixbld' specified in 'build-users-group' does not exist`,
+//                    `the build users group 'nixbld' has no members` (2.8 to the newest), alone, after
+//                    `build of '…' on '…' failed: ` (a builder's), or in a newer Nix's log tail
 
 import { parseLogLine, stripAnsi } from './logParser';
 import type { LogEvent } from './logParser';
+import { parseStoreUri } from './storeUri';
 
 export type ProblemKind =
+  | 'build-users'
   | 'system-mismatch'
   | 'no-machine'
   | 'not-privileged'
@@ -84,6 +89,16 @@ export interface MachineCandidate {
   featuresAmbiguous?: boolean;
   /** The table line as printed (ANSI stripped). */
   line: string;
+}
+
+export interface BuildUsersDetails {
+  /** The group `build-users-group` names. */
+  group: string;
+  /** group-missing: no such group; no-members: the group exists but lists no users. */
+  reason: 'group-missing' | 'no-members';
+  /** Set when a remote builder reported it (its store URI). */
+  storeUri?: string;
+  drvPath?: string;
 }
 
 export interface SystemMismatchDetails {
@@ -213,6 +228,7 @@ interface ProblemOf<K extends ProblemKind, D> {
 }
 
 export type NixProblem =
+  | ProblemOf<'build-users', BuildUsersDetails>
   | ProblemOf<'system-mismatch', SystemMismatchDetails>
   | ProblemOf<'no-machine', NoMachineDetails>
   | ProblemOf<'not-privileged', NotPrivilegedDetails>
@@ -370,10 +386,9 @@ function parseAt(text: string): SourcePosition | undefined {
   return undefined;
 }
 
-/** Host part of a store URI: `ssh-ng://user@b1?x=y` → `user@b1`. */
+/** Host part of a store URI as Nix names it: `ssh-ng://user@b1?x=y` → `user@b1`. */
 function hostOf(storeUri: string): string | undefined {
-  const m = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(storeUri);
-  return m && m[1] ? m[1] : undefined;
+  return parseStoreUri(storeUri)?.authority || undefined;
 }
 
 /** Details of a connection failure to the store `uri` (when known). */
@@ -560,6 +575,41 @@ function systemMismatch(
   }
   if (fixes.length === 0) fixes.push('Add a remote builder that supports this system and these features.');
   return { kind: 'system-mismatch', message, cause, fix: fixes.join(' '), details: { ...d, missingFeatures, systemDiffers }, text };
+}
+
+const BUILD_USERS_MISSING = /the group '([^']+)' specified in 'build-users-group' does not exist/;
+const BUILD_USERS_EMPTY = /the build users group '([^']+)' has no members/;
+
+/** The build-users message anywhere in `text` (an error line, a builder's failure, a log tail). */
+function buildUsersIn(text: string): { group: string; reason: BuildUsersDetails['reason'] } | undefined {
+  for (const line of text.split('\n')) {
+    if (/^\s*warning:/.test(line)) continue;
+    let m = BUILD_USERS_MISSING.exec(line);
+    if (m) return { group: m[1] as string, reason: 'group-missing' };
+    m = BUILD_USERS_EMPTY.exec(line);
+    if (m) return { group: m[1] as string, reason: 'no-members' };
+  }
+  return undefined;
+}
+
+/** Why builds fail for want of build users, and what to do; shared with the doctor's local check. */
+export function buildUsersAdvice(details: Pick<BuildUsersDetails, 'group' | 'reason' | 'storeUri'>): { cause: string; fix: string } {
+  const where = details.storeUri ? `the builder ${details.storeUri}` : 'this machine';
+  const conf = details.storeUri ? `/etc/nix/nix.conf on the builder` : '/etc/nix/nix.conf (or the nix.conf in NIX_CONF_DIR)';
+  const group = `'${details.group}'`;
+  const cause =
+    details.reason === 'group-missing'
+      ? `Nix on ${where} builds as root, so it runs each build as one of the build users: the members of the group ${group} that \`build-users-group\` names (Nix's default is nixbld). There is no such group ${details.storeUri ? 'on the builder' : 'here'}: Debian's nix-bin alone creates neither the group nor its users nor a nix-daemon.`
+      : `Nix on ${where} builds as root, so it runs each build as one of the members of the group ${group} that \`build-users-group\` names; that group exists but has no members.`;
+  const fix =
+    `For a multi-user set-up install Debian's \`nix-setup-systemd\`${details.storeUri ? ' on the builder' : ''} (\`apt-get install nix-setup-systemd\`: it creates the nixbld group and its build users and starts nix-daemon)` +
+    (details.reason === 'no-members' ? ` or add build users to ${group} (e.g. \`useradd --system --no-create-home -g ${details.group} -G ${details.group} nixbld1\`)` : '') +
+    `; for a single-user set-up (builds run as root itself, without build users) put \`build-users-group =\` in ${conf}.`;
+  return { cause, fix };
+}
+
+function buildUsersProblem(message: string, text: string, details: BuildUsersDetails): ProblemOfKind<'build-users'> {
+  return { kind: 'build-users', message, ...buildUsersAdvice(details), details, text };
 }
 
 function connectProblem(message: string, text: string, details: CannotConnectDetails): ProblemOfKind<'cannot-connect'> {
@@ -862,6 +912,19 @@ class Classifier {
     const rest = block.items.slice(1).map((x) => x.text);
     let m: RegExpExecArray | null;
 
+    // --- build users (Debian's nix-bin without nix-setup-systemd), here or on a builder ---
+    const users = buildUsersIn(text);
+    if (users) {
+      const details: BuildUsersDetails = { group: users.group, reason: users.reason };
+      const on = /^build of '([^']+)' on '([^']+)' failed/.exec(head);
+      const drvPath = on?.[1] ?? /^(?:builder for|Cannot build) '([^']+)'/.exec(head)?.[1];
+      const storeUri = on?.[2] ?? (this.building?.drvPath === drvPath ? this.building?.storeUri : undefined);
+      if (storeUri) details.storeUri = storeUri;
+      if (drvPath) details.drvPath = drvPath;
+      this.problems.push(buildUsersProblem(head, text, details));
+      return;
+    }
+
     // --- builders: trust, signatures, connections ---
     if ((m = /^you are not privileged to build (.+?)\.?$/.exec(head))) {
       const details: NotPrivilegedDetails = { wording: m[1] as string };
@@ -1010,7 +1073,7 @@ class Classifier {
       const drvPath = m[1] as string;
       const earlier = this.problems.find(
         (p) =>
-          ((p.kind === 'build-failed' && p.details.storeUri !== undefined) || p.kind === 'not-privileged' || p.kind === 'timeout' || p.kind === 'cannot-connect') &&
+          ((p.kind === 'build-failed' && p.details.storeUri !== undefined) || p.kind === 'not-privileged' || p.kind === 'timeout' || p.kind === 'cannot-connect' || p.kind === 'build-users') &&
           'drvPath' in p.details &&
           p.details.drvPath === drvPath,
       );
@@ -1318,7 +1381,7 @@ class Classifier {
   private relate(): void {
     for (const [suspect, drvPath] of this.suspects) {
       const explained = this.problems.some(
-        (p) => p !== suspect && !this.suspects.has(p) && 'drvPath' in p.details && p.details.drvPath === drvPath && ['build-failed', 'not-privileged', 'timeout', 'cannot-connect', 'lacks-signature'].includes(p.kind),
+        (p) => p !== suspect && !this.suspects.has(p) && 'drvPath' in p.details && p.details.drvPath === drvPath && ['build-failed', 'not-privileged', 'timeout', 'cannot-connect', 'lacks-signature', 'build-users'].includes(p.kind),
       );
       // Build output, already part of that build's log tail.
       if (explained) this.problems.splice(this.problems.indexOf(suspect), 1);
@@ -1402,6 +1465,7 @@ const SUSPECT = new Set<ProblemKind>(['unknown', 'eval-error', 'parse-error', 'i
 
 /** Order of importance: the root cause first (a failed connection explains a missing machine, …). */
 const PRIORITY: ProblemKind[] = [
+  'build-users',
   'not-privileged',
   'lacks-signature',
   'cannot-connect',

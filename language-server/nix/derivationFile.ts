@@ -11,7 +11,8 @@
 // Reading the file is what `nix show-derivation` / `nix derivation show` do, without a process per
 // derivation and without depending on which of the two this Nix spells.
 import { readFile } from 'node:fs';
-import { storeName } from './storePath';
+import { forEachLimited } from '../util/pool';
+import { isDrvPath, storeName } from './storePath';
 
 /** What scheduling needs to know about a derivation. */
 export interface DerivationFacts {
@@ -119,7 +120,7 @@ export function parseDerivation(drvPath: string, text: string): DerivationFacts 
 
 /** Read and parse a .drv file of the local store. Undefined when it cannot be read or parsed. */
 export async function readDerivation(drvPath: string): Promise<DerivationFacts | undefined> {
-  if (!drvPath.startsWith('/') || !drvPath.endsWith('.drv') || drvPath.includes('\0')) return undefined;
+  if (!isDrvPath(drvPath)) return undefined;
   // The callback readFile: fs.promises.readFile takes more thread-pool round trips per file.
   const text = await new Promise<string | undefined>((resolve) => readFile(drvPath, 'utf8', (err, data) => resolve(err ? undefined : data)));
   return text === undefined ? undefined : parseDerivation(drvPath, text);
@@ -128,14 +129,9 @@ export async function readDerivation(drvPath: string): Promise<DerivationFacts |
 /** Read many, a few at a time. */
 export async function readDerivations(drvPaths: readonly string[], concurrency = 64): Promise<Map<string, DerivationFacts>> {
   const out = new Map<string, DerivationFacts>();
-  let next = 0;
-  const worker = async () => {
-    while (next < drvPaths.length) {
-      const p = drvPaths[next++] as string;
-      const facts = await readDerivation(p);
-      if (facts) out.set(p, facts);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, drvPaths.length) }, worker));
+  await forEachLimited(drvPaths, concurrency, async (p) => {
+    const facts = await readDerivation(p);
+    if (facts) out.set(p, facts);
+  });
   return out;
 }

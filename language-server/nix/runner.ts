@@ -5,7 +5,11 @@
 // - every run has a timeout and may be cancelled with an AbortSignal;
 // - a child runs in its own process group and cancellation/timeout kills the whole group
 //   (nix spawns ssh and build hooks: killing only the direct child would leave them running);
-// - the outcome is data: a discriminated result, never an exception for a non-zero exit.
+// - the outcome is data: a discriminated result, never an exception for a non-zero exit;
+// - every group started is known until it has ended, so that `killAllChildren` can end them all
+//   when the server exits (a group of its own is not ended by anything else when its parent goes).
+import { existsSync, readFileSync } from 'node:fs';
+
 // execa is ESM-only: loaded with import() so that this CommonJS code also runs unbundled (tests
 // under tsx); esbuild bundles it either way.
 const loadExeca = () => import('execa');
@@ -71,19 +75,61 @@ export function describeResult(result: RunResult): string {
   }
 }
 
+/** Process groups started here (the group id is the child's pid) that may still have members. */
+const liveGroups = new Set<number>();
+
+function signalGroup(pgid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, sig);
+  } catch {
+    // The group is already gone.
+  }
+}
+
 /** Kill a whole process group: SIGTERM, then SIGKILL after a grace period. */
-function killGroup(pid: number | undefined, graceMs: number): void {
-  if (pid === undefined) return;
-  const send = (sig: NodeJS.Signals) => {
-    try {
-      process.kill(-pid, sig);
-    } catch {
-      // The group is already gone.
-    }
-  };
-  send('SIGTERM');
-  const timer = setTimeout(() => send('SIGKILL'), graceMs);
+function killGroup(pgid: number, graceMs: number): void {
+  signalGroup(pgid, 'SIGTERM');
+  const timer = setTimeout(() => {
+    signalGroup(pgid, 'SIGKILL');
+    liveGroups.delete(pgid);
+  }, graceMs);
   timer.unref();
+}
+
+const hasProc = existsSync('/proc/self/stat');
+
+/**
+ * Whether the process `pid` still runs. A child that has exited stays a zombie until the event
+ * loop reaps it (and a synchronous caller never lets it), so /proc's state tells; without /proc
+ * it counts as running until the grace period ends.
+ */
+function running(pid: number): boolean {
+  if (!hasProc) return true;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * End every process group this process started and that may still run: SIGTERM (Nix stops its
+ * builds and cleans up), a grace period while any group leader still runs, then SIGKILL (an
+ * evaluation does not always look at SIGTERM). Synchronous, for `process.on('exit')` and signal
+ * handlers: the server calls it on every way out. Returns how many groups it signalled.
+ */
+export function killAllChildren(graceMs = 2000): number {
+  const groups = [...liveGroups];
+  liveGroups.clear();
+  if (groups.length === 0) return 0;
+  for (const pgid of groups) signalGroup(pgid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  while (groups.some(running) && Date.now() < deadline) Atomics.wait(nap, 0, 0, 20);
+  for (const pgid of groups) signalGroup(pgid, 'SIGKILL');
+  return groups.length;
 }
 
 export class ExecaRunner implements ProcessRunner {
@@ -105,9 +151,9 @@ export class ExecaRunner implements ProcessRunner {
       stdin: req.input === undefined ? 'ignore' : undefined,
       reject: false,
       stripFinalNewline: false,
-      // Own process group, so that the group can be killed as a whole.
+      // Own process group, so that the group can be killed as a whole. (execa's `cleanup` does
+      // nothing for a detached child: killAllChildren ends them when the server exits.)
       detached: true,
-      cleanup: true,
       // 64 MiB: evaluation of large files produces large JSON.
       maxBuffer: 64 * 1024 * 1024,
       // A streamed stderr is handed over chunk by chunk and only its tail kept here: buffering it
@@ -115,16 +161,24 @@ export class ExecaRunner implements ProcessRunner {
       buffer: { stdout: true, stderr: req.onStderr === undefined },
     });
     const pid = child.pid;
+    if (pid !== undefined) liveGroups.add(pid);
+    // Once killed, the group stays registered until its SIGKILL (members may outlive the leader).
+    let killed = false;
+    const kill = () => {
+      if (pid === undefined || killed) return;
+      killed = true;
+      killGroup(pid, grace);
+    };
     const onAbort = () => {
       cancelled = true;
-      killGroup(pid, grace);
+      kill();
     };
     req.signal?.addEventListener('abort', onAbort, { once: true });
     const timer =
       req.timeoutMs > 0
         ? setTimeout(() => {
             timedOut = true;
-            killGroup(pid, grace);
+            kill();
           }, req.timeoutMs)
         : undefined;
     let stderrTail = '';
@@ -161,6 +215,7 @@ export class ExecaRunner implements ProcessRunner {
     } finally {
       if (timer) clearTimeout(timer);
       req.signal?.removeEventListener('abort', onAbort);
+      if (pid !== undefined && !killed) liveGroups.delete(pid);
     }
   }
 }

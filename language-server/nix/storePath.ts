@@ -8,6 +8,11 @@ export function storeName(path: string): string {
   return name.endsWith('.drv') ? name.slice(0, -4) : name;
 }
 
+/** Whether `path` can be a derivation's store path: absolute, `.drv`, no NUL or newline (so safe as an argument). */
+export function isDrvPath(path: string): boolean {
+  return path.startsWith('/') && path.endsWith('.drv') && !/[\0\n]/.test(path);
+}
+
 /** "/nix/store/<hash>-hello" → "<hash>" (what a binary cache's .narinfo is named after). */
 export function hashPart(path: string): string {
   return path.slice(path.lastIndexOf('/') + 1).slice(0, 32);

@@ -52,7 +52,7 @@ export type HostKeyVerdict =
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
 /** The SSH string at `offset` of a wire-format blob, or undefined when the blob is too short. */
-function sshString(blob: Buffer, offset: number): { value: Buffer; next: number } | undefined {
+export function sshString(blob: Buffer, offset: number): { value: Buffer; next: number } | undefined {
   if (blob.length < offset + 4) return undefined;
   const length = blob.readUInt32BE(offset);
   if (blob.length < offset + 4 + length) return undefined;
@@ -71,6 +71,28 @@ export function blobKeyType(blob: Buffer): string | undefined {
 export function keyFromBlob(blob: Buffer): PublicKey | undefined {
   const type = blobKeyType(blob);
   return type ? { type, blob: Buffer.from(blob) } : undefined;
+}
+
+/**
+ * The key type of an OpenSSH private key file (`-----BEGIN OPENSSH PRIVATE KEY-----`), read from
+ * the public key it holds unencrypted (also when a passphrase protects the private part).
+ */
+export function privateKeyType(data: Buffer): string | undefined {
+  const m = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(data.toString('latin1'));
+  if (!m) return undefined;
+  const raw = Buffer.from((m[1] as string).replace(/\s+/g, ''), 'base64');
+  const magic = Buffer.from('openssh-key-v1\0', 'latin1');
+  if (!raw.subarray(0, magic.length).equals(magic)) return undefined;
+  let offset = magic.length;
+  for (let i = 0; i < 3; i++) {
+    // cipher name, kdf name, kdf options
+    const s = sshString(raw, offset);
+    if (!s) return undefined;
+    offset = s.next;
+  }
+  if (raw.length < offset + 4 || raw.readUInt32BE(offset) < 1) return undefined;
+  const first = sshString(raw, offset + 4);
+  return first ? blobKeyType(first.value) : undefined;
 }
 
 /** `ssh-ed25519 AAAA… [comment]` → key; undefined when it is not such a line. */
@@ -224,9 +246,9 @@ export function sameKey(a: PublicKey, b: PublicKey): boolean {
 }
 
 /**
- * OpenSSH's verdict for `presented` under `name`, given every entry of every file it reads (in
- * order). `@cert-authority` lines are ignored: they vouch for certificates, which the doctor's
- * SSH client does not request.
+ * OpenSSH's verdict for `presented` (a plain key) under `name`, given every entry of every file it
+ * reads (in order). `@cert-authority` lines vouch for host certificates, which ssh2 cannot request:
+ * a host with one is checked by OpenSSH itself (openssh.ts), so they do not count here.
  */
 export function verifyHostKey(presented: PublicKey, entries: readonly KnownHostEntry[], name: string): HostKeyVerdict {
   const forName = entries.filter((e) => e.marker !== 'cert-authority' && hostPatternsMatch(e.hostPatterns, name));

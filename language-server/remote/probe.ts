@@ -8,12 +8,12 @@
 //   2. nix (built from the version found in 1): the remote `nix show-config` / `nix config show`,
 //      and `nix store ping|info --store daemon` where that reports `Trusted:` (2.15+).
 //
-// The scripts run under `/bin/sh -c` (see shellQuote.shScript), started by the user's login shell
-// exactly like Nix's `nix-store --serve --write`, so `command -v` sees the PATH that Nix's command
-// sees. Each section prints `@@nbp <name> <exit code>`, its output, and `@@nbp.`.
+// The scripts run under /bin/sh, read from stdin (see shellQuote.REMOTE_COMMAND), started by the
+// user's login shell exactly like Nix's `nix-store --serve --write`, so `command -v` sees the PATH
+// that Nix's command sees. Each section prints `@@nbp <name> <exit code>`, its output, and `@@nbp.`.
 import { parseConfigText } from '../nix/nixConf';
 import { parseNixVersion, type NixCapabilities, type NixVersion } from '../nix/version';
-import { shellCommand, shScript } from './shellQuote';
+import { REMOTE_COMMAND, shellCommand, shScript } from './shellQuote';
 
 const BEGIN = '@@nbp';
 const END = '@@nbp.';
@@ -31,8 +31,8 @@ export const NIX_LOCATIONS = [
 /** Utilities the probe needs (id, df, nproc, …) may be missing from a broken PATH: these are added after the PATH check. */
 const EXTRA_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin:/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin';
 
-// No backslashes in the script: it travels inside single quotes, which fish reads with `\\` and
-// `\'` as escapes. printf's "\n" is produced by a variable holding a real newline instead.
+// The login shell's own lookup runs `exec /bin/sh -s` through it (shell-neutral, like every remote
+// command) with the program name in the environment, never in a string the login shell parses.
 const DISCOVERY_SCRIPT = `set -f
 NL='
 '
@@ -48,7 +48,7 @@ PATH=$PATH:${EXTRA_PATH}
 export PATH
 login=
 if [ -z "$found" ]; then
-  out=$(PATH=$ORIGPATH "\${SHELL:-/bin/sh}" -lc 'command -v "$0"' "$P" </dev/null 2>&1); rc=$?
+  out=$(printf '%s\\n' 'command -v "$NBP_PROGRAM"' | NBP_PROGRAM=$P PATH=$ORIGPATH "\${SHELL:-/bin/sh}" -lc '${REMOTE_COMMAND}' 2>&1); rc=$?
   emit login $rc "$out"
   IFS=$NL
   for l in $out; do case $l in /*) login=$l ;; esac; done
@@ -82,8 +82,8 @@ out=$(df -Pk /nix 2>&1); emit disk $? "$out"
 out=$(uname -srm 2>&1); emit uname $? "$out"
 `;
 
-/** The exec command of round 1. `program`: what Nix runs remotely (nix-store, nix-daemon or remote-program). */
-export function discoveryCommand(program: string): string {
+/** The script of round 1. `program`: what Nix runs remotely (nix-store, nix-daemon or remote-program). */
+export function discoveryScript(program: string): string {
   return shScript(DISCOVERY_SCRIPT, [program]);
 }
 
@@ -93,8 +93,8 @@ export interface ProbeSection {
   words: readonly string[];
 }
 
-/** The exec command for a list of sections: constant text plus quoted words only. */
-export function sectionsCommand(sections: readonly ProbeSection[]): string {
+/** The script for a list of sections: constant text plus quoted words only. */
+export function sectionsScript(sections: readonly ProbeSection[]): string {
   const lines = [
     'NL=\'',
     '\'',

@@ -1,6 +1,7 @@
 // An SSH connection to one builder with ssh2, set up the way Nix's ssh would be, and checked at
 // every step: TCP, host key, authentication. Commands run through `exec`, i.e. the user's login
-// shell without a terminal, exactly like `ssh host 'nix-store --serve --write'`.
+// shell without a terminal, exactly like `ssh host 'nix-store --serve --write'` (the command is
+// always shellQuote.REMOTE_COMMAND, the script goes to its stdin).
 //
 // Host keys are never accepted silently. The presented key must match what Nix's ssh would accept
 // (machines column 8, else the known_hosts files, see hostKeys.ts); a different key is a loud
@@ -27,6 +28,9 @@ import {
   type KnownHostEntry,
   type PublicKey,
 } from './hostKeys';
+import type { HostKeyFingerprint, PresentedHostKey } from '../protocol';
+import { agentKeyTypes, identityKeyType, opensshOnlyLogins, opensshOnlyReasons } from './openssh';
+import { REMOTE_COMMAND } from './shellQuote';
 import type { EffectiveSshConfig } from './sshConfig';
 
 export type ReadFile = (path: string) => Promise<Buffer>;
@@ -54,21 +58,9 @@ export interface ConnectOptions {
   readFile?: ReadFile;
 }
 
-/** A host key as presented by a server, in every form the UI needs to show and pin it. */
-export interface PresentedHostKey {
-  type: string;
-  /** `SHA256:…`, as ssh prints it. */
-  fingerprint: string;
-  /** `ssh-ed25519 AAAA…`. */
-  publicKeyLine: string;
-  /** What to put in machines column 8. */
-  machinesColumn: string;
-  /** A known_hosts line for the name ssh looks up. */
-  knownHostsLine: string;
-}
-
 export interface HostKeyReport {
-  presented: PresentedHostKey;
+  /** The whole key from ssh2; only type and fingerprint from the OpenSSH fallback. */
+  presented: PresentedHostKey | HostKeyFingerprint;
   /** The name ssh looks up: HostKeyAlias, or HostName / `[HostName]:Port`. */
   lookupName: string;
   /** What Nix's ssh concludes. */
@@ -85,7 +77,16 @@ export interface HostKeyReport {
   /** Unreadable lines, as "file:line". */
   badLines: string[];
   accepted: boolean;
+  /** The host certificate OpenSSH accepted (its ID and the CA that signed it, `type SHA256:…`). */
+  certificate?: { id: string; ca: string };
+  /** Why OpenSSH did not accept the host certificate (then it checked the plain key). */
+  certificateProblem?: string;
   durationMs: number;
+}
+
+/** Whether the UI can pin this key (ssh2 saw all of it). */
+export function isPinnable(key: PresentedHostKey | HostKeyFingerprint): key is PresentedHostKey {
+  return 'machinesColumn' in key;
 }
 
 export interface AuthAttempt {
@@ -109,26 +110,39 @@ export interface AuthReport {
 }
 
 export interface ConnectReport {
-  tcp?: { ok: boolean; address: string; durationMs: number };
+  /** `via`: the proxy command that reached the address. */
+  tcp?: { ok: boolean; address: string; via?: string; durationMs: number };
+  /** Set when OpenSSH's ssh did the checks, with the reasons ssh2 could not. */
+  openssh?: { reasons: string[] };
   hostKey?: HostKeyReport;
   auth?: AuthReport;
 }
 
 export type SessionFailure =
-  | { kind: 'proxy-unsupported'; message: string }
+  /** ssh2 cannot do what Nix's ssh would do here: check with OpenSSH (openssh.ts). */
+  | { kind: 'needs-openssh'; reasons: string[]; message: string }
+  | { kind: 'proxy-failed'; proxy: string; message: string }
   | { kind: 'dns'; message: string }
   | { kind: 'connection-refused'; message: string }
   | { kind: 'unreachable'; message: string }
   | { kind: 'timed-out'; phase: 'tcp' | 'handshake' | 'auth'; message: string }
   | { kind: 'cancelled'; message: string }
-  | { kind: 'host-key-changed'; message: string; presented: PresentedHostKey; expected: KnownHostEntry[] }
-  | { kind: 'host-key-unknown'; message: string; presented: PresentedHostKey }
-  | { kind: 'host-key-revoked'; message: string; presented: PresentedHostKey }
+  | { kind: 'host-key-changed'; message: string; presented: PresentedHostKey | HostKeyFingerprint; expected: KnownHostEntry[] }
+  | { kind: 'host-key-unknown'; message: string; presented: PresentedHostKey | HostKeyFingerprint }
+  | { kind: 'host-key-revoked'; message: string; presented: PresentedHostKey | HostKeyFingerprint }
   | { kind: 'auth-failed'; message: string }
   | { kind: 'handshake-failed'; message: string }
   | { kind: 'connection-lost'; message: string };
 
-export type ConnectOutcome = { ok: true; session: SshSession; report: ConnectReport } | { ok: false; failure: SessionFailure; report: ConnectReport };
+/** An authenticated way to run scripts on the builder. */
+export interface RemoteSession {
+  readonly alias: string;
+  /** Run a /bin/sh script (from shellQuote.shScript) as `ssh host 'exec /bin/sh -s' <script` does. */
+  run(script: string, opts: ExecOptions): Promise<ExecResult>;
+  close(): void;
+}
+
+export type ConnectOutcome = { ok: true; session: RemoteSession; report: ConnectReport } | { ok: false; failure: SessionFailure; report: ConnectReport };
 
 export type ExecResult =
   | { kind: 'exit'; code: number | undefined; signal?: string; stdout: string; stderr: string; durationMs: number }
@@ -304,15 +318,22 @@ class CountingAgent extends OpenSSHAgent {
 export async function connectSsh(opts: ConnectOptions): Promise<ConnectOutcome> {
   const report: ConnectReport = {};
   const { config } = opts;
-  if (config.proxyJump || config.proxyCommand) {
-    const how = config.proxyJump ? `ProxyJump ${config.proxyJump}` : `ProxyCommand ${config.proxyCommand}`;
-    return { ok: false, report, failure: { kind: 'proxy-unsupported', message: `the ssh config reaches ${config.alias} through ${how}, which the health check cannot follow` } };
-  }
   const read = opts.readFile ?? ((p: string) => fsReadFile(p));
   const lookupName = knownHostsName(config.hostName, config.port, config.hostKeyAlias);
   const known = await knownHostEntries(opts, read);
   const identities = await identityCandidates(config.identityFiles, read);
   const agent = agentFor(config, opts.agentSocket);
+  const agentTypes = agent ? await agentKeyTypes(agent, opts.timeouts.authMs) : undefined;
+  const identityTypes = new Map<string, string>();
+  for (const id of identities) {
+    if (id.outcome === 'missing') continue;
+    const type = await identityKeyType(id.file, read);
+    if (type) identityTypes.set(id.file, type);
+  }
+  const reasons = opensshOnlyReasons({ config, knownHosts: known.entries, lookupName, identityTypes });
+  if (reasons.length > 0) {
+    return { ok: false, report, failure: { kind: 'needs-openssh', reasons, message: `only OpenSSH can check ${config.alias}: ${reasons.join('; ')}` } };
+  }
 
   const tcpStarted = performance.now();
   const tcp = await tcpConnect(config.hostName, config.port, opts.timeouts.tcpMs, opts.signal);
@@ -474,11 +495,18 @@ export async function connectSsh(opts: ConnectOptions): Promise<ConnectOutcome> 
       }
       if (err.level === 'client-authentication') {
         report.auth = authReport(false);
+        const logins = opensshOnlyLogins(config, serverMethods, agentTypes);
+        if (logins.length > 0) return finish({ ok: false, report, failure: { kind: 'needs-openssh', reasons: logins, message: `only OpenSSH can check ${config.alias}: ${logins.join('; ')}` } });
         return finish({ ok: false, report, failure: { kind: 'auth-failed', message: `the server refused every key (Permission denied (publickey))` } });
       }
       if (report.hostKey?.accepted) {
         report.auth = authReport(false);
         return finish({ ok: false, report, failure: { kind: 'connection-lost', message: `the connection to ${config.alias} failed during login: ${err.message}` } });
+      }
+      // An algorithm ssh2 lacks (OpenSSH has more): let OpenSSH judge, as for Nix's ssh.
+      if (/no matching/i.test(err.message)) {
+        const reason = `ssh2 and the server share no algorithm (${err.message})`;
+        return finish({ ok: false, report, failure: { kind: 'needs-openssh', reasons: [reason], message: `only OpenSSH can check ${config.alias}: ${reason}` } });
       }
       finish({ ok: false, report, failure: { kind: 'handshake-failed', message: `the SSH handshake with ${config.alias} failed: ${err.message}` } });
     });
@@ -495,7 +523,7 @@ export async function connectSsh(opts: ConnectOptions): Promise<ConnectOutcome> 
 }
 
 /** One open, authenticated connection. */
-export class SshSession {
+export class SshSession implements RemoteSession {
   private closed = false;
 
   constructor(
@@ -511,10 +539,10 @@ export class SshSession {
   }
 
   /**
-   * Run a command string through the remote login shell (no terminal, no environment sent), like
-   * `ssh host '<command>'`. Build `command` with shellQuote.ts only.
+   * Run a /bin/sh script (from shellQuote.shScript) through the remote login shell (no terminal,
+   * no environment sent), like `ssh host 'exec /bin/sh -s' <script`.
    */
-  exec(command: string, opts: ExecOptions): Promise<ExecResult> {
+  run(script: string, opts: ExecOptions): Promise<ExecResult> {
     const started = performance.now();
     return new Promise<ExecResult>((resolve) => {
       let stdout = '';
@@ -546,7 +574,7 @@ export class SshSession {
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       if (this.closed) return finish({ kind: 'failed', message: 'the SSH connection is closed', stdout, stderr, durationMs: 0 });
       try {
-        this.client.exec(command, (err, ch) => {
+        this.client.exec(REMOTE_COMMAND, (err, ch) => {
           if (err) return finish({ kind: 'failed', message: err.message, stdout, stderr, durationMs: elapsed() });
           channel = ch;
           if (settled) {
@@ -568,7 +596,7 @@ export class SshSession {
             if (signal) r.signal = signal;
             finish(r);
           });
-          ch.end(); // no stdin
+          ch.end(script);
         });
       } catch (e) {
         finish({ kind: 'failed', message: (e as Error).message, stdout, stderr, durationMs: elapsed() });

@@ -110,6 +110,20 @@ function parseArgs(argv: string[]) {
   return { only, vsix };
 }
 
+/**
+ * The UI test files to run: every ui/*.test.ts, or those that E2E_UI_TESTS names (comma-separated
+ * base names, e.g. `buildOn,picker`).
+ */
+function uiTestFiles(uiDir: string): string[] {
+  const all = readdirSync(uiDir).filter((f) => f.endsWith('.test.ts')).sort();
+  if (all.length === 0) throw new Error(`no *.test.ts in ${uiDir}`);
+  const wanted = process.env.E2E_UI_TESTS?.split(',').map((n) => n.trim()).filter(Boolean);
+  if (!wanted?.length) return all.map((f) => path.join(uiDir, f));
+  const unknown = wanted.filter((n) => !all.includes(`${n}.test.ts`));
+  if (unknown.length > 0) throw new Error(`E2E_UI_TESTS names ${unknown.join(', ')}: no such test in ${uiDir} (have ${all.map((f) => f.replace(/\.test\.ts$/, '')).join(', ')})`);
+  return wanted.map((n) => path.join(uiDir, `${n}.test.ts`));
+}
+
 /** A copy of demo/ (or a one-file workspace) whose settings point the extension at the lab. */
 function makeWorkspace(lab: Lab): string {
   const ws = path.join(os.tmpdir(), 'demo'); // os.tmpdir() is this run's own folder
@@ -220,7 +234,7 @@ async function main(): Promise<number> {
 
   if (prepared && lab && workspace) {
     const labUris = JSON.stringify(lab.builders.map((b) => b.uri));
-    const labBuilders = JSON.stringify(lab.builders.map((b) => ({ name: b.name, uri: b.uri, systems: b.systems })));
+    const labBuilders = JSON.stringify(lab.builders.map((b) => ({ name: b.name, uri: b.uri, systems: b.systems, storeRoot: b.storeRoot })));
 
     if (only !== 'ui') {
       await phase('extension tests (mocha in the extension host)', async () => {
@@ -250,8 +264,7 @@ async function main(): Promise<number> {
           });
           const payload: Array<[string, string]> | undefined = vsix ? undefined : [['extensionDevelopmentPath', cs.remoteUri(repoRoot)]];
           const uiDir = path.join(__dirname, 'ui');
-          const files = readdirSync(uiDir).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.join(uiDir, f));
-          if (files.length === 0) throw new Error(`no *.test.ts in ${uiDir}`);
+          const files = uiTestFiles(uiDir);
           const code = await runProcess(
             process.execPath,
             ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', ...files],

@@ -7,7 +7,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { planBuild } from '../../language-server/builds/plan';
 import { runBuild, type BuildOutcome } from '../../language-server/builds/runBuild';
-import type { BuildSnapshot } from '../../language-server/builds/model';
+import type { BuildSnapshot } from '../../language-server/protocol';
 import { Nix } from '../../language-server/nix/nix';
 import { ExecaRunner } from '../../language-server/nix/runner';
 import { buildersOption, builderMarker, runClient, saltedDerivation, startLab, type Lab } from './lab';

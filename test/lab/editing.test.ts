@@ -27,7 +27,7 @@ after(async () => {
   await lab?.stop();
 });
 
-type Listing = { builders: Array<{ name: string; uri: string; systems: string[]; source: { label: string; path?: string; line?: number; column?: number } }> };
+type Listing = { builders: Array<{ name: string; uri: string; systems: string[]; source: { label: string; path?: string; line?: number; column?: number; text?: string } }> };
 
 test('probe, add, refuse a malformed entry, remove: the file ends byte-identical', async () => {
   const b2 = lab.builder('b2');
@@ -52,7 +52,7 @@ test('probe, add, refuse a malformed entry, remove: the file ends byte-identical
 
   const refused = await client.request<{ ok: boolean; reason?: string; message?: string }>('nixBuilders/editMachines', {
     file: machines,
-    edit: { kind: 'replace', line: entry.source.line, column: entry.source.column, entry: 'ssh://b2 x86_64-linux - many' },
+    edit: { kind: 'replace', line: entry.source.line, column: entry.source.column, expected: entry.source.text, entry: 'ssh://b2 x86_64-linux - many' },
   });
   assert.equal(refused.ok, false);
   assert.equal(refused.reason, 'invalid-entry');
@@ -61,7 +61,7 @@ test('probe, add, refuse a malformed entry, remove: the file ends byte-identical
 
   const removed = await client.request<{ ok: boolean }>('nixBuilders/editMachines', {
     file: machines,
-    edit: { kind: 'remove', line: entry.source.line, column: entry.source.column },
+    edit: { kind: 'remove', line: entry.source.line, column: entry.source.column, expected: entry.source.text },
   });
   assert.equal(removed.ok, true);
   assert.equal(readFileSync(machines, 'utf8'), ORIGINAL);

@@ -30,6 +30,15 @@ export interface BuilderSpec {
   daemon: boolean;
   /** Contents of the user's ~/.ssh/environment (read because of `PermitUserEnvironment PATH`). */
   sshEnvironment?: string;
+  /**
+   * More login users (same client key; in trusted-users when `trusted`), each with its own login
+   * shell: sshd runs every remote command through it.
+   */
+  extraUsers?: Array<{ name: string; uid: number; shell: string }>;
+  /** Lines added to the builder's own /etc/hosts: names only this host (e.g. as a jump host) resolves. */
+  hosts?: string[];
+  /** Principals of a host certificate for the host key, signed by the lab's host CA; sshd presents it. */
+  certificatePrincipals?: string[];
 }
 
 /** Runs as PID 1 of the new namespaces; $1 = builder folder, $2 = "daemon" or "no-daemon". */
@@ -49,6 +58,8 @@ export class BuilderHost {
   readonly dir: string;
   readonly storeRoot: string;
   readonly hostKey: string;
+  /** `ssh-keygen -s` writes the certificate of `hostKey` here (see `certificatePrincipals`). */
+  readonly hostCertificate: string;
   readonly log: string;
   readonly tmp: string;
 
@@ -59,6 +70,7 @@ export class BuilderHost {
     this.dir = path.join(labDir, 'builders', spec.name);
     this.storeRoot = path.join(this.dir, 'nix');
     this.hostKey = path.join(this.dir, 'ssh_host_ed25519_key');
+    this.hostCertificate = `${this.hostKey}-cert.pub`;
     this.log = path.join(this.dir, 'sshd.log');
     this.tmp = path.join(this.dir, 'tmp');
   }
@@ -83,7 +95,7 @@ export class BuilderHost {
     await mkdir(this.tmp);
     await chmod(this.tmp, 0o1777);
 
-    const own = new Set(['nix', 'passwd', 'group', 'shadow']);
+    const own = new Set(['nix', 'passwd', 'group', 'shadow', ...(spec.hosts ? ['hosts'] : [])]);
     for (const entry of await readdir('/etc', { withFileTypes: true })) {
       if (own.has(entry.name)) continue;
       // Symlinks are copied as they are (relative ones resolve the same under the new /etc).
@@ -93,11 +105,17 @@ export class BuilderHost {
       await symlink(target, path.join(etc, entry.name));
     }
 
-    const users = [{ name: 'root', uid: 0 }, ...(spec.user === 'root' ? [] : [{ name: spec.user, uid: spec.uid }])];
+    if (spec.hosts) await writeFile(path.join(etc, 'hosts'), `${readFileSync('/etc/hosts', 'utf8')}\n${spec.hosts.join('\n')}\n`);
+
+    const users = [
+      { name: 'root', uid: 0, shell: '/bin/bash' },
+      ...(spec.user === 'root' ? [] : [{ name: spec.user, uid: spec.uid, shell: '/bin/bash' }]),
+      ...(spec.extraUsers ?? []),
+    ];
     await writeFile(
       path.join(etc, 'passwd'),
       [
-        ...users.map((u) => `${u.name}:x:${u.uid}:${u.uid}:${u.name}:${this.home(u.name)}:/bin/bash`),
+        ...users.map((u) => `${u.name}:x:${u.uid}:${u.uid}:${u.name}:${this.home(u.name)}:${u.shell}`),
         // sshd's privilege-separation user; its uid does not matter.
         'sshd:x:74:65534:sshd privilege separation:/run/sshd:/usr/sbin/nologin',
         'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
@@ -113,7 +131,7 @@ export class BuilderHost {
       { mode: 0o600 },
     );
 
-    const trustedUsers = ['root', ...(spec.trusted && spec.user !== 'root' ? [spec.user] : [])];
+    const trustedUsers = ['root', ...(spec.trusted ? users.slice(1).map((u) => u.name) : [])];
     const [system, ...extraPlatforms] = spec.systems;
     await writeFile(
       path.join(etc, 'nix', 'nix.conf'),
@@ -153,6 +171,7 @@ export class BuilderHost {
         `# sshd of lab builder ${this.spec.name}`,
         `ListenAddress 127.0.0.1:${port}`,
         `HostKey ${this.hostKey}`,
+        ...(this.spec.certificatePrincipals ? [`HostCertificate ${this.hostCertificate}`] : []),
         'UsePAM no',
         'PermitRootLogin prohibit-password',
         'PubkeyAuthentication yes',

@@ -8,7 +8,12 @@
 //   b2  root, x86_64-linux + extra-platforms aarch64-linux
 //   b3  nixremote: not in trusted-users (nix-daemon inside) → "you are not privileged to build …"
 //   b4  nopath: nix not on its non-interactive ssh PATH → "nix-store: command not found" unless
-//       the URI says ?remote-program=/usr/bin/nix-store
+//       the URI says ?remote-program=/usr/bin/nix-store; also the trusted users shbash, shdash,
+//       shzsh and shfish, whose login shells (which run every remote command) are bash, dash, zsh
+//       and fish
+// b1 also presents a host certificate for the principal b1, signed by the lab's host CA
+// (`Lab.hostCa`). `Host b1-via-b2` reaches b1 only through b2 as a jump host (ProxyJump): its
+// HostName is a name that only b2's /etc/hosts resolves.
 // Builds run as root without build users (`build-users-group =`): with no build user Nix never
 // kills "all processes of the build uid", so parallel builds on two builders do not collide.
 import { spawn } from 'node:child_process';
@@ -24,7 +29,7 @@ import { childPidNamespace, isRunning, killProcesses, liveProcesses, procStat, w
 
 /** A running builder: what it was made as (name is its ssh Host alias, user its ssh user), plus where it is. */
 export interface LabBuilder
-  extends Pick<BuilderSpec, 'name' | 'user' | 'systems' | 'supportedFeatures' | 'mandatoryFeatures' | 'trusted' | 'maxJobs' | 'speedFactor'> {
+  extends Pick<BuilderSpec, 'name' | 'user' | 'systems' | 'supportedFeatures' | 'mandatoryFeatures' | 'trusted' | 'maxJobs' | 'speedFactor' | 'extraUsers'> {
   /** Store URI as written in the machines file, e.g. "ssh://b1" or "ssh://nixremote@b3". */
   uri: string;
   port: number;
@@ -46,6 +51,10 @@ export interface Lab {
   sshConfig: string;
   /** Absolute path of the client's private key. */
   clientKey: string;
+  /** `ssh-ed25519 AAAA…` of the CA that signed b1's host certificate (for `@cert-authority` lines). */
+  hostCa: string;
+  /** A Host alias of `sshConfig` that reaches `target` only through the jump host `via` (ProxyJump). */
+  behindJump: { alias: string; via: string; target: string; machinesLine: string };
   /** All builders, one per line, after a leading comment line. */
   machinesFile: string;
   /** NIX_CONF_DIR for the client; its nix.conf says `builders = @<machinesFile>`. */
@@ -77,6 +86,10 @@ export interface LabState {
   env: Record<string, string>;
 }
 
+/** The name b1 has for b2 (and nobody else): Host b1-via-b2 uses it as its HostName. */
+const JUMP_TARGET_NAME = 'lab-b1-behind-b2';
+const BEHIND_JUMP = { alias: 'b1-via-b2', via: 'b2', target: 'b1' };
+
 const BUILDERS: BuilderSpec[] = [
   {
     name: 'b1',
@@ -89,6 +102,7 @@ const BUILDERS: BuilderSpec[] = [
     maxJobs: 2,
     speedFactor: 2,
     daemon: false,
+    certificatePrincipals: ['b1'],
   },
   {
     name: 'b2',
@@ -101,6 +115,7 @@ const BUILDERS: BuilderSpec[] = [
     maxJobs: 2,
     speedFactor: 1,
     daemon: false,
+    hosts: [`127.0.0.1 ${JUMP_TARGET_NAME}`],
   },
   {
     name: 'b3',
@@ -127,11 +142,17 @@ const BUILDERS: BuilderSpec[] = [
     daemon: true,
     // /bin is a symlink to /usr/bin on Debian 12, so PATH must avoid both.
     sshEnvironment: 'PATH=/usr/local/nothing\n',
+    extraUsers: [
+      { name: 'shbash', uid: 30010, shell: '/bin/bash' },
+      { name: 'shdash', uid: 30011, shell: '/usr/bin/dash' },
+      { name: 'shzsh', uid: 30012, shell: '/usr/bin/zsh' },
+      { name: 'shfish', uid: 30013, shell: '/usr/bin/fish' },
+    ],
   },
 ];
 
 /** What a lab writes into its folder; stopping removes exactly these (and the folder if then empty). */
-const LAB_ENTRIES = ['lab.json', 'builders', 'nix-client', 'tmp', 'id_ed25519', 'id_ed25519.pub', 'ssh_config', 'known_hosts', 'machines'];
+const LAB_ENTRIES = ['lab.json', 'builders', 'nix-client', 'tmp', 'id_ed25519', 'id_ed25519.pub', 'host_ca', 'host_ca.pub', 'ssh_config', 'known_hosts', 'machines'];
 
 const stateFile = (dir: string) => path.join(dir, 'lab.json');
 /** Prefix of the default lab folders under os.tmpdir(). */
@@ -143,6 +164,11 @@ const TMP_PREFIX = 'nix-builders-lab-';
  * outright (parent-death signal); a detached lab runs until `stopLabAt(dir)`.
  */
 export async function startLab(opts: { dir?: string; detached?: boolean } = {}): Promise<Lab> {
+  if (process.getuid?.() !== 0) {
+    throw new Error(
+      'the builder lab needs root: each builder is a mount namespace (unshare) with its own /nix and /etc bind-mounted over the real ones and an sshd, and clients build in root\'s /nix/store. Run as root, or with sudo (sudo npm test, sudo npm run lab -- up).',
+    );
+  }
   if (opts.dir === undefined) await sweepAbandonedLabs();
   const dir = opts.dir === undefined ? await mkdtemp(path.join(tmpdir(), TMP_PREFIX)) : path.resolve(opts.dir);
   // Nix splits NIX_SSHOPTS on whitespace, so the absolute paths in it must not contain any.
@@ -249,6 +275,8 @@ class RunningLab implements Lab {
   readonly clientConfDir: string;
   readonly env: Record<string, string>;
   builders: LabBuilder[] = [];
+  hostCa = '';
+  behindJump = { ...BEHIND_JUMP, machinesLine: '' };
   private readonly processes: LabProcess[] = [];
   private readonly startedAt = new Date().toISOString();
   private stopping: Promise<void> | undefined;
@@ -268,11 +296,19 @@ class RunningLab implements Lab {
     if (!this.detached) track(this);
     await keygen(this.clientKey, 'nix-builders-lab client');
     const clientPublicKey = await readFile(`${this.clientKey}.pub`, 'utf8');
+    const hostCaKey = path.join(this.dir, 'host_ca');
+    await keygen(hostCaKey, 'nix-builders-lab host CA');
+    this.hostCa = (await readFile(`${hostCaKey}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ');
     const hosts = BUILDERS.map((spec) => new BuilderHost(this.dir, spec));
     await Promise.all(
       hosts.map(async (host) => {
         await host.prepare(clientPublicKey);
         await keygen(host.hostKey, `lab builder ${host.spec.name}`);
+        const principals = host.spec.certificatePrincipals;
+        if (principals) {
+          const signed = await run('ssh-keygen', ['-q', '-s', hostCaKey, '-h', '-I', `lab builder ${host.spec.name}`, '-n', principals.join(','), `${host.hostKey}.pub`], {});
+          if (signed.code !== 0) throw new Error(`ssh-keygen -s failed for ${host.hostKey}.pub: ${signed.stderr}`);
+        }
       }),
     );
 
@@ -330,10 +366,30 @@ class RunningLab implements Lab {
         '',
       ].join('\n'),
     );
-    await writeFile(this.sshConfig, [`# ssh config of the Nix builders lab in ${this.dir} (generated)`, '', ...hostBlocks].join('\n'));
+    const target = this.builder(BEHIND_JUMP.target);
+    const jumpBlock = [
+      `Host ${BEHIND_JUMP.alias}`,
+      `  HostName ${JUMP_TARGET_NAME}`,
+      `  Port ${target.port}`,
+      `  ProxyJump ${BEHIND_JUMP.via}`,
+      `  User ${target.user}`,
+      // Nix writes column 8 under the URI host, the alias: ssh must look the key up by that name.
+      `  HostKeyAlias ${BEHIND_JUMP.alias}`,
+      `  IdentityFile ${this.clientKey}`,
+      '  IdentitiesOnly yes',
+      `  UserKnownHostsFile ${path.join(this.dir, 'known_hosts')}`,
+      '  GlobalKnownHostsFile /dev/null',
+      '  StrictHostKeyChecking yes',
+      '  BatchMode yes',
+      '',
+    ].join('\n');
+    this.behindJump.machinesLine = target.machinesLine.replace(target.uri, `ssh://${BEHIND_JUMP.alias}`);
+    await writeFile(this.sshConfig, [`# ssh config of the Nix builders lab in ${this.dir} (generated)`, '', ...hostBlocks, jumpBlock].join('\n'));
     await writeFile(
       path.join(this.dir, 'known_hosts'),
-      this.builders.map((b) => `${b.name} ${Buffer.from(b.hostKeyBase64, 'base64').toString()}\n`).join(''),
+      [...this.builders.map((b) => [b.name, b.hostKeyBase64]), [BEHIND_JUMP.alias, target.hostKeyBase64]]
+        .map(([name, key]) => `${name} ${Buffer.from(key!, 'base64').toString()}\n`)
+        .join(''),
     );
     await writeFile(
       this.machinesFile,
@@ -434,6 +490,7 @@ async function describe(host: BuilderHost, port: number, clientKey: string): Pro
     trusted: spec.trusted,
     maxJobs: spec.maxJobs,
     speedFactor: spec.speedFactor,
+    ...(spec.extraUsers ? { extraUsers: spec.extraUsers } : {}),
     storeRoot: host.storeRoot,
     hostKeyBase64,
     machinesLine,

@@ -26,8 +26,9 @@ export class StdioLspClient {
   readonly serverRequests: Message[] = [];
   stderr = '';
 
-  constructor(env: NodeJS.ProcessEnv = process.env) {
-    this.child = spawn(process.execPath, [SERVER_JS, '--stdio'], { env, stdio: 'pipe' });
+  /** `nodeArgs`: what Node runs (default: the bundled server); `--stdio` is added. */
+  constructor(env: NodeJS.ProcessEnv = process.env, nodeArgs: readonly string[] = [SERVER_JS]) {
+    this.child = spawn(process.execPath, [...nodeArgs, '--stdio'], { env, stdio: 'pipe' });
     this.child.stdout.on('data', (chunk: Buffer) => this.onData(chunk));
     this.child.stderr.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
   }

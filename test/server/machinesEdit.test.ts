@@ -7,6 +7,9 @@
 // A killed writer may leave its temp file: `.<name>.nix-builders-<16 hex>.tmp` (or
 // `.<name>.bak.nix-builders-….tmp` for the backup) next to the file. The next edit removes those
 // older than a minute and keeps younger ones (they may belong to a writer that is still running).
+//
+// Over LSP, an edit names the entry's text as it was listed: the server refuses to overwrite an
+// entry that moved or changed since.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -16,6 +19,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { editMachinesFile, tempFilePattern } from '../../language-server/builders/machinesEdit';
 import { parseMachines } from '../../language-server/nix/machines';
+import { StdioLspClient } from './lspClient';
 
 const MODULE = path.join(__dirname, '..', '..', 'language-server', 'builders', 'machinesEdit.ts');
 const LINES = 20_000;
@@ -53,7 +57,8 @@ let text = readFileSync(file, 'utf8');
   for (let i = 0; ; i++) {
     const entry = text.split('\\n')[Number(line)] === a ? b : a;
     process.stdout.write('writing ' + i + '\\n');
-    const r = await editMachinesFile(file, { kind: 'replace', line: Number(line), column: 0, entry }, { expectedText: text });
+    const expected = text.split('\\n')[Number(line)];
+    const r = await editMachinesFile(file, { kind: 'replace', line: Number(line), column: 0, expected, entry }, { expectedText: text });
     if (!r.ok) {
       process.stdout.write('failed ' + JSON.stringify(r) + '\\n');
       process.exit(2);
@@ -227,11 +232,58 @@ test('a writer killed at any moment leaves the old or the new file, never a brok
     // ... and once they are older, the next edit removes them.
     const longAgo = new Date(Date.now() - 2 * 60_000);
     for (const name of stale) await utimes(path.join(dir, name), longAgo, longAgo);
-    const second = await editMachinesFile(file, { kind: 'remove', line: LINES, column: 0 });
+    const second = await editMachinesFile(file, { kind: 'remove', line: LINES, column: 0, expected: 'ssh://b-new x86_64-linux' });
     assert.ok(second.ok, JSON.stringify(second));
     assert.deepEqual(await leftovers(dir, file), [], 'stale temp files are removed');
     assert.equal(await readFile(file, 'utf8'), TEXT[state]);
   } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('over LSP: an edit of an entry that moved since it was listed is refused, and the file is left as it is', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nb-edit-lsp-'));
+  // Not `machines`: Nix's default `builders` is @$NIX_CONF_DIR/machines.
+  const file = path.join(dir, 'my-machines');
+  await writeFile(file, 'ssh://b1 x86_64-linux\nssh://b2 aarch64-linux - 2\n');
+  const client = new StdioLspClient();
+  type Listing = { builders: Array<{ id: string; name: string; source: { path?: string; line?: number; column?: number; text?: string } }> };
+  try {
+    await client.initialize({ settings: { env: { NIX_CONF_DIR: dir }, machinesFiles: [file] } });
+    const listed = await client.request<Listing>('nixBuilders/listBuilders');
+    const b2 = listed.builders.find((b) => b.name === 'b2');
+    assert.deepEqual(b2?.source, { label: `machines file ${file}`, path: file, line: 1, column: 0, text: 'ssh://b2 aarch64-linux - 2' });
+    // Someone else removes b1: b2 moves to line 1, and a new b3 takes line 2.
+    const moved = 'ssh://b2 aarch64-linux - 2\nssh://b3 x86_64-linux\n';
+    await writeFile(file, moved);
+    const { line, column, text } = b2!.source;
+    const refused = await client.request<{ ok: boolean; reason?: string; message?: string }>('nixBuilders/editMachines', {
+      file,
+      edit: { kind: 'remove', line, column, expected: text },
+    });
+    assert.deepEqual(refused, {
+      ok: false,
+      reason: 'entry-changed',
+      message: `${file} changed since its builders were listed: the entry at line 2, column 1 is now 'ssh://b3 x86_64-linux', and 'ssh://b2 aarch64-linux - 2' is on line 1. Nothing was written: refresh the Builders view and try again.`,
+    });
+    assert.equal(await readFile(file, 'utf8'), moved);
+    // Listed again (once the server noticed the change), b2 keeps its id at its new place, and the
+    // same edit from there succeeds.
+    let again: Listing['builders'][number] | undefined;
+    for (const deadline = Date.now() + 30_000; again?.source.line !== 0; ) {
+      assert.ok(Date.now() < deadline, `the server did not notice the change of ${file}`);
+      await client.waitForNotification((m) => m.method === 'nixBuilders/buildersChanged', 1_000, false).catch(() => undefined);
+      again = (await client.request<Listing>('nixBuilders/listBuilders')).builders.find((b) => b.name === 'b2');
+    }
+    assert.equal(again.id, b2?.id);
+    const done = await client.request<{ ok: boolean }>('nixBuilders/editMachines', {
+      file,
+      edit: { kind: 'remove', line: again.source.line, column: again.source.column, expected: again.source.text },
+    });
+    assert.equal(done.ok, true, JSON.stringify(done));
+    assert.equal(await readFile(file, 'utf8'), 'ssh://b3 x86_64-linux\n');
+  } finally {
+    assert.equal(await client.shutdown(), 0);
     await rm(dir, { recursive: true, force: true });
   }
 });

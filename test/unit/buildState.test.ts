@@ -126,3 +126,52 @@ test('words: where and how long', () => {
   assert.deepEqual(targetStatus({ ...running, status: 'built', plan: { ...running.plan, toFetch: ['/nix/store/x'] } }, drv('a', { state: 'substituted' })), { state: 'fetched', text: 'fetched from cache' });
   assert.deepEqual(targetStatus(running, drv('a', { state: 'failed', machine: 'ssh://b1' })), { state: 'failed', text: 'failed on b1' });
 });
+
+/** Whether `p` has settled by the time already-queued callbacks have run (no clock involved). */
+async function settled<T>(p: Promise<T>): Promise<{ value?: T; error?: Error } | undefined> {
+  const pending = Symbol('pending');
+  const r = await Promise.race([p.then((value) => ({ value }), (error: Error) => ({ error })), new Promise<typeof pending>((resolve) => setImmediate(() => resolve(pending)))]);
+  return r === pending ? undefined : r;
+}
+
+test('a build that ends before its startBuild answer arrives: waiting for it resolves at once with its final state', async () => {
+  const store = new BuildStore();
+  // The server's order for a build that ends at once: start, end, then the startBuild answer.
+  store.apply(info('quick', 'running'));
+  store.apply(info('quick', 'built', snap([drv('a', { state: 'built' })], false)));
+  const ended = await settled(store.whenEnded('quick'));
+  assert.equal(ended?.value?.status, 'built');
+  // The usual order: waiting first, then the end.
+  store.apply(info('slow', 'running'));
+  const waiting = store.whenEnded('slow');
+  assert.equal(await settled(waiting), undefined, 'still running');
+  store.apply(info('slow', 'failed', snap([], false)));
+  assert.equal((await settled(waiting))?.value?.status, 'failed');
+});
+
+test('when the server stops, every waiter is rejected with the reason and running builds end', async () => {
+  const store = new BuildStore();
+  store.apply(info('done', 'built', snap([], false)));
+  store.apply(info('r1', 'running'));
+  store.apply(info('r2', 'running'));
+  store.apply(update('r2', snap([drv('a', { state: 'building' }), drv('b', { state: 'built' })], true)));
+  const waits = [store.whenEnded('r1'), store.whenEnded('r1'), store.whenEnded('r2')];
+  assert.deepEqual(store.running().map((b) => b.buildId), ['r2', 'r1']);
+  const ended = store.serverStopped('The language server crashed.', 'failed');
+  assert.deepEqual(ended.map((b) => [b.buildId, b.status, b.problems]), [
+    ['r1', 'failed', ['The language server crashed.']],
+    ['r2', 'failed', ['The language server crashed.']],
+  ]);
+  for (const w of waits) assert.equal((await settled(w))?.error?.message, 'The language server crashed.');
+  assert.deepEqual(store.get('r2')?.snapshot?.derivations.map((d) => [d.name, d.state]), [['a', 'cancelled'], ['b', 'built']], 'what had not ended is cancelled');
+  assert.equal(store.get('done')?.status, 'built', 'an ended build stays as it ended');
+  assert.deepEqual(store.running(), []);
+});
+
+test('a long history never drops a running build (someone may wait for it)', () => {
+  const store = new BuildStore();
+  store.apply(info('long', 'running'));
+  for (let i = 0; i < BUILD_HISTORY + 5; i++) store.apply(info(`b${i}`, 'built', snap([], false)));
+  assert.equal(store.all().length, BUILD_HISTORY);
+  assert.equal(store.get('long')?.status, 'running');
+});

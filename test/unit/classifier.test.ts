@@ -44,6 +44,74 @@ function wellFormed(p: NixProblem): void {
 }
 
 // ---------------------------------------------------------------------------------------------
+// build-users
+
+test('build-users (2.8): build-users-group-missing.stderr.txt, .jsonl, …-nix-build.stderr.txt — no nixbld group here', () => {
+  for (const name of ['build-users-group-missing.stderr.txt', 'build-users-group-missing.jsonl', 'build-users-group-missing-nix-build.stderr.txt']) {
+    const problems = classify(v28(name));
+    assert.deepEqual(kinds(problems), ['build-users'], name);
+    const p = only(problems, 'build-users');
+    wellFormed(p);
+    assert.equal(p.message, "the group 'nixbld' specified in 'build-users-group' does not exist", name);
+    assert.deepEqual(p.details, { group: 'nixbld', reason: 'group-missing' }, name);
+    assert.match(p.cause, /this machine/);
+    assert.match(p.cause, /Debian's nix-bin alone creates neither the group/);
+    assert.match(p.fix, /`nix-setup-systemd`/);
+    assert.match(p.fix, /`build-users-group =` in \/etc\/nix\/nix\.conf/);
+  }
+});
+
+test('build-users (2.8): build-users-group-no-members.stderr.txt — the group exists without members', () => {
+  const p = only(classify(v28('build-users-group-no-members.stderr.txt')), 'build-users');
+  wellFormed(p);
+  assert.equal(p.message, "the build users group 'nogroup' has no members");
+  assert.deepEqual(p.details, { group: 'nogroup', reason: 'no-members' });
+  assert.match(p.cause, /exists but has no members/);
+  assert.match(p.fix, /add build users to 'nogroup'/);
+  assert.match(p.fix, /`build-users-group =`/);
+});
+
+test('build-users (2.8) on a builder: build-users-group-missing-remote.stderr.txt, …-ssh-ng.stderr.txt, …-remote.jsonl', () => {
+  for (const [name, uri] of [
+    ['build-users-group-missing-remote.stderr.txt', 'ssh://b1'],
+    ['build-users-group-missing-remote-ssh-ng.stderr.txt', 'ssh-ng://b1'],
+    ['build-users-group-missing-remote.jsonl', 'ssh://b1'],
+  ] as const) {
+    const problems = classify(v28(name));
+    // The hook's "builder for … failed with exit code 1" after it is the same failure.
+    assert.deepEqual(kinds(problems), ['build-users'], name);
+    const p = only(problems, 'build-users');
+    wellFormed(p);
+    assert.match(p.message, new RegExp(`^build of '/nix/store/\\S+-no-build-users(-ng)?\\.drv' on '${uri}' failed: error: the group 'nixbld'`), name);
+    assert.equal(p.details.storeUri, uri, name);
+    assert.equal(p.details.group, 'nixbld');
+    assert.match(p.details.drvPath ?? '', /^\/nix\/store\/[a-z0-9]{32}-no-build-users(-ng)?\.drv$/, name);
+    assert.match(p.cause, new RegExp(`on the builder ${uri}`));
+    assert.match(p.fix, /on the builder/);
+    assert.match(p.text, /builder for '.*' failed with exit code 1/, `${name}: the follow-on line is kept`);
+  }
+});
+
+test('build-users: only the warning (an evaluation, build-users-group-missing-eval.stderr.txt) is no problem', () => {
+  assert.deepEqual(classify(v28('build-users-group-missing-eval.stderr.txt')), []);
+});
+
+test('build-users (newer Nix): the message inside a builder failure\'s log tail, assembled from the format strings', () => {
+  // src/libstore/unix/user-lock.cc: "the group '%1%' specified in 'build-users-group' does not exist";
+  // the hook's failure as fixupBuilderFailureErrorMessage prints it (derivation-building-goal.cc).
+  const text = [
+    "error: Cannot build '/nix/store/1qjb35rc609b23cqwvcv758ndsklbapg-hello.drv'.",
+    '       Reason: builder failed with exit code 1.',
+    '       Last 1 log lines:',
+    "       > error: the group 'nixbld' specified in 'build-users-group' does not exist",
+  ].join('\n');
+  const p = only(classify(text), 'build-users');
+  assert.equal(p.details.drvPath, '/nix/store/1qjb35rc609b23cqwvcv758ndsklbapg-hello.drv');
+  assert.equal(p.details.reason, 'group-missing');
+  assert.equal(mostImportant(classify(`${text}\nerror: build of '/nix/store/x-top.drv' failed\n`))?.kind, 'build-users');
+});
+
+// ---------------------------------------------------------------------------------------------
 // system-mismatch
 
 test('system-mismatch (2.8): system-mismatch.stderr.txt — an aarch64-linux derivation on x86_64-linux', () => {

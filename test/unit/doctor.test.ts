@@ -11,7 +11,6 @@ import {
   connectChecks,
   decideLocal,
   decideTrust,
-  parseSshStoreUri,
   remoteChecks,
   usesDaemon,
   userListMatches,
@@ -23,8 +22,10 @@ import {
 } from '../../language-server/builders/doctor';
 import { buildLocations, interpretTestBuild, testDerivation } from '../../language-server/builders/testBuild';
 import { parseMachineLine } from '../../language-server/nix/machines';
+import { parseSshStoreUri } from '../../language-server/nix/storeUri';
 import type { BuilderInfo } from '../../language-server/protocol';
-import { discoveryCommand, parseDf, parseDiscovery, parseLoad, parseNixReport, parseSections, sectionsCommand } from '../../language-server/remote/probe';
+import { discoveryScript, parseDf, parseDiscovery, parseLoad, parseNixReport, parseSections, sectionsScript } from '../../language-server/remote/probe';
+import { REMOTE_COMMAND } from '../../language-server/remote/shellQuote';
 import { parseSshG, sshGArgs, splitNixSshOpts, invalidDestination } from '../../language-server/remote/sshConfig';
 
 const fixture = (name: string) => readFileSync(path.join(__dirname, '..', 'fixtures', 'nix-2.8.0', name), 'utf8');
@@ -101,7 +102,7 @@ test('ssh -G gets the arguments Nix gives ssh, and hostile hosts are refused', (
 
 test('store URIs: scheme, user, host and parameters', () => {
   const u = parseSshStoreUri('ssh-ng://nopath@b4?remote-program=/usr/bin/nix-daemon&ssh-key=%2Fk');
-  assert.deepEqual(u && { ...u, params: Object.fromEntries(u.params) }, { scheme: 'ssh-ng', user: 'nopath', host: 'b4', params: { 'remote-program': '/usr/bin/nix-daemon', 'ssh-key': '/k' } });
+  assert.deepEqual(u && { ...u, params: Object.fromEntries(u.params) }, { scheme: 'ssh-ng', authority: 'nopath@b4', user: 'nopath', host: 'b4', hostname: 'b4', path: '', params: { 'remote-program': '/usr/bin/nix-daemon', 'ssh-key': '/k' } });
   assert.equal(parseSshStoreUri('daemon'), undefined);
   assert.equal(parseSshStoreUri('https://cache.example.org'), undefined);
   assert.equal(withRemoteProgram('ssh://nopath@b4', '/usr/bin/nix-store'), 'ssh://nopath@b4?remote-program=/usr/bin/nix-store');
@@ -228,15 +229,15 @@ test('probe output parsing is total', () => {
   assert.deepEqual(parseNixReport(''), {});
 });
 
-test('the probe scripts run under dash and bash (here, with this machine as the builder)', () => {
-  for (const shell of ['/bin/sh', '/bin/bash']) {
-    const r = spawnSync(shell, ['-c', discoveryCommand('nix-store')], { encoding: 'utf8' });
+test('the probe scripts run under the login shells dash, bash, zsh and fish (here, with this machine as the builder)', () => {
+  for (const shell of ['/bin/sh', '/bin/bash', '/usr/bin/zsh', '/usr/bin/fish']) {
+    const r = spawnSync(shell, ['-c', REMOTE_COMMAND], { input: discoveryScript('nix-store'), encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     const d = parseDiscovery(r.stdout);
     assert.ok(d.chosen?.endsWith('/nix-store'), r.stdout);
     assert.equal(d.version?.major, 2);
     assert.ok(d.user);
-    const s = parseSections(spawnSync(shell, ['-c', sectionsCommand([{ name: 'echo', words: ['printf', '%s\n', "it's = $(x)"] }])], { encoding: 'utf8' }).stdout);
+    const s = parseSections(spawnSync(shell, ['-c', REMOTE_COMMAND], { input: sectionsScript([{ name: 'echo', words: ['printf', '%s\n', "it's = $(x)"] }]), encoding: 'utf8' }).stdout);
     assert.deepEqual(s.get('echo'), { exitCode: 0, text: "it's = $(x)" });
   }
 });
@@ -257,8 +258,10 @@ test('connection failures: each says the cause and the fix', () => {
   assert.match(dns[0]?.fix ?? '', /HostName/);
   const timeout = connectChecks({ tcp: { ok: false, address: '10.0.0.1:22', durationMs: 5000 } }, { kind: 'timed-out', phase: 'tcp', message: 'no TCP connection to 10.0.0.1:22 within 5 s' }, ctx());
   assert.match(timeout[0]?.cause ?? '', /firewall/);
-  const proxy = connectChecks({}, { kind: 'proxy-unsupported', message: 'the ssh config reaches b1 through ProxyJump j' }, ctx());
-  assert.equal(proxy[0]?.status, 'skipped');
+  const proxy = connectChecks({}, { kind: 'proxy-failed', proxy: "ssh -W '[10.0.0.1]:22' j", message: 'channel 0: open failed: connect failed: Connection refused' }, ctx());
+  assert.equal(proxy[0]?.status, 'error');
+  assert.equal(proxy[0]?.summary, "b1 cannot be reached through `ssh -W '[10.0.0.1]:22' j`");
+  assert.match(proxy[0]?.cause ?? '', /it failed: channel 0: open failed: connect failed: Connection refused\. Nix's ssh fails the same way/);
   const noKeys = connectChecks(
     {
       tcp: { ok: true, address: '10.0.0.1:22', durationMs: 1 },
@@ -315,7 +318,7 @@ test('test build: the derivation, where it ran (recorded internal-json), and fai
 
 test('local check: an untrusted user of the local daemon is told that --builders is ignored', () => {
   const store = { writable: false, socketExists: true, socket: '/nix/var/nix/daemon-socket/socket', stateDir: '/nix/var/nix', nixos: false };
-  const d = decideLocal({ host: 'this machine', user: 'alice', groups: ['alice', 'users'], nixRemote: '', store, config: new Map([['trusted-users', 'root @wheel']]) });
+  const d = decideLocal({ host: 'this machine', user: 'alice', uid: 1000, groups: ['alice', 'users'], nixRemote: '', store, config: new Map([['trusted-users', 'root @wheel']]) });
   assert.equal(d.status, 'error');
   assert.equal(d.summary, 'the local nix-daemon does not trust alice: it silently ignores --builders');
   assert.equal(
@@ -324,9 +327,68 @@ test('local check: an untrusted user of the local daemon is told that --builders
   );
   assert.equal(d.fix, 'add `trusted-users = root @wheel alice` to /etc/nix/nix.conf and restart nix-daemon');
   assert.match(d.detail ?? '', /runs ssh as root/);
-  const trusted = decideLocal({ host: 'this machine', user: 'alice', groups: ['wheel'], nixRemote: '', store, config: new Map([['trusted-users', 'root @wheel']]) });
+  const trusted = decideLocal({ host: 'this machine', user: 'alice', uid: 1000, groups: ['wheel'], nixRemote: '', store, config: new Map([['trusted-users', 'root @wheel']]) });
   assert.equal(trusted.status, 'ok');
   assert.equal(trusted.summary, 'alice is a trusted user of the nix-daemon (via @wheel)');
-  const local = decideLocal({ host: 'this machine', user: 'root', groups: [], nixRemote: '', store: { ...store, writable: true } });
+  const local = decideLocal({ host: 'this machine', user: 'root', uid: 0, groups: [], nixRemote: '', store: { ...store, writable: true } });
   assert.equal(local.summary, 'root opens the Nix store directly (no daemon): --builders and NIX_SSHOPTS of this environment apply');
+});
+
+test('local check: can this machine build at all — build users as root without a daemon, which store, sandbox', () => {
+  const store = { writable: true, socketExists: false, socket: '/nix/var/nix/daemon-socket/socket', stateDir: '/nix/var/nix', nixos: false };
+  const root = { host: 'this machine', user: 'root', uid: 0, groups: [], nixRemote: '', store };
+  const conf = (lines: Record<string, string>) => new Map(Object.entries({ sandbox: 'true', 'trusted-users': 'root', ...lines }));
+
+  // Debian's nix-bin alone: Nix's default build-users-group, and no such group.
+  const missing = decideLocal({ ...root, config: conf({ 'build-users-group': 'nixbld' }), buildUsers: { exists: false } });
+  assert.equal(missing.status, 'error');
+  assert.equal(missing.summary, "local builds fail: the group 'nixbld' named by build-users-group does not exist");
+  assert.match(missing.cause ?? '', /Nix on this machine builds as root, so it runs each build as one of the build users/);
+  assert.match(missing.fix ?? '', /install Debian's `nix-setup-systemd` \(`apt-get install nix-setup-systemd`/);
+  assert.match(missing.fix ?? '', /for a single-user set-up .* put `build-users-group =` in \/etc\/nix\/nix\.conf \(or the nix\.conf in NIX_CONF_DIR\)/);
+  assert.match(missing.detail ?? '', /Store: \/nix\/var\/nix, writable by root; no nix-daemon\./);
+  assert.match(missing.detail ?? '', /Sandbox: `sandbox = true`: builds see only their declared inputs\./);
+
+  const empty = decideLocal({ ...root, config: conf({ 'build-users-group': 'nogroup' }), buildUsers: { exists: true, members: [] } });
+  assert.equal(empty.status, 'error');
+  assert.equal(empty.summary, "local builds fail: the build users group 'nogroup' has no members");
+  assert.match(empty.fix ?? '', /add build users to 'nogroup'/);
+
+  const members = decideLocal({ ...root, config: conf({ 'build-users-group': 'nixbld' }), buildUsers: { exists: true, members: ['nixbld1', 'nixbld2'] } });
+  assert.equal(members.status, 'ok');
+  assert.equal(members.summary, 'root opens the Nix store directly (no daemon): --builders and NIX_SSHOPTS of this environment apply');
+  assert.match(members.detail ?? '', /Build users: nixbld1, nixbld2 \(group 'nixbld'\)\./);
+
+  const single = decideLocal({ ...root, config: conf({ 'build-users-group': '', sandbox: 'false' }) });
+  assert.equal(single.status, 'ok');
+  assert.match(single.detail ?? '', /Build users: none \(`build-users-group` is empty: a single-user set-up\)\. Sandbox: `sandbox = false`: builds see the whole machine\./);
+
+  const unknown = decideLocal({ ...root, config: conf({ 'build-users-group': 'nixbld' }), buildUsers: { error: 'getent group nixbld: timed out' } });
+  assert.equal(unknown.status, 'warning');
+  assert.equal(unknown.cause, 'getent group nixbld: timed out.');
+
+  // Build users do not apply to a user other than root (it builds as itself) nor through a daemon.
+  assert.equal(decideLocal({ ...root, user: 'alice', uid: 1000, config: conf({ 'build-users-group': 'nixbld' }) }).status, 'ok');
+  const viaDaemon = decideLocal({ ...root, store: { ...store, writable: false, socketExists: true }, config: conf({ 'build-users-group': 'nixbld' }) });
+  assert.equal(viaDaemon.summary, 'root is a trusted user of the nix-daemon');
+  assert.match(viaDaemon.detail ?? '', /Store: through the nix-daemon at \/nix\/var\/nix\/daemon-socket\/socket\./);
+});
+
+test('local check: several problems are all reported, the worst first, one paragraph each', () => {
+  const store = { writable: true, socketExists: false, socket: '/nix/var/nix/daemon-socket/socket', stateDir: '/nix/var/nix', nixos: false };
+  // A store that root cannot open is an error; build users that could not be looked up a warning.
+  const d = decideLocal({
+    host: 'this machine',
+    user: 'root',
+    uid: 0,
+    groups: [],
+    nixRemote: '',
+    store: { ...store, writable: false },
+    config: new Map([['build-users-group', 'nixbld']]),
+    buildUsers: { error: 'getent group nixbld: exit code 1' },
+  });
+  assert.equal(d.status, 'error');
+  assert.equal(d.summary, "root cannot open the Nix store on this machine; could not tell whether the build users group 'nixbld' exists");
+  assert.deepEqual(d.cause?.split('\n'), ['/nix/var/nix is not writable by root and no nix-daemon listens on /nix/var/nix/daemon-socket/socket.', 'getent group nixbld: exit code 1.']);
+  assert.deepEqual(d.fix?.split('\n'), ['Start nix-daemon on this machine (`systemctl start nix-daemon`).']);
 });

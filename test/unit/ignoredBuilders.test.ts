@@ -4,18 +4,18 @@
 // local check (decideLocal, the pure half of checkLocal).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decideLocal, type CheckResult } from '../../language-server/builders/doctor';
+import { decideLocal } from '../../language-server/builders/doctor';
 import { buildersIgnoredBy, splitBuilders } from '../../language-server/builders/ignoredBuilders';
 import { previewSchedule } from '../../language-server/builders/schedule';
 import { diagnoseDerivations, whyNothingBuilds } from '../../language-server/eval/diagnose';
 import type { WalkerOutput } from '../../language-server/eval/walker';
-import type { BuilderInfo } from '../../language-server/protocol';
+import type { BuilderInfo, CheckResult } from '../../language-server/protocol';
 
 const store = { writable: false, socketExists: true, socket: '/nix/var/nix/daemon-socket/socket', stateDir: '/nix/var/nix', nixos: false };
 const checked = (trustedUsers: string): CheckResult<'local-daemon'> => ({
   id: 'local-daemon',
   durationMs: 0,
-  ...decideLocal({ host: 'this machine', user: 'alice', groups: ['alice'], nixRemote: '', store, config: new Map([['trusted-users', trustedUsers]]) }),
+  ...decideLocal({ host: 'this machine', user: 'alice', uid: 1000, groups: ['alice'], nixRemote: '', store, config: new Map([['trusted-users', trustedUsers]]) }),
 });
 const untrusted = buildersIgnoredBy(checked('root'));
 
@@ -42,7 +42,7 @@ test('the local check says when the daemon ignores --builders; trusted or daemon
   assert.equal(untrusted?.why, 'the local nix-daemon does not trust alice: it silently ignores --builders and uses only its own `builders` setting (nix.conf, /etc/nix/machines)');
   assert.equal(untrusted?.fix, 'add `trusted-users = root alice` to /etc/nix/nix.conf and restart nix-daemon');
   assert.equal(buildersIgnoredBy(checked('root alice')), undefined);
-  assert.equal(buildersIgnoredBy({ id: 'local-daemon', durationMs: 0, ...decideLocal({ host: 'this machine', user: 'root', groups: [], nixRemote: '', store: { ...store, writable: true } }) }), undefined);
+  assert.equal(buildersIgnoredBy({ id: 'local-daemon', durationMs: 0, ...decideLocal({ host: 'this machine', user: 'root', uid: 0, groups: [], nixRemote: '', store: { ...store, writable: true } }) }), undefined);
   assert.deepEqual(splitBuilders([b1, b2], untrusted), { used: [b1], ignored: [b2] });
   assert.deepEqual(splitBuilders([b1, b2], undefined), { used: [b1, b2], ignored: [] });
 });

@@ -7,8 +7,9 @@ import { chmod, chown, lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symli
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { editMachinesFile, tempFilePattern, writeFileAtomic, type EditResult, type MachinesEdit } from '../../language-server/builders/machinesEdit';
-import { parseMachines } from '../../language-server/nix/machines';
+import { editMachinesFile, formatMachineLine, tempFilePattern, writeFileAtomic } from '../../language-server/builders/machinesEdit';
+import type { EditResult, MachinesEdit } from '../../language-server/protocol';
+import { parseMachineLine, parseMachines, type Machine } from '../../language-server/nix/machines';
 
 const MODULE = path.join(__dirname, '..', '..', 'language-server', 'builders', 'machinesEdit.ts');
 const isRoot = process.getuid?.() === 0;
@@ -24,13 +25,18 @@ ssh-ng://user@b3 - - - - - benchmark ; ssh://b4 x86_64-linux
 `;
 const CRLF = LF.replace(/\n/g, '\r\n');
 
-/** Where an entry starts, found by its text rather than by the parser under test. */
-function at(text: string, needle: string): { line: number; column: number } {
+/** Where an entry starts, found by its whole text rather than by the parser under test, and that text. */
+function at(text: string, entry: string): { line: number; column: number; expected: string } {
   const lines = text.split('\n');
-  const line = lines.findIndex((l) => l.includes(needle));
-  assert.ok(line >= 0, `fixture has ${needle}`);
-  return { line, column: (lines[line] as string).indexOf(needle) };
+  const line = lines.findIndex((l) => l.includes(entry));
+  assert.ok(line >= 0, `fixture has ${entry}`);
+  return { line, column: (lines[line] as string).indexOf(entry), expected: entry };
 }
+
+const B1 = 'ssh://b1 x86_64-linux /root/.ssh/id 4 2 kvm,big-parallel - c3NoLWVkMjU1MTkgQUFBQQ==';
+const B2 = 'b2 aarch64-linux,armv7l-linux - 1 1';
+const B3 = 'ssh-ng://user@b3 - - - - - benchmark';
+const B4 = 'ssh://b4 x86_64-linux';
 
 async function tempDir(): Promise<string> {
   return mkdtemp(path.join(tmpdir(), 'nix-builders-edit-'));
@@ -90,23 +96,22 @@ test('replace rewrites exactly the target entry, also beside a ; neighbour and i
   await expectEdit(LF, { kind: 'replace', ...at(LF, b3), entry: 'ssh-ng://user@b3' }, LF.replace(b3, 'ssh-ng://user@b3'));
   const b2 = 'b2 aarch64-linux,armv7l-linux - 1 1';
   const new2 = 'b2 aarch64-linux - 4 1';
-  assert.deepEqual(at(LF, b2), { line: 3, column: 2 });
-  await expectEdit(LF, { kind: 'replace', line: 3, column: 2, entry: new2 }, LF.replace(b2, new2));
-  await expectEdit(CRLF, { kind: 'replace', line: 3, column: 2, entry: new2 }, CRLF.replace(b2, new2));
-  const b1 = 'ssh://b1 x86_64-linux /root/.ssh/id 4 2 kvm,big-parallel - c3NoLWVkMjU1MTkgQUFBQQ==';
-  await expectEdit(CRLF, { kind: 'replace', line: 1, column: 0, entry: 'ssh://b1 x86_64-linux' }, CRLF.replace(b1, 'ssh://b1 x86_64-linux'));
+  assert.deepEqual(at(LF, b2), { line: 3, column: 2, expected: b2 });
+  await expectEdit(LF, { kind: 'replace', line: 3, column: 2, expected: b2, entry: new2 }, LF.replace(b2, new2));
+  await expectEdit(CRLF, { kind: 'replace', line: 3, column: 2, expected: b2, entry: new2 }, CRLF.replace(b2, new2));
+  await expectEdit(CRLF, { kind: 'replace', line: 1, column: 0, expected: B1, entry: 'ssh://b1 x86_64-linux' }, CRLF.replace(B1, 'ssh://b1 x86_64-linux'));
 });
 
 test('remove takes out the entry, its own line or one ; separator, nothing else', async () => {
   const b1Line = 'ssh://b1 x86_64-linux /root/.ssh/id 4 2 kvm,big-parallel - c3NoLWVkMjU1MTkgQUFBQQ==\n';
-  await expectEdit(LF, { kind: 'remove', line: 1, column: 0 }, LF.replace(b1Line, ''));
-  await expectEdit(CRLF, { kind: 'remove', line: 1, column: 0 }, CRLF.replace(b1Line.replace('\n', '\r\n'), ''));
-  await expectEdit(LF, { kind: 'remove', ...at(LF, 'ssh://b4') }, LF.replace(' ; ssh://b4 x86_64-linux', ''));
-  await expectEdit(CRLF, { kind: 'remove', ...at(LF, 'ssh://b4') }, CRLF.replace(' ; ssh://b4 x86_64-linux', ''));
-  await expectEdit(LF, { kind: 'remove', ...at(LF, 'ssh-ng://user@b3') }, LF.replace('ssh-ng://user@b3 - - - - - benchmark ; ', ''));
-  await expectEdit(LF, { kind: 'remove', ...at(LF, '@/etc') }, LF.replace('@/etc/nix/more-machines\n', ''));
+  await expectEdit(LF, { kind: 'remove', line: 1, column: 0, expected: B1 }, LF.replace(b1Line, ''));
+  await expectEdit(CRLF, { kind: 'remove', line: 1, column: 0, expected: B1 }, CRLF.replace(b1Line.replace('\n', '\r\n'), ''));
+  await expectEdit(LF, { kind: 'remove', ...at(LF, B4) }, LF.replace(' ; ssh://b4 x86_64-linux', ''));
+  await expectEdit(CRLF, { kind: 'remove', ...at(LF, B4) }, CRLF.replace(' ; ssh://b4 x86_64-linux', ''));
+  await expectEdit(LF, { kind: 'remove', ...at(LF, B3) }, LF.replace('ssh-ng://user@b3 - - - - - benchmark ; ', ''));
+  await expectEdit(LF, { kind: 'remove', ...at(LF, '@/etc/nix/more-machines') }, LF.replace('@/etc/nix/more-machines\n', ''));
   // An entry with a trailing comment: the comment stays (removeEntry only removes whole lines of blanks).
-  await expectEdit(LF, { kind: 'remove', line: 3, column: 2 }, LF.replace('b2 aarch64-linux,armv7l-linux - 1 1', ''));
+  await expectEdit(LF, { kind: 'remove', line: 3, column: 2, expected: B2 }, LF.replace('b2 aarch64-linux,armv7l-linux - 1 1', ''));
 });
 
 test('a sequence of edits only ever touches the target entries', async () => {
@@ -114,8 +119,8 @@ test('a sequence of edits only ever touches the target entries', async () => {
     let text = CRLF;
     const steps: MachinesEdit[] = [
       { kind: 'add', entry: 'ssh://b5 x86_64-linux' },
-      { kind: 'remove', ...at(CRLF, 'ssh://b4') },
-      { kind: 'replace', line: 1, column: 0, entry: 'ssh://b1 x86_64-linux' },
+      { kind: 'remove', ...at(CRLF, B4) },
+      { kind: 'replace', line: 1, column: 0, expected: B1, entry: 'ssh://b1 x86_64-linux' },
     ];
     for (const edit of steps) {
       const r = await editMachinesFile(file, edit, { expectedText: text });
@@ -149,7 +154,7 @@ test('a malformed new entry is refused with the parser message; the file is unto
   await withFile(LF, async (file, dir) => {
     const before = await stat(file);
     for (const [entry, message] of cases) {
-      for (const edit of [{ kind: 'add', entry }, { kind: 'replace', line: 1, column: 0, entry }] as MachinesEdit[]) {
+      for (const edit of [{ kind: 'add', entry }, { kind: 'replace', line: 1, column: 0, expected: B1, entry }] as MachinesEdit[]) {
         const r = await editMachinesFile(file, edit);
         assert.equal(r.ok, false, entry);
         if (r.ok) continue;
@@ -168,8 +173,8 @@ test('changed on disk since it was read, or no entry at that position: refused, 
     const stale = LF.replace('# end', '# the end');
     for (const edit of [
       { kind: 'add', entry: 'b5 x86_64-linux' },
-      { kind: 'remove', line: 1, column: 0 },
-      { kind: 'replace', line: 1, column: 0, entry: 'b5 x86_64-linux' },
+      { kind: 'remove', line: 1, column: 0, expected: B1 },
+      { kind: 'replace', line: 1, column: 0, expected: B1, entry: 'b5 x86_64-linux' },
     ] as MachinesEdit[]) {
       const r = await editMachinesFile(file, edit, { expectedText: stale });
       assert.equal(r.ok, false);
@@ -180,7 +185,7 @@ test('changed on disk since it was read, or no entry at that position: refused, 
     }
     // Line 3 starts with two blanks: b2 is at column 2, not 0. Line 2 is blank; line 0 is a comment.
     for (const [line, column] of [[3, 0], [2, 0], [0, 0], [99, 0], [4, 5]] as const) {
-      const r = await editMachinesFile(file, { kind: 'remove', line, column });
+      const r = await editMachinesFile(file, { kind: 'remove', line, column, expected: B2 });
       assert.equal(r.ok, false);
       if (!r.ok) {
         assert.equal(r.reason, 'no-such-entry');
@@ -194,7 +199,7 @@ test('changed on disk since it was read, or no entry at that position: refused, 
 
 test('a missing file is created by add (no backup); replace and remove report not-found', async () => {
   await withFile(undefined, async (file, dir) => {
-    const missing = await editMachinesFile(file, { kind: 'remove', line: 0, column: 0 });
+    const missing = await editMachinesFile(file, { kind: 'remove', line: 0, column: 0, expected: B1 });
     assert.deepEqual(missing, { ok: false, reason: 'not-found', message: `${file} does not exist.` });
     const r = await editMachinesFile(file, { kind: 'add', entry: 'ssh://b1 x86_64-linux' }, { expectedText: '' });
     assertOk(r);
@@ -224,7 +229,7 @@ test('mode, owner and symbolic links are kept; the backup gets the same mode', a
     await writeFile(target, LF);
     const link = path.join(dir, 'link');
     await symlink(target, link);
-    const viaLink = await editMachinesFile(link, { kind: 'remove', line: 1, column: 0 });
+    const viaLink = await editMachinesFile(link, { kind: 'remove', line: 1, column: 0, expected: B1 });
     assertOk(viaLink);
     assert.equal(viaLink.backup, `${target}.bak`);
     assert.ok((await lstat(link)).isSymbolicLink());
@@ -311,14 +316,14 @@ test('permission denied (as nobody): the message names the file and the fix, lin
       message: `Cannot write ${file}: permission denied. Edit it as root (for example: sudoedit ${file}) and add this line:`,
       lineToPaste: entry,
     });
-    const replace = await editInChild(AS_NOBODY, '', file, { kind: 'replace', line: 3, column: 2, entry });
+    const replace = await editInChild(AS_NOBODY, '', file, { kind: 'replace', line: 3, column: 2, expected: B2, entry });
     assert.equal(replace.ok, false);
     if (!replace.ok) {
       assert.equal(replace.reason, 'permission-denied');
       assert.match(replace.message, /replace the entry on line 4 \('b2 aarch64-linux,armv7l-linux - 1 1'\) with this line:$/);
       assert.equal(replace.lineToPaste, entry);
     }
-    const remove = await editInChild(AS_NOBODY, '', file, { kind: 'remove', line: 1, column: 0 });
+    const remove = await editInChild(AS_NOBODY, '', file, { kind: 'remove', line: 1, column: 0, expected: B1 });
     assert.equal(remove.ok, false);
     if (!remove.ok) {
       assert.equal(remove.reason, 'permission-denied');
@@ -352,4 +357,71 @@ test('read-only file system stops even root: permission-denied, file untouched, 
     assert.equal(await readFile(file, 'utf8'), LF);
     assert.deepEqual(await readdir(dir), ['machines']);
   });
+});
+
+test('an entry that moved or changed since it was listed is never overwritten: refused, saying where it is now', async () => {
+  // Listed: b2 on line 4 (column 3), b3 on line 5. Then b1's line (line 2) is removed by someone else.
+  const moved = LF.replace(`${B1}\n`, '');
+  await withFile(moved, async (file, dir) => {
+    const replace = await editMachinesFile(file, { kind: 'replace', line: 3, column: 2, expected: B2, entry: 'b2 aarch64-linux - 4' });
+    assert.equal(replace.ok, false);
+    if (!replace.ok) {
+      assert.equal(replace.reason, 'no-such-entry');
+      assert.equal(replace.message, `${file} changed since its builders were listed: there is no entry at line 4, column 3 any more, and '${B2}' is on line 3. Nothing was written: refresh the Builders view and try again.`);
+    }
+    // Where b3 was listed, the include now starts: removing "line 5" would remove the wrong entry.
+    const remove = await editMachinesFile(file, { kind: 'remove', line: 4, column: 0, expected: B3 });
+    assert.equal(remove.ok, false);
+    if (!remove.ok) {
+      assert.equal(remove.reason, 'entry-changed');
+      assert.match(remove.message, /the entry at line 5, column 1 is now '@\/etc\/nix\/more-machines', and 'ssh-ng:\/\/user@b3 - - - - - benchmark' is on line 4\. Nothing was written/);
+    }
+    // And an entry that is gone altogether.
+    const gone = await editMachinesFile(file, { kind: 'remove', line: 1, column: 0, expected: B1 });
+    assert.equal(gone.ok, false);
+    if (!gone.ok) assert.match(gone.message, /there is no entry at line 2, column 1 any more, and 'ssh:\/\/b1 .*' is not in it any more/);
+    assert.equal(await readFile(file, 'utf8'), moved);
+    assert.deepEqual(await readdir(dir), ['machines']);
+  });
+});
+
+const MACHINE: Machine = { uri: 'ssh://b5', systems: ['x86_64-linux', 'i686-linux'], sshKey: '/home/alice/.ssh/id_ed25519', maxJobs: 4, speedFactor: 2, supportedFeatures: ['kvm'], mandatoryFeatures: [], publicHostKey: undefined };
+
+test('formatMachineLine writes the 8 columns, defaults as -, and reads back as the same machine', () => {
+  const r = formatMachineLine(MACHINE);
+  assert.deepEqual(r, { ok: true, line: 'ssh://b5 x86_64-linux,i686-linux /home/alice/.ssh/id_ed25519 4 2 kvm' });
+  assert.deepEqual(parseMachineLine(r.ok ? r.line : '').machine, MACHINE);
+  assert.deepEqual(formatMachineLine({ ...MACHINE, systems: [], sshKey: undefined, supportedFeatures: [], mandatoryFeatures: ['big-parallel'], publicHostKey: 'c3NoLWVkMjU1MTkgQUFBQQ==' }), {
+    ok: true,
+    line: 'ssh://b5 - - 4 2 - big-parallel c3NoLWVkMjU1MTkgQUFBQQ==',
+  });
+});
+
+test('formatMachineLine refuses what Nix would read as other columns: a key path with a blank, #, ;, commas in a list', () => {
+  // What Nix makes of a key path with a space written as is: the columns after it shift.
+  assert.match(parseMachineLine('ssh://b5 x86_64-linux /home/alice/my keys/id 4').error ?? '', /column 4 \(max jobs\) must be a whole number, not 'keys\/id'/);
+  const spaced = formatMachineLine({ ...MACHINE, sshKey: '/home/alice/my keys/id' });
+  assert.deepEqual(spaced, {
+    ok: false,
+    message:
+      "The SSH key path '/home/alice/my keys/id' cannot be written to a machines file: Nix splits a machines entry into columns at blanks, with no quoting or escaping, so it would be read as several columns. Move or link the key to a path without blanks, or leave the key column '-' and name the key in the store URI, percent-encoded (ssh://b5?ssh-key=/home/alice/my%20keys/id), which Nix decodes.",
+  });
+  const cases: Array<[Partial<Machine>, RegExp]> = [
+    [{ sshKey: '/keys/a\tb' }, /SSH key path .* at blanks/],
+    [{ sshKey: '/keys/#1' }, /SSH key path '\/keys\/#1' .*'#' starts a comment there.*\(ssh:\/\/b5\?ssh-key=\/keys\/%231\)/],
+    [{ sshKey: '-' }, /SSH key path '-' .*means the default/],
+    [{ uri: 'ssh://b5;rm' }, /store URI .*';' separates entries/],
+    [{ uri: '@/etc/nix/machines' }, /store URI/],
+    [{ systems: ['x86_64-linux,aarch64-linux'] }, /The system 'x86_64-linux,aarch64-linux' cannot contain ','/],
+    [{ supportedFeatures: ['big parallel'] }, /The feature 'big parallel' .* at blanks/],
+    [{ maxJobs: 1.5 }, /Max jobs must be a whole number, not 1\.5/],
+    [{ speedFactor: 0 }, /speed factor must be a number above 0/],
+    [{ publicHostKey: 'c3No LWVk' }, /The host key 'c3No LWVk' .* at blanks/],
+    [{ publicHostKey: 'not~base64' }, /column 8 \(host key\) is not valid base64/],
+  ];
+  for (const [change, message] of cases) {
+    const r = formatMachineLine({ ...MACHINE, ...change });
+    assert.equal(r.ok, false, JSON.stringify(change));
+    if (!r.ok) assert.match(r.message, message);
+  }
 });

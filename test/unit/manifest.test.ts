@@ -1,9 +1,14 @@
-// package.json's contributions agree with the code: one command table, settings read by config.ts.
+// package.json's contributions agree with the code: one command table, settings read by config.ts;
+// and the VSIX holds only what VS Code can load.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { COMMAND_IDS } from '../../extension/commandIds';
+import { RUNNING_BUILD } from '../../extension/buildState';
 
 const root = path.join(__dirname, '../..');
 const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
@@ -14,6 +19,23 @@ test('every command in the table is contributed with a category, and nothing els
   for (const c of contributed) assert.equal(c.category, 'Nix Builders', `${c.command} has the category`);
   const menus = Object.values(manifest.contributes.menus as Record<string, Array<{ command: string }>>).flat();
   for (const m of menus) assert.ok((COMMAND_IDS as readonly string[]).includes(m.command), `menu item ${m.command} is a known command`);
+});
+
+test('menus of tree rows name context values the views set', () => {
+  const views = [...readdirSync(path.join(root, 'extension/views')).map((f) => `views/${f}`), 'buildState.ts'].map((f) => readFileSync(path.join(root, 'extension', f), 'utf8')).join('\n');
+  const items = (manifest.contributes.menus['view/item/context'] as Array<{ command: string; when: string }>).flatMap((m) => [...m.when.matchAll(/viewItem == ([\w-]+)/g)].map((x) => [m.command, x[1]]));
+  assert.ok(items.length > 0);
+  for (const [command, value] of items) assert.ok(views.includes(`'${value}'`), `${command}: no view sets the context value ${value}`);
+});
+
+test('Cancel Build: an inline button on running builds in the Builds view, and in the palette while a build runs', () => {
+  const menus = manifest.contributes.menus as Record<string, Array<{ command: string; when: string; group?: string }>>;
+  const inline = menus['view/item/context']?.find((m) => m.command === 'nixBuilders.cancelBuild' && m.group === 'inline');
+  assert.equal(inline?.when, `view == nixBuilders.builds && viewItem == ${RUNNING_BUILD}`);
+  assert.ok(manifest.contributes.views.nixBuilders.some((v: { id: string }) => v.id === 'nixBuilders.builds'));
+  assert.deepEqual(menus.commandPalette?.find((m) => m.command === 'nixBuilders.cancelBuild'), { command: 'nixBuilders.cancelBuild', when: 'nixBuilders.buildRunning' });
+  const contributed = (manifest.contributes.commands as Array<{ command: string; title: string; icon?: string }>).find((c) => c.command === 'nixBuilders.cancelBuild');
+  assert.deepEqual([contributed?.title, contributed?.icon], ['Cancel Build', '$(debug-stop)']);
 });
 
 test('activation is on Nix files, flakes, default.nix, or the view/commands — never "*"', () => {
@@ -27,4 +49,20 @@ test('every setting that config.ts reads is contributed', () => {
   const read = [...source.matchAll(/c\.get<[^>]+>\('([^']+)'/g), ...source.matchAll(/strings\('([^']+)'\)/g)].map((m) => `nixBuilders.${m[1]}`);
   const contributed = Object.keys(manifest.contributes.configuration.properties);
   for (const key of read) assert.ok(contributed.includes(key), `${key} is contributed`);
+});
+
+test('the VSIX ships no .node file: native modules built for this Node do not load in VS Code\'s Electron', async () => {
+  // What `npm run package` packs: the production build, filtered by .vscodeignore, as `vsce ls` lists it.
+  const dir = mkdtempSync(path.join(tmpdir(), 'nix-builders-vsix-'));
+  try {
+    for (const f of ['package.json', '.vscodeignore', 'README.md', 'LICENSE', 'media']) cpSync(path.join(root, f), path.join(dir, f), { recursive: true });
+    const run = promisify(execFile);
+    await run(process.execPath, [path.join(root, 'scripts/build.mjs'), '--production', `--outdir=${path.join(dir, 'dist')}`], { cwd: root });
+    const { stdout } = await run(process.execPath, [path.join(root, 'node_modules/@vscode/vsce/vsce'), 'ls', '--no-dependencies'], { cwd: dir });
+    const files = stdout.split('\n').filter((l) => l.length > 0);
+    assert.ok(files.includes('dist/server.js') && files.includes('dist/extension.js'), files.join(', '));
+    assert.deepEqual(files.filter((f) => f.endsWith('.node')), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,12 +1,18 @@
-// The one quoting function for ssh2 exec strings, against hostile input, checked by real shells:
-// whatever the value, the shell must read back exactly that value as one word.
+// Remote commands against hostile input, checked by real shells: the quoting for /bin/sh must read
+// back exactly the value as one word, and the command string every login shell runs must hand the
+// script to /bin/sh whatever the login shell is (fish reads quotes differently from POSIX shells).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { shellCommand, shellQuote, shScript, UnquotableError } from '../../language-server/remote/shellQuote';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { REMOTE_COMMAND, shellCommand, shellQuote, shScript, UnquotableError } from '../../language-server/remote/shellQuote';
 
+/** POSIX shells, which read shellQuote's quoting (the script's /bin/sh is one of them). */
 const SHELLS = ['/bin/sh', '/usr/bin/dash', '/bin/bash', '/usr/bin/zsh', '/usr/bin/ksh'].filter((s) => existsSync(s));
+/** Login shells sshd may run a remote command with (scripts/setup.sh installs zsh and fish). */
+const LOGIN_SHELLS = ['/usr/bin/dash', '/bin/bash', '/usr/bin/zsh', '/usr/bin/fish', ...['/usr/bin/tcsh', '/usr/bin/ksh'].filter((s) => existsSync(s))];
 
 /** What `shell -c <command>` prints on stdout (as an sshd would run an exec request). */
 function runIn(shell: string, command: string): string {
@@ -125,13 +131,59 @@ test('shellCommand: each word arrives as one argument', () => {
   }
 });
 
-test('shScript: the script and its arguments survive the login shell and /bin/sh -c', () => {
-  // What an exec request does: the login shell runs the string; it starts /bin/sh -c script.
-  const script = `printf '%s|' "$0" "$@"; printf 'x%sy' "$(printf '%s' "$1" | wc -c)"`;
-  const args = ["it's", '$(touch /tmp/pwned-by-shellquote)', 'two words', ''];
-  for (const shell of SHELLS) {
-    const out = runIn(shell, shScript(script, args));
-    assert.equal(out, `nix-builders-probe|${args.join('|')}|x${Buffer.byteLength(args[0]!)}y`);
+/** Values that would run `touch <marker>` if any shell read them as code. */
+function injections(marker: string): string[] {
+  const touch = `touch ${marker}`;
+  return [
+    `$(${touch})`,
+    `\`${touch}\``,
+    `; ${touch}`,
+    `'; ${touch}; '`,
+    // fish: `\'` inside single quotes is an escaped quote, so POSIX quoting of this closed the quote.
+    `\\';${touch};#`,
+    `\\'\\'; ${touch} #`,
+    `\\`,
+    `\n${touch}\n`,
+    `x\n${touch}`,
+    // fish command substitution, also inside double quotes since fish 3.4
+    `(${touch})`,
+    `"$(${touch})"`,
+    // csh: history and variables expand inside single quotes
+    `!! ; ${touch}`,
+    `$status && ${touch}`,
+    `| ${touch}`,
+    `&& ${touch}`,
+    `> ${marker}`,
+    `"; ${touch}; "`,
+  ];
+}
+
+/** What `shell -c REMOTE_COMMAND` (an sshd running an exec request) prints for that stdin. */
+function runRemote(shell: string, stdin: string): string {
+  const r = spawnSync(shell, ['-c', REMOTE_COMMAND], { input: stdin, encoding: 'utf8', env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent' } });
+  assert.equal(r.status, 0, `${shell} -c ${JSON.stringify(REMOTE_COMMAND)} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+test('REMOTE_COMMAND: plain words only, so every login shell reads it the same', () => {
+  assert.match(REMOTE_COMMAND, /^[A-Za-z0-9_./ -]+$/);
+  for (const shell of LOGIN_SHELLS) assert.equal(runRemote(shell, 'echo "$0"'), '/bin/sh\n', shell);
+});
+
+test('shScript: hostile arguments reach the script as data under bash, dash, zsh and fish (and tcsh, ksh)', () => {
+  assert.ok(LOGIN_SHELLS.every((s) => existsSync(s)), `need real shells: ${LOGIN_SHELLS.join(', ')}`);
+  const dir = mkdtempSync(path.join(tmpdir(), 'nbp-shellquote-'));
+  try {
+    const marker = path.join(dir, 'injected');
+    const args = [...injections(marker), ...HOSTILE.slice(0, 20), ''];
+    // A script that reads stdin itself must not eat the rest of the script.
+    const script = `cat; printf '[%s]' "$0" "$@"; printf '#%s' "$#"`;
+    for (const shell of LOGIN_SHELLS) {
+      const out = runRemote(shell, shScript(script, args));
+      assert.equal(out, `[/bin/sh]${args.map((a) => `[${a}]`).join('')}#${args.length}`, shell);
+      assert.deepEqual(readdirSync(dir), [], `${shell} ran an injected command`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  assert.ok(!existsSync('/tmp/pwned-by-shellquote'));
 });

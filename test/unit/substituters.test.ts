@@ -5,10 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { cachePriority, findSubstituters, parseNarInfo, readBinaryCacheFile, type CacheReader } from '../../language-server/builds/substituters';
-import { describePlan, summarizeDryRun, type PlannedDerivation } from '../../language-server/builds/plan';
+import { describePlan, summarizeDryRun } from '../../language-server/builds/plan';
+import type { PlannedDerivation } from '../../language-server/protocol';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'nix-2.8.0');
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');
@@ -129,8 +133,35 @@ test('a file:// cache is read from disk; a missing narinfo is "not there", not a
   assert.deepEqual(gone.unchecked, []);
 });
 
+test('an HTTP cache written with a trailing slash and a query is asked at <cache>/<file>, not <cache>//<file>', async () => {
+  const asked: string[] = [];
+  const server = http.createServer((req, res) => {
+    asked.push(req.url ?? '');
+    res.end('StoreDir: /nix/store\n');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    const { port } = server.address() as AddressInfo;
+    const text = await readBinaryCacheFile(`http://127.0.0.1:${port}/cache/?priority=40`, 'nix-cache-info', new AbortController().signal);
+    assert.equal(text, 'StoreDir: /nix/store\n');
+    assert.deepEqual(asked, ['/cache/nix-cache-info']);
+  } finally {
+    server.close();
+  }
+});
+
 test('a cache that never answers is given up after the timeout', async () => {
-  const never: CacheReader = (_s, _f, signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+  // Like a real request, it holds a handle while pending (AbortSignal.timeout's timer does not keep
+  // the process alive on its own).
+  const never: CacheReader = (_s, _f, signal) =>
+    new Promise((_, reject) => {
+      const socket = setInterval(() => undefined, 1000);
+      signal.addEventListener('abort', () => {
+        clearInterval(socket);
+        reject(signal.reason);
+      });
+    });
   const r = await findSubstituters([A], ['https://slow'], { read: never, timeoutMs: 50 });
   assert.deepEqual(r.unchecked, [{ substituter: 'https://slow', reason: 'could not be asked: no answer in time' }]);
 });

@@ -3,8 +3,7 @@
 import * as assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import type { NixBuildersApi } from '../../../extension/api';
-
-const EXTENSION_ID = 'nix-builders.nix-builders';
+import { eventually, EXTENSION_ID, workspaceTrusted } from './helpers';
 
 /** The lab builders' URIs, from run.ts (extensionTestsEnv). */
 function labUris(): string[] {
@@ -15,22 +14,6 @@ function labUris(): string[] {
   return uris as string[];
 }
 
-/** Polls `probe` until it returns a value that is not undefined (no fixed sleeps). */
-async function eventually<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, delay));
-  }
-}
-
 suite('Nix Builders: activation and API', () => {
   let api: NixBuildersApi;
 
@@ -38,15 +21,7 @@ suite('Nix Builders: activation and API', () => {
     this.timeout(60_000);
     const folder = vscode.workspace.workspaceFolders?.[0];
     assert.ok(folder, 'no workspace folder is open');
-    if (!vscode.workspace.isTrusted) {
-      // The launcher trusts the window when it opens restricted: wait for that grant.
-      await new Promise<void>((resolve) => {
-        const sub = vscode.workspace.onDidGrantWorkspaceTrust(() => {
-          sub.dispose();
-          resolve();
-        });
-      });
-    }
+    await workspaceTrusted();
     assert.ok(vscode.workspace.isTrusted, 'the workspace is trusted (the launcher trusts it)');
     const doc = await vscode.workspace.openTextDocument(vscode.Uri.joinPath(folder.uri, 'default.nix'));
     await vscode.window.showTextDocument(doc);

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { openCommandPalette, runCommand, screenshot, type BrowserSession } from '../browser';
-import { nixBuildersViewRows, openTrustedSession, uiEnv, withScreenshot } from './env';
+import { openFromExplorerAndBuild } from './editor';
+import { nixBuildersViewRows, openTrustedSession, uiEnv, waitForInline, withScreenshot } from './env';
 import { chattyBuildFile } from '../../server/chattyBuild';
 
 const env = uiEnv();
@@ -20,31 +21,6 @@ before(async () => {
 after(async () => {
   await session?.close();
 });
-
-/** The text of every after-line decoration in the editor (rendered as CSS ::after content); runs in the page. */
-function inlineTextsInPage(): string[] {
-  // DOM names come from the browser's globals.
-  const g = globalThis as unknown as {
-    document: { querySelectorAll(s: string): Iterable<unknown> };
-    getComputedStyle(e: unknown, pseudo: string): { content: string };
-  };
-  return [...g.document.querySelectorAll('.monaco-editor .view-lines span')]
-    .map((e) => g.getComputedStyle(e, '::after').content)
-    .filter((c) => c && c !== 'none' && c !== 'normal')
-    .map((c) => c.replace(/^"|"$/g, ''));
-}
-
-/** Waits until an after-line decoration matches `re`, checked by the browser on each animation frame. */
-async function waitForInline(p: Page, re: RegExp, timeoutMs: number): Promise<string> {
-  // An expression, so that the one DOM reader above runs in the page.
-  const find = `(${inlineTextsInPage.toString()})().find((t) => ${re.toString()}.test(t))`;
-  try {
-    return (await (await p.waitForFunction(find, undefined, { timeout: timeoutMs })).jsonValue()) as string;
-  } catch (e) {
-    const have = await p.evaluate(inlineTextsInPage).catch(() => []);
-    throw new Error(`no inline status matching ${re} (have: ${JSON.stringify(have)}): ${(e as Error).message.split('\n')[0]}`);
-  }
-}
 
 test('the code lens builds an aarch64-linux attribute on b2 and the line shows building, then built', { timeout: 120_000 }, async () => {
   await withScreenshot(page, 'ui-build-failure', async () => {
@@ -78,15 +54,6 @@ test('the code lens builds an aarch64-linux attribute on b2 and the line shows b
     await screenshot(page, 'editor-built-on-b2.png');
   });
 });
-
-/** Opens a workspace file from the Explorer (Quick Open's index may not have a new file yet) and clicks its Build lens. */
-async function openFromExplorerAndBuild(p: Page, file: string): Promise<void> {
-  await runCommand(p, 'View: Show Explorer');
-  await p.locator('.explorer-folders-view .monaco-list-row', { hasText: file }).first().click();
-  const lens = p.locator('.codelens-decoration a', { hasText: /^Build$/ });
-  await lens.first().waitFor({ timeout: 60_000 });
-  await lens.first().click();
-}
 
 test('a build of 301 derivations and a million log lines: grouped in the Builds view, the editor answers meanwhile', { timeout: 300_000 }, async () => {
   await withScreenshot(page, 'ui-large-build-failure', async () => {

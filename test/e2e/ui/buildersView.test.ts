@@ -4,7 +4,7 @@ import * as assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { notificationTexts, screenshot, type BrowserSession } from '../browser';
-import { nixBuildersViewRows, openTrustedSession, uiEnv, withScreenshot } from './env';
+import { escapeRegExp as escape, eventually, nixBuildersViewRows, openTrustedSession, uiEnv, withScreenshot } from './env';
 
 const env = uiEnv();
 let session: BrowserSession;
@@ -71,18 +71,3 @@ test('each builder shows its health, and a test build runs from the view', { tim
     await screenshot(page, 'builders-view-test-build.png');
   });
 });
-
-/** Polls until `probe` returns a value (waits on the page's state, not on time). */
-async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`no result within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-function escape(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}

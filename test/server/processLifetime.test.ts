@@ -1,0 +1,186 @@
+// Nix runs in process groups of its own: when the editor goes away mid-evaluation, the server must
+// end them. The evaluation here fetches from a local HTTP server that never answers, so
+// nix-instantiate really stays busy (and would for minutes) until something ends it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import * as http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { fork } from 'node:child_process';
+import { SERVER_JS, StdioLspClient } from './lspClient';
+
+interface ProcInfo {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  cmdline: string;
+}
+
+/** Every process of this machine, from /proc. */
+async function processes(): Promise<ProcInfo[]> {
+  const out: ProcInfo[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid pgrp …: comm may contain spaces and parentheses.
+      const [state, ppid, pgid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (state === 'Z') continue;
+      const cmdline = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0').join(' ');
+      out.push({ pid: Number(entry), ppid: Number(ppid), pgid: Number(pgid), cmdline });
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
+/** Polls (bounded) until `done` holds; returns the last value. */
+async function poll<T>(read: () => Promise<T>, done: (v: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await read();
+    if (done(v) || Date.now() > deadline) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A server whose every request hangs; resolves `requested` when the first one arrives. */
+async function hangingHttpServer(): Promise<{ url: string; requested: Promise<string>; close: () => void }> {
+  const sockets = new Set<Socket>();
+  let onRequest: (url: string) => void = () => undefined;
+  const requested = new Promise<string>((resolve) => (onRequest = resolve));
+  const server = http.createServer((req) => onRequest(req.url ?? ''));
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requested,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
+/**
+ * Starts the server, opens a document whose evaluation hangs in a download, and returns the
+ * process groups the server started once the download was asked for.
+ */
+async function serverMidEvaluation(): Promise<{ client: StdioLspClient; groups: Set<number>; close: () => void }> {
+  const http = await hangingHttpServer();
+  const dir = await mkdtemp(path.join(tmpdir(), 'nb-lifetime-'));
+  const file = path.join(dir, 'default.nix');
+  const salt = randomUUID();
+  await writeFile(file, `{ slow = builtins.fetchurl "${http.url}/${salt}"; }\n`);
+  const client = new StdioLspClient();
+  await client.initialize({ settings: { evaluation: { depth: 3, timeoutSeconds: 3600, allowImportFromDerivation: false } } });
+  client.open(`file://${file}`, await readFile(file, 'utf8'));
+  const asked = await Promise.race([http.requested, once(client.child, 'exit').then(() => 'the server exited')]);
+  assert.equal(asked, `/${salt}`, 'nix-instantiate should be downloading');
+  const server = client.child.pid as number;
+  const children = (await processes()).filter((p) => p.ppid === server);
+  assert.ok(
+    children.some((p) => p.cmdline.includes('nix-instantiate')),
+    `nix-instantiate should run under the server: ${children.map((p) => p.cmdline).join('; ')}`,
+  );
+  // Each child leads a group of its own.
+  return { client, groups: new Set(children.map((p) => p.pgid)), close: http.close };
+}
+
+async function assertNoneLeft(groups: Set<number>): Promise<void> {
+  const left = await poll(
+    async () => (await processes()).filter((p) => groups.has(p.pgid)),
+    (l) => l.length === 0,
+    30_000,
+  );
+  for (const p of left) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {
+      // Gone.
+    }
+  }
+  assert.deepEqual(
+    left.map((p) => p.cmdline.slice(0, 120)),
+    [],
+    'the server left these processes running',
+  );
+}
+
+test('stdin closed mid-evaluation: no process of the server is left', async () => {
+  const { client, groups, close } = await serverMidEvaluation();
+  try {
+    const exited = once(client.child, 'exit');
+    client.child.stdin.end();
+    await exited;
+    await assertNoneLeft(groups);
+  } finally {
+    close();
+  }
+});
+
+for (const sig of ['SIGTERM', 'SIGHUP', 'SIGINT'] as const) {
+  test(`${sig} mid-evaluation: the server ends its processes and dies of ${sig}`, async () => {
+    const { client, groups, close } = await serverMidEvaluation();
+    try {
+      const exited = once(client.child, 'exit');
+      client.child.kill(sig);
+      const [, signal] = await exited;
+      assert.equal(signal, sig);
+      await assertNoneLeft(groups);
+    } finally {
+      close();
+    }
+  });
+}
+
+test('the exit notification mid-evaluation: no process of the server is left', async () => {
+  const { client, groups, close } = await serverMidEvaluation();
+  try {
+    const exited = once(client.child, 'exit');
+    client.notify('exit');
+    await exited;
+    await assertNoneLeft(groups);
+  } finally {
+    close();
+  }
+});
+
+test('--node-ipc: the editor disconnecting mid-evaluation ends the server and its processes', async () => {
+  const http = await hangingHttpServer();
+  const dir = await mkdtemp(path.join(tmpdir(), 'nb-lifetime-'));
+  const file = path.join(dir, 'default.nix');
+  const salt = randomUUID();
+  const text = `{ slow = builtins.fetchurl "${http.url}/${salt}"; }\n`;
+  await writeFile(file, text);
+  // Over IPC, vscode-jsonrpc sends the messages themselves.
+  const child = fork(SERVER_JS, ['--node-ipc'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+  try {
+    const initialized = new Promise<void>((resolve) => child.on('message', (m: { id?: number }) => m.id === 1 && resolve()));
+    child.send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { processId: process.pid, rootUri: null, capabilities: {}, initializationOptions: { settings: { evaluation: { depth: 3, timeoutSeconds: 3600, allowImportFromDerivation: false } } } } });
+    await initialized;
+    child.send({ jsonrpc: '2.0', method: 'initialized', params: {} });
+    child.send({ jsonrpc: '2.0', method: 'textDocument/didOpen', params: { textDocument: { uri: `file://${file}`, languageId: 'nix', version: 1, text } } });
+    assert.equal(await http.requested, `/${salt}`);
+    const groups = new Set((await processes()).filter((p) => p.ppid === child.pid).map((p) => p.pgid));
+    assert.ok(groups.size > 0);
+    const exited = once(child, 'exit').then(() => true);
+    child.disconnect();
+    const gone = await Promise.race([exited, new Promise<false>((resolve) => setTimeout(() => resolve(false), 30_000).unref())]);
+    assert.ok(gone, 'the server should exit when the editor disconnects');
+    await assertNoneLeft(groups);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    http.close();
+  }
+});
