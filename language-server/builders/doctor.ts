@@ -966,7 +966,9 @@ export async function checkAll(builders: readonly BuilderInfo[], deps: DoctorDep
   const check = async (b: BuilderInfo, i: number) => {
     let h: BuilderHealth;
     try {
-      h = await checkBuilder(b, deps);
+      // Each builder listens on a signal of its own that follows the caller's: every step of every
+      // builder on the one signal would pass Node's 10 listeners (MaxListenersExceededWarning).
+      h = await checkBuilder(b, deps.signal ? { ...deps, signal: AbortSignal.any([deps.signal]) } : deps);
     } catch (e) {
       // checkBuilder does not throw; this is the last line of defence, not a code path.
       const reason = `internal error: ${(e as Error).message}`;

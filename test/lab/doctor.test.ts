@@ -536,6 +536,24 @@ test('every state at once: checkAll runs the builders in parallel', async () => 
   console.log(`${all.length} builders in parallel: ${report.durationMs} ms`);
 });
 
+test('twelve builders at once under one signal (as the server passes it): no MaxListenersExceededWarning', async () => {
+  // Every step of every builder listens on the signal: all on the one signal would pass Node's
+  // limit of 10 listeners and print a warning on the server's stderr.
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => void warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  try {
+    const many = Array.from({ length: 12 }, (_, i) => labBuilder(i % 2 ? 'b1' : 'b2'));
+    const report = await checkAll(many, { ...deps, signal: new AbortController().signal });
+    assert.deepEqual(report.builders.map((h) => h.status), many.map(() => 'ok'));
+    // Warnings are emitted on the next tick.
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    process.off('warning', onWarning);
+  }
+  assert.deepEqual(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning')), []);
+});
+
 test('ssh-ng builders: Nix starts nix-daemon --stdio, so that is the program checked', async () => {
   const b1 = lab.builder('b1');
   const ng = builderOf(b1.machinesLine.replace('ssh://b1', 'ssh-ng://b1'));
