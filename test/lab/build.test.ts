@@ -141,10 +141,9 @@ function clientProcessesMentioning(needles: string[], exclude: Set<number>): str
 }
 
 test('cancelling a long build through the AbortSignal leaves no nix/ssh process of it', async () => {
-  const drv = await instantiate(saltedDerivation({ system: 'x86_64-linux', name: 'long-build', seconds: 30 }));
+  const drv = await instantiate(saltedDerivation({ system: 'x86_64-linux', name: 'long-build', seconds: 600 }));
   const controller = new AbortController();
   let sawBuilding = false;
-  const started = Date.now();
   const outcome = runBuild(nix, {
     drvPaths: [drv],
     builders: builders('b1'),
@@ -161,7 +160,7 @@ test('cancelling a long build through the AbortSignal leaves no nix/ssh process 
   assert.ok(sawBuilding, 'the build started');
   assert.equal(o.status, 'cancelled');
   assert.equal(drvOf(o.snapshot, drv).state, 'cancelled');
-  assert.ok(Date.now() - started < 20_000, 'cancelled well before the 30 s build would end');
+  // The build sleeps 600 s: ending at all, as cancelled, means the cancel stopped it (no clock needed).
   // The process group gets SIGTERM, SIGKILL after the grace period: poll until nothing is left.
   const labPids = new Set(lab.processIds());
   let left: string[] = [];
@@ -171,7 +170,7 @@ test('cancelling a long build through the AbortSignal leaves no nix/ssh process 
     await sleep(100);
   }
   assert.deepEqual(left, [], 'no client process of the build is left');
-  // And on the builder: its `nix-store --serve` and the build (/bin/sleep 30) went with the connection.
+  // And on the builder: its `nix-store --serve` and the build (/bin/sleep 600) went with the connection.
   const cmdline = (pid: number) => {
     try {
       return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
@@ -181,7 +180,7 @@ test('cancelling a long build through the AbortSignal leaves no nix/ssh process 
   };
   let remote: string[] = [];
   for (let i = 0; i < 50; i++) {
-    remote = lab.processIds().map(cmdline).filter((c) => c.includes('--serve') || c.includes('/bin/sleep 30'));
+    remote = lab.processIds().map(cmdline).filter((c) => c.includes('--serve') || c.includes('/bin/sleep 600'));
     if (remote.length === 0) break;
     await sleep(100);
   }
