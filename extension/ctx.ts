@@ -34,11 +34,14 @@ import { BuildDecorations, BuildsView } from './views/buildsView';
 import { BuildStore } from './buildState';
 import { BUILD_LOG_SCHEME, BuildLogDocuments } from './views/buildLogDocument';
 import { BuildTaskProvider, TASK_TYPE } from './tasks';
+import { RedactingChannel } from './redact';
 
 const STOP_TIMEOUT_MS = 5000;
 
 export class Ctx implements vscode.Disposable {
   readonly log: vscode.LogOutputChannel;
+  /** The log channel as the language client's trace channel, with the values of nixBuilders.env blanked. */
+  private readonly trace: RedactingChannel;
   private readonly buildersView: BuildersView;
   private readonly buildersTree: vscode.TreeView<unknown>;
   private checkedOnce = false;
@@ -59,6 +62,7 @@ export class Ctx implements vscode.Disposable {
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.log = vscode.window.createOutputChannel('Nix Builders', { log: true });
+    this.trace = new RedactingChannel(this.log);
     this.buildersView = new BuildersView(() => this.listBuilders());
     this.buildersTree = vscode.window.createTreeView('nixBuilders.builders', { treeDataProvider: this.buildersView, showCollapseAll: true });
     this.buildDecorations = new BuildDecorations(vscode.Uri.joinPath(context.extensionUri, 'media'), this.builds);
@@ -84,7 +88,10 @@ export class Ctx implements vscode.Disposable {
       }),
       ...registerCommands(this),
       vscode.workspace.onDidChangeConfiguration((e) => {
-        if (affectsServer(e)) this.buildersView.refresh();
+        if (affectsServer(e)) {
+          this.trace.addSecrets(serverSettings().env);
+          this.buildersView.refresh();
+        }
       }),
       vscode.workspace.onDidGrantWorkspaceTrust(() => {
         void this.client?.sendNotification(Notifications.workspaceTrust, { trusted: true });
@@ -106,8 +113,10 @@ export class Ctx implements vscode.Disposable {
       run: { module, transport: TransportKind.ipc },
       debug: { module, transport: TransportKind.ipc, options: { execArgv: ['--nolazy', '--inspect=6009'] } },
     };
+    const settings = serverSettings();
+    this.trace.addSecrets(settings.env);
     const initializationOptions: InitializationOptions = {
-      settings: serverSettings(),
+      settings,
       workspaceTrusted: vscode.workspace.isTrusted,
     };
     const clientOptions: LanguageClientOptions = {
@@ -118,6 +127,8 @@ export class Ctx implements vscode.Disposable {
       synchronize: { configurationSection: 'nixBuilders' },
       initializationOptions,
       outputChannel: this.log,
+      // The trace (nixBuilders.trace.server) writes whole messages, settings included: never the env's values.
+      traceOutputChannel: this.trace,
     };
     const client = new LanguageClient('nixBuilders', 'Nix Builders', serverOptions, clientOptions);
     this.client = client;
