@@ -35,9 +35,9 @@ import { capabilitiesFor } from '../nix/version';
 import type { BuilderFacts, BuilderHealth, BuilderInfo, CheckId, CheckResult, CheckStatus, DoctorReport, PresentedHostKey } from '../protocol';
 import { fingerprintSha256, parseMachinesHostKey, type PublicKey } from '../remote/hostKeys';
 import { discoveryScript, nixSections, parseDiscovery, parseNixReport, sectionsScript, type Discovery, type NixReport } from '../remote/probe';
-import { resolveSshConfig, type EffectiveSshConfig } from '../remote/sshConfig';
-import { connectOpenSsh } from '../remote/openssh';
-import { connectSsh, isPinnable, type ConnectReport, type ReadFile, type SessionFailure } from '../remote/sshSession';
+import { resolveSshConfig, splitNixSshOpts, type EffectiveSshConfig } from '../remote/sshConfig';
+import { configFileOf, connectOpenSsh, type JumpHostReport } from '../remote/openssh';
+import { connectSsh, isPinnable, type ConnectReport, type HostKeyReport, type ReadFile, type SessionFailure } from '../remote/sshSession';
 import { forEachLimited } from '../util/pool';
 
 /** The checks of one builder, in the order they run and are shown. */
@@ -166,11 +166,70 @@ export interface ConnectContext {
   /** Column 3 names a file that does not exist. */
   sshKeyMissing?: boolean;
   agentSocket?: string;
+  /** `-F` of NIX_SSHOPTS, for the ssh commands of fixes. */
+  configFile?: string;
+}
+
+/** The jump host (OpenSSH fallback) whose key ssh refused, if one did. */
+const refusedJumpHost = (report: ConnectReport) => report.openssh?.jumpHosts?.find((j) => j.hostKey && !j.hostKey.accepted);
+
+/**
+ * A jump host's key that ssh refused. Column 8 is only for the builder itself (Nix writes it for
+ * the builder's name only): a jump host's key belongs in its known_hosts.
+ */
+function jumpHostKeyCheck(jump: JumpHostReport, hk: HostKeyReport, ctx: ConnectContext): CheckResult {
+  const { name } = ctx;
+  const j = jump.alias;
+  const p = hk.presented;
+  const keyFile = `/etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub`;
+  const files = jump.config.userKnownHostsFiles.concat(jump.config.globalKnownHostsFiles);
+  const compare = `Compare ${p.fingerprint} with the fingerprint on ${j} itself (\`ssh-keygen -lf ${keyFile}\`)`;
+  // ssh's own question, answered by the user after comparing, writes the line where ssh looks.
+  const pin = `run \`ssh ${ctx.configFile ? `-F ${ctx.configFile} ` : ''}-oStrictHostKeyChecking=ask ${j} true\` in a terminal and answer yes when it shows that fingerprint (it adds ${j}'s key under '${hk.lookupName}' to ${jump.config.userKnownHostsFiles[0] ?? 'the user known_hosts file'})`;
+  const via = `${name} is reached through the jump host ${j} (ProxyJump)`;
+  switch (hk.verdict.kind) {
+    case 'match':
+      return result('host-key', 'ok', `the jump host ${j}'s key matches`, 0);
+    case 'revoked':
+      return result('host-key', 'error', `the host key of the jump host ${j} is revoked`, 0, {
+        cause: `${via}; ${j} presented ${p.fingerprint}, which ${hk.verdict.entry.source}:${hk.verdict.entry.line} marks @revoked. Nix's ssh refuses it.`,
+        fix: `Give ${j} a new host key, then add it to its known_hosts.`,
+      });
+    case 'mismatch': {
+      const sources = [...new Set(hk.verdict.expected.map((e) => `${e.source}:${e.line}`))].join(', ');
+      return result('host-key', 'error', `the host key of the jump host ${j} has changed`, 0, {
+        cause: `${via}; ${j} presented ${p.type} ${p.fingerprint}, but ${sources || 'known_hosts'} expects another key. Either ${j} was reinstalled or its key regenerated, or someone is intercepting the connection. Nix's ssh refuses it ("REMOTE HOST IDENTIFICATION HAS CHANGED!").`,
+        fix: `${compare}. Only if it is ${p.fingerprint}, remove the old entry (\`ssh-keygen -R '${hk.lookupName}'${jump.config.userKnownHostsFiles[0] ? ` -f ${jump.config.userKnownHostsFiles[0]}` : ''}\`), then ${pin}.`,
+      });
+    }
+    case 'unknown': {
+      const strict = jump.config.strictHostKeyChecking;
+      const lenient = strict === 'no' || strict === 'accept-new';
+      const nixSays = lenient
+        ? `Nix's ssh would accept it unchecked on first use (StrictHostKeyChecking ${strict} for ${j}) and write it to known_hosts, so nobody would notice an impostor; the doctor does not, so it did not check ${name} behind it.`
+        : `Nix's ssh cannot ask anyone and fails with "Host key verification failed.".`;
+      const certNote = hk.certificateProblem ? ` Its host certificate is not accepted either: ${hk.certificateProblem}.` : '';
+      return result('host-key', lenient ? 'warning' : 'error', `the host key of the jump host ${j} is not known`, 0, {
+        cause: `${via}; ${j} presented ${p.type} ${p.fingerprint}, and no key for '${hk.lookupName}' is in its known_hosts files (${list(files)}).${certNote} ${nixSays}`,
+        fix: `${compare}; if they are equal, ${pin}.`,
+      });
+    }
+  }
+}
+
+/** `jump host b2: ssh-ed25519 SHA256:… matches file:line` for each jump host passed. */
+function jumpHostsDetail(report: ConnectReport): string {
+  return (report.openssh?.jumpHosts ?? [])
+    .map((j) => (j.hostKey?.verdict.kind === 'match' ? `; jump host ${j.alias}: ${j.hostKey.presented.type} ${j.hostKey.presented.fingerprint} matches ${j.hostKey.verdict.entry.source}:${j.hostKey.verdict.entry.line}` : ''))
+    .join('');
 }
 
 function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined, ctx: ConnectContext): CheckResult | undefined {
   const hk = report.hostKey;
   const { name, config } = ctx;
+  const jump = refusedJumpHost(report);
+  if (jump?.hostKey) return jumpHostKeyCheck(jump, jump.hostKey, ctx);
+  const jumpDetail = jumpHostsDetail(report);
   if (ctx.columnError) {
     const presented = hk ? `; the builder presents ${hk.presented.type} ${hk.presented.fingerprint}${isPinnable(hk.presented) ? `, whose column 8 value is ${hk.presented.machinesColumn}` : ''}` : '';
     return result('host-key', 'error', `column 8 of ${name}'s machines line is malformed`, hk?.durationMs ?? 0, {
@@ -210,10 +269,10 @@ function hostKeyCheck(report: ConnectReport, failure: SessionFailure | undefined
       const from = e.source.startsWith('/') ? `${e.source}:${e.line}` : e.source;
       if (hk.certificate) {
         return result('host-key', 'ok', `host certificate "${hk.certificate.id}" (${p.fingerprint}) is signed by ${hk.certificate.ca}, trusted by @cert-authority in ${from}`, hk.durationMs, {
-          detail: `looked up as '${hk.lookupName}'; checked by OpenSSH's ssh`,
+          detail: `looked up as '${hk.lookupName}'; checked by OpenSSH's ssh${jumpDetail}`,
         });
       }
-      return result('host-key', 'ok', `${p.type} ${p.fingerprint} matches ${from}`, hk.durationMs, { detail: `looked up as '${hk.lookupName}'` });
+      return result('host-key', 'ok', `${p.type} ${p.fingerprint} matches ${from}`, hk.durationMs, { detail: `looked up as '${hk.lookupName}'${jumpDetail}` });
     }
     case 'revoked':
       return result('host-key', 'error', `${name}'s host key is revoked`, hk.durationMs, {
@@ -342,8 +401,10 @@ export function connectChecks(report: ConnectReport, failure: SessionFailure | u
   return [tcpCheck(report, failure, ctx), hostKeyCheck(report, failure, ctx), authCheck(report, failure, ctx)].filter((c): c is CheckResult => c !== undefined);
 }
 
-/** Why later checks did not run, after a failed connection. */
-export function connectSkipReason(failure: SessionFailure, name: string): string {
+/** Why later checks did not run, after a failed connection (`report`: a jump host's key may be the cause). */
+export function connectSkipReason(failure: SessionFailure, name: string, report?: ConnectReport): string {
+  const jump = report && refusedJumpHost(report);
+  if (jump) return `the host key of the jump host ${jump.alias} is not verified: the doctor does not go through it`;
   switch (failure.kind) {
     case 'host-key-changed':
     case 'host-key-revoked':
@@ -649,7 +710,7 @@ export function builderFacts(config: EffectiveSshConfig | undefined, d: Discover
 // I/O
 
 function runnerOf(nix: Nix): ProcessRunner {
-  return { run: (req) => nix.run(req.file, req.args, { timeoutMs: req.timeoutMs, signal: req.signal, cwd: req.cwd, input: req.input }) };
+  return { run: (req) => nix.run(req.file, req.args, { timeoutMs: req.timeoutMs, signal: req.signal, cwd: req.cwd, input: req.input, env: req.env, unsetEnv: req.unsetEnv }) };
 }
 
 async function fileExists(file: string): Promise<boolean> {
@@ -705,6 +766,8 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
     else columnError = parsed.message;
   }
   const agentSocket = deps.nix.env.SSH_AUTH_SOCK ?? process.env.SSH_AUTH_SOCK;
+  const nixSshOpts = deps.nix.env.NIX_SSHOPTS ?? process.env.NIX_SSHOPTS;
+  const configFile = configFileOf(splitNixSshOpts(nixSshOpts));
   const ctx: ConnectContext = {
     name,
     uri: builder.uri,
@@ -715,6 +778,7 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
     // ssh expands a leading ~ of -i itself.
     ...(sshKey ? { sshKey, sshKeyMissing: !(await fileExists(sshKey.replace(/^~(?=\/|$)/, os.homedir()))) } : {}),
     ...(agentSocket ? { agentSocket } : {}),
+    ...(configFile !== undefined ? { configFile } : {}),
   };
   const connectOptions = {
     config,
@@ -735,7 +799,7 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
       runner: runnerOf(deps.nix),
       env: deps.nix.env,
       dest,
-      nixSshOpts: deps.nix.env.NIX_SSHOPTS ?? process.env.NIX_SSHOPTS,
+      nixSshOpts,
       reasons: conn.failure.reasons,
     });
   }
@@ -743,7 +807,7 @@ export async function checkBuilder(builder: BuilderInfo, deps: DoctorDeps): Prom
   const hk = conn.report.hostKey;
   const pin = hk && isPinnable(hk.presented) && (hk.verdict.kind !== 'match' || hk.columnNameMismatch || columnError) ? hk.presented : undefined;
   if (!conn.ok) {
-    return health(completeChecks(results, connectSkipReason(conn.failure, name)), builderFacts(config, undefined, undefined, undefined), pin);
+    return health(completeChecks(results, connectSkipReason(conn.failure, name, conn.report)), builderFacts(config, undefined, undefined, undefined), pin);
   }
 
   // 3. probes

@@ -1,7 +1,7 @@
 // The Nix CLI as the rest of the server sees it: finds `nix`, detects its version once per
 // settings change, chooses spellings from it and reads the effective configuration.
 import * as path from 'node:path';
-import { describeResult, type ProcessRunner, type RunResult } from './runner';
+import { describeResult, type ProcessRunner, type RunRequest, type RunResult } from './runner';
 import { capabilitiesFor, parseNixVersion, type NixCapabilities } from './version';
 import { parseConfigText, toNixConfig, type NixConfig } from './nixConf';
 
@@ -39,8 +39,9 @@ export class Nix {
     return this.settings.binDir ? path.join(this.settings.binDir, name) : name;
   }
 
-  run(file: string, args: readonly string[], opts: { timeoutMs: number; signal?: AbortSignal; onStderr?: (s: string) => void; cwd?: string; input?: string }) {
-    return this.runner.run({ file, args, env: this.settings.env, ...opts });
+  /** `opts.env` is added to the settings' env. */
+  run(file: string, args: readonly string[], opts: Pick<RunRequest, 'timeoutMs' | 'signal' | 'onStderr' | 'cwd' | 'input' | 'env' | 'unsetEnv'>) {
+    return this.runner.run({ file, args, ...opts, env: { ...this.settings.env, ...opts.env } });
   }
 
   /** Version and spellings, detected once per settings. */

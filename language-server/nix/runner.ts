@@ -20,6 +20,8 @@ export interface RunRequest {
   cwd?: string;
   /** Added to the server's environment. */
   env?: Readonly<Record<string, string>>;
+  /** Removed from the environment (the server's and `env`), e.g. DISPLAY for a child that must never open a window. */
+  unsetEnv?: readonly string[];
   input?: string;
   /** Milliseconds; 0 means no timeout. */
   timeoutMs: number;
@@ -145,7 +147,8 @@ export class ExecaRunner implements ProcessRunner {
     const { execa } = await loadExeca();
     const child = execa(req.file, [...req.args], {
       cwd: req.cwd,
-      env: req.env ? { ...req.env } : undefined,
+      // A variable set to undefined is left out of the child's environment.
+      env: req.env || req.unsetEnv ? { ...req.env, ...Object.fromEntries((req.unsetEnv ?? []).map((name) => [name, undefined])) } : undefined,
       extendEnv: true,
       input: req.input,
       stdin: req.input === undefined ? 'ignore' : undefined,

@@ -14,15 +14,27 @@
 //   StrictHostKeyChecking=yes     never accept (and write) an unknown key: the doctor does not log
 //                                 in to an unverified host; a lenient setting is judged from `ssh -G`;
 //   UpdateHostKeys=no             never write known_hosts;
+//   ControlMaster=no, ControlPath=none
+//                                 never use a connection master (`ControlMaster auto` of the user's
+//                                 config: its log would hold no handshake, and nothing would be
+//                                 checked) and never leave one behind (ControlPersist);
 //   ConnectTimeout                the doctor's TCP timeout.
+// The environment gets SSH_ASKPASS_REQUIRE=never and loses DISPLAY, WAYLAND_DISPLAY and
+// SSH_ASKPASS: no ssh started here (nor one a ProxyCommand of the user's starts) opens a window.
+//
+// ProxyJump: OpenSSH gives the inner ssh of a ProxyJump only -l, -p, -J, -F and -v, so the options
+// above would not reach the jump host (an `accept-new` jump host would get its key written to
+// known_hosts, an `ask` one would run SSH_ASKPASS). So the fallback replaces ProxyJump by the
+// equivalent ProxyCommand (jumpProxyCommand), whose ssh gets the same options and its own debug
+// log, and each jump host's key is judged like the builder's.
 import { mkdtemp, readFile as fsReadFile, rm, writeFile } from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ProcessRunner, RunResult } from '../nix/runner';
 import { blobKeyType, hostPatternsMatch, knownHostsLine, machinesColumnEntries, parseKnownHosts, privateKeyType, sshString, type KnownHostEntry, type PublicKey } from './hostKeys';
-import { REMOTE_COMMAND } from './shellQuote';
-import { splitNixSshOpts, type EffectiveSshConfig, type SshDestination } from './sshConfig';
+import { REMOTE_COMMAND, shellQuote } from './shellQuote';
+import { splitNixSshOpts, sshG, type EffectiveSshConfig, type SshDestination } from './sshConfig';
 import type {
   AuthAttempt,
   ConnectOutcome,
@@ -260,20 +272,53 @@ export interface OpenSshOptions {
 
 const COLUMN_LABEL = 'column 8 of the machines line';
 
-/** The ssh arguments for one run; `hostKeyFile`: the known_hosts file Nix writes for column 8. */
-export function opensshArgs(opts: Pick<OpenSshOptions, 'dest' | 'nixSshOpts' | 'timeouts'>, logFile: string, hostKeyFile: string | undefined): string[] {
+/** What every ssh of the fallback gets first (command-line options win over the ssh config), jump hosts' too. */
+const STRICT_OPTIONS = ['-oBatchMode=yes', '-oStrictHostKeyChecking=yes', '-oUpdateHostKeys=no', '-oControlMaster=no', '-oControlPath=none'];
+
+/** Added to the environment of every ssh of the fallback. */
+export const FALLBACK_ENV: Readonly<Record<string, string>> = { SSH_ASKPASS_REQUIRE: 'never' };
+/** Removed from it: what older clients (before SSH_ASKPASS_REQUIRE, OpenSSH 8.4) need to run SSH_ASKPASS. */
+export const FALLBACK_UNSET_ENV: readonly string[] = ['DISPLAY', 'WAYLAND_DISPLAY', 'SSH_ASKPASS'];
+
+const connectTimeout = (t: SshTimeouts) => `-oConnectTimeout=${Math.max(1, Math.ceil(t.tcpMs / 1000))}`;
+
+/** NIX_SSHOPTS without `-J`: ssh refuses -J after a ProxyCommand, and the jump chain replaces it. */
+function withoutJump(tokens: readonly string[]): string[] {
+  return tokens.filter((t, i) => !(t === '-J' || (t.startsWith('-J') && t.length > 2) || tokens[i - 1] === '-J'));
+}
+
+/** The ssh config file of `-F` in NIX_SSHOPTS (the last one, as ssh takes it), which OpenSSH also gives a jump host's ssh. */
+export function configFileOf(tokens: readonly string[]): string | undefined {
+  let file: string | undefined;
+  tokens.forEach((t, i) => {
+    if (t === '-F' && tokens[i + 1] !== undefined) file = tokens[i + 1];
+    else if (t.startsWith('-F') && t.length > 2) file = t.slice(2);
+  });
+  return file;
+}
+
+/**
+ * The ssh arguments for one run; `hostKeyFile`: the known_hosts file Nix writes for column 8;
+ * `proxyCommand`: the one that replaces the builder's ProxyJump (jumpProxyCommand).
+ */
+export function opensshArgs(
+  opts: Pick<OpenSshOptions, 'dest' | 'nixSshOpts' | 'timeouts'>,
+  logFile: string,
+  hostKeyFile: string | undefined,
+  proxyCommand?: string,
+): string[] {
   const { dest } = opts;
+  const nixSshOpts = splitNixSshOpts(opts.nixSshOpts);
   return [
-    '-oBatchMode=yes',
-    '-oStrictHostKeyChecking=yes',
-    '-oUpdateHostKeys=no',
-    `-oConnectTimeout=${Math.max(1, Math.ceil(opts.timeouts.tcpMs / 1000))}`,
+    ...STRICT_OPTIONS,
+    connectTimeout(opts.timeouts),
     '-oLogLevel=DEBUG1',
     '-E',
     logFile,
+    ...(proxyCommand !== undefined ? [`-oProxyCommand=${proxyCommand}`] : []),
     '-x',
     '-a',
-    ...splitNixSshOpts(opts.nixSshOpts),
+    ...(proxyCommand !== undefined ? withoutJump(nixSshOpts) : nixSshOpts),
     ...(dest.identityFile ? ['-i', dest.identityFile] : []),
     ...(hostKeyFile ? [`-oUserKnownHostsFile=${hostKeyFile}`] : []),
     '--',
@@ -282,14 +327,178 @@ export function opensshArgs(opts: Pick<OpenSshOptions, 'dest' | 'nixSshOpts' | '
   ];
 }
 
+// ---------------------------------------------------------------------------------------------
+// ProxyJump as a ProxyCommand that carries the fallback's options
+
+export interface JumpSpec {
+  user?: string;
+  host: string;
+  port?: number;
+}
+
+/**
+ * A ProxyJump value (as `ssh -G` prints it or as written: `[ssh://][user@]host[:port]`, comma
+ * separated, `[…]` around a numeric host) in connection order; undefined when malformed.
+ */
+export function parseProxyJump(value: string): JumpSpec[] | undefined {
+  const specs: JumpSpec[] = [];
+  for (const raw of value.split(',')) {
+    const item = raw.trim().replace(/^ssh:\/\//, '').replace(/\/$/, '');
+    const at = item.lastIndexOf('@');
+    const rest = item.slice(at + 1);
+    const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(rest) ?? /^([^:[\]]+)(?::(\d+))?$/.exec(rest);
+    if (!m || at === 0) return undefined;
+    const spec: JumpSpec = { host: m[1] as string };
+    if (at > 0) spec.user = item.slice(0, at);
+    if (m[2] !== undefined) spec.port = Number(m[2]);
+    specs.push(spec);
+  }
+  return specs;
+}
+
+const jumpLabel = (j: JumpSpec) => `${j.user !== undefined ? `${j.user}@` : ''}${j.host}${j.port !== undefined ? `:${j.port}` : ''}`;
+
+/** One jump host, with the ssh config its ssh uses. */
+export interface JumpHop {
+  spec: JumpSpec;
+  /** `[user@]host[:port]` as in ProxyJump. */
+  label: string;
+  config: EffectiveSshConfig;
+  /** The jump hosts before it, through which its ssh reaches it. */
+  via?: JumpHop;
+}
+
+/** A loop of ProxyJump configs would otherwise never end. */
+const MAX_JUMP_HOSTS = 16;
+const SSH_G_TIMEOUT_MS = 15_000;
+
+type JumpOptions = Pick<OpenSshOptions, 'runner' | 'env' | 'nixSshOpts' | 'signal' | 'sshBinary'>;
+
+/**
+ * The jump hosts of a ProxyJump value, each resolved with `ssh -G` as OpenSSH's inner ssh sees it
+ * (`-F` of NIX_SSHOPTS, -l, -p); returns the last one (next to the builder). As with OpenSSH, the
+ * hosts before it in the list are how it is reached; the first one is reached as its own config
+ * says (its own ProxyJump, followed here too, or ProxyCommand).
+ */
+export async function resolveJumpChain(specs: readonly JumpSpec[], opts: JumpOptions, depth = 0): Promise<{ ok: true; hop: JumpHop } | { ok: false; message: string; cancelled?: boolean }> {
+  const spec = specs[specs.length - 1];
+  if (spec === undefined) return { ok: false, message: 'ProxyJump names no host' };
+  if (depth >= MAX_JUMP_HOSTS) return { ok: false, message: `more than ${MAX_JUMP_HOSTS} jump hosts: does a ProxyJump of the ssh config lead back to itself?` };
+  const configFile = configFileOf(splitNixSshOpts(opts.nixSshOpts));
+  const args = [...(configFile !== undefined ? ['-F', configFile] : []), ...(spec.user !== undefined ? ['-l', spec.user] : []), ...(spec.port !== undefined ? ['-p', String(spec.port)] : []), '--', spec.host];
+  const resolved = await sshG(opts.runner, spec.host, args, { env: opts.env, timeoutMs: SSH_G_TIMEOUT_MS, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.sshBinary ? { sshBinary: opts.sshBinary } : {}) });
+  if (!resolved.ok) return resolved;
+  const hop: JumpHop = { spec, label: jumpLabel(spec), config: resolved.config };
+  const ownJump = resolved.config.proxyJump;
+  const before = specs.length > 1 ? specs.slice(0, -1) : ownJump !== undefined ? parseProxyJump(ownJump) : [];
+  if (before === undefined) return { ok: false, message: `the ProxyJump of the jump host ${hop.label} cannot be read: ${ownJump}` };
+  if (before.length > 0) {
+    const via = await resolveJumpChain(before, opts, depth + 1);
+    if (!via.ok) return via;
+    hop.via = via.hop;
+  }
+  return { ok: true, hop };
+}
+
+/** The hops of a chain in connection order (the first one is reached directly). */
+export function jumpHops(last: JumpHop): JumpHop[] {
+  const hops: JumpHop[] = [];
+  for (let h: JumpHop | undefined = last; h !== undefined; h = h.via) hops.unshift(h);
+  return hops;
+}
+
+/** A literal word of a ProxyCommand: `%` doubled (ssh expands %-tokens first), then quoted for /bin/sh. */
+const proxyWord = (value: string) => shellQuote(value.replace(/%/g, '%%'));
+
+export interface JumpCommandContext {
+  ssh: string;
+  /** `-F` of NIX_SSHOPTS: OpenSSH passes it on to a jump host's ssh. */
+  configFile?: string;
+  timeouts: SshTimeouts;
+  /** The debug log of that jump host's ssh. */
+  logFile: (hop: JumpHop) => string;
+  /** SHELL of the environment Nix's ssh runs in. */
+  userShell?: string;
+}
+
+/**
+ * The ProxyCommand that reaches the builder through `hop` as OpenSSH's ProxyJump does (`ssh [-l
+ * user] [-p port] [-J …] [-F file] -W '[%h]:%p' host`), with STRICT_OPTIONS, a debug log of its
+ * own, and the hops before it as a nested ProxyCommand built the same way instead of -J.
+ *
+ * ssh runs a ProxyCommand as `$SHELL -c 'exec <command>'` (sshconnect.c), and these words are
+ * quoted for /bin/sh (shellQuote), which fish reads differently (`\'` inside quotes). So the ssh
+ * that runs this command runs with SHELL=/bin/sh (see runSsh), which every ssh of the chain
+ * inherits; only a jump host whose own ssh config names a ProxyCommand (the user's, written for
+ * the user's shell) gets the user's SHELL back, with `env SHELL=…`, as Nix's ssh would run it.
+ */
+export function jumpProxyCommand(hop: JumpHop, ctx: JumpCommandContext): string {
+  const ownProxyCommand = hop.via === undefined && hop.config.proxyCommand !== undefined;
+  const words = [
+    ...(ownProxyCommand && ctx.userShell !== undefined ? ['env', `SHELL=${ctx.userShell}`] : []),
+    ctx.ssh,
+    ...STRICT_OPTIONS,
+    connectTimeout(ctx.timeouts),
+    '-oLogLevel=DEBUG1',
+    '-E',
+    ctx.logFile(hop),
+    ...(hop.via !== undefined ? [`-oProxyCommand=${jumpProxyCommand(hop.via, ctx)}`] : []),
+    ...(ctx.configFile !== undefined ? ['-F', ctx.configFile] : []),
+    ...(hop.spec.user !== undefined ? ['-l', hop.spec.user] : []),
+    ...(hop.spec.port !== undefined ? ['-p', String(hop.spec.port)] : []),
+    '-W',
+  ];
+  return [...words.map(proxyWord), "'[%h]:%p'", '--', proxyWord(hop.spec.host)].join(' ');
+}
+
+/** The ProxyCommand OpenSSH itself makes of the builder's ProxyJump, %h and %p expanded (for messages). */
+function openSshJumpCommand(config: EffectiveSshConfig, ssh: string, configFile: string | undefined): string {
+  const value = config.proxyJump ?? '';
+  const comma = value.lastIndexOf(',');
+  const last = parseProxyJump(value.slice(comma + 1))?.[0];
+  return [
+    ssh,
+    ...(last?.user !== undefined ? ['-l', last.user] : []),
+    ...(last?.port !== undefined ? ['-p', String(last.port)] : []),
+    ...(comma > 0 ? ['-J', value.slice(0, comma)] : []),
+    ...(configFile !== undefined ? ['-F', configFile] : []),
+    '-W',
+    `'[${config.hostName}]:${config.port}'`,
+    last?.host ?? value,
+  ].join(' ');
+}
+
+/** What a run of the fallback knows before it starts: the jump chain that replaces ProxyJump. */
+interface Plan {
+  jump?: { hop: JumpHop; display: string };
+}
+
+/** A jump host's part of a run. */
+interface JumpRun {
+  hop: JumpHop;
+  log: OpenSshLog;
+  text: string;
+}
+
 interface Run {
   result: RunResult;
   log: OpenSshLog;
   /** The column-8 file's path in the log (gone after the run). */
   hostKeyFile?: string;
+  /** In connection order. */
+  jumps: JumpRun[];
 }
 
-async function runSsh(opts: OpenSshOptions, script: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<Run> {
+/** A jump host as the report shows it. */
+export interface JumpHostReport {
+  /** As in ProxyJump (`[user@]host[:port]`). */
+  alias: string;
+  config: EffectiveSshConfig;
+  /** Its key as its ssh judged it; absent when it was not reached. */
+  hostKey?: HostKeyReport;
+}
+
+async function runSsh(opts: OpenSshOptions, plan: Plan, script: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<Run> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'nix-builders-ssh-'));
   try {
     const logFile = path.join(dir, 'ssh.log');
@@ -298,24 +507,39 @@ async function runSsh(opts: OpenSshOptions, script: string, timeoutMs: number, s
       hostKeyFile = path.join(dir, 'host-key');
       await writeFile(hostKeyFile, opts.machinesKeys.map((k) => `${knownHostsLine(opts.uriHost, k)}\n`).join(''));
     }
+    const ssh = opts.sshBinary ?? 'ssh';
+    const hops = plan.jump ? jumpHops(plan.jump.hop) : [];
+    const jumpLog = (hop: JumpHop) => path.join(dir, `jump-${hops.indexOf(hop) + 1}.log`);
+    const userShell = opts.env.SHELL ?? process.env.SHELL;
+    const configFile = configFileOf(splitNixSshOpts(opts.nixSshOpts));
+    const proxyCommand = plan.jump
+      ? jumpProxyCommand(plan.jump.hop, { ssh, timeouts: opts.timeouts, logFile: jumpLog, ...(configFile !== undefined ? { configFile } : {}), ...(userShell !== undefined ? { userShell } : {}) })
+      : undefined;
     const result = await opts.runner.run({
-      file: opts.sshBinary ?? 'ssh',
-      args: opensshArgs(opts, logFile, hostKeyFile),
-      env: { ...opts.env },
+      file: ssh,
+      args: opensshArgs(opts, logFile, hostKeyFile, proxyCommand),
+      // SHELL: the shell ssh runs our ProxyCommand with (see jumpProxyCommand).
+      env: { ...opts.env, ...FALLBACK_ENV, ...(proxyCommand !== undefined ? { SHELL: '/bin/sh' } : {}) },
+      unsetEnv: FALLBACK_UNSET_ENV,
       input: script,
       timeoutMs,
       signal,
     });
-    const text = await fsReadFile(logFile, 'utf8').catch(() => '');
-    return { result, log: parseOpenSshLog(text), ...(hostKeyFile ? { hostKeyFile } : {}) };
+    const read = (file: string) => fsReadFile(file, 'utf8').catch(() => '');
+    const text = await read(logFile);
+    const jumps = await Promise.all(hops.map(async (hop) => {
+      const hopText = await read(jumpLog(hop));
+      return { hop, log: parseOpenSshLog(hopText), text: hopText };
+    }));
+    return { result, log: parseOpenSshLog(text), jumps, ...(hostKeyFile ? { hostKeyFile } : {}) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-/** The known_hosts entry at file:line, as ssh read it. */
-async function entryAt(where: { file: string; line: number }, run: Run, opts: OpenSshOptions): Promise<KnownHostEntry | undefined> {
-  if (where.file === run.hostKeyFile) return machinesColumnEntries(opts.uriHost, opts.machinesKeys ?? [], COLUMN_LABEL)[where.line - 1];
+/** The known_hosts entry at file:line, as ssh read it (`hostKeyFile`: the column-8 file of the run). */
+async function entryAt(where: { file: string; line: number }, hostKeyFile: string | undefined, opts: OpenSshOptions): Promise<KnownHostEntry | undefined> {
+  if (where.file === hostKeyFile) return machinesColumnEntries(opts.uriHost, opts.machinesKeys ?? [], COLUMN_LABEL)[where.line - 1];
   try {
     const text = await (opts.readFile ?? ((p: string) => fsReadFile(p)))(where.file);
     return parseKnownHosts(text.toString('utf8'), where.file).entries.find((e) => e.line === where.line);
@@ -324,26 +548,87 @@ async function entryAt(where: { file: string; line: number }, run: Run, opts: Op
   }
 }
 
+/** The last lines of a log that are not debug output. */
 const lastLines = (text: string) =>
   text
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => l.length > 0)
+    .filter((l) => l.length > 0 && !l.startsWith('debug'))
     .slice(-3)
     .join(' / ');
 
+/**
+ * The host key of `config`'s host as ssh judged it in `log`, and the failure when ssh refused it
+ * (`who`: how messages name the host).
+ */
+async function judgeHostKey(
+  log: OpenSshLog,
+  config: EffectiveSshConfig,
+  who: string,
+  hostKeyFile: string | undefined,
+  opts: OpenSshOptions,
+): Promise<{ hk: HostKeyReport; failure?: SessionFailure } | undefined> {
+  if (!log.serverKey) return undefined;
+  // A certificate that is not trusted is checked as the plain key inside it (same fingerprint).
+  const trustedCertificate = log.certificate !== undefined && log.found?.ca === true;
+  const plainType = log.serverKey.type.replace(/-cert-v01@openssh\.com$/, '');
+  const presented: HostKeyFingerprint = { type: trustedCertificate ? log.serverKey.type : plainType, fingerprint: log.serverKey.fingerprint };
+  const hk: HostKeyReport = {
+    presented,
+    lookupName: config.hostKeyAlias ?? (config.port === 22 ? config.hostName : `[${config.hostName}]:${config.port}`),
+    verdict: { kind: 'unknown' },
+    usedMachinesColumn: hostKeyFile !== undefined,
+    filesRead: [],
+    badLines: [],
+    accepted: false,
+    durationMs: 0,
+  };
+  if (trustedCertificate && log.certificate) hk.certificate = { id: log.certificate.id, ca: log.certificate.ca };
+  if (log.certificate && !trustedCertificate) {
+    hk.certificateProblem = log.certificateProblem ?? `it is signed by the CA ${log.certificate.ca}, which no @cert-authority line for '${hk.lookupName}' trusts`;
+  }
+  const found = log.found ? await entryAt(log.found, hostKeyFile, opts) : undefined;
+  if (log.found && found) {
+    hk.verdict = { kind: 'match', entry: found };
+    hk.accepted = true;
+    return { hk };
+  }
+  if (log.hostKeyProblem === 'changed') {
+    const expected = (await Promise.all(log.offending.map((o) => entryAt(o, hostKeyFile, opts)))).filter((e): e is KnownHostEntry => e !== undefined);
+    hk.verdict = { kind: 'mismatch', expected, sameType: expected.some((e) => e.key.type === plainType) };
+    return { hk, failure: { kind: 'host-key-changed', presented, expected, message: `${who} presented the host key ${presented.fingerprint}, which is not the one ssh knows (REMOTE HOST IDENTIFICATION HAS CHANGED!)` } };
+  }
+  if (log.hostKeyProblem === 'revoked') return { hk, failure: { kind: 'host-key-revoked', presented, message: `ssh says the host key of ${who} (${presented.fingerprint}) is revoked` } };
+  if (!log.authenticated) return { hk, failure: { kind: 'host-key-unknown', presented, message: `ssh does not know the host key of ${who} (${presented.type} ${presented.fingerprint}) under '${hk.lookupName}'` } };
+  return { hk };
+}
+
 /** The connection report and, if ssh failed before running the script, why. */
-async function interpret(run: Run, opts: OpenSshOptions): Promise<{ report: ConnectReport; failure?: SessionFailure }> {
+async function interpret(run: Run, opts: OpenSshOptions, plan: Plan): Promise<{ report: ConnectReport; failure?: SessionFailure }> {
   const { log, result } = run;
   const { config } = opts;
   const alias = config.alias;
   const report: ConnectReport = { openssh: { reasons: [...opts.reasons] } };
   const address = `${config.hostName}:${config.port}`;
-  if (log.proxy ? log.handshakeStarted : log.connected) report.tcp = { ok: true, address, durationMs: 0, ...(log.proxy ? { via: log.proxy } : {}) };
+  const proxy = plan.jump?.display ?? log.proxy;
+  if (proxy ? log.handshakeStarted : log.connected) report.tcp = { ok: true, address, durationMs: 0, ...(proxy ? { via: proxy } : {}) };
   const fail = (failure: SessionFailure) => ({ report, failure });
   if (result.kind === 'cancelled') return fail({ kind: 'cancelled', message: `cancelled while talking to ${alias}` });
   if (result.kind === 'spawn-failed') {
     return fail({ kind: 'handshake-failed', message: result.code === 'ENOENT' ? 'the OpenSSH client (ssh) was not found: install openssh-client' : `ssh could not be started: ${result.message}` });
+  }
+  // The jump hosts, in connection order: the first one whose key ssh refused is the cause.
+  if (run.jumps.length > 0) {
+    const jumpHosts: JumpHostReport[] = [];
+    if (report.openssh) report.openssh.jumpHosts = jumpHosts;
+    for (const j of run.jumps) {
+      const jr: JumpHostReport = { alias: j.hop.label, config: j.hop.config };
+      jumpHosts.push(jr);
+      const judged = await judgeHostKey(j.log, j.hop.config, `the jump host ${j.hop.label}`, undefined, opts);
+      if (!judged) break;
+      jr.hostKey = judged.hk;
+      if (judged.failure) return fail(judged.failure);
+    }
   }
   if (log.connectError) {
     const e = log.connectError;
@@ -353,44 +638,18 @@ async function interpret(run: Run, opts: OpenSshOptions): Promise<{ report: Conn
     if (/unreachable|No route/i.test(e)) return fail({ kind: 'unreachable', message: `ssh: ${e}` });
     return fail({ kind: 'connection-lost', message: `ssh: ${e}` });
   }
-  if (log.proxy && !log.handshakeStarted) {
-    if (result.kind === 'timed-out') return fail({ kind: 'timed-out', phase: 'tcp', message: `ssh through \`${log.proxy}\` did not reach ${alias} within ${Math.round(result.timeoutMs / 1000)} s` });
-    const said = lastLines(result.stderr) || log.handshakeError || `ssh exited with ${result.kind === 'exit' ? result.exitCode : 0}`;
-    return fail({ kind: 'proxy-failed', proxy: log.proxy, message: said });
+  if (proxy && !log.handshakeStarted) {
+    if (result.kind === 'timed-out') return fail({ kind: 'timed-out', phase: 'tcp', message: `ssh through \`${proxy}\` did not reach ${alias} within ${Math.round(result.timeoutMs / 1000)} s` });
+    // The jump host that did not get through (its own ssh's log): the first not logged in, else the last.
+    const stuck = run.jumps.find((j) => !j.log.authenticated) ?? run.jumps[run.jumps.length - 1];
+    const jumpSaid = stuck ? lastLines(stuck.text) : '';
+    const said = (jumpSaid && `${stuck?.hop.label}: ${jumpSaid}`) || lastLines(result.stderr) || log.handshakeError || `ssh exited with ${result.kind === 'exit' ? result.exitCode : 0}`;
+    return fail({ kind: 'proxy-failed', proxy, message: said });
   }
-  if (log.serverKey) {
-    // A certificate that is not trusted is checked as the plain key inside it (same fingerprint).
-    const trustedCertificate = log.certificate !== undefined && log.found?.ca === true;
-    const plainType = log.serverKey.type.replace(/-cert-v01@openssh\.com$/, '');
-    const presented: HostKeyFingerprint = { type: trustedCertificate ? log.serverKey.type : plainType, fingerprint: log.serverKey.fingerprint };
-    const hk: HostKeyReport = {
-      presented,
-      lookupName: config.hostKeyAlias ?? (config.port === 22 ? config.hostName : `[${config.hostName}]:${config.port}`),
-      verdict: { kind: 'unknown' },
-      usedMachinesColumn: run.hostKeyFile !== undefined,
-      filesRead: [],
-      badLines: [],
-      accepted: false,
-      durationMs: 0,
-    };
-    if (trustedCertificate && log.certificate) hk.certificate = { id: log.certificate.id, ca: log.certificate.ca };
-    if (log.certificate && !trustedCertificate) {
-      hk.certificateProblem = log.certificateProblem ?? `it is signed by the CA ${log.certificate.ca}, which no @cert-authority line for '${hk.lookupName}' trusts`;
-    }
-    report.hostKey = hk;
-    const found = log.found ? await entryAt(log.found, run, opts) : undefined;
-    if (log.found && found) {
-      hk.verdict = { kind: 'match', entry: found };
-      hk.accepted = true;
-    } else if (log.hostKeyProblem === 'changed') {
-      const expected = (await Promise.all(log.offending.map((o) => entryAt(o, run, opts)))).filter((e): e is KnownHostEntry => e !== undefined);
-      hk.verdict = { kind: 'mismatch', expected, sameType: expected.some((e) => e.key.type === plainType) };
-      return fail({ kind: 'host-key-changed', presented, expected, message: `${alias} presented the host key ${presented.fingerprint}, which is not the one ssh knows (REMOTE HOST IDENTIFICATION HAS CHANGED!)` });
-    } else if (log.hostKeyProblem === 'revoked') {
-      return fail({ kind: 'host-key-revoked', presented, message: `ssh says the host key of ${alias} (${presented.fingerprint}) is revoked` });
-    } else if (!log.authenticated) {
-      return fail({ kind: 'host-key-unknown', presented, message: `ssh does not know the host key of ${alias} (${presented.type} ${presented.fingerprint}) under '${hk.lookupName}'` });
-    }
+  const judged = await judgeHostKey(log, config, alias, run.hostKeyFile, opts);
+  if (judged) {
+    report.hostKey = judged.hk;
+    if (judged.failure) return fail(judged.failure);
   } else if (!log.authenticated) {
     if (result.kind === 'timed-out') return fail({ kind: 'timed-out', phase: report.tcp ? 'handshake' : 'tcp', message: `ssh did not reach ${alias} within ${Math.round(result.timeoutMs / 1000)} s` });
     return fail({ kind: 'handshake-failed', message: `ssh: ${log.handshakeError ?? (lastLines(result.stderr) || 'no SSH handshake')}` });
@@ -416,28 +675,42 @@ const runTimeout = (t: SshTimeouts, extraMs: number) => t.tcpMs + t.handshakeMs 
  * script with a new ssh.
  */
 export async function connectOpenSsh(opts: OpenSshOptions): Promise<ConnectOutcome> {
-  const run = await runSsh(opts, '', runTimeout(opts.timeouts, 0), opts.signal);
-  const { report, failure } = await interpret(run, opts);
+  const plan: Plan = {};
+  const { proxyJump } = opts.config;
+  if (proxyJump !== undefined) {
+    const display = openSshJumpCommand(opts.config, opts.sshBinary ?? 'ssh', configFileOf(splitNixSshOpts(opts.nixSshOpts)));
+    const specs = parseProxyJump(proxyJump);
+    const chain = specs ? await resolveJumpChain(specs, opts) : { ok: false as const, message: `ProxyJump ${proxyJump} cannot be read` };
+    const report: ConnectReport = { openssh: { reasons: [...opts.reasons] } };
+    if (!chain.ok && chain.cancelled) return { ok: false, report, failure: { kind: 'cancelled', message: `cancelled while talking to ${opts.config.alias}` } };
+    if (!chain.ok) return { ok: false, report, failure: { kind: 'proxy-failed', proxy: display, message: chain.message } };
+    plan.jump = { hop: chain.hop, display };
+  }
+  const run = await runSsh(opts, plan, '', runTimeout(opts.timeouts, 0), opts.signal);
+  const { report, failure } = await interpret(run, opts, plan);
   if (failure) return { ok: false, report, failure };
-  return { ok: true, report, session: new OpenSshSession(opts) };
+  return { ok: true, report, session: new OpenSshSession(opts, plan) };
 }
 
 /** Scripts run by one ssh each (a new connection every time, checked like the first). */
 export class OpenSshSession implements RemoteSession {
   readonly alias: string;
 
-  constructor(private readonly opts: OpenSshOptions) {
+  constructor(
+    private readonly opts: OpenSshOptions,
+    private readonly plan: Plan,
+  ) {
     this.alias = opts.config.alias;
   }
 
   async run(script: string, exec: ExecOptions): Promise<ExecResult> {
     const started = performance.now();
-    const run = await runSsh(this.opts, script, runTimeout(this.opts.timeouts, exec.timeoutMs), exec.signal);
+    const run = await runSsh(this.opts, this.plan, script, runTimeout(this.opts.timeouts, exec.timeoutMs), exec.signal);
     const { result } = run;
     const out = { stdout: result.stdout, stderr: result.stderr, durationMs: performance.now() - started };
     if (result.kind === 'cancelled') return { kind: 'cancelled', ...out };
     if (result.kind === 'timed-out') return { kind: 'timed-out', ...out };
-    const { failure } = await interpret(run, this.opts);
+    const { failure } = await interpret(run, this.opts, this.plan);
     if (failure || !run.log.authenticated) return { kind: 'failed', message: failure?.message ?? 'ssh did not log in', ...out };
     const code = run.log.exitStatus ?? (result.kind === 'ok' ? 0 : result.kind === 'exit' ? result.exitCode : undefined);
     return { kind: 'exit', code, ...out };

@@ -159,7 +159,11 @@ export async function resolveSshConfig(runner: ProcessRunner, dest: SshDestinati
   const invalid = invalidDestination(dest);
   if (invalid) return { ok: false, message: `${invalid}: refusing to pass it to ssh` };
   const nixSshOpts = opts.env.NIX_SSHOPTS ?? process.env.NIX_SSHOPTS;
-  const args = sshGArgs(dest, nixSshOpts);
+  return sshG(runner, dest.host, sshGArgs(dest, nixSshOpts), opts);
+}
+
+/** `ssh -G <args>` through the process runner, for the host `alias` that args name. */
+export async function sshG(runner: ProcessRunner, alias: string, args: string[], opts: ResolveOptions): Promise<ResolveOutcome> {
   const ssh = opts.sshBinary ?? 'ssh';
   const result = await runner.run({ file: ssh, args: ['-G', ...args], env: { ...opts.env }, timeoutMs: opts.timeoutMs, signal: opts.signal });
   if (result.kind === 'cancelled') return { ok: false, message: 'cancelled', cancelled: true };
@@ -172,5 +176,5 @@ export async function resolveSshConfig(runner: ProcessRunner, dest: SshDestinati
     return { ok: false, message };
   }
   const ctx = opts.expand ?? { home: os.homedir(), localUser: os.userInfo().username };
-  return { ok: true, config: parseSshG(result.stdout, dest.host, ctx), args };
+  return { ok: true, config: parseSshG(result.stdout, alias, ctx), args };
 }

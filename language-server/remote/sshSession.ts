@@ -29,7 +29,7 @@ import {
   type PublicKey,
 } from './hostKeys';
 import type { HostKeyFingerprint, PresentedHostKey } from '../protocol';
-import { agentKeyTypes, identityKeyType, opensshOnlyLogins, opensshOnlyReasons } from './openssh';
+import { agentKeyTypes, identityKeyType, opensshOnlyLogins, opensshOnlyReasons, type JumpHostReport } from './openssh';
 import { REMOTE_COMMAND } from './shellQuote';
 import type { EffectiveSshConfig } from './sshConfig';
 
@@ -112,8 +112,8 @@ export interface AuthReport {
 export interface ConnectReport {
   /** `via`: the proxy command that reached the address. */
   tcp?: { ok: boolean; address: string; via?: string; durationMs: number };
-  /** Set when OpenSSH's ssh did the checks, with the reasons ssh2 could not. */
-  openssh?: { reasons: string[] };
+  /** Set when OpenSSH's ssh did the checks, with the reasons ssh2 could not, and the jump hosts it went through. */
+  openssh?: { reasons: string[]; jumpHosts?: JumpHostReport[] };
   hostKey?: HostKeyReport;
   auth?: AuthReport;
 }

@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as net from 'node:net';
@@ -714,4 +714,153 @@ test('an ssh agent holding only a security key (sk-ssh-ed25519): ssh2 cannot use
   } finally {
     skAgent.kill();
   }
+});
+
+/** Every ssh connection master (and socket) whose ControlPath starts with `prefix`. */
+function muxLeftovers(prefix: string): { sockets: string[]; pids: number[] } {
+  const dir = path.dirname(prefix);
+  const sockets = readdirSync(dir)
+    .map((f) => path.join(dir, f))
+    .filter((f) => f.startsWith(prefix));
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let cmdline = '';
+    try {
+      cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    } catch {
+      continue; // ended meanwhile
+    }
+    // A master renames itself `ssh: <ControlPath> [mux]`.
+    if (cmdline.includes(prefix) || (cmdline.includes('[mux]') && cmdline.includes(lab.dir))) pids.push(Number(entry));
+  }
+  return { sockets, pids };
+}
+
+test('ControlMaster auto + ControlPersist in the ssh config: the OpenSSH fallback (BindAddress, ProxyJump) neither uses nor leaves a connection master, and says the same twice', async () => {
+  const b1 = lab.builder('b1');
+  const prefix = path.join(lab.dir, 'doctor-cm-');
+  const muxConfig = file('doctor-mux-ssh_config');
+  await writeFile(
+    muxConfig,
+    [
+      'Host *',
+      '  ControlMaster auto',
+      `  ControlPath ${prefix}%C`,
+      '  ControlPersist 60',
+      '',
+      hostBlock('bindaddr', b1.port, {}).replace('  BatchMode yes\n', '  BatchMode yes\n  BindAddress 127.0.0.1\n'),
+      readFileSync(sshConfig, 'utf8'),
+    ].join('\n'),
+  );
+  const withMux: DoctorDeps = { ...deps, nix: new Nix(new ExecaRunner(), { binDir: '', env: { ...nix.env, NIX_SSHOPTS: `-F ${muxConfig}` } }) };
+  const builders = [builderOf(line('bindaddr', { column8: b1.hostKeyBase64 })), builderOf(lab.behindJump.machinesLine)];
+  try {
+    for (const round of [1, 2]) {
+      const report = await checkAll(builders, withMux);
+      for (const h of report.builders) {
+        assert.match(check(h, 'tcp').detail ?? '', /checked with OpenSSH's ssh/, `round ${round}: ${h.name}`);
+        assertAllOk(h);
+      }
+    }
+    assert.deepEqual(muxLeftovers(prefix), { sockets: [], pids: [] });
+  } finally {
+    for (const pid of muxLeftovers(prefix).pids) process.kill(pid, 'SIGTERM');
+  }
+});
+
+/** A Host block that reaches b1 (as the jump host b2 names it) through `jump`, as the lab's b1-via-b2. */
+function behindJumpBlock(alias: string, jump: string): string {
+  return [
+    `Host ${alias}`,
+    `  HostName lab-b1-behind-b2`,
+    `  Port ${lab.builder('b1').port}`,
+    `  ProxyJump ${jump}`,
+    '  User root',
+    `  HostKeyAlias ${alias}`,
+    `  IdentityFile ${lab.clientKey}`,
+    '  IdentitiesOnly yes',
+    `  UserKnownHostsFile ${path.join(lab.dir, 'known_hosts')}`,
+    '  GlobalKnownHostsFile /dev/null',
+    '  StrictHostKeyChecking yes',
+    '  BatchMode yes',
+    '',
+  ].join('\n');
+}
+
+const behindJumpLine = (alias: string) => builderOf(lab.behindJump.machinesLine.replace(`ssh://${lab.behindJump.alias}`, `ssh://${alias}`));
+
+test('a jump host with an unknown key and StrictHostKeyChecking accept-new: reported as a host-key problem of that jump host, known_hosts untouched; once pinned, all ok', async () => {
+  const b2 = lab.builder('b2');
+  const b2Key = Buffer.from(b2.hostKeyBase64, 'base64').toString();
+  const jumpKnownHosts = file('doctor-jumpnew-known_hosts');
+  const before = `# the jump host's own known_hosts, without its key\nb1 ${Buffer.from(lab.builder('b1').hostKeyBase64, 'base64').toString()}\n`;
+  await writeFile(jumpKnownHosts, before);
+  const config = file('doctor-jumpnew-ssh_config');
+  await writeFile(
+    config,
+    [
+      hostBlock('jumpnew', b2.port, { knownHosts: jumpKnownHosts }).replace('StrictHostKeyChecking yes', 'StrictHostKeyChecking accept-new').replace('  BatchMode yes\n', ''),
+      behindJumpBlock('b1-via-jumpnew', 'jumpnew'),
+      // Two jump hosts: b1 (known), then jumpnew (from b1).
+      behindJumpBlock('b1-via-b1-jumpnew', 'b1,jumpnew'),
+      readFileSync(sshConfig, 'utf8'),
+    ].join('\n'),
+  );
+  const jumpDeps: DoctorDeps = { ...deps, nix: new Nix(new ExecaRunner(), { binDir: '', env: { ...nix.env, NIX_SSHOPTS: `-F ${config}` } }) };
+  const fp = fingerprintOf(b2.hostKeyBase64);
+  const report = await checkAll([behindJumpLine('b1-via-jumpnew'), behindJumpLine('b1-via-b1-jumpnew')], jumpDeps);
+  for (const h of report.builders) {
+    const hk = check(h, 'host-key');
+    assert.equal(hk.status, 'warning', show(h));
+    assert.equal(hk.summary, 'the host key of the jump host jumpnew is not known');
+    assert.equal(
+      hk.cause,
+      `${h.name} is reached through the jump host jumpnew (ProxyJump); jumpnew presented ssh-ed25519 ${fp}, and no key for 'jumpnew' is in its known_hosts files (${jumpKnownHosts}, /dev/null). Nix's ssh would accept it unchecked on first use (StrictHostKeyChecking accept-new for jumpnew) and write it to known_hosts, so nobody would notice an impostor; the doctor does not, so it did not check ${h.name} behind it.`,
+    );
+    assert.match(hk.fix ?? '', new RegExp(`^Compare ${escape(fp)} with the fingerprint on jumpnew itself .*run \`ssh -F ${escape(config)} -oStrictHostKeyChecking=ask jumpnew true\` in a terminal`));
+    assert.equal(check(h, 'ssh-auth').status, 'skipped');
+    assert.equal(check(h, 'ssh-auth').cause, 'the host key of the jump host jumpnew is not verified: the doctor does not go through it');
+  }
+  assert.equal(readFileSync(jumpKnownHosts, 'utf8'), before, 'the jump host key was written');
+  assert.equal(readFileSync(path.join(lab.dir, 'known_hosts'), 'utf8'), knownHostsBefore);
+
+  // Pinned (as ssh's own question would), both pass, and the jump hosts' verdicts are shown.
+  await writeFile(jumpKnownHosts, `${before}jumpnew ${b2Key}\n`);
+  const pinned = await checkAll([behindJumpLine('b1-via-jumpnew'), behindJumpLine('b1-via-b1-jumpnew')], jumpDeps);
+  for (const h of pinned.builders) assertAllOk(h);
+  const [one, two] = pinned.builders as [BuilderHealth, BuilderHealth];
+  assert.match(check(one, 'host-key').detail ?? '', new RegExp(`; jump host jumpnew: ssh-ed25519 ${escape(fp)} matches ${escape(jumpKnownHosts)}:3$`));
+  assert.match(check(two, 'host-key').detail ?? '', new RegExp(`; jump host b1: ssh-ed25519 ${escape(fingerprintOf(lab.builder('b1').hostKeyBase64))} matches ${escape(path.join(lab.dir, 'known_hosts'))}:1; jump host jumpnew: ssh-ed25519 ${escape(fp)} matches`));
+});
+
+test('DISPLAY and SSH_ASKPASS set, a jump host whose ssh would ask (StrictHostKeyChecking ask): SSH_ASKPASS never runs, through ProxyJump nor a ProxyCommand of the user', async () => {
+  const b2 = lab.builder('b2');
+  const marker = file('doctor-askpass-ran');
+  const askpass = file('doctor-askpass');
+  // It would answer yes: ssh would then accept the key and write it.
+  await writeFile(askpass, `#!/bin/sh\ntouch ${marker}\necho yes\n`, { mode: 0o755 });
+  const jumpKnownHosts = file('doctor-jumpask-known_hosts');
+  await writeFile(jumpKnownHosts, '');
+  const config = file('doctor-jumpask-ssh_config');
+  await writeFile(
+    config,
+    [
+      hostBlock('jumpask', b2.port, { knownHosts: jumpKnownHosts }).replace('StrictHostKeyChecking yes', 'StrictHostKeyChecking ask').replace('  BatchMode yes\n', ''),
+      behindJumpBlock('b1-via-jumpask', 'jumpask'),
+      behindJumpBlock('b1-proxycommand-jumpask', 'none').replace('  ProxyJump none\n', `  ProxyCommand ssh -F ${config} -W %h:%p jumpask\n`),
+      readFileSync(sshConfig, 'utf8'),
+    ].join('\n'),
+  );
+  const env = { ...nix.env, NIX_SSHOPTS: `-F ${config}`, DISPLAY: ':99', SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force' };
+  const askDeps: DoctorDeps = { ...deps, nix: new Nix(new ExecaRunner(), { binDir: '', env }) };
+  const [jump, command] = (await checkAll([behindJumpLine('b1-via-jumpask'), behindJumpLine('b1-proxycommand-jumpask')], askDeps)).builders as [BuilderHealth, BuilderHealth];
+  assert.equal(existsSync(marker), false, 'SSH_ASKPASS ran');
+  assert.equal(readFileSync(jumpKnownHosts, 'utf8'), '');
+  assert.equal(check(jump, 'host-key').status, 'error', show(jump));
+  assert.equal(check(jump, 'host-key').summary, 'the host key of the jump host jumpask is not known');
+  assert.match(check(jump, 'host-key').cause ?? '', /Nix's ssh cannot ask anyone and fails with "Host key verification failed\."\.$/);
+  // The user's own ProxyCommand gets no options of the doctor, only its environment.
+  assert.equal(check(command, 'tcp').status, 'error', show(command));
+  assert.match(check(command, 'tcp').cause ?? '', /Host key verification failed/);
 });

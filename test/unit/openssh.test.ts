@@ -236,6 +236,8 @@ test('ssh gets what Nix gives it (NIX_SSHOPTS, -i, column 8 as UserKnownHostsFil
     '-oBatchMode=yes',
     '-oStrictHostKeyChecking=yes',
     '-oUpdateHostKeys=no',
+    '-oControlMaster=no',
+    '-oControlPath=none',
     '-oConnectTimeout=5',
     '-oLogLevel=DEBUG1',
     '-E',
