@@ -8,10 +8,21 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import type { ProcessRunner, RunRequest } from '../../language-server/nix/runner';
+import { ExecaRunner, type ProcessRunner, type RunRequest } from '../../language-server/nix/runner';
 import { parseKnownHosts, parsePublicKeyLine, privateKeyType } from '../../language-server/remote/hostKeys';
-import { agentKeyTypes, connectOpenSsh, identityKeyType, opensshOnlyLogins, opensshOnlyReasons, parseOpenSshLog, type OpenSshOptions } from '../../language-server/remote/openssh';
-import { REMOTE_COMMAND } from '../../language-server/remote/shellQuote';
+import {
+  agentKeyTypes,
+  connectOpenSsh,
+  identityKeyType,
+  jumpProxyCommand,
+  opensshOnlyLogins,
+  opensshOnlyReasons,
+  parseOpenSshLog,
+  parseProxyJump,
+  type JumpHop,
+  type OpenSshOptions,
+} from '../../language-server/remote/openssh';
+import { REMOTE_COMMAND, shellQuote } from '../../language-server/remote/shellQuote';
 import { parseSshG } from '../../language-server/remote/sshConfig';
 import { writeSecurityKey } from '../lab/securityKey';
 
@@ -255,6 +266,10 @@ test('ssh gets what Nix gives it (NIX_SSHOPTS, -i, column 8 as UserKnownHostsFil
   ]);
   assert.equal(written, `b1 ${K1}\n`, 'column 8 under the URI host, as Nix writes it');
   assert.equal(requests[0]!.input, '');
+  // Never a window: askpass off, and what older clients need for it gone.
+  assert.equal(requests[0]!.env?.SSH_ASKPASS_REQUIRE, 'never');
+  assert.deepEqual(requests[0]!.unsetEnv, ['DISPLAY', 'WAYLAND_DISPLAY', 'SSH_ASKPASS']);
+  assert.equal(requests[0]!.env?.SHELL, undefined, 'no ProxyCommand of the doctor: SHELL as it is');
   const run = await conn.session.run('echo hi', { timeoutMs: 1000 });
   assert.equal(requests[1]!.input, 'echo hi');
   assert.equal(run.kind, 'exit');
@@ -315,4 +330,101 @@ test('TCP failures and a failing jump host map to the ssh2 failure kinds', async
     message: 'channel 0: open failed: connect failed: Connection refused / stdio forwarding failed',
   });
   assert.equal(jump.report.tcp, undefined);
+});
+
+test('ProxyJump values: hops in connection order, user@host:port, [numeric] hosts, ssh:// URIs', () => {
+  assert.deepEqual(parseProxyJump('b2'), [{ host: 'b2' }]);
+  assert.deepEqual(parseProxyJump('ssh://u@a:2222,root@[10.0.0.1]:22,[::1],b'), [{ user: 'u', host: 'a', port: 2222 }, { user: 'root', host: '10.0.0.1', port: 22 }, { host: '::1' }, { host: 'b' }]);
+  assert.equal(parseProxyJump('a,@b'), undefined);
+  assert.equal(parseProxyJump('a:b:c'), undefined);
+});
+
+/** The ProxyCommand as ssh runs it: %-tokens expanded, `exec ` in front, by `sh -c`; here with a `ssh` that prints its arguments. */
+function runAsSsh(command: string, host: string, port: number, printArgs: string): string[] {
+  const expanded = `exec ${command}`.replace(/%([%hp])/g, (_m, c: string) => (c === '%' ? '%' : c === 'h' ? host : String(port)));
+  const r = spawnSync('/bin/sh', ['-c', expanded.replace(/^exec (\S+)/, () => `exec ${shellQuote(printArgs)}`)], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.split('\0').slice(0, -1);
+}
+
+test('jump hosts get the strict options: a chain of ProxyCommands, each word exact after ssh\'s %-expansion and /bin/sh, the user\'s SHELL only for a hop with its own ProxyCommand', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "nbp-jump-%h 'q' "));
+  try {
+    const printArgs = path.join(dir, 'print-args');
+    writeFileSync(printArgs, '#!/bin/sh\nfor a in "$@"; do printf \'%s\\0\' "$a"; done\n', { mode: 0o755 });
+    const hop = (label: string, g: string, via?: JumpHop): JumpHop => ({ spec: parseProxyJump(label)![0]!, label, config: parseSshG(g, label, { home: '/root', localUser: 'root' }), ...(via ? { via } : {}) });
+    const first = hop('a', 'hostname 10.0.0.5\nport 22\nproxycommand nc -X 5 %h %p\n');
+    const last = hop('u@b:2200', 'hostname b.example.org\nport 2200\n', first);
+    const configFile = path.join(dir, 'ssh_config %p');
+    const ctx = { ssh: 'ssh', configFile, timeouts: { tcpMs: 5000, handshakeMs: 1, authMs: 1 }, logFile: (h: JumpHop) => path.join(dir, `${h.label}.log`), userShell: '/usr/bin/fish' };
+    const outer = runAsSsh(jumpProxyCommand(last, ctx), 'lab-b1', 22, printArgs);
+    const strict = ['-oBatchMode=yes', '-oStrictHostKeyChecking=yes', '-oUpdateHostKeys=no', '-oControlMaster=no', '-oControlPath=none', '-oConnectTimeout=5', '-oLogLevel=DEBUG1'];
+    assert.deepEqual(outer, [...strict, '-E', path.join(dir, 'u@b:2200.log'), `-oProxyCommand=${jumpProxyCommand(first, ctx)}`, '-F', configFile, '-l', 'u', '-p', '2200', '-W', '[lab-b1]:22', '--', 'b']);
+    // The hop before it, as b's ssh runs it: its own ProxyCommand (the user's) needs the user's shell.
+    const inner = runAsSsh(jumpProxyCommand(first, ctx), 'b.example.org', 2200, printArgs);
+    assert.deepEqual(inner, ['SHELL=/usr/bin/fish', 'ssh', ...strict, '-E', path.join(dir, 'a.log'), '-F', configFile, '-W', '[b.example.org]:2200', '--', 'a']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a jump host whose key ssh does not know: the failure names the jump host, -J leaves NIX_SSHOPTS, the ProxyCommand runs under /bin/sh', async () => {
+  const requests: RunRequest[] = [];
+  const jumpLog = `debug1: Connecting to 127.0.0.1 [127.0.0.1] port 39580.
+debug1: Connection established.
+debug1: Remote protocol version 2.0, remote software version OpenSSH_9.2p1 Debian-2+deb12u10
+debug1: Authenticating to 127.0.0.1:39580 as 'root'
+debug1: Server host key: ssh-ed25519 SHA256:wf2DF8ELmhZmk7Smi/w3tu41uiU9a/E83yo3xZ0gzGk
+No ED25519 host key is known for jumphost and you have requested strict checking.
+Host key verification failed.
+`;
+  const runner: ProcessRunner = {
+    run: async (req) => {
+      requests.push(req);
+      const out = { command: [req.file, ...req.args], stderr: '', durationMs: 1 };
+      if (req.args[0] === '-G') return { ...out, kind: 'ok', stdout: 'hostname 127.0.0.1\nport 39580\nuser root\nhostkeyalias jumphost\nuserknownhostsfile $LAB/jump_kh\nstricthostkeychecking accept-new\n' };
+      const proxy = req.args.find((a) => a.startsWith('-oProxyCommand=')) ?? '';
+      writeFileSync(/-E (\S+jump-1\.log)/.exec(proxy)![1]!, jumpLog);
+      writeFileSync(req.args[req.args.indexOf('-E') + 1]!, `debug1: Executing proxy command: exec ${proxy.slice('-oProxyCommand='.length)}\nkex_exchange_identification: Connection closed by remote host\n`);
+      return { ...out, kind: 'exit', stdout: '', exitCode: 255, signal: undefined };
+    },
+  };
+  const conn = await connectOpenSsh(options(runner, { config: config('proxyjump jumphost\n'), nixSshOpts: '-F $LAB/ssh_config -J jumphost', env: { SHELL: '/usr/bin/fish' } }));
+  assert.equal(conn.ok, false);
+  assert.deepEqual(!conn.ok && conn.failure, {
+    kind: 'host-key-unknown',
+    presented: { type: 'ssh-ed25519', fingerprint: 'SHA256:wf2DF8ELmhZmk7Smi/w3tu41uiU9a/E83yo3xZ0gzGk' },
+    message: "ssh does not know the host key of the jump host jumphost (ssh-ed25519 SHA256:wf2DF8ELmhZmk7Smi/w3tu41uiU9a/E83yo3xZ0gzGk) under 'jumphost'",
+  });
+  const jump = conn.report.openssh?.jumpHosts?.[0];
+  assert.equal(jump?.alias, 'jumphost');
+  assert.equal(jump?.config.strictHostKeyChecking, 'accept-new');
+  assert.equal(jump?.hostKey?.verdict.kind, 'unknown');
+  assert.deepEqual(requests[0]!.args, ['-G', '-F', '$LAB/ssh_config', '--', 'jumphost']);
+  const main = requests[1]!;
+  assert.equal(main.args.filter((a) => a === '-J' || a === 'jumphost').length, 0, main.args.join(' '));
+  assert.equal(main.env?.SHELL, '/bin/sh');
+  assert.equal(main.env?.SSH_ASKPASS_REQUIRE, 'never');
+});
+
+test('the environment ssh really gets (through the process runner): SSH_ASKPASS_REQUIRE=never, no DISPLAY, WAYLAND_DISPLAY nor SSH_ASKPASS, also when the server\'s own environment has them', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'nbp-openssh-env-'));
+  const saved = process.env.WAYLAND_DISPLAY;
+  process.env.WAYLAND_DISPLAY = 'wayland-1';
+  try {
+    const fakeSshBinary = path.join(dir, 'ssh');
+    const envFile = path.join(dir, 'env');
+    writeFileSync(fakeSshBinary, `#!/bin/sh\nenv > ${shellQuote(envFile)}\nexit 255\n`, { mode: 0o755 });
+    const env = { DISPLAY: ':99', SSH_ASKPASS: '/usr/bin/ssh-askpass', SSH_ASKPASS_REQUIRE: 'force', NBP_KEPT: 'yes' };
+    const conn = await connectOpenSsh(options(new ExecaRunner(), { env, sshBinary: fakeSshBinary }));
+    assert.equal(conn.ok, false);
+    const seen = readFileSync(envFile, 'utf8').split('\n');
+    assert.ok(seen.includes('SSH_ASKPASS_REQUIRE=never'));
+    assert.ok(seen.includes('NBP_KEPT=yes'));
+    assert.deepEqual(seen.filter((l) => /^(DISPLAY|WAYLAND_DISPLAY|SSH_ASKPASS)=/.test(l)), []);
+  } finally {
+    if (saved === undefined) delete process.env.WAYLAND_DISPLAY;
+    else process.env.WAYLAND_DISPLAY = saved;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
