@@ -182,39 +182,44 @@ function jumpHostKeyCheck(jump: JumpHostReport, hk: HostKeyReport, ctx: ConnectC
   const j = jump.alias;
   const p = hk.presented;
   const keyFile = `/etc/ssh/ssh_host_${p.type.replace(/^ssh-|-sha2-nistp\d+$/g, '')}_key.pub`;
-  const files = jump.config.userKnownHostsFiles.concat(jump.config.globalKnownHostsFiles);
   const compare = `Compare ${p.fingerprint} with the fingerprint on ${j} itself (\`ssh-keygen -lf ${keyFile}\`)`;
   // ssh's own question, answered by the user after comparing, writes the line where ssh looks.
-  const pin = `run \`ssh ${ctx.configFile ? `-F ${ctx.configFile} ` : ''}-oStrictHostKeyChecking=ask ${j} true\` in a terminal and answer yes when it shows that fingerprint (it adds ${j}'s key under '${hk.lookupName}' to ${jump.config.userKnownHostsFiles[0] ?? 'the user known_hosts file'})`;
+  const ssh = [
+    'ssh',
+    ...(ctx.configFile ? ['-F', ctx.configFile] : []),
+    '-oBatchMode=no',
+    '-oStrictHostKeyChecking=ask',
+    ...(jump.spec.port !== undefined ? ['-p', String(jump.spec.port)] : []),
+    `${jump.spec.user !== undefined ? `${jump.spec.user}@` : ''}${jump.spec.host}`,
+    'true',
+  ].join(' ');
+  const pin = `run \`${ssh}\` in a terminal and answer yes when it shows that fingerprint (it adds ${j}'s key under '${hk.lookupName}' to ${jump.config.userKnownHostsFiles[0] ?? 'the user known_hosts file'})`;
   const via = `${name} is reached through the jump host ${j} (ProxyJump)`;
-  switch (hk.verdict.kind) {
-    case 'match':
-      return result('host-key', 'ok', `the jump host ${j}'s key matches`, 0);
-    case 'revoked':
-      return result('host-key', 'error', `the host key of the jump host ${j} is revoked`, 0, {
-        cause: `${via}; ${j} presented ${p.fingerprint}, which ${hk.verdict.entry.source}:${hk.verdict.entry.line} marks @revoked. Nix's ssh refuses it.`,
-        fix: `Give ${j} a new host key, then add it to its known_hosts.`,
-      });
-    case 'mismatch': {
-      const sources = [...new Set(hk.verdict.expected.map((e) => `${e.source}:${e.line}`))].join(', ');
-      return result('host-key', 'error', `the host key of the jump host ${j} has changed`, 0, {
-        cause: `${via}; ${j} presented ${p.type} ${p.fingerprint}, but ${sources || 'known_hosts'} expects another key. Either ${j} was reinstalled or its key regenerated, or someone is intercepting the connection. Nix's ssh refuses it ("REMOTE HOST IDENTIFICATION HAS CHANGED!").`,
-        fix: `${compare}. Only if it is ${p.fingerprint}, remove the old entry (\`ssh-keygen -R '${hk.lookupName}'${jump.config.userKnownHostsFiles[0] ? ` -f ${jump.config.userKnownHostsFiles[0]}` : ''}\`), then ${pin}.`,
-      });
-    }
-    case 'unknown': {
-      const strict = jump.config.strictHostKeyChecking;
-      const lenient = strict === 'no' || strict === 'accept-new';
-      const nixSays = lenient
-        ? `Nix's ssh would accept it unchecked on first use (StrictHostKeyChecking ${strict} for ${j}) and write it to known_hosts, so nobody would notice an impostor; the doctor does not, so it did not check ${name} behind it.`
-        : `Nix's ssh cannot ask anyone and fails with "Host key verification failed.".`;
-      const certNote = hk.certificateProblem ? ` Its host certificate is not accepted either: ${hk.certificateProblem}.` : '';
-      return result('host-key', lenient ? 'warning' : 'error', `the host key of the jump host ${j} is not known`, 0, {
-        cause: `${via}; ${j} presented ${p.type} ${p.fingerprint}, and no key for '${hk.lookupName}' is in its known_hosts files (${list(files)}).${certNote} ${nixSays}`,
-        fix: `${compare}; if they are equal, ${pin}.`,
-      });
-    }
+  const v = hk.verdict;
+  if (v.kind === 'revoked') {
+    return result('host-key', 'error', `the host key of the jump host ${j} is revoked`, 0, {
+      cause: `${via}; ${j} presented ${p.fingerprint}, which ${v.entry.source}:${v.entry.line} marks @revoked. Nix's ssh refuses it.`,
+      fix: `Give ${j} a new host key, then add it to its known_hosts.`,
+    });
   }
+  if (v.kind === 'mismatch') {
+    const sources = [...new Set(v.expected.map((e) => `${e.source}:${e.line}`))].join(', ');
+    return result('host-key', 'error', `the host key of the jump host ${j} has changed`, 0, {
+      cause: `${via}; ${j} presented ${p.type} ${p.fingerprint}, but ${sources || 'known_hosts'} expects another key. Either ${j} was reinstalled or its key regenerated, or someone is intercepting the connection. Nix's ssh refuses it ("REMOTE HOST IDENTIFICATION HAS CHANGED!").`,
+      fix: `${compare}. Only if it is ${p.fingerprint}, remove the old entry (\`ssh-keygen -R '${hk.lookupName}'${jump.config.userKnownHostsFiles[0] ? ` -f ${jump.config.userKnownHostsFiles[0]}` : ''}\`), then ${pin}.`,
+    });
+  }
+  // Not known (a refused key is never a match).
+  const strict = jump.config.strictHostKeyChecking;
+  const lenient = strict === 'no' || strict === 'accept-new';
+  const nixSays = lenient
+    ? `Nix's ssh would accept it unchecked on first use (StrictHostKeyChecking ${strict} for ${j}) and write it to known_hosts, so nobody would notice an impostor; the doctor does not, so it did not check ${name} behind it.`
+    : `Nix's ssh cannot ask anyone and fails with "Host key verification failed.".`;
+  const certNote = hk.certificateProblem ? ` Its host certificate is not accepted either: ${hk.certificateProblem}.` : '';
+  return result('host-key', lenient ? 'warning' : 'error', `the host key of the jump host ${j} is not known`, 0, {
+    cause: `${via}; ${j} presented ${p.type} ${p.fingerprint}, and no key for '${hk.lookupName}' is in its known_hosts files (${list(jump.config.userKnownHostsFiles.concat(jump.config.globalKnownHostsFiles))}).${certNote} ${nixSays}`,
+    fix: `${compare}; if they are equal, ${pin}.`,
+  });
 }
 
 /** `jump host b2: ssh-ed25519 SHA256:… matches file:line` for each jump host passed. */

@@ -4,10 +4,10 @@
 // `*-cert-v01@openssh.com`), signs with no security key (sk-…), and lacks several ssh_config
 // options. For such hosts the doctor must not report an error where Nix's own ssh would succeed,
 // so it asks that ssh: `ssh <options Nix passes> host 'exec /bin/sh -s'` with the script on stdin,
-// through the process runner (argument arrays, never a local shell). The outcome is read from
-// ssh's own debug log (`-E file -oLogLevel=DEBUG1`, which holds only this ssh's messages: a
-// ProxyJump's inner ssh logs to stderr) and mapped onto the same report as an ssh2 connection, so
-// the checks say the same things either way.
+// through the process runner (argument arrays; only ssh itself runs a ProxyCommand through a
+// shell, see jumpProxyCommand). The outcome is read from ssh's own debug log (`-E file
+// -oLogLevel=DEBUG1`, which holds only this ssh's messages; each jump host's ssh has its own) and
+// mapped onto the same report as an ssh2 connection, so the checks say the same things either way.
 //
 // Options added to what Nix passes (`ssh host -x -a $NIX_SSHOPTS [-i col3] [-oUserKnownHostsFile=col8]`):
 //   BatchMode=yes                 never wait for a prompt;
@@ -493,6 +493,7 @@ interface Run {
 export interface JumpHostReport {
   /** As in ProxyJump (`[user@]host[:port]`). */
   alias: string;
+  spec: JumpSpec;
   config: EffectiveSshConfig;
   /** Its key as its ssh judged it; absent when it was not reached. */
   hostKey?: HostKeyReport;
@@ -622,7 +623,7 @@ async function interpret(run: Run, opts: OpenSshOptions, plan: Plan): Promise<{ 
     const jumpHosts: JumpHostReport[] = [];
     if (report.openssh) report.openssh.jumpHosts = jumpHosts;
     for (const j of run.jumps) {
-      const jr: JumpHostReport = { alias: j.hop.label, config: j.hop.config };
+      const jr: JumpHostReport = { alias: j.hop.label, spec: j.hop.spec, config: j.hop.config };
       jumpHosts.push(jr);
       const judged = await judgeHostKey(j.log, j.hop.config, `the jump host ${j.hop.label}`, undefined, opts);
       if (!judged) break;

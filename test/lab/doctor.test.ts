@@ -818,15 +818,21 @@ test('a jump host with an unknown key and StrictHostKeyChecking accept-new: repo
       hk.cause,
       `${h.name} is reached through the jump host jumpnew (ProxyJump); jumpnew presented ssh-ed25519 ${fp}, and no key for 'jumpnew' is in its known_hosts files (${jumpKnownHosts}, /dev/null). Nix's ssh would accept it unchecked on first use (StrictHostKeyChecking accept-new for jumpnew) and write it to known_hosts, so nobody would notice an impostor; the doctor does not, so it did not check ${h.name} behind it.`,
     );
-    assert.match(hk.fix ?? '', new RegExp(`^Compare ${escape(fp)} with the fingerprint on jumpnew itself .*run \`ssh -F ${escape(config)} -oStrictHostKeyChecking=ask jumpnew true\` in a terminal`));
+    assert.match(hk.fix ?? '', new RegExp(`^Compare ${escape(fp)} with the fingerprint on jumpnew itself .*run \`ssh -F ${escape(config)} -oBatchMode=no -oStrictHostKeyChecking=ask jumpnew true\` in a terminal`));
     assert.equal(check(h, 'ssh-auth').status, 'skipped');
     assert.equal(check(h, 'ssh-auth').cause, 'the host key of the jump host jumpnew is not verified: the doctor does not go through it');
   }
   assert.equal(readFileSync(jumpKnownHosts, 'utf8'), before, 'the jump host key was written');
   assert.equal(readFileSync(path.join(lab.dir, 'known_hosts'), 'utf8'), knownHostsBefore);
 
-  // Pinned (as ssh's own question would), both pass, and the jump hosts' verdicts are shown.
-  await writeFile(jumpKnownHosts, `${before}jumpnew ${b2Key}\n`);
+  // The fix, done as the user would (ssh asks, the user compares and answers yes): both pass, and
+  // the jump hosts' verdicts are shown.
+  const fixCommand = /run `([^`]+)` in a terminal/.exec(check(report.builders[0]!, 'host-key').fix ?? '')?.[1]?.split(' ') ?? [];
+  const yes = file('doctor-askpass-yes');
+  await writeFile(yes, '#!/bin/sh\necho yes\n', { mode: 0o755 });
+  const fixed = spawnSync(fixCommand[0]!, fixCommand.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DISPLAY: ':0', SSH_ASKPASS: yes, SSH_ASKPASS_REQUIRE: 'force' }, timeout: 20_000 });
+  assert.equal(fixed.status, 0, fixed.stderr);
+  assert.equal(readFileSync(jumpKnownHosts, 'utf8'), `${before}jumpnew ${b2Key}\n`);
   const pinned = await checkAll([behindJumpLine('b1-via-jumpnew'), behindJumpLine('b1-via-b1-jumpnew')], jumpDeps);
   for (const h of pinned.builders) assertAllOk(h);
   const [one, two] = pinned.builders as [BuilderHealth, BuilderHealth];
