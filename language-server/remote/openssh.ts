@@ -193,6 +193,23 @@ export interface OpenSshLog {
   exitStatus?: number;
 }
 
+/**
+ * A log line as ssh meant it: ssh writes its log through strnvis (VIS_SAFE|VIS_OCTAL), so a
+ * backslash is `\\\\` and every byte that is not printable ASCII (each byte of a UTF-8 name too)
+ * is `\\ooo`; a known_hosts path in the log must be the real file.
+ */
+export function unvis(line: string): string {
+  if (!line.includes('\\')) return line;
+  const bytes: Buffer[] = [];
+  let last = 0;
+  for (const m of line.matchAll(/\\(\\|[0-7]{3})/g)) {
+    bytes.push(Buffer.from(line.slice(last, m.index), 'utf8'), Buffer.from([m[1] === '\\' ? 0x5c : parseInt(m[1] as string, 8)]));
+    last = (m.index ?? 0) + m[0].length;
+  }
+  bytes.push(Buffer.from(line.slice(last), 'utf8'));
+  return Buffer.concat(bytes).toString('utf8');
+}
+
 /** Read what OpenSSH (9.x) logs at DEBUG1. Total: lines it does not know are skipped. */
 export function parseOpenSshLog(text: string): OpenSshLog {
   const log: OpenSshLog = { connected: false, handshakeStarted: false, offending: [], attempts: [], authenticated: false };
@@ -201,7 +218,7 @@ export function parseOpenSshLog(text: string): OpenSshLog {
     return m ? { file: m[1] as string, line: Number(m[2]) } : undefined;
   };
   for (const raw of text.split('\n')) {
-    const line = raw.trim();
+    const line = unvis(raw.trim());
     let m: RegExpExecArray | null;
     if ((m = /^debug1: Executing proxy command: (?:exec )?(.*)$/.exec(line))) log.proxy = m[1];
     else if (line === 'debug1: Connection established.') log.connected = true;
@@ -298,6 +315,15 @@ export function configFileOf(tokens: readonly string[]): string | undefined {
 }
 
 /**
+ * A path as the value of an -o option: ssh splits the value into words (argv_split: quotes,
+ * backslash escapes, `#`) and expands %-tokens in it; a plain path (the usual temporary folder)
+ * stays as it is.
+ */
+function optionPath(file: string): string {
+  return /^[A-Za-z0-9_@+:,./-]+$/.test(file) ? file : `"${file.replace(/%/g, '%%').replace(/[\\"]/g, '\\$&')}"`;
+}
+
+/**
  * The ssh arguments for one run; `hostKeyFile`: the known_hosts file Nix writes for column 8;
  * `proxyCommand`: the one that replaces the builder's ProxyJump (jumpProxyCommand).
  */
@@ -320,7 +346,7 @@ export function opensshArgs(
     '-a',
     ...(proxyCommand !== undefined ? withoutJump(nixSshOpts) : nixSshOpts),
     ...(dest.identityFile ? ['-i', dest.identityFile] : []),
-    ...(hostKeyFile ? [`-oUserKnownHostsFile=${hostKeyFile}`] : []),
+    ...(hostKeyFile ? [`-oUserKnownHostsFile=${optionPath(hostKeyFile)}`] : []),
     '--',
     dest.user ? `${dest.user}@${dest.host}` : dest.host,
     REMOTE_COMMAND,
@@ -407,8 +433,13 @@ export function jumpHops(last: JumpHop): JumpHop[] {
   return hops;
 }
 
-/** A literal word of a ProxyCommand: `%` doubled (ssh expands %-tokens first), then quoted for /bin/sh. */
-const proxyWord = (value: string) => shellQuote(value.replace(/%/g, '%%'));
+/**
+ * A literal word of a ProxyCommand: `%` doubled (ssh expands %-tokens first), then quoted for
+ * /bin/sh with shellQuote, except that a backslash is written `\\` between the quoted parts: ssh
+ * also splits an -o value into words (argv_split, where a backslash escapes `'`, `"` and `\` even
+ * inside quotes) and refuses it ("invalid quotes") when a quoted backslash seems to escape the quote.
+ */
+const proxyWord = (value: string) => value.replace(/%/g, '%%').split('\\').map(shellQuote).join('\\\\');
 
 export interface JumpCommandContext {
   ssh: string;
@@ -427,9 +458,10 @@ export interface JumpCommandContext {
  * own, and the hops before it as a nested ProxyCommand built the same way instead of -J.
  *
  * ssh runs a ProxyCommand as `$SHELL -c 'exec <command>'` (sshconnect.c), and these words are
- * quoted for /bin/sh (shellQuote), which fish reads differently (`\'` inside quotes). So the ssh
+ * quoted for /bin/sh (proxyWord). fish would read them alike (no backslash is ever inside quotes,
+ * where fish reads `\\` and `\'` as escapes), but nushell, elvish or xonsh would not; so the ssh
  * that runs this command runs with SHELL=/bin/sh (see runSsh), which every ssh of the chain
- * inherits; only a jump host whose own ssh config names a ProxyCommand (the user's, written for
+ * inherits. Only a jump host whose own ssh config names a ProxyCommand (the user's, written for
  * the user's shell) gets the user's SHELL back, with `env SHELL=…`, as Nix's ssh would run it.
  */
 export function jumpProxyCommand(hop: JumpHop, ctx: JumpCommandContext): string {

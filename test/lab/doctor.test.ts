@@ -870,3 +870,20 @@ test('DISPLAY and SSH_ASKPASS set, a jump host whose ssh would ask (StrictHostKe
   assert.equal(check(command, 'tcp').status, 'error', show(command));
   assert.match(check(command, 'tcp').cause ?? '', /Host key verification failed/);
 });
+
+test('a temporary folder with backslashes and quotes in its name, SHELL=/usr/bin/fish: ssh\'s -o parsing, its log\'s escaping and fish\'s quotes change nothing (ProxyJump)', async () => {
+  // ssh splits -o values on its own quoting rules and writes `\\` for a backslash in its log;
+  // fish reads `\\` and `\'` inside single quotes as escapes, /bin/sh does not.
+  const tmp = path.join(lab.dir, "doctor-tmp-ö-\\\\-\\'");
+  await mkdir(tmp);
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = tmp;
+  try {
+    const h = await checkBuilder(builderOf(lab.behindJump.machinesLine), { ...deps, nix: new Nix(new ExecaRunner(), { binDir: '', env: { ...nix.env, SHELL: '/usr/bin/fish' } }) });
+    assertAllOk(h);
+  } finally {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+    await rm(tmp, { recursive: true, force: true });
+  }
+});

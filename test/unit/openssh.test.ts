@@ -19,6 +19,7 @@ import {
   opensshOnlyReasons,
   parseOpenSshLog,
   parseProxyJump,
+  unvis,
   type JumpHop,
   type OpenSshOptions,
 } from '../../language-server/remote/openssh';
@@ -348,7 +349,8 @@ function runAsSsh(command: string, host: string, port: number, printArgs: string
 }
 
 test('jump hosts get the strict options: a chain of ProxyCommands, each word exact after ssh\'s %-expansion and /bin/sh, the user\'s SHELL only for a hop with its own ProxyCommand', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "nbp-jump-%h 'q' "));
+  // Quotes, %-tokens and backslashes, which ssh's own -o parsing also reads.
+  const dir = mkdtempSync(path.join(tmpdir(), "nbp-jump-%h 'q' \\\\-\\'\""));
   try {
     const printArgs = path.join(dir, 'print-args');
     writeFileSync(printArgs, '#!/bin/sh\nfor a in "$@"; do printf \'%s\\0\' "$a"; done\n', { mode: 0o755 });
@@ -357,6 +359,10 @@ test('jump hosts get the strict options: a chain of ProxyCommands, each word exa
     const last = hop('u@b:2200', 'hostname b.example.org\nport 2200\n', first);
     const configFile = path.join(dir, 'ssh_config %p');
     const ctx = { ssh: 'ssh', configFile, timeouts: { tcpMs: 5000, handshakeMs: 1, authMs: 1 }, logFile: (h: JumpHop) => path.join(dir, `${h.label}.log`), userShell: '/usr/bin/fish' };
+    // ssh accepts it as an -o value and keeps it as it is.
+    const g = spawnSync('ssh', ['-G', '-F', '/dev/null', `-oProxyCommand=${jumpProxyCommand(last, ctx)}`, 'x'], { encoding: 'utf8' });
+    assert.equal(g.status, 0, g.stderr);
+    assert.ok(g.stdout.split('\n').includes(`proxycommand ${jumpProxyCommand(last, ctx)}`), g.stdout);
     const outer = runAsSsh(jumpProxyCommand(last, ctx), 'lab-b1', 22, printArgs);
     const strict = ['-oBatchMode=yes', '-oStrictHostKeyChecking=yes', '-oUpdateHostKeys=no', '-oControlMaster=no', '-oControlPath=none', '-oConnectTimeout=5', '-oLogLevel=DEBUG1'];
     assert.deepEqual(outer, [...strict, '-E', path.join(dir, 'u@b:2200.log'), `-oProxyCommand=${jumpProxyCommand(first, ctx)}`, '-F', configFile, '-l', 'u', '-p', '2200', '-W', '[lab-b1]:22', '--', 'b']);
@@ -427,4 +433,11 @@ test('the environment ssh really gets (through the process runner): SSH_ASKPASS_
     else process.env.WAYLAND_DISPLAY = saved;
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('ssh\'s log escapes (strnvis VIS_SAFE|VIS_OCTAL): a backslash doubled, other bytes in octal, UTF-8 names too', () => {
+  assert.equal(unvis('debug1: Found key in /home/j\\303\\266rg/.ssh/known_hosts:3'), 'debug1: Found key in /home/jörg/.ssh/known_hosts:3');
+  assert.equal(unvis("debug1: Found key in /tmp/a\\\\\\\\-\\\\'/host-key:1"), "debug1: Found key in /tmp/a\\\\-\\'/host-key:1");
+  const log = parseOpenSshLog('debug1: Found key in /home/j\\303\\266rg/kh:1\n');
+  assert.deepEqual(log.found, { file: '/home/jörg/kh', line: 1, ca: false });
 });
