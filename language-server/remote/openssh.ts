@@ -299,9 +299,15 @@ export const FALLBACK_UNSET_ENV: readonly string[] = ['DISPLAY', 'WAYLAND_DISPLA
 
 const connectTimeout = (t: SshTimeouts) => `-oConnectTimeout=${Math.max(1, Math.ceil(t.tcpMs / 1000))}`;
 
-/** NIX_SSHOPTS without `-J`: ssh refuses -J after a ProxyCommand, and the jump chain replaces it. */
-function withoutJump(tokens: readonly string[]): string[] {
-  return tokens.filter((t, i) => !(t === '-J' || (t.startsWith('-J') && t.length > 2) || tokens[i - 1] === '-J'));
+/**
+ * NIX_SSHOPTS without what would undo STRICT_OPTIONS or clash with them: `-M` and `-S path` (they
+ * override ControlMaster/ControlPath of -o), and, when the jump chain replaces ProxyJump, `-J host`
+ * (ssh refuses -J after a ProxyCommand). Options bundled behind another flag (`-qM`) are not split.
+ */
+function withoutOverrides(tokens: readonly string[], jump: boolean): string[] {
+  const withArg = jump ? ['-S', '-J'] : ['-S'];
+  const drop = (t: string | undefined) => t === '-M' || t === '-MM' || (t !== undefined && withArg.some((o) => t.startsWith(o)));
+  return tokens.filter((t, i) => !drop(t) && !withArg.includes(tokens[i - 1] ?? ''));
 }
 
 /** The ssh config file of `-F` in NIX_SSHOPTS (the last one, as ssh takes it), which OpenSSH also gives a jump host's ssh. */
@@ -344,7 +350,7 @@ export function opensshArgs(
     ...(proxyCommand !== undefined ? [`-oProxyCommand=${proxyCommand}`] : []),
     '-x',
     '-a',
-    ...(proxyCommand !== undefined ? withoutJump(nixSshOpts) : nixSshOpts),
+    ...withoutOverrides(nixSshOpts, proxyCommand !== undefined),
     ...(dest.identityFile ? ['-i', dest.identityFile] : []),
     ...(hostKeyFile ? [`-oUserKnownHostsFile=${optionPath(hostKeyFile)}`] : []),
     '--',

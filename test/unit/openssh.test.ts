@@ -271,6 +271,11 @@ test('ssh gets what Nix gives it (NIX_SSHOPTS, -i, column 8 as UserKnownHostsFil
   assert.equal(requests[0]!.env?.SSH_ASKPASS_REQUIRE, 'never');
   assert.deepEqual(requests[0]!.unsetEnv, ['DISPLAY', 'WAYLAND_DISPLAY', 'SSH_ASKPASS']);
   assert.equal(requests[0]!.env?.SHELL, undefined, 'no ProxyCommand of the doctor: SHELL as it is');
+  // -M and -S in NIX_SSHOPTS would override ControlMaster=no / ControlPath=none.
+  const mux = fakeSsh(OPENSSH_9_2P1_LOGS.certok, { exitCode: 0 });
+  await connectOpenSsh(options(mux.runner, { nixSshOpts: '-F $LAB/ssh_config -M -S /tmp/cm-%C -Mq -oCompression=yes -S/tmp/cm2' }));
+  const muxArgs = mux.requests[0]!.args;
+  assert.deepEqual(muxArgs.slice(muxArgs.indexOf('-a') + 1, muxArgs.indexOf('-i')), ['-F', '$LAB/ssh_config', '-Mq', '-oCompression=yes']);
   const run = await conn.session.run('echo hi', { timeoutMs: 1000 });
   assert.equal(requests[1]!.input, 'echo hi');
   assert.equal(run.kind, 'exit');
