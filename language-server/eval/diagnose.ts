@@ -21,6 +21,7 @@ export type DiagnosticCode =
   | 'mandatory-features'
   | 'max-jobs-zero'
   | 'remote-only'
+  | 'dependency-no-builder'
   | 'attribute-error'
   | 'required-arguments';
 
@@ -36,6 +37,8 @@ export interface DerivationDiagnostic {
   attrPath: string[];
   /** For quick fixes: what a builder would need. */
   data?: { system: string; features: string[]; drvPath?: string };
+  /** Other places that explain it, e.g. a dependency's .drv file. */
+  related?: Array<{ file: string; message: string }>;
 }
 
 /**

@@ -7,16 +7,22 @@
 // Results also depend on the files the evaluation read (imports): when one of those changes (the
 // server watches them; a client may also say so with workspace/didChangeWatchedFiles) the results
 // that read it are dropped and the open documents that read it are evaluated again.
+//
+// Once published, the diagnostics are completed with the derivations' dependencies that nothing
+// can build (dependencies.ts): what is already known of them goes out with the first answer, the
+// rest is checked after it (one dry run per document version, cancelled by a newer one) and the
+// diagnostics are published again when it finds problems.
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DiagnosticSeverity, type Connection, type Diagnostic } from 'vscode-languageserver/node';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
 import type { Nix } from '../nix/nix';
 import type { BuildersListing } from '../protocol';
 import { splitBuilders, type BuildersIgnored } from '../builders/ignoredBuilders';
 import { FilesWatcher } from '../util/watch';
+import { DependencyCheck, dependencyDiagnostics, type DependencyProblem } from './dependencies';
 import { diagnoseDerivations, utf16Column, type DerivationDiagnostic } from './diagnose';
 import { evaluateDocument, type EvaluationOptions, type EvaluationResult } from './evaluator';
 import type { WalkerOutput } from './walker';
@@ -64,6 +70,9 @@ export class DocumentDiagnostics {
   private readonly cache = new Map<string, EvaluationResult>();
   private readonly inFlight = new Map<string, InFlight>();
   private readonly latest = new Map<string, DocumentEvaluation>();
+  private readonly dependencies: DependencyCheck;
+  /** The dependency check running for a document, until a newer version or its closing cancels it. */
+  private readonly dependencyChecks = new Map<string, AbortController>();
   private readonly watcher = new FilesWatcher((files) => void this.filesChanged(files.map((file) => ({ file, kind: 'changed' }))));
   /** The last seen state of each changed file, so that one change reported twice (by our watcher and the client) counts once. */
   private readonly seen = new Map<string, string>();
@@ -75,7 +84,9 @@ export class DocumentDiagnostics {
     /** An open document's results are out of date (a file it read changed): evaluate it again. */
     private readonly onStale: (uri: string) => void,
     private readonly debounceMs = 250,
-  ) {}
+  ) {
+    this.dependencies = new DependencyCheck(nix);
+  }
 
   /** A document was opened or changed: evaluate it after a pause, cancelling older work. */
   schedule(doc: TextDocument, delayMs = this.debounceMs): void {
@@ -97,6 +108,8 @@ export class DocumentDiagnostics {
   }
 
   private cancel(uri: string): void {
+    this.dependencyChecks.get(uri)?.abort();
+    this.dependencyChecks.delete(uri);
     const p = this.pending.get(uri);
     if (!p) return;
     if (p.timer) clearTimeout(p.timer);
@@ -116,7 +129,42 @@ export class DocumentDiagnostics {
     this.pending.delete(doc.uri);
     this.latest.set(doc.uri, evaluation);
     this.watchDependencies();
-    await this.connection.sendDiagnostics({ uri: doc.uri, version: doc.version, diagnostics: evaluation.diagnostics });
+    await this.publishWithDependencies(doc, evaluation);
+  }
+
+  /**
+   * Publish the evaluation's diagnostics with what is known of its derivations' dependencies; then
+   * check the others (one dry run for all of them) and, if they have problems, publish again.
+   */
+  private async publishWithDependencies(doc: TextDocument, evaluation: DocumentEvaluation): Promise<void> {
+    const output = evaluation.result.kind === 'ok' ? (evaluation.result.output as WalkerOutput) : undefined;
+    const drvPaths = output?.items.flatMap((i) => ('error' in i ? [] : [i.drvPath])) ?? [];
+    // Cancelled by a newer version or the document's closing from now on.
+    const abort = new AbortController();
+    this.dependencyChecks.set(doc.uri, abort);
+    const done = () => {
+      if (this.dependencyChecks.get(doc.uri) === abort) this.dependencyChecks.delete(doc.uri);
+    };
+    const ctx = await this.context();
+    if (abort.signal.aborted) return;
+    const { problems, unknown } = this.dependencies.known(drvPaths, ctx);
+    const publish = (found: ReadonlyMap<string, readonly DependencyProblem[]>) =>
+      this.connection.sendDiagnostics({
+        uri: doc.uri,
+        version: doc.version,
+        diagnostics: [...evaluation.diagnostics, ...dependencyDiagnostics(doc.getText(), output, found).map(lspDiagnostic)],
+      });
+    await publish(problems);
+    if (unknown.length === 0 || !ctx.listing.local) return done();
+    const checked = await this.dependencies.check(unknown, ctx, abort.signal);
+    done();
+    if (abort.signal.aborted || checked.kind === 'cancelled') return;
+    if (checked.kind === 'failed') {
+      this.connection.console.warn(`The dependencies of ${doc.uri} were not checked: ${checked.message}`);
+      return;
+    }
+    if ([...checked.problems.values()].every((list) => list.length === 0)) return;
+    await publish(new Map([...problems, ...checked.problems]));
   }
 
   /**
@@ -217,7 +265,7 @@ export class DocumentDiagnostics {
   }
 
   dispose(): void {
-    for (const uri of [...this.pending.keys()]) this.cancel(uri);
+    for (const uri of new Set([...this.pending.keys(), ...this.dependencyChecks.keys()])) this.cancel(uri);
     this.watcher.dispose();
   }
 }
@@ -234,6 +282,22 @@ function wordEnd(text: string, line: number, column: number): number {
   return column + Math.max(1, m ? m[0].length : 1);
 }
 
+function lspDiagnostic(d: DerivationDiagnostic): Diagnostic {
+  const diagnostic: Diagnostic = {
+    range: { start: { line: d.line, character: d.column }, end: { line: d.line, character: d.endColumn } },
+    severity: SEVERITY[d.severity],
+    source: DIAGNOSTIC_SOURCE,
+    code: d.code,
+    message: d.message,
+    data: { attrPath: d.attrPath, ...d.data },
+  };
+  if (d.related) {
+    const start = { line: 0, character: 0 };
+    diagnostic.relatedInformation = d.related.map((r) => ({ location: { uri: pathToFileURL(r.file).href, range: { start, end: start } }, message: r.message }));
+  }
+  return diagnostic;
+}
+
 export function toDiagnostics(text: string, result: EvaluationResult, ctx: DiagnosticsContext): Diagnostic[] {
   const atTop = (message: string, severity: DiagnosticSeverity, code: string): Diagnostic => ({
     range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } },
@@ -248,14 +312,7 @@ export function toDiagnostics(text: string, result: EvaluationResult, ctx: Diagn
       if (!local) return [];
       const { used, ignored } = splitBuilders(ctx.listing.builders, ctx.buildersIgnored);
       const notUsed = ctx.buildersIgnored && ignored.length > 0 ? { machines: ignored, ignored: ctx.buildersIgnored } : undefined;
-      return diagnoseDerivations(text, result.output as WalkerOutput, local, used, notUsed).map((d) => ({
-        range: { start: { line: d.line, character: d.column }, end: { line: d.line, character: d.endColumn } },
-        severity: SEVERITY[d.severity],
-        source: DIAGNOSTIC_SOURCE,
-        code: d.code,
-        message: d.message,
-        data: { attrPath: d.attrPath, ...d.data },
-      }));
+      return diagnoseDerivations(text, result.output as WalkerOutput, local, used, notUsed).map(lspDiagnostic);
     }
     case 'error': {
       const e = result.error;
