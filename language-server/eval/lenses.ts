@@ -63,7 +63,7 @@ export function hoverFor(d: DerivationInfo, preview: SchedulePreview | undefined
   return { contents: { kind: MarkupKind.Markdown, value: md.join('\n') } };
 }
 
-const NEEDS_A_BUILDER = new Set(['no-builder-system', 'no-builder-features', 'mandatory-features', 'max-jobs-zero']);
+const NEEDS_A_BUILDER = new Set(['no-builder-system', 'no-builder-features', 'mandatory-features', 'max-jobs-zero', 'dependency-no-builder']);
 
 /** Quick fixes for "nothing can build this": add a builder, or see why each machine is refused. */
 export function codeActionsFor(diagnostics: Diagnostic[]): CodeAction[] {

@@ -102,6 +102,9 @@ test("a dependency that nothing can build is an error on its dependent's attribu
   assert.equal(related.length, 1);
   assert.match(related[0]?.location.uri ?? '', /^file:\/\/\/nix\/store\/[0-9a-z]{32}-input-1\.drv$/);
   assert.equal(related[0]?.message, `top → input-1: requires x86_64-linux {${feature}}`);
+  // The quick fixes of a missing builder, for the dependency's system.
+  const actions = await client.request<Array<{ title: string }>>('textDocument/codeAction', { textDocument: { uri }, range: d.range, context: { diagnostics: [d] } });
+  assert.equal(actions[0]?.title, 'Add a builder for x86_64-linux…');
   // The evaluation's answer went out first, without the dependencies; then again with them.
   const all = published(client, uri);
   assert.equal(all.length, 2, JSON.stringify(all, null, 1));
