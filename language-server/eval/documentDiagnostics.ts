@@ -155,7 +155,7 @@ export class DocumentDiagnostics {
         diagnostics: [...evaluation.diagnostics, ...dependencyDiagnostics(doc.getText(), output, found).map(lspDiagnostic)],
       });
     await publish(problems);
-    if (unknown.length === 0 || !ctx.listing.local) return done();
+    if (unknown.length === 0 || !ctx.trusted || !ctx.listing.local) return done();
     const checked = await this.dependencies.check(unknown, ctx, abort.signal);
     done();
     if (abort.signal.aborted || checked.kind === 'cancelled') return;
