@@ -18,7 +18,8 @@ import {
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { Nix } from './nix/nix';
 import type { ProcessRunner } from './nix/runner';
-import { hostOf, userOf } from './builders/collect';
+import { userOf } from './builders/collect';
+import { storeHost } from './nix/storeUri';
 import {
   DEFAULT_SETTINGS,
   Notifications,
@@ -235,12 +236,12 @@ export class NixBuildersServer {
   }
 
   /** The derivations of an open document, evaluating it now if it was not yet. */
-  async derivations(uri: string, signal?: AbortSignal): Promise<DocumentDerivations> {
+  async derivations(uri: string, signal?: AbortSignal, opts: { fresh?: boolean } = {}): Promise<DocumentDerivations> {
     if (!this.workspaceTrusted) return { uri, state: 'untrusted', derivations: [] };
     // A file that is not open in the editor (a build task's) is read from disk.
     const doc = this.documents.get(uri) ?? (await readDocument(uri));
     if (!doc) return { uri, state: 'not-evaluated', derivations: [] };
-    const evaluation = await this.diagnostics.evaluate(doc, signal);
+    const evaluation = await this.diagnostics.evaluate(doc, signal, opts);
     if (signal?.aborted) throw new ResponseError(LSPErrorCodes.RequestCancelled, 'The request was cancelled.');
     return documentDerivations(doc, evaluation);
   }
@@ -306,7 +307,8 @@ export class NixBuildersServer {
   /** The derivations a build request names. */
   private async buildTargets(p: StartBuildParams): Promise<DerivationInfo[]> {
     if (!this.workspaceTrusted) throw new ResponseError(ErrorCodes.InvalidRequest, 'This workspace is not trusted: Nix Builders does not build its derivations.');
-    return buildTargets(p, p.uri !== undefined ? await this.derivations(p.uri) : undefined);
+    // Evaluated afresh: what is built must be what the files say now (sources too).
+    return buildTargets(p, p.uri !== undefined ? await this.derivations(p.uri, undefined, { fresh: true }) : undefined);
   }
 
   async codeLenses(uri: string, signal?: AbortSignal): Promise<CodeLens[]> {
@@ -330,7 +332,7 @@ export class NixBuildersServer {
     if (!parsed.machine) throw new ResponseError(ErrorCodes.InvalidParams, `Not a machines entry: ${parsed.error}`);
     const listing = await this.listBuilders();
     const machine = parsed.machine;
-    const builder = { ...machine, id: `probe:${machine.uri}`, name: hostOf(machine.uri), user: userOf(machine.uri), source: { label: 'new builder' } };
+    const builder = { ...machine, id: `probe:${machine.uri}`, name: storeHost(machine.uri), user: userOf(machine.uri), source: { label: 'new builder' } };
     return checkBuilder(builder, { nix: this.nix, signal: abortSignalOf(token), localSystem: listing.local?.system });
   }
 

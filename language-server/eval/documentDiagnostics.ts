@@ -49,9 +49,12 @@ interface InFlight {
   result: Promise<EvaluationResult>;
   abort: AbortController;
   waiting: number;
-  /** A file it may have read changed meanwhile: its result is not cached. */
-  stale: boolean;
+  /** Files that changed while it ran: when it read one of them, it is run again before it answers. */
+  changes: FileChange[];
 }
+
+/** Runs of one evaluation at most, when files it read keep changing while it runs. */
+const MAX_RUNS = 3;
 
 /** What a file change can invalidate: `changed` (its content) or `created`/`deleted` (a new or missing import, a readDir…). */
 export interface FileChange {
@@ -59,9 +62,15 @@ export interface FileChange {
   kind: 'changed' | 'created' | 'deleted';
 }
 
-/** Results that may not have read `changes`' files: only a successful one, when none of them is among its files. */
+/**
+ * Whether `result` may depend on `changes`: a created or deleted file may be a new or missing
+ * import of anything; a changed one counts for the results that read it (an evaluation error knows
+ * what it read too, and a timed-out one what it read until it was stopped). A result that knows
+ * nothing of its files (failed) depends on all.
+ */
 function dependsOn(result: EvaluationResult, changes: readonly FileChange[]): boolean {
-  if (result.kind !== 'ok') return true;
+  if (changes.length === 0) return false;
+  if (result.kind !== 'ok' && result.kind !== 'error' && result.kind !== 'timed-out') return true;
   return changes.some((c) => c.kind !== 'changed' || result.files.includes(c.file));
 }
 
@@ -75,7 +84,9 @@ export class DocumentDiagnostics {
   private readonly dependencyChecks = new Map<string, AbortController>();
   private readonly watcher = new FilesWatcher((files) => void this.filesChanged(files.map((file) => ({ file, kind: 'changed' }))));
   /** The last seen state of each changed file, so that one change reported twice (by our watcher and the client) counts once. */
-  private readonly seen = new Map<string, string>();
+  private seen = new Map<string, string>();
+  /** File changes are handled one batch after the other (each awaits the files' state). */
+  private changesHandled: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly connection: Connection,
@@ -171,7 +182,7 @@ export class DocumentDiagnostics {
    * Evaluate (or serve from the cache, or join the evaluation of the same text that is running)
    * and turn the result into diagnostics; undefined when `signal` cancelled it.
    */
-  async evaluate(doc: TextDocument, signal?: AbortSignal): Promise<DocumentEvaluation | undefined> {
+  async evaluate(doc: TextDocument, signal?: AbortSignal, opts: { fresh?: boolean } = {}): Promise<DocumentEvaluation | undefined> {
     if (!doc.uri.startsWith('file:')) return undefined;
     const ctx = await this.context();
     if (!ctx.trusted) return { version: doc.version, result: { kind: 'cancelled' }, diagnostics: [] };
@@ -180,21 +191,36 @@ export class DocumentDiagnostics {
     const key = createHash('sha256')
       .update(JSON.stringify([file, text, ctx.options, this.nix.env, ctx.listing.nix.version, ctx.listing.local, ctx.listing.builders]))
       .digest('hex');
-    const result = this.cache.get(key) ?? (await this.join(key, (s) => evaluateDocument(this.nix, file, text, ctx.options, s), signal));
+    // `fresh` (a build): not from the cache, nor joining a run that started before the request —
+    // a file the evaluation reads without parsing it (`src = ./src`, readFile) may have changed,
+    // and Nix does not name those.
+    const cached = opts.fresh ? undefined : this.cache.get(key);
+    const result = cached ?? (await this.join(key, (s) => evaluateDocument(this.nix, file, text, ctx.options, s), signal, opts.fresh));
     if (!result || result.kind === 'cancelled') return undefined;
     return { version: doc.version, result, diagnostics: toDiagnostics(text, result, ctx) };
   }
 
   /** The running evaluation of `key` (or a new one), until it ends or `signal` says this requester no longer waits. */
-  private join(key: string, start: (signal: AbortSignal) => Promise<EvaluationResult>, signal?: AbortSignal): Promise<EvaluationResult | undefined> {
+  private join(key: string, start: (signal: AbortSignal) => Promise<EvaluationResult>, signal?: AbortSignal, fresh = false): Promise<EvaluationResult | undefined> {
     if (signal?.aborted) return Promise.resolve(undefined);
-    let run = this.inFlight.get(key);
+    let run = fresh ? undefined : this.inFlight.get(key);
     if (!run) {
       const abort = new AbortController();
-      const result = start(abort.signal).then(
+      const started: InFlight = { abort, waiting: 0, changes: [], result: Promise.resolve({ kind: 'cancelled' }) };
+      // Run again while files it read changed during the run, so that no requester gets (and the
+      // cache never keeps) a result of a file's old content.
+      const evaluate = async (): Promise<EvaluationResult> => {
+        for (let runs = 1; ; runs++) {
+          started.changes = [];
+          const r = await start(abort.signal);
+          if (!dependsOn(r, started.changes) || abort.signal.aborted) return r;
+          if (runs === MAX_RUNS) return { kind: 'failed', message: `the files it reads kept changing while it was evaluated (${started.changes.map((c) => c.file).join(', ')})` };
+        }
+      };
+      started.result = evaluate().then(
         (r) => {
           if (this.inFlight.get(key) === started) this.inFlight.delete(key);
-          if (r.kind !== 'failed' && r.kind !== 'cancelled' && !started.stale) this.remember(key, r);
+          if (r.kind !== 'failed' && r.kind !== 'cancelled') this.remember(key, r);
           return r;
         },
         (e: unknown): EvaluationResult => {
@@ -202,7 +228,6 @@ export class DocumentDiagnostics {
           return { kind: 'failed', message: `the evaluation could not be run: ${e instanceof Error ? e.message : String(e)}` };
         },
       );
-      const started: InFlight = { abort, waiting: 0, stale: false, result };
       this.inFlight.set(key, started);
       run = started;
     }
@@ -211,8 +236,12 @@ export class DocumentDiagnostics {
     if (!signal) return shared.result;
     return new Promise((resolve) => {
       const leave = () => {
-        // The last requester gone: nobody wants the result any more.
-        if (--shared.waiting === 0) shared.abort.abort();
+        // The last requester gone: nobody wants the result any more, and nobody may join the
+        // dying run (a new requester would get 'cancelled').
+        if (--shared.waiting === 0) {
+          shared.abort.abort();
+          if (this.inFlight.get(key) === shared) this.inFlight.delete(key);
+        }
         resolve(undefined);
       };
       signal.addEventListener('abort', leave, { once: true });
@@ -232,15 +261,22 @@ export class DocumentDiagnostics {
   /** Watch what the open documents' evaluations read. */
   private watchDependencies(): void {
     const files = new Set<string>();
-    for (const e of this.latest.values()) if (e.result.kind === 'ok' || e.result.kind === 'error') for (const f of e.result.files) files.add(f);
+    for (const e of this.latest.values()) if (e.result.kind === 'ok' || e.result.kind === 'error' || e.result.kind === 'timed-out') for (const f of e.result.files) files.add(f);
     this.watcher.setFiles(files);
+    // Only the files some result depends on need a remembered state.
+    this.seen = new Map([...this.seen].filter(([file]) => files.has(file)));
   }
 
   /**
    * Files changed (seen by our watcher, or reported by the client): drop the results that may have
    * read them, and evaluate again the open documents whose results those were.
    */
-  async filesChanged(changes: readonly FileChange[]): Promise<void> {
+  filesChanged(changes: readonly FileChange[]): Promise<void> {
+    this.changesHandled = this.changesHandled.then(() => this.handleFileChanges(changes));
+    return this.changesHandled;
+  }
+
+  private async handleFileChanges(changes: readonly FileChange[]): Promise<void> {
     const news: FileChange[] = [];
     for (const c of changes) {
       const file = path.resolve(c.file);
@@ -254,14 +290,9 @@ export class DocumentDiagnostics {
     }
     if (news.length === 0) return;
     for (const [key, result] of this.cache) if (dependsOn(result, news)) this.cache.delete(key);
-    // A running evaluation may have read the old content: its result is not kept.
-    for (const [key, run] of this.inFlight) {
-      run.stale = true;
-      this.inFlight.delete(key);
-    }
-    const stale = new Set([...this.pending.keys()]);
-    for (const [uri, e] of this.latest) if (dependsOn(e.result, news)) stale.add(uri);
-    for (const uri of stale) this.onStale(uri);
+    // A running evaluation decides when it ends, from the files it read.
+    for (const run of this.inFlight.values()) run.changes.push(...news);
+    for (const [uri, e] of this.latest) if (dependsOn(e.result, news)) this.onStale(uri);
   }
 
   dispose(): void {

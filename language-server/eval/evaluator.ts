@@ -28,7 +28,7 @@ export interface EvalErrorLocation {
 export type EvaluationResult =
   | { kind: 'ok'; output: WalkerOutput; durationMs: number; files: string[] }
   | { kind: 'error'; error: EvalErrorLocation; stderr: string; files: string[] }
-  | { kind: 'timed-out'; timeoutMs: number }
+  | { kind: 'timed-out'; timeoutMs: number; files: string[] }
   | { kind: 'cancelled' }
   | { kind: 'failed'; message: string };
 
@@ -63,13 +63,21 @@ export function evaluationArgs(opts: EvaluationOptions, isFlake = false, docFile
   ];
 }
 
-const EVALUATING_FILE = /^evaluating file '(\/.*)'$/gm;
+const EVALUATING_FILE = /^evaluating file '(\/.*)'$/;
 
-/** The files an evaluation read, from its `-v` stderr; the Nix store never changes, so not those, nor the document's own file. */
-export function evaluatedFiles(stderr: string, docFile?: string): string[] {
+/**
+ * The files an evaluation read, from its `-v` stderr (the Nix store never changes, so not those,
+ * nor the document's own file), and the stderr without those lines: they are no part of any message.
+ */
+export function evaluatedFiles(stderr: string, docFile?: string): { files: string[]; rest: string } {
   const files = new Set<string>();
-  for (const m of stderr.matchAll(EVALUATING_FILE)) if (!(m[1] as string).startsWith('/nix/store/') && m[1] !== docFile) files.add(m[1] as string);
-  return [...files];
+  const rest: string[] = [];
+  for (const line of stderr.split('\n')) {
+    const m = EVALUATING_FILE.exec(line);
+    if (!m) rest.push(line);
+    else if (!(m[1] as string).startsWith('/nix/store/') && m[1] !== docFile) files.add(m[1] as string);
+  }
+  return { files: [...files], rest: rest.join('\n') };
 }
 
 /** The document's file (symlinks resolved, as Nix reports it) when it holds exactly `text`. */
@@ -98,17 +106,19 @@ export async function evaluateDocument(
     timeoutMs: opts.timeoutMs,
     signal,
   });
+  const { files, rest: stderr } = evaluatedFiles(result.stderr, docFile);
   switch (result.kind) {
     case 'ok':
       try {
-        return { kind: 'ok', output: JSON.parse(result.stdout) as WalkerOutput, durationMs: result.durationMs, files: evaluatedFiles(result.stderr, docFile) };
+        return { kind: 'ok', output: JSON.parse(result.stdout) as WalkerOutput, durationMs: result.durationMs, files };
       } catch (e) {
         return { kind: 'failed', message: `Nix printed something that is not JSON: ${(e as Error).message}` };
       }
     case 'exit':
-      return { kind: 'error', error: locateEvalError(result.stderr, docFile), stderr: result.stderr, files: evaluatedFiles(result.stderr, docFile) };
+      return { kind: 'error', error: locateEvalError(stderr, docFile), stderr, files };
     case 'timed-out':
-      return { kind: 'timed-out', timeoutMs: result.timeoutMs };
+      // What it had read when it was stopped.
+      return { kind: 'timed-out', timeoutMs: result.timeoutMs, files };
     case 'cancelled':
       return { kind: 'cancelled' };
     case 'spawn-failed':

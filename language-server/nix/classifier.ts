@@ -386,8 +386,8 @@ function parseAt(text: string): SourcePosition | undefined {
   return undefined;
 }
 
-/** Host part of a store URI as Nix names it: `ssh-ng://user@b1?x=y` → `user@b1`. */
-function hostOf(storeUri: string): string | undefined {
+/** The authority of a store URI as Nix names the machine: `ssh-ng://user@b1?x=y` → `user@b1`. */
+function authorityOf(storeUri: string): string | undefined {
   return parseStoreUri(storeUri)?.authority || undefined;
 }
 
@@ -396,7 +396,7 @@ function connectDetails(failure: ReturnType<typeof connectFailure>, uri: string 
   const details: CannotConnectDetails = { reason: failure.reason };
   if (uri) {
     details.storeUri = uri;
-    const host = hostOf(uri);
+    const host = authorityOf(uri);
     if (host) details.host = host;
   }
   if (failure.sshMessage) details.sshMessage = failure.sshMessage;
@@ -613,7 +613,7 @@ function buildUsersProblem(message: string, text: string, details: BuildUsersDet
 }
 
 function connectProblem(message: string, text: string, details: CannotConnectDetails): ProblemOfKind<'cannot-connect'> {
-  const h = details.host ?? (details.storeUri ? hostOf(details.storeUri) : undefined) ?? 'the builder';
+  const h = details.host ?? (details.storeUri ? authorityOf(details.storeUri) : undefined) ?? 'the builder';
   const uri = details.storeUri ?? (details.host ? `ssh://${details.host}` : 'ssh://HOST');
   const ping = `\`nix store ping --store ${uri}\``;
   let cause: string;
@@ -667,7 +667,7 @@ function connectProblem(message: string, text: string, details: CannotConnectDet
 
 function notPrivileged(message: string, text: string, details: NotPrivilegedDetails): ProblemOfKind<'not-privileged'> {
   const where = details.storeUri ? ` on ${details.storeUri}` : ' on the remote machine';
-  const user = details.storeUri ? /^[a-z-]+:\/\/([^@/?]+)@/.exec(details.storeUri)?.[1] : undefined;
+  const user = details.storeUri ? parseStoreUri(details.storeUri)?.user : undefined;
   return {
     kind: 'not-privileged',
     message,
@@ -957,12 +957,12 @@ class Classifier {
       const details: CannotConnectDetails = { reason: failure.reason };
       if (named.includes('://')) {
         details.storeUri = named;
-        const host = hostOf(named);
+        const host = authorityOf(named);
         if (host) details.host = host;
       } else {
         details.host = named;
         const uri = this.storeUrl ?? this.building?.storeUri;
-        if (uri && hostOf(uri) === named) details.storeUri = uri;
+        if (uri && authorityOf(uri) === named) details.storeUri = uri;
       }
       if (failure.sshMessage) details.sshMessage = failure.sshMessage;
       if (failure.remoteProgram) details.remoteProgram = failure.remoteProgram;
@@ -1356,7 +1356,7 @@ class Classifier {
     const all = [...evidence, reasonText, ...block.slice(1).map((x) => x.text)].join('\n');
     const failure = connectFailure(all);
     const details: CannotConnectDetails = { reason: failure.reason, storeUri };
-    const host = /cannot connect to '([^']+)'/.exec(reasonText)?.[1] ?? hostOf(storeUri);
+    const host = /cannot connect to '([^']+)'/.exec(reasonText)?.[1] ?? authorityOf(storeUri);
     if (host) details.host = host;
     if (failure.sshMessage) details.sshMessage = failure.sshMessage;
     if (failure.remoteProgram) details.remoteProgram = failure.remoteProgram;
