@@ -20,6 +20,7 @@ import { FilesWatcher } from '../util/watch';
 import { diagnoseDerivations, utf16Column, type DerivationDiagnostic } from './diagnose';
 import { evaluateDocument, type EvaluationOptions, type EvaluationResult } from './evaluator';
 import type { WalkerOutput } from './walker';
+import { notOnSearchPath, notOnSearchPathMessage } from './searchPath';
 
 export const DIAGNOSTIC_SOURCE = 'Nix Builders';
 const CACHE_SIZE = 64;
@@ -71,7 +72,8 @@ export class DocumentDiagnostics {
   constructor(
     private readonly connection: Connection,
     private readonly nix: Nix,
-    private readonly context: () => Promise<DiagnosticsContext>,
+    /** The context of one document (its folder's settings). */
+    private readonly context: (uri: string) => Promise<DiagnosticsContext>,
     /** An open document's results are out of date (a file it read changed): evaluate it again. */
     private readonly onStale: (uri: string) => void,
     private readonly debounceMs = 250,
@@ -125,7 +127,7 @@ export class DocumentDiagnostics {
    */
   async evaluate(doc: TextDocument, signal?: AbortSignal): Promise<DocumentEvaluation | undefined> {
     if (!doc.uri.startsWith('file:')) return undefined;
-    const ctx = await this.context();
+    const ctx = await this.context(doc.uri);
     if (!ctx.trusted) return { version: doc.version, result: { kind: 'cancelled' }, diagnostics: [] };
     const file = fileURLToPath(doc.uri);
     const text = doc.getText();
@@ -234,6 +236,10 @@ function wordEnd(text: string, line: number, column: number): number {
   return column + Math.max(1, m ? m[0].length : 1);
 }
 
+function searchPathDiagnostic(o: { line: number; column: number; endColumn: number }, message: string, severity: DiagnosticSeverity): Diagnostic {
+  return { range: { start: { line: o.line, character: o.column }, end: { line: o.line, character: o.endColumn } }, severity, source: DIAGNOSTIC_SOURCE, code: 'not-on-search-path', message };
+}
+
 export function toDiagnostics(text: string, result: EvaluationResult, ctx: DiagnosticsContext): Diagnostic[] {
   const atTop = (message: string, severity: DiagnosticSeverity, code: string): Diagnostic => ({
     range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } },
@@ -244,21 +250,29 @@ export function toDiagnostics(text: string, result: EvaluationResult, ctx: Diagn
   });
   switch (result.kind) {
     case 'ok': {
+      // A `<…>` that no entry has, where attributes failed: why they did.
+      const missing = notOnSearchPath(text, result.output.missingSearchPaths ?? []).map((o) => searchPathDiagnostic(o, o.message, DiagnosticSeverity.Warning));
       const local = ctx.listing.local;
-      if (!local) return [];
+      if (!local) return missing;
       const { used, ignored } = splitBuilders(ctx.listing.builders, ctx.buildersIgnored);
       const notUsed = ctx.buildersIgnored && ignored.length > 0 ? { machines: ignored, ignored: ctx.buildersIgnored } : undefined;
-      return diagnoseDerivations(text, result.output as WalkerOutput, local, used, notUsed).map((d) => ({
+      return missing.concat(diagnoseDerivations(text, result.output as WalkerOutput, local, used, notUsed).map((d) => ({
         range: { start: { line: d.line, character: d.column }, end: { line: d.line, character: d.endColumn } },
         severity: SEVERITY[d.severity],
         source: DIAGNOSTIC_SOURCE,
         code: d.code,
         message: d.message,
         data: { attrPath: d.attrPath, ...d.data },
-      }));
+      })));
     }
     case 'error': {
       const e = result.error;
+      if (e.searchPathName !== undefined) {
+        // On the document's <name>s; when only an imported file has it, at the top, naming where.
+        const at = notOnSearchPath(text, [e.searchPathName]).map((o) => searchPathDiagnostic(o, o.message, DiagnosticSeverity.Error));
+        if (at.length > 0) return at;
+        if (e.file) return [atTop(`${notOnSearchPathMessage(e.searchPathName)} (in ${e.file}${e.fileLine ? `:${e.fileLine}` : ''})`, DiagnosticSeverity.Error, 'not-on-search-path')];
+      }
       if (e.line !== undefined) {
         const lineText = text.split('\n')[e.line];
         const column = lineText === undefined ? (e.column ?? 0) : utf16Column(lineText, e.column ?? 0);
