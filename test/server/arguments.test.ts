@@ -50,7 +50,10 @@ before(async () => {
     const folder = item.scopeUri && Object.keys(folders).find((f) => item.scopeUri?.startsWith(pathToFileURL(path.join(dir, f)).href + '/'));
     return { env: { NIX_CONF_DIR: dir, NIX_PATH: `fixtures=${FIXTURES}` }, ...(folder ? folders[folder] : {}) };
   };
-  await client.initialize({ settings: { env: { NIX_CONF_DIR: dir, NIX_PATH: `fixtures=${FIXTURES}` } } }, undefined, { workspace: { configuration: true } });
+  // As the VS Code extension does: it runs nixBuilders.setEvaluationArguments itself.
+  await client.initialize({ settings: { env: { NIX_CONF_DIR: dir, NIX_PATH: `fixtures=${FIXTURES}` } }, clientCommands: ['nixBuilders.setEvaluationArguments'] }, undefined, {
+    workspace: { configuration: true },
+  });
 });
 
 after(async () => {
@@ -73,6 +76,16 @@ test('a function file with a required argument and no setting: the diagnostic na
   assert.match(d.message, /function with required arguments \(version\)/);
   assert.match(d.message, /"nixBuilders\.evaluation\.arguments": \{"version":"null"\}/);
   assert.deepEqual(d.data, { attrPath: [], required: ['version'] });
+  // Its quick fix: the client's command, with the document and a template for each missing argument.
+  const actions = await client.request<Array<{ title: string; command?: { command: string; arguments: unknown[] } }>>('textDocument/codeAction', {
+    textDocument: { uri },
+    range: d.range,
+    context: { diagnostics: [d] },
+  });
+  assert.deepEqual(
+    actions.map((a) => [a.title, a.command?.command, a.command?.arguments]),
+    [['Set the arguments version for this folder…', 'nixBuilders.setEvaluationArguments', [uri, { version: 'null' }]]],
+  );
 });
 
 test('with the folder’s arguments: the function is called with them, its derivations diagnosed on their lines', async () => {
