@@ -79,7 +79,8 @@ export function notOnSearchPath(text: string, names: readonly string[]): Array<S
     .map((o) => ({ ...o, message: notOnSearchPathMessage(o.name) }));
 }
 
-const PREFIX = /^[A-Za-z0-9_.+-][A-Za-z0-9_.+\-/]*$/;
+// Not starting with '-': an entry never looks like an option.
+const PREFIX = /^[A-Za-z0-9_.+][A-Za-z0-9_.+\-/]*$/;
 
 /** Why an entry of `nixBuilders.evaluation.searchPath` cannot be passed as `-I`; undefined when it can. */
 export function searchPathEntryProblem(entry: unknown): string | undefined {
@@ -89,7 +90,7 @@ export function searchPathEntryProblem(entry: unknown): string | undefined {
   const eq = entry.indexOf('=');
   const prefix = eq < 0 ? undefined : entry.slice(0, eq);
   const target = eq < 0 ? entry : entry.slice(eq + 1);
-  if (prefix !== undefined && !PREFIX.test(prefix)) return `${JSON.stringify(entry)}: "${prefix}" is not a search path name (letters, digits, . _ - + /).`;
+  if (prefix !== undefined && !PREFIX.test(prefix)) return `${JSON.stringify(entry)}: "${prefix}" is not a search path name (letters, digits, . _ - + /, not starting with -).`;
   if (target.startsWith('/') || /^[a-z][a-z0-9+.-]*:/.test(target)) return undefined;
   return `${JSON.stringify(entry)}: "${target}" is not an absolute path or a URL; relative paths would resolve against each file's folder. Write an absolute path.`;
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { originOf, parseNixPathVariable, scanSearchPaths, searchPathAt, searchPathEntryProblem, notOnSearchPath } from '../../language-server/eval/searchPath';
-import { argumentArgs, argumentsActionsFor, requiredArgumentsMessage } from '../../language-server/eval/arguments';
+import { argumentArgs, argumentProblem, argumentsActionsFor, requiredArgumentsMessage } from '../../language-server/eval/arguments';
 import { evaluationArgs, locateEvalError } from '../../language-server/eval/evaluator';
 import { parseSettings } from '../../language-server/config';
 import { classify } from '../../language-server/nix/classifier';
@@ -50,6 +50,8 @@ test('search path entries: name=/absolute/path, /absolute/path or a URL; anythin
   assert.match(String(searchPathEntryProblem('nixpkgs=./nixpkgs')), /not an absolute path or a URL.*Write an absolute path/);
   assert.match(String(searchPathEntryProblem('~/nixpkgs')), /not an absolute path/);
   assert.match(String(searchPathEntryProblem('bad name=/x')), /"bad name" is not a search path name/);
+  assert.match(String(searchPathEntryProblem('--option=/x')), /"--option" is not a search path name/);
+  assert.match(String(searchPathEntryProblem('-E')), /not an absolute path/);
   assert.match(String(searchPathEntryProblem('nixpkgs=/x\n-E')), /control character/);
   assert.match(String(searchPathEntryProblem(3)), /not a string/);
   const problems: string[] = [];
@@ -124,4 +126,13 @@ test('an error in an argument’s expression (at «string») names the setting, 
     assert.equal(at.line, undefined);
     assert.equal(at.message, `syntax error, unexpected end of file, expecting '"' (in an expression of "nixBuilders.evaluation.arguments")`);
   }
+});
+
+test('package.json’s schema for the two settings agrees with the server’s checks', () => {
+  const properties = JSON.parse(readFileSync(path.join(__dirname, '../../package.json'), 'utf8')).contributes.configuration.properties;
+  const entry = new RegExp(properties['nixBuilders.evaluation.searchPath'].items.pattern);
+  for (const e of ['nixpkgs=/src/nixpkgs', '/src', 'nixpkgs=channel:nixos-24.05', 'a/b=/x', 'nixpkgs=./x', '-E', '--option=/x', 'bad name=/x', 'relative'])
+    assert.equal(entry.test(e), searchPathEntryProblem(e) === undefined, e);
+  const name = new RegExp(properties['nixBuilders.evaluation.arguments'].propertyNames.pattern);
+  for (const n of ['pkgs', "a'b", 'a-b', '_x', 'not a name', '1x', '']) assert.equal(name.test(n), argumentProblem(n, 'x') === undefined, n);
 });
