@@ -4,6 +4,7 @@
 import { ignoredNote, type BuildersIgnored } from '../builders/ignoredBuilders';
 import { builderRefusal, featureSet, localRefusal, type BuildRequirements, type LocalCapabilities, type MachineCapabilities } from '../builders/match';
 import type { WalkerOutput, WalkerPosition } from './walker';
+import { requiredArgumentsMessage } from './arguments';
 
 export interface NamedMachine extends MachineCapabilities {
   name: string;
@@ -35,8 +36,8 @@ export interface DerivationDiagnostic {
   message: string;
   /** The attribute path the diagnostic is about. */
   attrPath: string[];
-  /** For quick fixes: what a builder would need. */
-  data?: { system: string; features: string[]; drvPath?: string };
+  /** For quick fixes: what a builder would need, or the arguments a function file needs. */
+  data?: { system: string; features: string[]; drvPath?: string } | { required: string[] };
   /** Other places that explain it, e.g. a dependency's .drv file. */
   related?: Array<{ file: string; message: string }>;
 }
@@ -78,12 +79,13 @@ export function diagnoseDerivations(
   // Nothing to walk: say why, once, at the top of the file.
   const notEvaluated =
     output.kind === 'function-with-required-arguments'
-      ? `This file is a function with required arguments (${(output.required ?? []).join(', ')}): Nix Builders evaluates files that are attribute sets or functions whose arguments all have defaults.`
+      ? requiredArgumentsMessage(output.required ?? [])
       : output.kind === 'flake-with-inputs'
         ? `This flake has inputs (${(output.required ?? []).join(', ')}): Nix Builders evaluates flakes without inputs only, so far; its outputs are not checked.`
         : undefined;
   if (notEvaluated) {
-    out.push({ severity: 'information', code: 'required-arguments', line: 0, column: 0, endColumn: 0, attrPath: [], message: notEvaluated });
+    const data = output.kind === 'function-with-required-arguments' ? { data: { required: output.required ?? [] } } : {};
+    out.push({ severity: 'information', code: 'required-arguments', line: 0, column: 0, endColumn: 0, attrPath: [], message: notEvaluated, ...data });
     return out;
   }
   const lines = text.split('\n');

@@ -26,6 +26,7 @@ import { DependencyCheck, dependencyDiagnostics, type DependencyProblem } from '
 import { diagnoseDerivations, utf16Column, type DerivationDiagnostic } from './diagnose';
 import { evaluateDocument, type EvaluationOptions, type EvaluationResult } from './evaluator';
 import type { WalkerOutput } from './walker';
+import { notOnSearchPath, notOnSearchPathMessage } from './searchPath';
 
 export const DIAGNOSTIC_SOURCE = 'Nix Builders';
 const CACHE_SIZE = 64;
@@ -91,7 +92,8 @@ export class DocumentDiagnostics {
   constructor(
     private readonly connection: Connection,
     private readonly nix: Nix,
-    private readonly context: () => Promise<DiagnosticsContext>,
+    /** The context of one document (its folder's settings). */
+    private readonly context: (uri: string) => Promise<DiagnosticsContext>,
     /** An open document's results are out of date (a file it read changed): evaluate it again. */
     private readonly onStale: (uri: string) => void,
     private readonly debounceMs = 250,
@@ -156,7 +158,7 @@ export class DocumentDiagnostics {
     const done = () => {
       if (this.dependencyChecks.get(doc.uri) === abort) this.dependencyChecks.delete(doc.uri);
     };
-    const ctx = await this.context();
+    const ctx = await this.context(doc.uri);
     if (abort.signal.aborted) return;
     const { problems, unknown } = this.dependencies.known(drvPaths, ctx);
     const publish = (found: ReadonlyMap<string, readonly DependencyProblem[]>) =>
@@ -184,7 +186,7 @@ export class DocumentDiagnostics {
    */
   async evaluate(doc: TextDocument, signal?: AbortSignal, opts: { fresh?: boolean } = {}): Promise<DocumentEvaluation | undefined> {
     if (!doc.uri.startsWith('file:')) return undefined;
-    const ctx = await this.context();
+    const ctx = await this.context(doc.uri);
     if (!ctx.trusted) return { version: doc.version, result: { kind: 'cancelled' }, diagnostics: [] };
     const file = fileURLToPath(doc.uri);
     const text = doc.getText();
@@ -329,6 +331,10 @@ function lspDiagnostic(d: DerivationDiagnostic): Diagnostic {
   return diagnostic;
 }
 
+function searchPathDiagnostic(o: { line: number; column: number; endColumn: number }, message: string, severity: DiagnosticSeverity): Diagnostic {
+  return { range: { start: { line: o.line, character: o.column }, end: { line: o.line, character: o.endColumn } }, severity, source: DIAGNOSTIC_SOURCE, code: 'not-on-search-path', message };
+}
+
 export function toDiagnostics(text: string, result: EvaluationResult, ctx: DiagnosticsContext): Diagnostic[] {
   const atTop = (message: string, severity: DiagnosticSeverity, code: string): Diagnostic => ({
     range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } },
@@ -339,14 +345,22 @@ export function toDiagnostics(text: string, result: EvaluationResult, ctx: Diagn
   });
   switch (result.kind) {
     case 'ok': {
+      // A `<…>` that no entry has, where attributes failed: why they did.
+      const missing = notOnSearchPath(text, result.output.missingSearchPaths ?? []).map((o) => searchPathDiagnostic(o, o.message, DiagnosticSeverity.Warning));
       const local = ctx.listing.local;
-      if (!local) return [];
+      if (!local) return missing;
       const { used, ignored } = splitBuilders(ctx.listing.builders, ctx.buildersIgnored);
       const notUsed = ctx.buildersIgnored && ignored.length > 0 ? { machines: ignored, ignored: ctx.buildersIgnored } : undefined;
-      return diagnoseDerivations(text, result.output as WalkerOutput, local, used, notUsed).map(lspDiagnostic);
+      return missing.concat(diagnoseDerivations(text, result.output as WalkerOutput, local, used, notUsed).map(lspDiagnostic));
     }
     case 'error': {
       const e = result.error;
+      if (e.searchPathName !== undefined) {
+        // On the document's <name>s; when only an imported file has it, at the top, naming where.
+        const at = notOnSearchPath(text, [e.searchPathName]).map((o) => searchPathDiagnostic(o, o.message, DiagnosticSeverity.Error));
+        if (at.length > 0) return at;
+        if (e.file) return [atTop(`${notOnSearchPathMessage(e.searchPathName)} (in ${e.file}${e.fileLine ? `:${e.fileLine}` : ''})`, DiagnosticSeverity.Error, 'not-on-search-path')];
+      }
       if (e.line !== undefined) {
         const lineText = text.split('\n')[e.line];
         const column = lineText === undefined ? (e.column ?? 0) : utf16Column(lineText, e.column ?? 0);

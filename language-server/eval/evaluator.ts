@@ -5,13 +5,19 @@ import { readFile, realpath } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
-import { classify, mostImportant } from '../nix/classifier';
+import { classify, mostImportant, type NixProblem } from '../nix/classifier';
 import { walkerExpression, WALKER_PREFIX_LINES, type WalkerOutput } from './walker';
+import { argumentArgs } from './arguments';
+import { scanSearchPaths, searchPathArgs } from './searchPath';
 
 export interface EvaluationOptions {
   depth: number;
   timeoutMs: number;
   allowImportFromDerivation: boolean;
+  /** Arguments of a file that is a function (name → Nix expression), as `--arg`: checked by config.ts. */
+  arguments?: Readonly<Record<string, string>>;
+  /** Extra search path entries, as `-I`: checked by config.ts. */
+  searchPath?: readonly string[];
 }
 
 export interface EvalErrorLocation {
@@ -23,6 +29,8 @@ export interface EvalErrorLocation {
   /** Another file the error is in. */
   file?: string;
   fileLine?: number;
+  /** The error is a `<name>` that is not on the search path. */
+  searchPathName?: string;
 }
 
 export type EvaluationResult =
@@ -37,7 +45,7 @@ export type EvaluationResult =
  * as one `-E` argument a document over ~128 KiB exceeds the kernel's limit for one argument
  * (`spawn E2BIG`). Nix reads stdin relative to its working folder, as it does `-E`.
  */
-export function evaluationArgs(opts: EvaluationOptions, isFlake = false, docFile?: string): string[] {
+export function evaluationArgs(opts: EvaluationOptions, isFlake = false, docFile?: string, searchNames: readonly string[] = []): string[] {
   return [
     '--eval',
     '--strict',
@@ -56,6 +64,10 @@ export function evaluationArgs(opts: EvaluationOptions, isFlake = false, docFile
     'isFlake',
     isFlake ? 'true' : 'false',
     ...(docFile !== undefined ? ['--argstr', 'docFile', docFile] : []),
+    // The document's `<…>` names (the scanner's: no spaces), which the walker looks up.
+    ...(searchNames.length > 0 ? ['--argstr', 'searchNames', searchNames.join(' ')] : []),
+    ...searchPathArgs(opts.searchPath ?? []),
+    ...argumentArgs(opts.arguments ?? {}),
     // `-v` prints "evaluating file '…'" for every file Nix parses (printTalkative, 2.3 … newest):
     // the files this evaluation depends on.
     '-v',
@@ -99,7 +111,7 @@ export async function evaluateDocument(
 ): Promise<EvaluationResult> {
   // Saved: evaluated from its file, for Nix's positions; edited: its text.
   const docFile = await savedFile(filePath, documentText);
-  const result = await nix.run(nix.bin('nix-instantiate'), evaluationArgs(opts, path.basename(filePath) === 'flake.nix', docFile), {
+  const result = await nix.run(nix.bin('nix-instantiate'), evaluationArgs(opts, path.basename(filePath) === 'flake.nix', docFile, [...new Set(scanSearchPaths(documentText).map((o) => o.name))]), {
     input: walkerExpression(docFile === undefined ? documentText : undefined),
     // Relative paths in the document (./lib.nix) resolve against its folder.
     cwd: path.dirname(filePath),
@@ -129,12 +141,19 @@ export async function evaluateDocument(
 /** Where an evaluation error is, from the classifier's reading of Nix's message (`docFile`: the document was evaluated from that file). */
 export function locateEvalError(stderr: string, docFile?: string): EvalErrorLocation {
   const problem = mostImportant(classify(stderr));
+  const location = locate(problem, stderr, docFile);
+  return problem?.kind === 'eval-error' && problem.details.searchPathName !== undefined ? { ...location, searchPathName: problem.details.searchPathName } : location;
+}
+
+function locate(problem: NixProblem | undefined, stderr: string, docFile?: string): EvalErrorLocation {
   if (!problem) return { kind: 'eval-error', message: stderr.trim() || 'evaluation failed' };
   const evalKind = problem.kind === 'parse-error' || problem.kind === 'infinite-recursion' || problem.kind === 'eval-error';
   const kind = evalKind ? problem.kind : 'eval-error';
   const pos = evalKind ? problem.details.position : undefined;
   if (!pos || pos.line === undefined) return { kind, message: problem.message };
   if (docFile !== undefined && pos.file === docFile) return { kind, message: problem.message, line: pos.line - 1, column: Math.max(0, (pos.column ?? 1) - 1) };
+  // An --arg expression (the only text Nix reads from argv here): one of the user's arguments.
+  if (pos.file === '«string»') return { kind, message: `${problem.message} (in an expression of "nixBuilders.evaluation.arguments")` };
   // The document's text is read from stdin: Nix calls it «stdin» (2.8 and newer).
   if (docFile === undefined && !pos.file.startsWith('/')) {
     return {

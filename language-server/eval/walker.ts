@@ -6,16 +6,19 @@
 // saved, the document is imported from its file instead (`--argstr docFile`): Nix 2.16 and newer
 // report attribute positions (unsafeGetAttrPos) only for files, not for stdin or -E text. Nothing
 // else is ever spliced into Nix code: attribute names, file names and settings reach Nix only as
-// data (`--arg depth N` is a number we format; the working folder is a process option).
+// data (`--arg depth N` is a number we format; the working folder is a process option; the user's
+// function arguments are `--arg`s, Nix expressions that Nix parses as it does for nix-build).
 //
 // Output: { kind, required?, items: [ { path, pos, error? | drv fields } ] } where `pos` is the
 // position of the deepest attribute of `path` that is defined in this document ({line, column}
 // with `inDoc`, the line counted in the document), since nested sets may come from other files.
 
+import { WALKER_ARGUMENT_PREFIX } from './arguments';
+
 /** Lines before the document's first line. */
 export const WALKER_PREFIX_LINES = 1;
 
-export const WALKER_PREFIX = '{ depth, isFlake, docFile ? null }: let __nbTarget = (\n';
+export const WALKER_PREFIX = '{ depth, isFlake, docFile ? null, searchNames ? "", ... }@__nbWalker: let __nbTarget = (\n';
 
 /** In place of the document's text: its saved file. */
 export const WALKER_FROM_FILE = 'import (/. + docFile)';
@@ -62,7 +65,19 @@ let
         else if builtins.isAttrs v && level < depth + (if isFlake then 2 else 0) then walk here (level + 1) pos v
         else [ ]
     ) (builtins.attrNames set));
-  required = builtins.filter (n: !(builtins.functionArgs __nbTarget).\${n}) (builtins.attrNames (builtins.functionArgs __nbTarget));
+  # A function is called as nix-build calls it: with the arguments it takes of those the user gave
+  # (nixBuilders.evaluation.arguments, each an --arg under a prefix), defaults for the others.
+  userArgs = builtins.listToAttrs (map (n: { name = builtins.substring ${WALKER_ARGUMENT_PREFIX.length} (builtins.stringLength n) n; value = __nbWalker.\${n}; })
+    (builtins.filter (n: builtins.substring 0 ${WALKER_ARGUMENT_PREFIX.length} n == ${JSON.stringify(WALKER_ARGUMENT_PREFIX)}) (builtins.attrNames __nbWalker)));
+  formals = builtins.functionArgs __nbTarget;
+  given = builtins.intersectAttrs formals userArgs;
+  required = builtins.filter (n: !formals.\${n} && !(given ? \${n})) (builtins.attrNames formals);
+  # When an attribute failed: the document's <…> names that no search path entry has (looked up
+  # only then: an entry may be a URL to fetch).
+  missingSearchPaths = items:
+    if !(builtins.any (i: i ? error) items) then [ ]
+    else builtins.filter (n: n != "" && !(builtins.tryEval (builtins.findFile builtins.nixPath n)).success) (builtins.filter builtins.isString (builtins.split " " searchNames));
+  withSearchPaths = out: out // { missingSearchPaths = missingSearchPaths out.items; };
   # A flake without inputs is evaluated offline by calling its outputs with \`self\`; its
   # packages, checks and devShells are searched (per system, so depth counts from there).
   flakeInputs = builtins.attrNames (__nbTarget.inputs or { });
@@ -75,14 +90,14 @@ let
     if isFlake then
       (if flakeInputs == [ ] then { kind = "value"; value = flakeOutputs; } else { kind = "flake-with-inputs"; })
     else if builtins.isFunction __nbTarget then
-      (if required == [ ] then { kind = "function"; value = __nbTarget { }; } else { kind = "function-with-required-arguments"; })
+      (if required == [ ] then { kind = "function"; value = __nbTarget given; } else { kind = "function-with-required-arguments"; })
     else { kind = "value"; value = __nbTarget; };
 in
-  if top.kind == "function-with-required-arguments" then { kind = top.kind; inherit required; items = [ ]; }
+  withSearchPaths (if top.kind == "function-with-required-arguments" then { kind = top.kind; inherit required; items = [ ]; }
   else if top.kind == "flake-with-inputs" then { kind = top.kind; required = flakeInputs; items = [ ]; }
   else if isDrv top.value then { kind = "derivation"; items = [ (describe [ ] { line = 1; column = 1; inDoc = true; file = null; } top.value) ]; }
   else if builtins.isAttrs top.value then { kind = "attrs"; items = walk [ ] 1 null top.value; }
-  else { kind = "other"; items = [ ]; }
+  else { kind = "other"; items = [ ]; })
 `;
 
 export interface WalkerPosition {
@@ -114,6 +129,8 @@ export interface WalkerOutput {
   kind: 'attrs' | 'derivation' | 'function' | 'function-with-required-arguments' | 'flake-with-inputs' | 'other';
   required?: string[];
   items: Array<WalkedDerivation | WalkedError>;
+  /** When an attribute failed: the document's `<…>` names that no search path entry has. */
+  missingSearchPaths?: string[];
 }
 
 /** The walker over the document's text, or (undefined) over its saved file. */

@@ -180,6 +180,8 @@ export interface EvalErrorDetails {
    * first; 2.13+ prints them before the message, outermost first.
    */
   trace: TraceFrame[];
+  /** `file 'nixpkgs' was not found in the Nix search path`: the `<…>` name (`nixpkgs`). */
+  searchPathName?: string;
 }
 
 export interface ParseErrorDetails extends EvalErrorDetails {
@@ -1139,6 +1141,18 @@ class Classifier {
         cause: `The Nix file is not valid Nix syntax${evalPosText(details.position)}${details.unexpected ? `: Nix found ${details.unexpected}` : ''}${details.expecting.length > 0 ? ` where it expected ${details.expecting.join(' or ')}` : ''}.`,
         fix: 'Fix the syntax at that position — often a missing `;` at the end of the previous binding, an unclosed bracket or string, or a missing `in` after `let`.',
         details,
+        text,
+      });
+      return;
+    }
+    if ((m = /^file '([^']+)' was not found in the Nix search path/.exec(message))) {
+      const name = m[1] as string;
+      this.problems.push({
+        kind: 'eval-error',
+        message,
+        cause: `<${name}> is not on the search path${evalPosText(evaluated.details.position)}: no entry of -I, NIX_PATH or nix.conf's nix-path has '${name}'.`,
+        fix: `Set NIX_PATH (e.g. NIX_PATH=${name.split('/')[0]}=/path/to/it), add it to nix-path in nix.conf, or pass -I ${name.split('/')[0]}=/path/to/it.`,
+        details: { ...evaluated.details, searchPathName: name },
         text,
       });
       return;
