@@ -689,6 +689,12 @@ function evalPosText(pos: SourcePosition | undefined): string {
 // ---------------------------------------------------------------------------------------------
 // The classifier.
 
+/** The lines up to the first blank one, trimmed and joined by spaces. */
+function firstParagraph(lines: readonly string[]): string {
+  const end = lines.findIndex((l) => l.trim() === '');
+  return (end < 0 ? lines : lines.slice(0, end)).map((l) => l.trim()).join(' ');
+}
+
 interface ErrorBlock {
   /** Lines of the block, first is the `error:` line. */
   items: TextItem[];
@@ -935,7 +941,8 @@ class Classifier {
       this.problems.push(notPrivileged(head, text, details));
       return;
     }
-    if ((m = /^cannot add path '([^']+)' because it lacks a valid signature/.exec(head))) {
+    // "lacks a valid signature" up to Nix 2.11, "lacks a signature by a trusted key" from 2.12.
+    if ((m = /^cannot add path '([^']+)' because it lacks a (?:valid signature|signature by a trusted key)/.exec(head))) {
       const details: LacksSignatureDetails = { path: m[1] as string };
       const uri = this.building?.storeUri ?? this.storeUrl ?? this.copyTarget();
       if (uri) details.storeUri = uri;
@@ -1010,20 +1017,23 @@ class Classifier {
       this.cannotBuild(m[1] as string, m[2], block, text);
       return;
     }
-    if (/^unable to start any build; remote machines may not have all required system features/.test(head)) {
+    // Nix 2.8 prints "error: unable to start any build; …" on one line; newer Nix a bare `error:`
+    // and the sentence wrapped on indented lines ("Unable to start any build;" / "remote machines …").
+    const sentence = head === '' ? firstParagraph(rest) : head;
+    if (/^unable to start any build; remote machines may not have all required system features/i.test(sentence)) {
       const previous = this.last();
-      if (previous && previous.kind === 'no-machine' && !/unable to start any build/.test(previous.text)) {
+      if (previous && previous.kind === 'no-machine' && !/unable to start any build/i.test(previous.text)) {
         this.attach(previous, text);
-        previous.message = head;
+        previous.message = sentence;
         return;
       }
-      this.problems.push(this.noMachine(head, text, { requiredFeatures: [], machines: [], reason: 'no-fitting-machine', unreachable: [] }));
+      this.problems.push(this.noMachine(sentence, text, { requiredFeatures: [], machines: [], reason: 'no-fitting-machine', unreachable: [] }));
       return;
     }
-    if (/^unable to start any build; either increase '--max-jobs' or enable remote builds/.test(head)) {
+    if (/^unable to start any build; either increase '--max-jobs' or enable remote builds/i.test(sentence)) {
       this.problems.push({
         kind: 'no-machine',
-        message: head,
+        message: sentence,
         cause: 'Local builds are switched off (max-jobs is 0) and no remote builder is configured, so nothing can build the derivation.',
         fix: 'Configure a remote builder (`builders = …` in nix.conf or /etc/nix/machines, or `--builders`), or allow local builds (`--max-jobs 1` / `max-jobs = auto`).',
         details: { requiredFeatures: [], machines: [], reason: 'max-jobs-zero', unreachable: [] },

@@ -763,3 +763,71 @@ test('mostImportant orders root causes first', () => {
   assert.equal(mostImportant([...problems].reverse())?.kind, 'cannot-connect');
   assert.equal(mostImportant([]), undefined);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Nix 2.26.3 (Debian 13's nix-bin), recorded by test/fixtures/nix-2.26.3/record.sh
+
+const v226 = (name: string) => read('nix-2.26.3', name);
+
+test('system-mismatch (2.26.3): system-mismatch.stderr.txt and system-mismatch-features.stderr.txt — the 2.8 wording, uid-range among the local features', () => {
+  const system = only(classify(v226('system-mismatch.stderr.txt')), 'system-mismatch');
+  wellFormed(system);
+  assert.match(system.message, /^a 'aarch64-linux' with features \{\} is required to build '\/nix\/store\/[a-z0-9]{32}-aarch64-226\.drv'/);
+  assert.equal(system.details.requiredSystem, 'aarch64-linux');
+  assert.equal(system.details.systemDiffers, true);
+  assert.ok(system.details.localFeatures.includes('uid-range'));
+  const features = only(classify(v226('system-mismatch-features.stderr.txt')), 'system-mismatch');
+  assert.deepEqual(features.details.missingFeatures, ['nobody-has-this']);
+  assert.equal(features.details.systemDiffers, false);
+});
+
+test('no-machine (2.26.3): no-machine.stderr.txt — the table, then "Unable to start any build;" wrapped on its own lines after a bare error: (one problem, not an unknown one)', () => {
+  const problems = classify(v226('no-machine.stderr.txt'));
+  assert.deepEqual(kinds(problems), ['no-machine']);
+  const p = only(problems, 'no-machine');
+  wellFormed(p);
+  assert.equal(p.message, 'Unable to start any build; remote machines may not have all required system features.');
+  assert.equal(p.details.reason, 'no-fitting-machine');
+  assert.equal(p.details.requiredSystem, 'aarch64-linux');
+  assert.equal(p.details.machines[0]?.mismatch, 'it builds x86_64-linux, not aarch64-linux');
+});
+
+test('no-machine with local builds off (2.26.3): max-jobs-zero.stderr.txt — the wrapped "either increase \'--max-jobs\'" sentence', () => {
+  const p = only(classify(v226('max-jobs-zero.stderr.txt')), 'no-machine');
+  wellFormed(p);
+  assert.equal(p.details.reason, 'max-jobs-zero');
+  assert.equal(p.message, "Unable to start any build; either increase '--max-jobs' or enable remote builds.");
+});
+
+test('cannot-connect then no-machine (2.26.3): connection-refused-build.stderr.txt — "failed to start SSH connection" inside "cannot build on"', () => {
+  const problems = classify(v226('connection-refused-build.stderr.txt'));
+  assert.deepEqual(kinds(problems), ['cannot-connect', 'no-machine']);
+  const c = only(problems, 'cannot-connect');
+  wellFormed(c);
+  assert.equal(c.details.reason, 'connection-refused');
+  assert.equal(c.details.storeUri, 'ssh://127.0.0.1');
+});
+
+test('lacks-signature (2.26.3): lacks-signature.stderr.txt — "lacks a signature by a trusted key" (the wording from 2.12)', () => {
+  const p = only(classify(v226('lacks-signature.stderr.txt')), 'lacks-signature');
+  wellFormed(p);
+  assert.match(p.details.path, /^\/nix\/store\/[a-z0-9]{32}-ok-226$/);
+});
+
+test('build-failed (2.26.3): build-failure-nix-build.stderr.txt and build-failure.stderr.txt (nix build quotes the log tail) — the exit code and the log', () => {
+  for (const file of ['build-failure-nix-build.stderr.txt', 'build-failure.stderr.txt']) {
+    const p = only(classify(v226(file)), 'build-failed');
+    wellFormed(p);
+    assert.equal(p.details.exitCode, 3, file);
+    assert.deepEqual(p.details.logTail, ['compiling', 'error: missing semicolon'], file);
+  }
+});
+
+test('Nix 2.26.3 prints no "Cannot build … Reason:" (that wording is newer): nothing of its recorded stderr is unknown', () => {
+  const dir = path.join(FIXTURES, 'nix-2.26.3');
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.stderr.txt'))) {
+    const text = v226(file);
+    assert.doesNotMatch(text, /Cannot build '.*Reason:/s, file);
+    assert.deepEqual(kinds(classify(text)).filter((k) => k === 'unknown'), [], file);
+  }
+});

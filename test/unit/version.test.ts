@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { capabilitiesFor, parseNixVersion } from '../../language-server/nix/version';
 
 test('parses `nix --version` of Nix, pre-releases and forks', () => {
@@ -38,4 +40,20 @@ test('spellings follow the version (2.3 -> newest)', () => {
   assert.equal(caps('2.32.0').showDerivationWrapped, false);
   assert.equal(caps('2.33.0').showDerivationWrapped, true);
   assert.deepEqual(caps('3.0.0').storeInfo, ['store', 'info']);
+});
+
+test('Nix 2.26.3 as recorded (test/fixtures/nix-2.26.3/version.txt): store info with Trusted:, config show, derivation show, path-info as a map', () => {
+  const v = parseNixVersion(readFileSync(path.join(__dirname, '../fixtures/nix-2.26.3/version.txt'), 'utf8'));
+  assert.ok(v);
+  assert.equal(v.text, '2.26.3');
+  const c = capabilitiesFor(v);
+  assert.deepEqual(c.storeInfo, ['store', 'info']);
+  assert.deepEqual(c.showConfig, ['config', 'show']);
+  assert.deepEqual(c.showDerivation, ['derivation', 'show']);
+  assert.equal(c.showDerivationWrapped, false);
+  assert.equal(c.reportsTrust, true);
+  assert.equal(c.storeInfoJson, true);
+  assert.equal(c.pathInfoJsonIsMap, true);
+  assert.equal(c.repeatSetting, false);
+  assert.deepEqual(c.nixCommandPrefix, ['--extra-experimental-features', 'nix-command']);
 });
