@@ -1,0 +1,113 @@
+// The language server's Nix layer against real Nix 2.26.3 (Debian 13's nix-bin): nixBuilders.nixBinDir
+// is the folder of wrappers that scripts/ensure-nix.sh makes, which run 2.26 in a Debian 13 root
+// with its own /nix. Skips, saying why, when that root cannot be made here.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { StdioLspClient, type Message } from './lspClient';
+
+const ENSURE = path.resolve(__dirname, '../../scripts/ensure-nix.sh');
+
+/** The wrappers' folder, or why there is none (ensure-nix.sh's own words). */
+function nix226(): { bin: string } | { skip: string } {
+  try {
+    const out = execFileSync('bash', [ENSURE], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 600_000 });
+    return { bin: out.trim().split('\n').pop()! };
+  } catch (error) {
+    const stderr = String((error as { stderr?: unknown }).stderr ?? (error as Error).message).trim();
+    return { skip: `Nix 2.26 is not available: ${stderr || 'scripts/ensure-nix.sh failed'}` };
+  }
+}
+
+const found = nix226();
+const skip = 'skip' in found ? found.skip : undefined;
+const bin = 'bin' in found ? found.bin : '';
+/** Host path of the 2.26 root's /nix/store. */
+const rootStore = path.join(bin, '..', 'root', 'nix', 'store');
+
+let dir: string;
+let client: StdioLspClient;
+
+const drv = (name: string, system: string, salt: string) =>
+  `derivation { name = "${name}"; system = "${system}"; builder = "/bin/sh"; args = [ "-c" "echo built > $out" ]; salt = "${salt}"; }`;
+
+async function openFile(name: string, text: string): Promise<string> {
+  const file = path.join(dir, name);
+  await writeFile(file, text);
+  const uri = pathToFileURL(file).href;
+  client.open(uri, text);
+  return uri;
+}
+
+before(async () => {
+  if (skip) return;
+  // Under os.tmpdir(): the wrappers bind-mount /tmp, so the paths the server passes resolve the same.
+  dir = await mkdtemp(path.join(tmpdir(), 'nb-nix226-'));
+  await mkdir(path.join(dir, 'src'));
+  const machines = path.join(dir, 'machines');
+  await writeFile(machines, '# test builders\nssh://b1 x86_64-linux - 1 1 kvm\n');
+  await writeFile(
+    path.join(dir, 'nix.conf'),
+    ['build-users-group =', 'substituters =', 'sandbox = false', 'extra-platforms =', 'system-features = big-parallel nixos-test', `builders = @${machines}`, ''].join('\n'),
+  );
+  client = new StdioLspClient();
+  await client.initialize({ settings: { nixBinDir: bin, env: { NIX_CONF_DIR: dir }, evaluation: { timeoutSeconds: 30 } } });
+});
+
+after(async () => {
+  if (skip) return;
+  await client.shutdown();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('version detection: the server reports Nix 2.26.3', { skip }, async () => {
+  const status = await client.request<{ version?: string; problem?: string }>('nixBuilders/status');
+  assert.equal(status.problem, undefined);
+  assert.equal(status.version, '2.26.3');
+});
+
+test('`nix config show` (2.20+): the local machine and the builders as 2.26 reads its configuration', { skip }, async () => {
+  const listing = await client.request<{ local?: { system: string; systemFeatures: string[]; extraPlatforms: string[] }; builders: unknown[] }>('nixBuilders/listBuilders');
+  assert.deepEqual(listing.local && { ...listing.local, substituters: undefined }, {
+    ...listing.local,
+    system: 'x86_64-linux',
+    systemFeatures: ['big-parallel', 'nixos-test'],
+    extraPlatforms: [],
+    substituters: undefined,
+  });
+  assert.match(JSON.stringify(listing.builders), /ssh:\/\/b1/);
+});
+
+test('diagnostics and lenses on a saved file: an aarch64-linux derivation "requires aarch64-linux", on its attribute (positions from the file: 2.16+ gives none for stdin)', { skip }, async () => {
+  const salt = `${Date.now()}-${process.pid}`;
+  const text = `{\n  fine = ${drv('fine-226', 'x86_64-linux', salt)};\n  arm = ${drv('arm-226', 'aarch64-linux', salt)};\n}\n`;
+  const uri = await openFile('src/system.nix', text);
+  const diagnostics = await client.diagnostics(uri, (ds) => ds.some((d) => d.code === 'no-builder-system'));
+  const d = diagnostics.find((x) => x.code === 'no-builder-system')!;
+  assert.deepEqual(d.range, { start: { line: 2, character: 2 }, end: { line: 2, character: 5 } });
+  assert.match(d.message, /^requires aarch64-linux: no builder provides it/);
+  const lenses = await client.request<Array<{ range: { start: { line: number } } }>>('textDocument/codeLens', { textDocument: { uri } });
+  const lines = [...new Set(lenses.map((l) => l.range.start.line))].sort();
+  assert.deepEqual(lines, [1, 2]);
+});
+
+test('a build with Nix 2.26: built in the 2.26 root\'s own store, not in this machine\'s', { skip }, async () => {
+  const salt = `${Date.now()}-${process.pid}`;
+  const uri = await openFile('src/build.nix', `{\n  here = ${drv('here-226', 'x86_64-linux', salt)};\n}\n`);
+  type Info = { buildId: string; status: string; targets: Array<{ drvPath: string; outputs?: Record<string, string> }>; problems?: string[] };
+  const started = await client.request<Info>('nixBuilders/startBuild', { uri, attrPaths: [['here']] });
+  const done = await client.waitForNotification(
+    (m: Message) => m.method === 'nixBuilders/buildProgress' && (m.params as Info).buildId === started.buildId && (m.params as Info).status !== 'running',
+    300_000,
+  );
+  const info = done.params as Info;
+  assert.equal(info.status, 'built', JSON.stringify(info.problems));
+  const drvPath = started.targets[0]!.drvPath;
+  assert.ok(existsSync(path.join(rootStore, path.basename(drvPath))), `${drvPath} in the 2.26 root's store`);
+  assert.ok(!existsSync(drvPath), `${drvPath} not in this machine's /nix/store`);
+});
