@@ -3,32 +3,19 @@
 // with its own /nix. Skips, saying why, when that root cannot be made here.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { nix226 } from '../lab/nix226';
 import { StdioLspClient, type Message } from './lspClient';
 
-const ENSURE = path.resolve(__dirname, '../../scripts/ensure-nix.sh');
-
-/** The wrappers' folder, or why there is none (ensure-nix.sh's own words). */
-function nix226(): { bin: string } | { skip: string } {
-  try {
-    const out = execFileSync('bash', [ENSURE], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 600_000 });
-    return { bin: out.trim().split('\n').pop()! };
-  } catch (error) {
-    const stderr = String((error as { stderr?: unknown }).stderr ?? (error as Error).message).trim();
-    return { skip: `Nix 2.26 is not available: ${stderr || 'scripts/ensure-nix.sh failed'}` };
-  }
-}
-
 const found = nix226();
-const skip = 'skip' in found ? found.skip : undefined;
-const bin = 'bin' in found ? found.bin : '';
+const skip = found.skip;
+const bin = found.skip === undefined ? found.bin : '';
 /** Host path of the 2.26 root's /nix/store. */
-const rootStore = path.join(bin, '..', 'root', 'nix', 'store');
+const rootStore = found.skip === undefined ? path.join(found.dir, 'root', 'nix', 'store') : '';
 
 let dir: string;
 let client: StdioLspClient;
