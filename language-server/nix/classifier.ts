@@ -1190,7 +1190,8 @@ class Classifier {
       const item = this.items[k] as Item;
       if (item.type !== 'line') continue;
       const m = /^copying path '[^']+' to '([^']+)'/.exec(item.text);
-      if (m) return m[1];
+      // Nix 2.26 names an ssh-ng store 'ssh-ng://' there, without its host: no store to name.
+      if (m) return /^[a-z0-9+.-]+:\/\/$/.test(m[1] as string) ? undefined : m[1];
     }
     return undefined;
   }

@@ -831,3 +831,37 @@ test('Nix 2.26.3 prints no "Cannot build … Reason:" (that wording is newer): n
     assert.deepEqual(kinds(classify(text)).filter((k) => k === 'unknown'), [], file);
   }
 });
+
+test('not-privileged (2.26.3 client, 2.8 builder b3): not-privileged-ssh.stderr.txt, not-privileged-ssh-ng.stderr.txt — the builder and the derivation named', () => {
+  for (const [file, uri] of [
+    ['not-privileged-ssh.stderr.txt', 'ssh://nixremote@b3'],
+    ['not-privileged-ssh-ng.stderr.txt', 'ssh-ng://nixremote@b3'],
+  ] as const) {
+    const p = only(classify(v226(file)), 'not-privileged');
+    wellFormed(p);
+    assert.equal(p.details.storeUri, uri, file);
+    assert.match(p.details.drvPath ?? '', /-to-b3(-ng)?\.drv$/, file);
+  }
+});
+
+test('remote-command-not-found (2.26.3 client): remote-command-not-found-build.stderr.txt — "cannot build on" wraps "cannot connect to"', () => {
+  const p = only(classify(v226('remote-command-not-found-build.stderr.txt')), 'cannot-connect');
+  wellFormed(p);
+  assert.equal(p.details.reason, 'remote-command-not-found');
+  assert.equal(p.details.storeUri, 'ssh://nopath@b4');
+});
+
+test('lacks-signature (2.26.3 client copying to the 2.8 builder b3): lacks-signature-ssh-ng.stderr.txt — 2.26 prints the target as \'ssh-ng://\' without its host: no store is named rather than that', () => {
+  const p = only(classify(v226('lacks-signature-ssh-ng.stderr.txt')), 'lacks-signature');
+  wellFormed(p);
+  assert.equal(p.details.storeUri, undefined);
+  assert.doesNotMatch(p.cause, /ssh-ng:\/\/\)/);
+});
+
+test('a successful remote build with a 2.26.3 client has no problems: remote-build-b1-nix-2.8.jsonl (internal-json, with parent ids), remote-build-b5.stderr.txt', () => {
+  const jsonl = v226('remote-build-b1-nix-2.8.jsonl');
+  assert.match(jsonl, /"parent":/);
+  assert.deepEqual(classify(jsonl), []);
+  assert.deepEqual(classifyLogEvents(parseLog(jsonl)), []);
+  assert.deepEqual(classify(v226('remote-build-b5.stderr.txt')), []);
+});
