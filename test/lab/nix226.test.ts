@@ -1,14 +1,18 @@
 // A mixed fleet: the lab's builders run Nix 2.8 (this machine's), b5 runs Nix 2.26.3 (sshd and Nix
 // of the Debian 13 root scripts/ensure-nix.sh makes, its own store, a nix-daemon for its user
 // fleet). The doctor reads b5's version, trust and configuration as 2.26 prints them; builds and
-// test builds from this machine's 2.8 client run on it. Skips, saying why, without that root.
+// test builds from this machine's 2.8 client run on it; and the other way round, the 2.26 client
+// (the wrappers' own store) plans, builds and test-builds on 2.8 builders. Skips, saying why,
+// without that root.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { hostOf, userOf } from '../../language-server/builders/collect';
 import { checkAll, checkBuilder, type DoctorDeps } from '../../language-server/builders/doctor';
 import { testBuild } from '../../language-server/builders/testBuild';
+import { planBuild } from '../../language-server/builds/plan';
 import { runBuild } from '../../language-server/builds/runBuild';
 import { parseMachineLine } from '../../language-server/nix/machines';
 import { Nix } from '../../language-server/nix/nix';
@@ -24,6 +28,8 @@ const skip = found.skip;
 
 let lab: Lab;
 let nix: Nix;
+/** The server's Nix layer on the 2.26 client (the wrappers), against the same lab. */
+let client226: Nix;
 let deps: DoctorDeps;
 
 before(async () => {
@@ -32,6 +38,7 @@ before(async () => {
   lab = await startLab({ nix226: found.dir });
   console.log(`lab with b5 started in ${Date.now() - started} ms`);
   nix = new Nix(new ExecaRunner(), { binDir: '', env: lab.env });
+  client226 = new Nix(new ExecaRunner(), { binDir: found.bin, env: lab.env });
   deps = { nix, thresholds: { busyLoadPerCore: 1000, lowDiskKiB: 0, criticalDiskKiB: 0 } };
 });
 
@@ -113,4 +120,29 @@ test('the test build on b5 (2.26): ok, ran on b5, its output in b5\'s store', { 
   assert.ok(lab.hasStorePath('b5', built.outPath ?? ''));
   const health = await checkBuilder(labBuilder('b5'), deps);
   assert.equal(health.status, 'ok', show(health));
+});
+
+test('the 2.26 client (nixBinDir = the wrappers) plans and builds on the 2.8 builder b1: the dry run is read, the build ran on b1, the output is in b1\'s store and copied back into the 2.26 store', { skip }, async () => {
+  const caps = await client226.detect();
+  assert.equal(caps.ok ? caps.value.version.text : caps.message, '2.26.3');
+  const inst = await client226.run(client226.bin('nix-instantiate'), ['-E', saltedDerivation({ system: 'x86_64-linux', name: 'from-226' })], { timeoutMs: 60_000 });
+  assert.equal(inst.kind, 'ok', inst.stderr);
+  const drv = inst.stdout.trim();
+  const builders = buildersOption([lab.builder('b1')]);
+  const plan = await planBuild(client226, [drv], { builders, maxJobs: 0 });
+  assert.equal(plan.status, 'ok', plan.error);
+  assert.deepEqual(plan.toBuild, [drv]);
+  const o = await runBuild(client226, { drvPaths: [drv], builders, maxJobs: 0 });
+  assert.equal(o.status, 'built', `${o.exit} ${o.snapshot.messages.join('\n')}`);
+  assert.equal(o.snapshot.derivations.find((x) => x.drvPath === drv)?.machine, 'ssh://b1');
+  const out = o.outPaths[0]!;
+  assert.ok(lab.hasStorePath('b1', out), 'built on b1');
+  assert.equal(readFileSync(path.join(found.skip === undefined ? found.dir : '', 'root', out), 'utf8').trim(), builderMarker('b1'));
+});
+
+test('the 2.26 client\'s test build on the untrusted 2.8 builder b3: not-privileged, as with 2.8', { skip }, async () => {
+  const built = await testBuild(labBuilder('b3'), { nix: client226 });
+  assert.equal(built.status, 'error', built.summary);
+  assert.equal(built.problem?.kind, 'not-privileged', `${built.summary} ${built.cause ?? ''}`);
+  assert.match(built.summary, /b3/);
 });
