@@ -3,9 +3,10 @@
 // with its own /nix. Skips, saying why, when that root cannot be made here.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { nix226 } from '../lab/nix226';
@@ -97,4 +98,33 @@ test('a build with Nix 2.26: built in the 2.26 root\'s own store, not in this ma
   const drvPath = started.targets[0]!.drvPath;
   assert.ok(existsSync(path.join(rootStore, path.basename(drvPath))), `${drvPath} in the 2.26 root's store`);
   assert.ok(!existsSync(drvPath), `${drvPath} not in this machine's /nix/store`);
+});
+
+test('`nix store info --store daemon` (2.19+): a local 2.26 nix-daemon that does not trust this user — the local check says so from `Trusted: 0`, though the client\'s own nix.conf lists the user', { skip }, async () => {
+  const user = userInfo().username;
+  const daemonConf = path.join(dir, 'daemon-conf');
+  await mkdir(daemonConf);
+  await writeFile(path.join(daemonConf, 'nix.conf'), ['build-users-group =', 'substituters =', 'trusted-users = nobody', ''].join('\n'));
+  // The client's configuration trusts the user: only the daemon's answer can say otherwise.
+  const clientConf = path.join(dir, 'client-conf');
+  await mkdir(clientConf);
+  await writeFile(path.join(clientConf, 'nix.conf'), ['build-users-group =', 'substituters =', `trusted-users = root ${user}`, ''].join('\n'));
+  const socket = path.join(dir, 'daemon.socket');
+  let daemon: ChildProcess | undefined;
+  let other: StdioLspClient | undefined;
+  try {
+    daemon = spawn(path.join(bin, 'nix-daemon'), [], { env: { ...process.env, NIX_CONF_DIR: daemonConf, NIX_DAEMON_SOCKET_PATH: socket }, stdio: 'ignore' });
+    for (let i = 0; !existsSync(socket); i++) {
+      assert.ok(i < 400 && daemon.exitCode === null, 'the 2.26 nix-daemon listens');
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    other = new StdioLspClient();
+    await other.initialize({ settings: { nixBinDir: bin, env: { NIX_CONF_DIR: clientConf, NIX_REMOTE: 'daemon', NIX_DAEMON_SOCKET_PATH: socket } } });
+    const report = await other.request<{ local: { status: string; summary: string; cause?: string; fix?: string } }>('nixBuilders/checkBuilders', {});
+    assert.equal(report.local.status, 'error', JSON.stringify(report.local));
+    assert.equal(report.local.summary, `the local nix-daemon does not trust ${user}: it silently ignores --builders`);
+  } finally {
+    await other?.shutdown();
+    daemon?.kill('SIGTERM');
+  }
 });
