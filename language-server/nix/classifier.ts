@@ -306,7 +306,9 @@ function itemsFromEvents(events: Iterable<LogEvent>): Item[] {
       case 'msg': {
         let position: SourcePosition | undefined;
         if (ev.file !== undefined) {
-          position = { file: ev.file };
+          // Nix 2.26 writes the whole position into `file` ("/a/b.nix:6:13"), beside line and column.
+          const suffix = ev.line !== undefined && ev.column !== undefined ? `:${ev.line}:${ev.column}` : undefined;
+          position = { file: suffix !== undefined && ev.file.endsWith(suffix) ? ev.file.slice(0, -suffix.length) : ev.file };
           if (ev.line !== undefined && ev.line > 0) position.line = ev.line;
           if (ev.column !== undefined && ev.column > 0) position.column = ev.column;
         }

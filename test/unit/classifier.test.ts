@@ -865,3 +865,48 @@ test('a successful remote build with a 2.26.3 client has no problems: remote-bui
   assert.deepEqual(classifyLogEvents(parseLog(jsonl)), []);
   assert.deepEqual(classify(v226('remote-build-b5.stderr.txt')), []);
 });
+
+test('eval-error (2.26.3): eval-error.stderr.txt, eval-error-show-trace.stderr.txt, eval-undefined-variable.stderr.txt, eval-throw.stderr.txt — the 2.13+ layout, recorded', () => {
+  for (const file of ['eval-error.stderr.txt', 'eval-error-show-trace.stderr.txt']) {
+    const p = only(classify(v226(file)), 'eval-error');
+    wellFormed(p);
+    assert.equal(p.message, "attribute 'bash' missing", file);
+    assert.deepEqual(p.details.position, { file: '/tmp/nix-builders-fixtures-2.26/evalerr.nix', line: 6, column: 13 }, file);
+    assert.deepEqual(
+      p.details.trace.map((f) => [f.text, f.position?.line]),
+      [
+        ["while calling the 'derivationStrict' builtin", 37],
+        ["while evaluating derivation 'eval-error'", undefined],
+        ["while evaluating attribute 'builder' of derivation 'eval-error'", 6],
+      ],
+      file,
+    );
+  }
+  const undef = only(classify(v226('eval-undefined-variable.stderr.txt')), 'eval-error');
+  assert.equal(undef.message, "undefined variable 'undefinedThing'");
+  assert.deepEqual([undef.details.position?.line, undef.details.position?.column], [2, 7]);
+  // From 2.13 a throw has the position of the throw itself (2.8: none).
+  const thrown = only(classify(v226('eval-throw.stderr.txt')), 'eval-error');
+  assert.equal(thrown.message, 'custom failure at 3');
+  assert.deepEqual([thrown.details.position?.line, thrown.details.position?.column], [1, 26]);
+});
+
+test('eval and parse errors in internal-json (2.26.3): eval-error.jsonl, parse-error.jsonl — `file` of the msg holds "path:line:col" in 2.26: the position\'s file is the path alone', () => {
+  const evalError = only(classify(v226('eval-error.jsonl')), 'eval-error');
+  assert.deepEqual(evalError.details.position, { file: '/tmp/nix-builders-fixtures-2.26/evalerr.nix', line: 6, column: 13 });
+  const parse = only(classify(v226('parse-error.jsonl')), 'parse-error');
+  assert.deepEqual(parse.details.position, { file: '/tmp/nix-builders-fixtures-2.26/parse.nix', line: 3, column: 5 });
+  for (const name of ['eval-error.jsonl', 'parse-error.jsonl']) assert.deepEqual(classifyLogEvents(parseLog(v226(name))), classify(v226(name)), name);
+});
+
+test('parse-error and infinite-recursion (2.26.3): parse-error.stderr.txt, parse-error-eof.stderr.txt, infinite-recursion.stderr.txt', () => {
+  const p = only(classify(v226('parse-error.stderr.txt')), 'parse-error');
+  wellFormed(p);
+  assert.equal(p.message, "syntax error, unexpected '=', expecting ';'");
+  assert.deepEqual([p.details.position?.line, p.details.position?.column], [3, 5]);
+  const eof = only(classify(v226('parse-error-eof.stderr.txt')), 'parse-error');
+  assert.equal(eof.details.unexpected, 'end of file');
+  assert.deepEqual(eof.details.expecting, ['INHERIT']);
+  const rec = only(classify(v226('infinite-recursion.stderr.txt')), 'infinite-recursion');
+  assert.deepEqual([rec.details.position?.line, rec.details.position?.column], [2, 7]);
+});
