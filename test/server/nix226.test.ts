@@ -128,3 +128,33 @@ test('`nix store info --store daemon` (2.19+): a local 2.26 nix-daemon that does
     daemon?.kill('SIGTERM');
   }
 });
+
+test('parse and evaluation errors on 2.26, at their exact position with Nix\'s message (saved files)', { skip }, async () => {
+  const only = (ds: Array<{ code?: unknown; range: { start: { line: number; character: number } }; message: string }>, code: string) => {
+    const found = ds.filter((d) => d.code === code);
+    assert.equal(found.length, 1, `one ${code} diagnostic in ${JSON.stringify(ds, null, 1)}`);
+    return found[0]!;
+  };
+  const p = only(await client.diagnostics(await openFile('src/parse.nix', '{\n  a = 1;\n  b = ;\n}\n')), 'parse-error');
+  assert.deepEqual(p.range.start, { line: 2, character: 6 });
+  assert.match(p.message, /syntax error, unexpected ';'/);
+  const e = only(await client.diagnostics(await openFile('src/eval.nix', '{\n  a = 1;\n  b = 1 + "two";\n}\n')), 'eval-error');
+  assert.deepEqual(e.range.start, { line: 2, character: 10 });
+  assert.match(e.message, /cannot add a string to an integer/);
+  const r = only(await client.diagnostics(await openFile('src/recursion.nix', 'let x = x + 1; in { inherit x; }\n')), 'infinite-recursion');
+  assert.match(r.message, /infinite recursion encountered/);
+});
+
+// Known defect, in the evaluator (language-server/eval/, not this file's part): an unsaved document
+// is evaluated from stdin, and from Nix 2.16 `unsafeGetAttrPos` gives no position for such text.
+// With 2.26 its diagnostic then sits at 0:0 and it has no code lens (2.8: on `arm`, with lenses).
+test('an unsaved document on 2.26: the diagnostic on its attribute and the lenses there', { skip, todo: skip === undefined ? 'unsaved documents get no positions from Nix 2.16+ (evaluated from stdin)' : undefined }, async () => {
+  const file = path.join(dir, 'src', 'unsaved.nix');
+  await writeFile(file, '# the editor has changes not saved yet\n');
+  const uri = pathToFileURL(file).href;
+  client.open(uri, `{\n  arm = ${drv('unsaved-arm', 'aarch64-linux', String(Date.now()))};\n}\n`);
+  const d = (await client.diagnostics(uri)).find((x) => x.code === 'no-builder-system');
+  assert.deepEqual(d?.range.start, { line: 1, character: 2 });
+  const lenses = await client.request<unknown[]>('textDocument/codeLens', { textDocument: { uri } });
+  assert.ok(lenses.length > 0);
+});
