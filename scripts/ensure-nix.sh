@@ -7,7 +7,7 @@
 #   bash scripts/ensure-nix.sh            # make it if needed; last stdout line = the bin folder
 #   bash scripts/ensure-nix.sh --print    # print the bin folder, make nothing (exit 1 when absent)
 #
-# Cache (~460 MB): ${NIX_BUILDERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nix-builders-dev}/nix-trixie/
+# Cache (~350 MB): ${NIX_BUILDERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nix-builders-dev}/nix-trixie/
 #   root/           debootstrap --variant=minbase trixie, then apt-get install nix-bin openssh-server;
 #                   root/nix is that Nix's own store (never this machine's /nix)
 #   bin/            nix, nix-instantiate, nix-store, nix-build, nix-daemon: each runs the root's
@@ -84,7 +84,7 @@ if installed; then
 fi
 
 start=$SECONDS
-log "making a Debian $SUITE root with ${PACKAGES[*]} in $dir (cold: ~1 min, ~460 MB)"
+log "making a Debian $SUITE root with ${PACKAGES[*]} in $dir (cold: ~40 s, ~350 MB)"
 rm -rf "$dir"
 mkdir -p "$dir/bin" "$dir/libexec"
 if ! debootstrap --variant=minbase "$SUITE" "$root" "$mirror" >"$dir/debootstrap.log" 2>&1; then
