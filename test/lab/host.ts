@@ -4,6 +4,8 @@
 //   [setpriv --pdeathsig KILL] unshare --pid --fork --kill-child --mount-proc …   (spawned detached)
 //     └─ sh HOST_SCRIPT → exec sshd -D            (PID 1 of the namespace)
 //          └─ nix-daemon                          (only for builders whose ssh user is not root)
+// A builder with an `otherRoot` (b5, Nix 2.26) runs the same sshd and nix-daemon inside that
+// Debian 13 root instead (OTHER_ROOT_SCRIPT), with the builder's /nix and /etc mounted there.
 //
 // The host has no /etc/nix to bind-mount onto, and nothing global may change. So inside the
 // namespace /etc itself is replaced by the builder's own etc folder, in which nix/, passwd, group

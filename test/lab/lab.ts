@@ -11,8 +11,9 @@
 //       the URI says ?remote-program=/usr/bin/nix-store; also the trusted users shbash, shdash,
 //       shzsh and shfish, whose login shells (which run every remote command) are bash, dash, zsh
 //       and fish
-//   b5  fleet, x86_64-linux, trusted, nix-daemon inside: sshd and Nix 2.26 of a Debian 13 root (scripts/ensure-nix.sh)
-//       with its own store, for a mixed fleet; started only when asked (`startLab({ nix226 })`)
+//   b5  fleet, x86_64-linux, trusted, nix-daemon inside: sshd and Nix 2.26 of a Debian 13 root
+//       (scripts/ensure-nix.sh) with its own store, for a mixed fleet; started only when asked
+//       (`startLab({ nix226 })`)
 // b1 also presents a host certificate for the principal b1, signed by the lab's host CA
 // (`Lab.hostCa`). `Host b1-via-b2` reaches b1 only through b2 as a jump host (ProxyJump): its
 // HostName is a name that only b2's /etc/hosts resolves.
