@@ -910,3 +910,11 @@ test('parse-error and infinite-recursion (2.26.3): parse-error.stderr.txt, parse
   const rec = only(classify(v226('infinite-recursion.stderr.txt')), 'infinite-recursion');
   assert.deepEqual([rec.details.position?.line, rec.details.position?.column], [2, 7]);
 });
+
+test('build-users (2.26.3): build-users-group-missing.stderr.txt — 2.26 warns at each start, then the error; build-users-group-missing-eval.stderr.txt (the warning only) is no problem', () => {
+  const p = only(classify(v226('build-users-group-missing.stderr.txt')), 'build-users');
+  wellFormed(p);
+  assert.equal(p.details.group, 'nixbld');
+  assert.equal(p.details.reason, 'group-missing');
+  assert.deepEqual(classify(v226('build-users-group-missing-eval.stderr.txt')), []);
+});
