@@ -93,14 +93,17 @@ if ! debootstrap --variant=minbase "$SUITE" "$root" "$mirror" >"$dir/debootstrap
   exit 1
 fi
 # (debootstrap --include=nix-bin fails: nix-bin depends on a virtual perl package.)
-unshare -m --propagation private -- sh -c '
+if ! unshare -m --propagation private -- sh -c '
   set -e
   mount -t proc proc "$1/proc"
   mount --rbind /dev "$1/dev"
   shift
   exec chroot "$@"
 ' sh "$root" "$root" env DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-  sh -c 'apt-get update -q && apt-get install -y -q --no-install-recommends "$@" && apt-get clean' sh "${PACKAGES[@]}" >&2
+  sh -c 'apt-get update -q && apt-get install -y -q --no-install-recommends "$@" && apt-get clean' sh "${PACKAGES[@]}" >&2; then
+  log "apt-get install ${PACKAGES[*]} in the Debian $SUITE root failed (see above); run this script again to retry"
+  exit 1
+fi
 # The root's own store starts empty. Its Nix is single-user, like the builder lab's: Debian's
 # nix-bin alone makes no nixbld group (every command would warn that it does not exist).
 mkdir -p "$root/nix/store" "$root/nix/var/nix" "$root/etc/nix"
