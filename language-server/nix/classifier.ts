@@ -308,7 +308,9 @@ function itemsFromEvents(events: Iterable<LogEvent>): Item[] {
       case 'msg': {
         let position: SourcePosition | undefined;
         if (ev.file !== undefined) {
-          position = { file: ev.file };
+          // Nix 2.26 writes the whole position into `file` ("/a/b.nix:6:13"), beside line and column.
+          const suffix = ev.line !== undefined && ev.column !== undefined ? `:${ev.line}:${ev.column}` : undefined;
+          position = { file: suffix !== undefined && ev.file.endsWith(suffix) ? ev.file.slice(0, -suffix.length) : ev.file };
           if (ev.line !== undefined && ev.line > 0) position.line = ev.line;
           if (ev.column !== undefined && ev.column > 0) position.column = ev.column;
         }
@@ -691,6 +693,12 @@ function evalPosText(pos: SourcePosition | undefined): string {
 // ---------------------------------------------------------------------------------------------
 // The classifier.
 
+/** The lines up to the first blank one, trimmed and joined by spaces. */
+function firstParagraph(lines: readonly string[]): string {
+  const end = lines.findIndex((l) => l.trim() === '');
+  return (end < 0 ? lines : lines.slice(0, end)).map((l) => l.trim()).join(' ');
+}
+
 interface ErrorBlock {
   /** Lines of the block, first is the `error:` line. */
   items: TextItem[];
@@ -937,7 +945,8 @@ class Classifier {
       this.problems.push(notPrivileged(head, text, details));
       return;
     }
-    if ((m = /^cannot add path '([^']+)' because it lacks a valid signature/.exec(head))) {
+    // "lacks a valid signature" up to Nix 2.11, "lacks a signature by a trusted key" from 2.12.
+    if ((m = /^cannot add path '([^']+)' because it lacks a (?:valid signature|signature by a trusted key)/.exec(head))) {
       const details: LacksSignatureDetails = { path: m[1] as string };
       const uri = this.building?.storeUri ?? this.storeUrl ?? this.copyTarget();
       if (uri) details.storeUri = uri;
@@ -1012,20 +1021,23 @@ class Classifier {
       this.cannotBuild(m[1] as string, m[2], block, text);
       return;
     }
-    if (/^unable to start any build; remote machines may not have all required system features/.test(head)) {
+    // Nix 2.8 prints "error: unable to start any build; …" on one line; newer Nix a bare `error:`
+    // and the sentence wrapped on indented lines ("Unable to start any build;" / "remote machines …").
+    const sentence = head === '' ? firstParagraph(rest) : head;
+    if (/^unable to start any build; remote machines may not have all required system features/i.test(sentence)) {
       const previous = this.last();
-      if (previous && previous.kind === 'no-machine' && !/unable to start any build/.test(previous.text)) {
+      if (previous && previous.kind === 'no-machine' && !/unable to start any build/i.test(previous.text)) {
         this.attach(previous, text);
-        previous.message = head;
+        previous.message = sentence;
         return;
       }
-      this.problems.push(this.noMachine(head, text, { requiredFeatures: [], machines: [], reason: 'no-fitting-machine', unreachable: [] }));
+      this.problems.push(this.noMachine(sentence, text, { requiredFeatures: [], machines: [], reason: 'no-fitting-machine', unreachable: [] }));
       return;
     }
-    if (/^unable to start any build; either increase '--max-jobs' or enable remote builds/.test(head)) {
+    if (/^unable to start any build; either increase '--max-jobs' or enable remote builds/i.test(sentence)) {
       this.problems.push({
         kind: 'no-machine',
-        message: head,
+        message: sentence,
         cause: 'Local builds are switched off (max-jobs is 0) and no remote builder is configured, so nothing can build the derivation.',
         fix: 'Configure a remote builder (`builders = …` in nix.conf or /etc/nix/machines, or `--builders`), or allow local builds (`--max-jobs 1` / `max-jobs = auto`).',
         details: { requiredFeatures: [], machines: [], reason: 'max-jobs-zero', unreachable: [] },
@@ -1194,7 +1206,8 @@ class Classifier {
       const item = this.items[k] as Item;
       if (item.type !== 'line') continue;
       const m = /^copying path '[^']+' to '([^']+)'/.exec(item.text);
-      if (m) return m[1];
+      // Nix 2.26 names an ssh-ng store 'ssh-ng://' there, without its host: no store to name.
+      if (m) return /^[a-z0-9+.-]+:\/\/$/.test(m[1] as string) ? undefined : m[1];
     }
     return undefined;
   }
