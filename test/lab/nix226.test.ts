@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { hostOf, userOf } from '../../language-server/builders/collect';
+import { userOf } from '../../language-server/builders/collect';
+import { storeHost } from '../../language-server/nix/storeUri';
 import { checkAll, checkBuilder, type DoctorDeps } from '../../language-server/builders/doctor';
 import { testBuild } from '../../language-server/builders/testBuild';
 import { planBuild } from '../../language-server/builds/plan';
@@ -49,7 +50,7 @@ after(async () => {
 function builderOf(line: string): BuilderInfo {
   const { machine, error } = parseMachineLine(line);
   assert.ok(machine, error);
-  const info: BuilderInfo = { ...machine, id: `test:${machine.uri}`, name: hostOf(machine.uri), source: { label: 'the test machines line' } };
+  const info: BuilderInfo = { ...machine, id: `test:${machine.uri}`, name: storeHost(machine.uri), source: { label: 'the test machines line' } };
   const user = userOf(machine.uri);
   if (user) info.user = user;
   return info;
