@@ -41,6 +41,7 @@ import { evaluationOptions, parseSettings } from './config';
 import { FilesWatcher } from './util/watch';
 import { DocumentDiagnostics, type FileChange } from './eval/documentDiagnostics';
 import { codeActionsFor, codeLensesFor, derivationAt, derivationNear, documentDerivations, hoverFor } from './eval/lenses';
+import { flakeCodeActions } from './eval/flake';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
 import { checkAll, checkBuilder, checkLocal } from './builders/doctor';
 import { buildersIgnoredBy, type BuildersIgnored } from './builders/ignoredBuilders';
@@ -136,7 +137,7 @@ export class NixBuildersServer {
     connection.onCodeLens((p, token) => this.codeLenses(p.textDocument.uri, abortSignalOf(token)));
     connection.onHover((p, token) => this.hover(p.textDocument.uri, p.position.line, p.position.character, abortSignalOf(token)));
     connection.onDidChangeWatchedFiles((p) => void this.diagnostics.filesChanged(p.changes.filter((c) => c.uri.startsWith('file:')).map(fileChangeOf)));
-    connection.onCodeAction((p) => codeActionsFor(p.context.diagnostics));
+    connection.onCodeAction((p) => [...codeActionsFor(p.context.diagnostics), ...flakeCodeActions(p.context.diagnostics)]);
     connection.onRequest(Requests.editMachines, async (p) => {
       const result = await editMachinesFile(p.file, p.edit, { expectedText: p.expectedText });
       if (result.ok) this.invalidate();

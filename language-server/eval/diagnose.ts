@@ -3,6 +3,7 @@
 // where only builders can. Pure: no Nix, no LSP objects.
 import { ignoredNote, type BuildersIgnored } from '../builders/ignoredBuilders';
 import { builderRefusal, featureSet, localRefusal, type BuildRequirements, type LocalCapabilities, type MachineCapabilities } from '../builders/match';
+import { flakeDiagnostics, type FlakeDiagnosticCode, type FlakeFix } from './flake';
 import type { WalkerOutput, WalkerPosition } from './walker';
 
 export interface NamedMachine extends MachineCapabilities {
@@ -22,7 +23,8 @@ export type DiagnosticCode =
   | 'max-jobs-zero'
   | 'remote-only'
   | 'attribute-error'
-  | 'required-arguments';
+  | 'required-arguments'
+  | FlakeDiagnosticCode;
 
 export interface DerivationDiagnostic {
   severity: 'error' | 'warning' | 'information';
@@ -35,7 +37,7 @@ export interface DerivationDiagnostic {
   /** The attribute path the diagnostic is about. */
   attrPath: string[];
   /** For quick fixes: what a builder would need. */
-  data?: { system: string; features: string[]; drvPath?: string };
+  data?: { system: string; features: string[]; drvPath?: string } | { fix?: FlakeFix };
 }
 
 /**
@@ -76,14 +78,15 @@ export function diagnoseDerivations(
   const notEvaluated =
     output.kind === 'function-with-required-arguments'
       ? `This file is a function with required arguments (${(output.required ?? []).join(', ')}): Nix Builders evaluates files that are attribute sets or functions whose arguments all have defaults.`
-      : output.kind === 'flake-with-inputs'
-        ? `This flake has inputs (${(output.required ?? []).join(', ')}): Nix Builders evaluates flakes without inputs only, so far; its outputs are not checked.`
-        : undefined;
+      : undefined;
   if (notEvaluated) {
     out.push({ severity: 'information', code: 'required-arguments', line: 0, column: 0, endColumn: 0, attrPath: [], message: notEvaluated });
     return out;
   }
   const lines = text.split('\n');
+  // A flake's inputs: on their lines; when they stop the evaluation, that is all there is to say.
+  if (output.flake) out.push(...flakeDiagnostics(lines, output.kind, output.flake.inputs, output.flake.facts));
+  if (output.kind === 'flake-inputs' || output.kind === 'flake-untracked') return out;
   const everyone = describeEveryone(local, machines);
   for (const item of output.items) {
     const range = documentRange(lines, item.pos);
