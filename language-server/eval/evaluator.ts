@@ -7,7 +7,7 @@ import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
 import { classify, mostImportant } from '../nix/classifier';
 import { readDerivations } from '../nix/derivationFile';
-import { flakeSource, localInputFiles, parseLockFile, placeOnTrail, unfetchedInputs, type FlakeInputProblem } from './flake';
+import { flakeSource, localInputFiles, lockedInputs, parseLockFile, placeOnTrail, type FlakeInputProblem } from './flake';
 import { walkerExpression, WALKER_PREFIX_LINES, type WalkedDerivation, type WalkedError, type WalkerOutput, type WalkerPosition } from './walker';
 
 export interface EvaluationOptions {
@@ -166,7 +166,7 @@ async function evaluateFlake(
   const lockPath = path.join(dir, 'flake.lock');
   const lockText = await readFile(lockPath, 'utf8').catch(() => undefined);
   const lock = lockText === undefined ? undefined : parseLockFile(lockText);
-  const missing = lock ? await unfetchedInputs(lock, dir) : [];
+  const inputs = lock ? await lockedInputs(lock, dir) : { missing: [], stored: {} };
   // What Nix copies of a git repository follows its index (`git add`).
   const dependencies = [lockPath, ...(source.type === 'git' ? [path.join(source.root, '.git', 'index')] : []), ...(lock ? await localInputFiles(lock, dir) : [])];
   const args = [
@@ -179,7 +179,7 @@ async function evaluateFlake(
     'false',
     '--argstr',
     'flake',
-    JSON.stringify({ ...source, missing }),
+    JSON.stringify({ ...source, ...inputs }),
   ];
   const result = await nix.run(nix.bin('nix-instantiate'), args, {
     input: walkerExpression(docFile === undefined ? documentText : undefined),

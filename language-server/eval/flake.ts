@@ -91,21 +91,54 @@ export function localInputFolder(node: LockNode, flakeDir: string): string | und
   return undefined;
 }
 
+/** What `builtins.fetchTree` returns for a locked input (fetchers' emitTreeAttrs), for one already in the store. */
+export interface StoredSource {
+  outPath: string;
+  narHash: string;
+  rev?: string;
+  shortRev?: string;
+  revCount?: number;
+  lastModified?: number;
+  lastModifiedDate?: string;
+  submodules?: boolean;
+}
+
+/** `%Y%m%d%H%M%S` in UTC, as Nix formats `lastModifiedDate`. */
+function lastModifiedDate(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().replace(/[-:T]/g, '').slice(0, 14);
+}
+
+function storedSource(locked: NonNullable<LockNode['locked']> & Record<string, unknown>, outPath: string): StoredSource {
+  const rev = typeof locked.rev === 'string' ? locked.rev : undefined;
+  const lastModified = typeof locked.lastModified === 'number' ? locked.lastModified : undefined;
+  return {
+    outPath,
+    narHash: locked.narHash as string,
+    ...(locked.type === 'git' ? { submodules: locked.submodules === true } : {}),
+    ...(rev !== undefined ? { rev, shortRev: rev.slice(0, 7) } : {}),
+    ...(typeof locked.revCount === 'number' ? { revCount: locked.revCount } : {}),
+    ...(lastModified !== undefined ? { lastModified, lastModifiedDate: lastModifiedDate(lastModified) } : {}),
+  };
+}
+
 /**
- * The locked inputs the evaluation could not get without a download: neither local (a folder
- * that exists) nor already in the store.
+ * Which locked inputs the evaluation can use without a download: those whose pinned source is in
+ * the store already (`stored`: used as it is, as Nix does, also when a local input changed since),
+ * and those that are not but local (fetched from their folder). The others are `missing`.
  */
-export async function unfetchedInputs(lock: LockFile, flakeDir: string, storeDir = '/nix/store'): Promise<string[]> {
+export async function lockedInputs(lock: LockFile, flakeDir: string, storeDir = '/nix/store'): Promise<{ missing: string[]; stored: Record<string, StoredSource> }> {
   const missing: string[] = [];
+  const stored: Record<string, StoredSource> = {};
   for (const [key, node] of Object.entries(lock.nodes)) {
     if (key === lock.root || !node.locked) continue;
-    const local = localInputFolder(node, flakeDir);
-    if (local !== undefined && (await exists(local))) continue;
-    const stored = node.locked.narHash ? sourceStorePath(node.locked.narHash, storeDir) : undefined;
-    if (stored !== undefined && (await exists(stored))) continue;
-    missing.push(key);
+    const outPath = node.locked.narHash ? sourceStorePath(node.locked.narHash, storeDir) : undefined;
+    if (outPath !== undefined && (await exists(outPath))) stored[key] = storedSource(node.locked as NonNullable<LockNode['locked']> & Record<string, unknown>, outPath);
+    else {
+      const local = localInputFolder(node, flakeDir);
+      if (local === undefined || !(await exists(local))) missing.push(key);
+    }
   }
-  return missing;
+  return { missing, stored };
 }
 
 const MAX_INPUT_FILES = 2000;

@@ -64,9 +64,10 @@ let
     ) (builtins.attrNames set));
   required = builtins.filter (n: !(builtins.functionArgs __nbTarget).\${n}) (builtins.attrNames (builtins.functionArgs __nbTarget));
   # A flake (\`flake\`: JSON from flake.ts) is evaluated as Nix's own call-flake.nix does, over its
-  # flake.lock: each input fetched by its locked attributes (the server checked that each one is
-  # local or already in the store: nothing is downloaded), \`self\` its source as \`nix build\` copies
-  # it (a git work tree: its tracked files only), its outputs from the document's text.
+  # flake.lock: each input from the store, or fetched from its folder when it is local (the server
+  # checked that each one is one or the other: nothing is downloaded), \`self\` its source as
+  # \`nix build\` copies it (a git work tree: its tracked files only), its outputs from the
+  # document's text.
   flakeInfo = builtins.fromJSON flake;
   rootSrc =
     if flakeInfo.type == "git" then builtins.fetchTree { type = "git"; url = "file://" + flakeInfo.root; }
@@ -85,7 +86,11 @@ let
   flakeNodes = builtins.mapAttrs (key: node:
     let
       isRoot = key == lockFile.root;
-      sourceInfo = if isRoot then rootSrc else builtins.fetchTree (node.info or { } // lockedOf node);
+      # An input whose pinned source is in the store is that source (Nix 2.8 and 2.26 alike: not read again, even if its folder changed).
+      sourceInfo =
+        if isRoot then rootSrc
+        else if flakeInfo.stored ? \${key} then flakeInfo.stored.\${key} // { outPath = builtins.storePath flakeInfo.stored.\${key}.outPath; }
+        else builtins.fetchTree (node.info or { } // lockedOf node);
       subdir = if isRoot then flakeInfo.subdir else node.locked.dir or "";
       flake = if isRoot then __nbTarget else import (sourceInfo.outPath + (if subdir != "" then "/" + subdir else "") + "/flake.nix");
       inputs = builtins.mapAttrs (_: spec: flakeNodes.\${resolveInput spec}) (node.inputs or { });

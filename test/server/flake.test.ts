@@ -69,7 +69,8 @@ test('a flake with a locked path: input: each system its outputs declare is diag
       `  inputs.mylib.url = "path:${input}";`,
       '  outputs = { self, mylib }: {',
       '    packages.aarch64-linux.foo = mylib.lib.mk "foo" "aarch64-linux" [ ];',
-      '    packages.x86_64-linux.bar = mylib.lib.mk "bar-${self.lastModifiedDate or "x"}" "x86_64-linux" [ ];',
+            // What self and the input carry (their source's metadata) is part of the derivation, as in nix build.
+      '    packages.x86_64-linux.bar = mylib.lib.mk "bar-${self.lastModifiedDate}-${mylib.lastModifiedDate}-${builtins.substring 0 10 mylib.narHash}" "x86_64-linux" [ ];',
       '    packages.x86_64-linux.vm = mylib.lib.mk "vm" "x86_64-linux" [ "kvm" ];',
       '  };',
       '}',
