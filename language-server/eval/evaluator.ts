@@ -145,6 +145,8 @@ export function locateEvalError(stderr: string, docFile?: string): EvalErrorLoca
 interface FlakeWalkerOutput {
   kind: 'attrs' | 'flake-inputs' | 'flake-untracked';
   inputs?: FlakeInputProblem[];
+  /** flake.lock is in the flake's source as Nix copies it. */
+  lockSeen?: boolean;
   items: Array<{ path: string[]; trail: (WalkerPosition | null)[] } & ({ error: string } | { app: Record<string, string[]> } | Omit<WalkedDerivation, 'path' | 'pos'>)>;
 }
 
@@ -198,7 +200,7 @@ async function evaluateFlake(
       }
       const output: WalkerOutput = {
         kind: raw.kind,
-        flake: { inputs: raw.inputs ?? [], facts: { dir, source, lockOnDisk: lockText !== undefined } },
+        flake: { inputs: raw.inputs ?? [], facts: { dir, source, lockUntracked: lockText !== undefined && raw.lockSeen === false } },
         items: await flakeItems(documentText.split('\n'), raw.items),
       };
       return { kind: 'ok', output, durationMs: result.durationMs, files: files(result.stderr) };

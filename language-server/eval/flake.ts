@@ -212,8 +212,8 @@ export interface FlakeFacts {
   /** The flake's folder. */
   dir: string;
   source: FlakeSource;
-  /** flake.lock exists in the folder (git may still not track it). */
-  lockOnDisk: boolean;
+  /** flake.lock exists in the folder, but not in the source Nix copies (git does not track it). */
+  lockUntracked: boolean;
 }
 
 /** The diagnostics about a flake's inputs and source, each on the input's line in `inputs` (line 0 when the file does not write it). */
@@ -238,7 +238,7 @@ export function flakeDiagnostics(
       },
     ];
   }
-  const lockUntracked = facts.lockOnDisk && gitTop !== '' ? ` flake.lock exists but git does not track it, so Nix does not see it: git add flake.lock.` : '';
+  const lockUntracked = facts.lockUntracked ? ` flake.lock exists but git does not track it, so Nix does not see it: git add flake.lock.` : '';
   return problems.map((p) => {
     const range = documentRange(lines, p.pos);
     const others = p.nodes.filter((n) => n !== p.input);

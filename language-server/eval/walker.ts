@@ -73,9 +73,9 @@ let
     if flakeInfo.type == "git" then builtins.fetchTree { type = "git"; url = "file://" + flakeInfo.root; }
     else builtins.fetchTree { type = "path"; path = flakeInfo.root; };
   flakeDir = rootSrc.outPath + (if flakeInfo.subdir == "" then "" else "/" + flakeInfo.subdir);
-  lockFile =
-    if builtins.pathExists (flakeDir + "/flake.lock") then builtins.fromJSON (builtins.readFile (flakeDir + "/flake.lock"))
-    else { nodes.root = { }; root = "root"; };
+  # Read from the copy, as Nix does: an untracked flake.lock is not there.
+  lockSeen = builtins.pathExists (flakeDir + "/flake.lock");
+  lockFile = if lockSeen then builtins.fromJSON (builtins.readFile (flakeDir + "/flake.lock")) else { nodes.root = { }; root = "root"; };
   resolveInput = spec: if builtins.isList spec then inputByPath lockFile.root spec else spec;
   inputByPath = node: path:
     if path == [ ] then node else inputByPath (resolveInput lockFile.nodes.\${node}.inputs.\${builtins.head path}) (builtins.tail path);
@@ -155,7 +155,7 @@ let
     ) (builtins.attrNames set));
   flakeResult =
     if !builtins.pathExists (flakeDir + "/flake.nix") then { kind = "flake-untracked"; items = [ ]; }
-    else if blocking != [ ] then { kind = "flake-inputs"; inputs = blocking; items = [ ]; }
+    else if blocking != [ ] then { kind = "flake-inputs"; inputs = blocking; inherit lockSeen; items = [ ]; }
     else { kind = "attrs"; inputs = inputProblems; items = walkFlake [ ] [ ] (builtins.intersectAttrs flakeOutputNames flakeNodes.\${lockFile.root}.outputs); };
   top =
     if isFlake then { kind = "flake"; }

@@ -237,3 +237,23 @@ test('a flake.nix that git does not track is invisible to Nix: said so, with the
   const tracked = await client.diagnostics(uri, (ds) => ds.some((d) => d.code === 'no-builder-system'));
   assert.deepEqual(byPath(tracked), [['no-builder-system', 'packages.aarch64-linux.foo', 0, ERROR]]);
 });
+
+test('in a git repository Nix sees only tracked files: an untracked flake.lock leaves the inputs unlocked, tracking it evaluates again', async () => {
+  const input = await makeInput('lib-git');
+  const { folder, uri } = await makeFlake(
+    'gitrepo',
+    ['{', `  inputs.mylib.url = "path:${input}";`, '  outputs = { self, mylib }: { packages.aarch64-linux.foo = mylib.lib.mk "foo" "aarch64-linux" [ ]; };', '}', ''].join('\n'),
+  );
+  execFileSync('git', ['init', '-q', folder]);
+  execFileSync('git', ['-C', folder, 'add', 'flake.nix']);
+  nix(folder, 'flake', 'lock');
+  // Nix adds the lock file it creates to git's index: take it out again.
+  execFileSync('git', ['-C', folder, 'rm', '-q', '--cached', 'flake.lock']);
+  client.open(uri, await readFile(path.join(folder, 'flake.nix'), 'utf8'));
+  const ds = await client.diagnostics(uri);
+  assert.deepEqual(byPath(ds), [['flake-input-not-locked', 'mylib', 1, 2]]);
+  assert.match((ds[0] as Diagnostic).message, /flake\.lock exists but git does not track it, so Nix does not see it: git add flake\.lock/);
+  execFileSync('git', ['-C', folder, 'add', 'flake.lock']);
+  const tracked = await client.diagnostics(uri, (d) => d.some((x) => x.code === 'no-builder-system'));
+  assert.deepEqual(byPath(tracked), [['no-builder-system', 'packages.aarch64-linux.foo', 2, ERROR]]);
+});
