@@ -137,6 +137,13 @@ test('outputs made by helpers (forAllSystems, genAttrs-like listToAttrs, imports
   assert.deepEqual(unit.range, { start: { line: 7, character: 8 }, end: { line: 7, character: 12 } });
   const shells = ds.find((d) => (d.data as { attrPath: string[] }).attrPath[0] === 'devShells') as Diagnostic;
   assert.deepEqual(shells.range, { start: { line: 9, character: 6 }, end: { line: 9, character: 15 } });
+  // An app is the derivation that builds its program; one whose program no derivation builds (/bin/sh) needs no builder.
+  const listing = await client.request<{ derivations: Array<{ attrPath: string[]; drvPath: string }> }>('nixBuilders/derivations', { uri });
+  const drvOf = (p: string) => listing.derivations.find((d) => d.attrPath.join('.') === p)?.drvPath;
+  assert.ok(drvOf('checks.riscv64-linux.unit'));
+  assert.equal(drvOf('apps.x86_64-linux.tool'), drvOf('checks.riscv64-linux.unit'));
+  assert.equal(drvOf('apps.x86_64-linux.sh'), undefined);
+  assert.equal(drvOf('legacyPackages.x86_64-linux.default'), undefined);
 });
 
 test('an input that is not in flake.lock: not fetched, a diagnostic on its line with the command, and a code action that runs it', async () => {
