@@ -112,7 +112,7 @@ let
   # A local path input whose files differ from what flake.lock pinned: Nix keeps using the pinned copy.
   changedSince = key:
     let n = lockFile.nodes.\${key}; l = lockedOf n;
-    in n ? locked && l.type == "path" && (builtins.fetchTree { type = "path"; inherit (l) path; }).narHash != l.narHash;
+    in n ? locked && l.type == "path" && builtins.pathExists l.path && (builtins.fetchTree { type = "path"; inherit (l) path; }).narHash != l.narHash;
   inputProblems = builtins.concatLists (map (name:
     let
       pos = declaredInputs.\${name};
@@ -141,14 +141,14 @@ let
         tried = builtins.tryEval set.\${name};
         v = tried.value;
         # An app's program is a store path string: the derivations of its context build it.
-        program = builtins.tryEval (builtins.getContext v.program);
+        program = builtins.tryEval (if builtins.isAttrs v && v ? program && builtins.isString v.program then builtins.getContext v.program else null);
       in
         if output == "legacyPackages" && level == 3 && builtins.elemAt trailHere 2 == null then [ ]
         else if !tried.success then [ { path = here; pos = null; trail = trailHere; error = "evaluating this attribute failed (throw or assert)"; } ]
         else if output == "apps" && level == 3 then
-          (if builtins.isAttrs v && program.success
-            then [ { path = here; pos = null; trail = trailHere; app = builtins.mapAttrs (_: c: c.outputs or [ ]) program.value; } ]
-            else [ { path = here; pos = null; trail = trailHere; error = "evaluating this app's program failed (throw or assert)"; } ])
+          (if !program.success then [ { path = here; pos = null; trail = trailHere; error = "evaluating this app's program failed (throw or assert)"; } ]
+          else if program.value == null then [ { path = here; pos = null; trail = trailHere; error = "not an app (an attribute set whose program is a string)"; } ]
+          else [ { path = here; pos = null; trail = trailHere; app = builtins.mapAttrs (_: c: c.outputs or [ ]) program.value; } ])
         else if isDrv v then [ (describe here null v // { trail = trailHere; }) ]
         else if builtins.isAttrs v && level < depth + 2 then walkFlake here trailHere v
         else [ ]

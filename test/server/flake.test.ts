@@ -114,6 +114,7 @@ test('outputs made by helpers (forAllSystems, genAttrs-like listToAttrs, imports
       '      devShells = forAllSystems (system: import ./shells.nix { inherit mylib system; });',
       '      apps.x86_64-linux.tool = { type = "app"; program = "${self.checks.riscv64-linux.unit}/bin/tool"; };',
       '      apps.x86_64-linux.sh = { type = "app"; program = "/bin/sh"; };',
+      '      apps.riscv64-linux.notAnApp = mylib.lib.mk "x" "riscv64-linux" [ ];',
       '      legacyPackages = forAllSystems (system: import ./shells.nix { inherit mylib system; } // {',
       '        named = mylib.lib.mk "named" system [ ];',
       '      });',
@@ -128,11 +129,13 @@ test('outputs made by helpers (forAllSystems, genAttrs-like listToAttrs, imports
   const ds = await client.diagnostics(uri);
   // legacyPackages.<system>.default comes from shells.nix, not named by flake.nix: not evaluated.
   assert.deepEqual(byPath(ds), [
+    ['attribute-error', 'apps.riscv64-linux.notAnApp', 12, 2],
     ['no-builder-system', 'apps.x86_64-linux.tool', 10, ERROR],
     ['no-builder-system', 'checks.riscv64-linux.unit', 7, ERROR],
     ['no-builder-system', 'devShells.riscv64-linux.default', 9, ERROR],
-    ['no-builder-system', 'legacyPackages.riscv64-linux.named', 13, ERROR],
+    ['no-builder-system', 'legacyPackages.riscv64-linux.named', 14, ERROR],
   ]);
+  assert.match((ds[0] as Diagnostic).message, /^apps\.riscv64-linux\.notAnApp: not an app \(an attribute set whose program is a string\)$/);
   const unit = ds.find((d) => (d.data as { attrPath: string[] }).attrPath[0] === 'checks') as Diagnostic;
   assert.deepEqual(unit.range, { start: { line: 7, character: 8 }, end: { line: 7, character: 12 } });
   const shells = ds.find((d) => (d.data as { attrPath: string[] }).attrPath[0] === 'devShells') as Diagnostic;
