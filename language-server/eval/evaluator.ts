@@ -7,7 +7,7 @@ import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
 import { classify, mostImportant } from '../nix/classifier';
 import { readDerivations } from '../nix/derivationFile';
-import { flakeSource, localInputFiles, lockedInputs, parseLockFile, placeOnTrail, type FlakeInputProblem } from './flake';
+import { flakeSource, localInputFiles, lockedInputs, missingFromCopy, parseLockFile, placeOnTrail, type FlakeInputProblem } from './flake';
 import { walkerExpression, WALKER_PREFIX_LINES, type WalkedDerivation, type WalkedError, type WalkerOutput, type WalkerPosition } from './walker';
 
 export interface EvaluationOptions {
@@ -147,6 +147,8 @@ interface FlakeWalkerOutput {
   inputs?: FlakeInputProblem[];
   /** flake.lock is in the flake's source as Nix copies it. */
   lockSeen?: boolean;
+  /** The source as Nix copies it. */
+  copy?: string;
   items: Array<{ path: string[]; trail: (WalkerPosition | null)[] } & ({ error: string } | { app: Record<string, string[]> } | Omit<WalkedDerivation, 'path' | 'pos'>)>;
 }
 
@@ -189,7 +191,7 @@ async function evaluateFlake(
     timeoutMs: opts.timeoutMs,
     signal,
   });
-  const files = (stderr: string) => [...new Set([...evaluatedFiles(stderr, docFile), ...dependencies])];
+  const files = (read: string[]) => [...new Set([...read, ...dependencies])];
   switch (result.kind) {
     case 'ok': {
       let raw: FlakeWalkerOutput;
@@ -198,15 +200,17 @@ async function evaluateFlake(
       } catch (e) {
         return { kind: 'failed', message: `Nix printed something that is not JSON: ${(e as Error).message}` };
       }
+      const read = evaluatedFiles(result.stderr, docFile);
+      const untracked = source.type === 'git' && raw.copy !== undefined ? await missingFromCopy(read, source, raw.copy) : [];
       const output: WalkerOutput = {
         kind: raw.kind,
-        flake: { inputs: raw.inputs ?? [], facts: { dir, source, lockUntracked: lockText !== undefined && raw.lockSeen === false } },
+        flake: { inputs: raw.inputs ?? [], facts: { dir, source, lockUntracked: lockText !== undefined && raw.lockSeen === false, untracked } },
         items: await flakeItems(documentText.split('\n'), raw.items),
       };
-      return { kind: 'ok', output, durationMs: result.durationMs, files: files(result.stderr) };
+      return { kind: 'ok', output, durationMs: result.durationMs, files: files(read) };
     }
     case 'exit':
-      return { kind: 'error', error: locateEvalError(result.stderr, docFile), stderr: result.stderr, files: files(result.stderr) };
+      return { kind: 'error', error: locateEvalError(result.stderr, docFile), stderr: result.stderr, files: files(evaluatedFiles(result.stderr, docFile)) };
     case 'timed-out':
       return { kind: 'timed-out', timeoutMs: result.timeoutMs };
     case 'cancelled':

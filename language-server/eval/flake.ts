@@ -186,6 +186,21 @@ export function placeOnTrail(lines: readonly string[], attrPath: readonly string
   return null;
 }
 
+/**
+ * The files of a git flake's work tree that an evaluation read (imports: the document's text is
+ * evaluated in its folder) but that Nix's copy of the source lacks, as git does not track them:
+ * nix build fails on them ("getting status of '/nix/store/…-source/…': No such file or directory").
+ */
+export async function missingFromCopy(files: readonly string[], source: FlakeSource, copy: string): Promise<string[]> {
+  const missing: string[] = [];
+  for (const f of files) {
+    const rel = path.relative(source.root, f);
+    if (rel.startsWith('..') || path.isAbsolute(rel)) continue;
+    if (!(await exists(path.join(copy, rel)))) missing.push(f);
+  }
+  return missing;
+}
+
 /** An input the flake cannot be evaluated with as it is, found by the walker. */
 export interface FlakeInputProblem {
   input: string;
@@ -214,6 +229,8 @@ export interface FlakeFacts {
   source: FlakeSource;
   /** flake.lock exists in the folder, but not in the source Nix copies (git does not track it). */
   lockUntracked: boolean;
+  /** Files of the work tree the evaluation read that the source Nix copies lacks (git does not track them). */
+  untracked: string[];
 }
 
 /** The diagnostics about a flake's inputs and source, each on the input's line in `inputs` (line 0 when the file does not write it). */
@@ -238,8 +255,24 @@ export function flakeDiagnostics(
       },
     ];
   }
+  const untracked = facts.untracked.map((file) => {
+    const rel = path.relative(facts.dir, file);
+    // On the line that names it (`./pkgs.nix`), when the flake does.
+    const line = lines.findIndex((l) => l.includes(`./${rel}`));
+    const column = line < 0 ? 0 : (lines[line] as string).indexOf(`./${rel}`);
+    return {
+      severity: 'warning' as const,
+      code: 'flake-untracked' as const,
+      line: Math.max(0, line),
+      column,
+      endColumn: line < 0 ? 0 : column + rel.length + 2,
+      attrPath: [],
+      message: `${rel} is not tracked by git (repository ${gitTop}): these diagnostics read it, but Nix copies only a git repository's tracked files, so nix build fails on it ("No such file or directory").\nFix: git add ${rel}.`,
+      data: {},
+    };
+  });
   const lockUntracked = facts.lockUntracked ? ` flake.lock exists but git does not track it, so Nix does not see it: git add flake.lock.` : '';
-  return problems.map((p) => {
+  return [...untracked, ...problems.map((p): DerivationDiagnostic & { data: { fix?: FlakeFix } } => {
     const range = documentRange(lines, p.pos);
     const others = p.nodes.filter((n) => n !== p.input);
     const via = others.length > 0 ? ` (through its input${others.length > 1 ? 's' : ''} ${others.join(', ')})` : '';
@@ -272,7 +305,7 @@ export function flakeDiagnostics(
           data: { fix: { cwd: facts.dir, argv: [...NIX_FLAKES, 'flake', 'lock', '--update-input', p.input] } },
         };
     }
-  });
+  })];
 }
 
 const FLAKE_FIXES = new Set<string>(['flake-input-not-locked', 'flake-input-not-fetched', 'flake-input-changed']);

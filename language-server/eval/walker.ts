@@ -156,7 +156,7 @@ let
   flakeResult =
     if !builtins.pathExists (flakeDir + "/flake.nix") then { kind = "flake-untracked"; items = [ ]; }
     else if blocking != [ ] then { kind = "flake-inputs"; inputs = blocking; inherit lockSeen; items = [ ]; }
-    else { kind = "attrs"; inputs = inputProblems; items = walkFlake [ ] [ ] (builtins.intersectAttrs flakeOutputNames flakeNodes.\${lockFile.root}.outputs); };
+    else { kind = "attrs"; inputs = inputProblems; copy = rootSrc.outPath; items = walkFlake [ ] [ ] (builtins.intersectAttrs flakeOutputNames flakeNodes.\${lockFile.root}.outputs); };
   top =
     if isFlake then { kind = "flake"; }
     else if builtins.isFunction __nbTarget then

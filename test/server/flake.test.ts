@@ -267,3 +267,25 @@ test('in a git repository Nix sees only tracked files: an untracked flake.lock l
   const tracked = await client.diagnostics(uri, (d) => d.some((x) => x.code === 'no-builder-system'));
   assert.deepEqual(byPath(tracked), [['no-builder-system', 'packages.aarch64-linux.foo', 2, ERROR]]);
 });
+
+test('a file the flake imports that git does not track: nix build would not find it, said on the line that names it', async () => {
+  const { folder, uri } = await makeFlake(
+    'gitimport',
+    ['{', '  outputs = { self }: {', '    packages = import ./pkgs.nix;', '  };', '}', ''].join('\n'),
+  );
+  await writeFile(path.join(folder, 'pkgs.nix'), '{ aarch64-linux.foo = derivation { name = "foo"; system = "aarch64-linux"; builder = "/bin/sh"; }; }\n');
+  execFileSync('git', ['init', '-q', folder]);
+  execFileSync('git', ['-C', folder, 'add', 'flake.nix']);
+  client.open(uri, await readFile(path.join(folder, 'flake.nix'), 'utf8'));
+  const ds = await client.diagnostics(uri);
+  assert.deepEqual(byPath(ds), [
+    ['flake-untracked', '', 2, 2],
+    ['no-builder-system', 'packages.aarch64-linux.foo', 2, ERROR],
+  ]);
+  const untracked = ds.find((d) => d.code === 'flake-untracked') as Diagnostic;
+  assert.deepEqual(untracked.range, { start: { line: 2, character: 22 }, end: { line: 2, character: 32 } });
+  assert.match(untracked.message, /^pkgs\.nix is not tracked by git .*\nFix: git add pkgs\.nix\.$/s);
+  execFileSync('git', ['-C', folder, 'add', 'pkgs.nix']);
+  const tracked = await client.diagnostics(uri, (d) => !d.some((x) => x.code === 'flake-untracked'));
+  assert.deepEqual(byPath(tracked), [['no-builder-system', 'packages.aarch64-linux.foo', 2, ERROR]]);
+});

@@ -80,7 +80,7 @@ test('an output goes on the deepest attribute the file writes by that name, else
 });
 
 test('input problems: on the input, with the command that fixes it as a quick fix', () => {
-  const facts = { dir: '/src/f', source: { type: 'path' as const, root: '/src/f', subdir: '' }, lockUntracked: false };
+  const facts = { dir: '/src/f', source: { type: 'path' as const, root: '/src/f', subdir: '' }, lockUntracked: false, untracked: [] };
   const lines = ['{', '  inputs.a.url = "path:/x";', '  inputs.b.url = "github:o/r";', '  outputs = { self, a, b, c }: { };', '}'];
   const ds = flakeDiagnostics(lines, 'flake-inputs', [
     { input: 'a', pos: at(2, 3), problem: 'changed', nodes: ['a'] },
@@ -104,7 +104,7 @@ test('input problems: on the input, with the command that fixes it as a quick fi
 });
 
 test('flake.nix that git does not track, and flake.lock that it does not: said so', () => {
-  const facts = { dir: '/r/sub', source: { type: 'git' as const, root: '/r', subdir: 'sub' }, lockUntracked: false };
+  const facts = { dir: '/r/sub', source: { type: 'git' as const, root: '/r', subdir: 'sub' }, lockUntracked: false, untracked: [] };
   const [untracked] = flakeDiagnostics([], 'flake-untracked', [], facts);
   assert.match(untracked?.message ?? '', /not tracked by git \(repository \/r\).*\nFix: git add flake\.nix/s);
   const notLocked = [{ input: 'a', pos: null, problem: 'not-locked' as const, nodes: [] }];
