@@ -171,8 +171,9 @@ async function evaluateFlake(
   const lockText = await readFile(lockPath, 'utf8').catch(() => undefined);
   const lock = lockText === undefined ? undefined : parseLockFile(lockText);
   const inputs = lock ? await lockedInputs(lock, dir) : { missing: [], stored: {} };
-  // What Nix copies of a git repository follows its index (`git add`).
-  const dependencies = [lockPath, ...(source.type === 'git' ? [path.join(source.root, '.git', 'index')] : []), ...(lock ? await localInputFiles(lock, dir) : [])];
+  // The flake's source is its folder as saved (flake.nix included); what Nix copies of a git
+  // repository follows its index (`git add`).
+  const dependencies = [filePath, lockPath, ...(source.type === 'git' ? [path.join(source.root, '.git', 'index')] : []), ...(lock ? await localInputFiles(lock, dir) : [])];
   const args = [
     ...evaluationArgs(opts, true, docFile),
     // fetchTree is a flakes builtin; a locked input that is not valid must not be substituted from a cache behind the user's back.

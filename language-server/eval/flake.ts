@@ -241,6 +241,20 @@ export function flakeDiagnostics(
   facts: FlakeFacts,
 ): Array<DerivationDiagnostic & { data: { fix?: FlakeFix } }> {
   const gitTop = facts.source.type === 'git' ? facts.source.root : '';
+  if (kind === 'flake-untracked' && facts.source.type === 'path') {
+    return [
+      {
+        severity: 'information',
+        code: 'flake-untracked',
+        line: 0,
+        column: 0,
+        endColumn: 0,
+        attrPath: [],
+        message: `flake.nix is not saved in ${facts.dir} yet: Nix takes a flake from its folder, so its outputs are checked once it is saved.`,
+        data: {},
+      },
+    ];
+  }
   if (kind === 'flake-untracked') {
     return [
       {

@@ -289,3 +289,16 @@ test('a file the flake imports that git does not track: nix build would not find
   const tracked = await client.diagnostics(uri, (d) => !d.some((x) => x.code === 'flake-untracked'));
   assert.deepEqual(byPath(tracked), [['no-builder-system', 'packages.aarch64-linux.foo', 2, ERROR]]);
 });
+
+test('a flake.nix not saved yet: Nix takes a flake from its folder, so it is checked once saved', async () => {
+  const folder = path.join(dir, 'unsaved');
+  await mkdir(folder);
+  const file = path.join(folder, 'flake.nix');
+  const uri = pathToFileURL(file).href;
+  const text = '{ outputs = { self }: { packages.aarch64-linux.foo = derivation { name = "foo"; system = "aarch64-linux"; builder = "/bin/sh"; }; }; }\n';
+  client.open(uri, text);
+  assert.deepEqual(byPath(await client.diagnostics(uri)), [['flake-untracked', '', 0, INFORMATION]]);
+  await writeFile(file, text);
+  const saved = await client.diagnostics(uri, (ds) => ds.some((d) => d.code === 'no-builder-system'));
+  assert.deepEqual(byPath(saved), [['no-builder-system', 'packages.aarch64-linux.foo', 0, ERROR]]);
+});

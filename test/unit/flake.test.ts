@@ -112,3 +112,10 @@ test('flake.nix that git does not track, and flake.lock that it does not: said s
   const [lockNotSeen] = flakeDiagnostics(['{'], 'flake-inputs', notLocked, { ...facts, lockUntracked: true });
   assert.match(lockNotSeen?.message ?? '', /flake\.lock exists but git does not track it, so Nix does not see it: git add flake\.lock/);
 });
+
+test('flake.nix not saved yet (outside git): evaluated once it is', () => {
+  const facts = { dir: '/src/new', source: { type: 'path' as const, root: '/src/new', subdir: '' }, lockUntracked: false, untracked: [] };
+  const [d] = flakeDiagnostics([], 'flake-untracked', [], facts);
+  assert.equal(d?.severity, 'information');
+  assert.match(d?.message ?? '', /^flake\.nix is not saved in \/src\/new yet/);
+});
