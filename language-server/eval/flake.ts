@@ -84,7 +84,7 @@ export function parseLockFile(text: string): LockFile | undefined {
 }
 
 /** The folder of a local input (`path:`, `git+file:`), relative paths (Nix 2.8 locks `path:./x` so) against the flake's folder. */
-export function localInputFolder(node: LockNode, flakeDir: string): string | undefined {
+function localInputFolder(node: LockNode, flakeDir: string): string | undefined {
   const l = node.locked;
   if (l?.type === 'path' && l.path) return path.resolve(flakeDir, l.path);
   if (l?.type === 'git' && l.url?.startsWith('file://')) return decodeURIComponent(new URL(l.url).pathname);
@@ -213,7 +213,7 @@ export interface FlakeInputProblem {
 
 export type FlakeDiagnosticCode = 'flake-input-not-locked' | 'flake-input-not-fetched' | 'flake-input-changed' | 'flake-untracked';
 
-export const RUN_FLAKE_COMMAND = 'nixBuilders.runFlakeCommand';
+const RUN_FLAKE_COMMAND = 'nixBuilders.runFlakeCommand';
 
 /** The command that fixes a problem: run in the flake's folder, after the user agreed. */
 export interface FlakeFix {
