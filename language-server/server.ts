@@ -47,6 +47,7 @@ import { originOf, resolveSearchPath, searchPathAt } from './eval/searchPath';
 import { FilesWatcher } from './util/watch';
 import { DocumentDiagnostics, type FileChange } from './eval/documentDiagnostics';
 import { codeActionsFor, codeLensesFor, derivationAt, derivationNear, documentDerivations, hoverFor, searchPathHoverFor } from './eval/lenses';
+import { flakeCodeActions } from './eval/flake';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
 import { checkAll, checkBuilder, checkLocal } from './builders/doctor';
 import { buildersIgnoredBy, type BuildersIgnored } from './builders/ignoredBuilders';
@@ -154,6 +155,7 @@ export class NixBuildersServer {
     connection.onCodeAction((p) => [
       ...codeActionsFor(p.context.diagnostics),
       ...argumentsActionsFor(p.textDocument.uri, p.context.diagnostics, this.clientCommands.has(SET_EVALUATION_ARGUMENTS)),
+      ...flakeCodeActions(p.context.diagnostics),
     ]);
     connection.onRequest(Requests.editMachines, async (p) => {
       const result = await editMachinesFile(p.file, p.edit, { expectedText: p.expectedText });

@@ -3,6 +3,7 @@
 // where only builders can. Pure: no Nix, no LSP objects.
 import { ignoredNote, type BuildersIgnored } from '../builders/ignoredBuilders';
 import { builderRefusal, featureSet, localRefusal, type BuildRequirements, type LocalCapabilities, type MachineCapabilities } from '../builders/match';
+import { flakeDiagnostics, type FlakeDiagnosticCode, type FlakeFix } from './flake';
 import type { WalkerOutput, WalkerPosition } from './walker';
 import { requiredArgumentsMessage } from './arguments';
 
@@ -24,7 +25,8 @@ export type DiagnosticCode =
   | 'remote-only'
   | 'dependency-no-builder'
   | 'attribute-error'
-  | 'required-arguments';
+  | 'required-arguments'
+  | FlakeDiagnosticCode;
 
 export interface DerivationDiagnostic {
   severity: 'error' | 'warning' | 'information';
@@ -36,8 +38,8 @@ export interface DerivationDiagnostic {
   message: string;
   /** The attribute path the diagnostic is about. */
   attrPath: string[];
-  /** For quick fixes: what a builder would need, or the arguments a function file needs. */
-  data?: { system: string; features: string[]; drvPath?: string } | { required: string[] };
+  /** For quick fixes: what a builder would need, the arguments a function file needs, or a flake input's fix. */
+  data?: { system: string; features: string[]; drvPath?: string } | { required: string[] } | { fix?: FlakeFix };
   /** Other places that explain it, e.g. a dependency's .drv file. */
   related?: Array<{ file: string; message: string }>;
 }
@@ -80,15 +82,16 @@ export function diagnoseDerivations(
   const notEvaluated =
     output.kind === 'function-with-required-arguments'
       ? requiredArgumentsMessage(output.required ?? [])
-      : output.kind === 'flake-with-inputs'
-        ? `This flake has inputs (${(output.required ?? []).join(', ')}): Nix Builders evaluates flakes without inputs only, so far; its outputs are not checked.`
-        : undefined;
+      : undefined;
   if (notEvaluated) {
     const data = output.kind === 'function-with-required-arguments' ? { data: { required: output.required ?? [] } } : {};
     out.push({ severity: 'information', code: 'required-arguments', line: 0, column: 0, endColumn: 0, attrPath: [], message: notEvaluated, ...data });
     return out;
   }
   const lines = text.split('\n');
+  // A flake's inputs: on their lines; when they stop the evaluation, that is all there is to say.
+  if (output.flake) out.push(...flakeDiagnostics(lines, output.kind, output.flake.inputs, output.flake.facts));
+  if (output.kind === 'flake-inputs' || output.kind === 'flake-untracked') return out;
   const everyone = describeEveryone(local, machines);
   for (const item of output.items) {
     const range = documentRange(lines, item.pos);

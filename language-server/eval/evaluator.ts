@@ -6,7 +6,9 @@ import * as path from 'node:path';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
 import { classify, mostImportant, type NixProblem } from '../nix/classifier';
-import { walkerExpression, WALKER_PREFIX_LINES, type WalkerOutput } from './walker';
+import { readDerivations } from '../nix/derivationFile';
+import { flakeSource, localInputFiles, lockedInputs, missingFromCopy, parseLockFile, placeOnTrail, type FlakeInputProblem } from './flake';
+import { walkerExpression, WALKER_PREFIX_LINES, type WalkedDerivation, type WalkedError, type WalkerOutput, type WalkerPosition } from './walker';
 import { argumentArgs } from './arguments';
 import { scanSearchPaths, searchPathArgs } from './searchPath';
 
@@ -111,7 +113,8 @@ export async function evaluateDocument(
 ): Promise<EvaluationResult> {
   // Saved: evaluated from its file, for Nix's positions; edited: its text.
   const docFile = await savedFile(filePath, documentText);
-  const result = await nix.run(nix.bin('nix-instantiate'), evaluationArgs(opts, path.basename(filePath) === 'flake.nix', docFile, [...new Set(scanSearchPaths(documentText).map((o) => o.name))]), {
+  if (path.basename(filePath) === 'flake.nix') return evaluateFlake(nix, filePath, documentText, docFile, opts, signal);
+  const result = await nix.run(nix.bin('nix-instantiate'), evaluationArgs(opts, false, docFile, [...new Set(scanSearchPaths(documentText).map((o) => o.name))]), {
     input: walkerExpression(docFile === undefined ? documentText : undefined),
     // Relative paths in the document (./lib.nix) resolve against its folder.
     cwd: path.dirname(filePath),
@@ -165,4 +168,103 @@ function locate(problem: NixProblem | undefined, stderr: string, docFile?: strin
     };
   }
   return { kind, message: problem.message, file: pos.file, fileLine: pos.line };
+}
+
+/** What the walker's flake part prints: items carry the positions of their whole path (`trail`), apps their program's derivations. */
+interface FlakeWalkerOutput {
+  kind: 'attrs' | 'flake-inputs' | 'flake-untracked';
+  inputs?: FlakeInputProblem[];
+  /** flake.lock is in the flake's source as Nix copies it. */
+  lockSeen?: boolean;
+  /** The source as Nix copies it. */
+  copy?: string;
+  items: Array<{ path: string[]; trail: (WalkerPosition | null)[] } & ({ error: string } | { app: Record<string, string[]> } | Omit<WalkedDerivation, 'path' | 'pos'>)>;
+}
+
+/**
+ * A flake.nix: evaluated as Nix evaluates a flake (call-flake.nix, in the walker) over its
+ * flake.lock, offline: an input that is not locked or not in the store stops the evaluation with a
+ * diagnostic instead of a download. Its results depend on flake.lock and on the local inputs' files too.
+ */
+async function evaluateFlake(
+  nix: Nix,
+  filePath: string,
+  documentText: string,
+  docFile: string | undefined,
+  opts: EvaluationOptions,
+  signal?: AbortSignal,
+): Promise<EvaluationResult> {
+  const dir = path.dirname(filePath);
+  const source = await flakeSource(dir);
+  const lockPath = path.join(dir, 'flake.lock');
+  const lockText = await readFile(lockPath, 'utf8').catch(() => undefined);
+  const lock = lockText === undefined ? undefined : parseLockFile(lockText);
+  const inputs = lock ? await lockedInputs(lock, dir) : { missing: [], stored: {} };
+  // The flake's source is its folder as saved (flake.nix included); what Nix copies of a git
+  // repository follows its index (`git add`).
+  const dependencies = [filePath, lockPath, ...(source.type === 'git' ? [path.join(source.root, '.git', 'index')] : []), ...(lock ? await localInputFiles(lock, dir) : [])];
+  const args = [
+    ...evaluationArgs(opts, true, docFile),
+    // fetchTree is a flakes builtin; a locked input that is not valid must not be substituted from a cache behind the user's back.
+    '--extra-experimental-features',
+    'flakes',
+    '--option',
+    'substitute',
+    'false',
+    '--argstr',
+    'flake',
+    JSON.stringify({ ...source, ...inputs }),
+  ];
+  const result = await nix.run(nix.bin('nix-instantiate'), args, {
+    input: walkerExpression(docFile === undefined ? documentText : undefined),
+    cwd: dir,
+    timeoutMs: opts.timeoutMs,
+    signal,
+  });
+  const { files: read, rest: stderr } = evaluatedFiles(result.stderr, docFile);
+  const files = [...new Set([...read, ...dependencies])];
+  switch (result.kind) {
+    case 'ok': {
+      let raw: FlakeWalkerOutput;
+      try {
+        raw = JSON.parse(result.stdout) as FlakeWalkerOutput;
+      } catch (e) {
+        return { kind: 'failed', message: `Nix printed something that is not JSON: ${(e as Error).message}` };
+      }
+      const untracked = source.type === 'git' && raw.copy !== undefined ? await missingFromCopy(read, source, raw.copy) : [];
+      const output: WalkerOutput = {
+        kind: raw.kind,
+        flake: { inputs: raw.inputs ?? [], facts: { dir, source, lockUntracked: lockText !== undefined && raw.lockSeen === false, untracked } },
+        items: await flakeItems(documentText.split('\n'), raw.items),
+      };
+      return { kind: 'ok', output, durationMs: result.durationMs, files };
+    }
+    case 'exit':
+      return { kind: 'error', error: locateEvalError(stderr, docFile), stderr, files };
+    case 'timed-out':
+      return { kind: 'timed-out', timeoutMs: result.timeoutMs, files };
+    case 'cancelled':
+      return { kind: 'cancelled' };
+    case 'spawn-failed':
+      return { kind: 'failed', message: describeResult(result) };
+  }
+}
+
+/** The flake walker's items at the attributes the document writes; an app as the derivation that builds its program. */
+async function flakeItems(lines: readonly string[], items: FlakeWalkerOutput['items']): Promise<Array<WalkedDerivation | WalkedError>> {
+  // An app's program is a string whose context names the derivations it is an output of (the
+  // first one builds the program); a program without one (a path outside the store, or a store
+  // path that no derivation of this evaluation made) needs no builder: it gets no diagnostic.
+  const appDrv = (app: Record<string, string[]>) => Object.keys(app).find((p) => p.endsWith('.drv') && (app[p] ?? []).length > 0);
+  const facts = await readDerivations(items.flatMap((i) => ('app' in i ? [appDrv(i.app)].filter((p): p is string => p !== undefined) : [])));
+  return items.flatMap((item): Array<WalkedDerivation | WalkedError> => {
+    const { trail, ...rest } = item;
+    const pos = placeOnTrail(lines, item.path, trail);
+    if ('error' in rest) return [{ path: rest.path, pos, error: rest.error }];
+    if (!('app' in rest)) return [{ ...rest, pos }];
+    const drvPath = appDrv(rest.app);
+    const drv = drvPath === undefined ? undefined : facts.get(drvPath);
+    if (!drvPath || !drv) return [];
+    return [{ path: rest.path, pos, name: drv.name, drvPath, system: drv.system, requiredSystemFeatures: drv.requiredSystemFeatures, preferLocalBuild: drv.preferLocalBuild, outputs: rest.app[drvPath] ?? ['out'] }];
+  });
 }
