@@ -1,7 +1,8 @@
 // Composition root of the language server. Transport (--stdio, --node-ipc, --socket=N) is chosen
 // by vscode-languageserver from the command line.
 import { createConnection, ProposedFeatures } from 'vscode-languageserver/node';
-import { ExecaRunner, killAllChildren } from './nix/runner';
+import { endOrphanedGroups, ExecaRunner, killAllChildren, recordGroupsIn } from './nix/runner';
+import { processStart, ProcessRegistry, registryDir } from './nix/processRegistry';
 import { NixBuildersServer } from './server';
 
 const connection = createConnection(ProposedFeatures.all);
@@ -31,6 +32,25 @@ process.on('unhandledRejection', (reason) => {
     process.stderr.write(`${text}\n`);
   }
 });
+// ------------------------------------------------------------------------------------------------
+
+// --- a server killed hard ---------------------------------------------------------------------
+// SIGKILL, the out-of-memory killer or a native crash run none of the above: the groups stay, and
+// a build's nix-store keeps its output locks. Each server records its groups in a registry file;
+// the next one (the editor restarts a crashed server) ends those of servers that are gone, before
+// it starts anything. stderr: the connection is not listening yet (the editor shows it in the log).
+const self = processStart(process.pid);
+if (self !== undefined) {
+  const dir = registryDir();
+  const { ended, problems } = endOrphanedGroups(dir);
+  if (ended.length > 0) process.stderr.write(`Ended ${ended.length} Nix process group(s) left running by a server that was killed (${ended.join(', ')}).\n`);
+  for (const p of problems) process.stderr.write(`${p}\n`);
+  try {
+    recordGroupsIn(new ProcessRegistry(dir, { pid: process.pid, start: self }), (message) => connection.console.error(message));
+  } catch (e) {
+    process.stderr.write(`Nix processes are not recorded, so a crash of the server would leave them running: ${(e as Error).message}\n`);
+  }
+}
 // ------------------------------------------------------------------------------------------------
 
 new NixBuildersServer(connection, new ExecaRunner()).listen();
