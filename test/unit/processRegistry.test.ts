@@ -36,7 +36,7 @@ test('decide: nothing while the server runs; else the groups whose leader is sti
 test('parseEntries refuses anything but pids above 1 with a start time', () => {
   assert.deepEqual(parseEntries('[{"pid":42,"start":"123"}]'), [{ pid: 42, start: '123' }]);
   for (const bad of ['{}', '[{"pid":1,"start":"1"}]', '[{"pid":0,"start":"1"}]', '[{"pid":-5,"start":"1"}]', '[{"pid":"42","start":"1"}]', '[{"pid":42}]', '[{"pid":42,"start":"1; x"}]']) {
-    assert.throws(() => parseEntries(bad), undefined, bad);
+    assert.throws(() => parseEntries(bad), Error, bad);
   }
 });
 
