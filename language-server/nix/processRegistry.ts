@@ -12,7 +12,7 @@
 // - only files and a folder owned by this user and writable by no one else are trusted; symlinks
 //   are never followed.
 // Linux only (/proc); elsewhere nothing is recorded.
-import { closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
@@ -111,8 +111,8 @@ export class ProcessRegistry {
     // O_EXCL | O_NOFOLLOW: a file or link put there by someone else is never written through.
     const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
+      // No fsync: the file has to outlive this process, not the machine (whose processes go with it).
       writeSync(fd, JSON.stringify(groups));
-      fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
