@@ -20,17 +20,20 @@ for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
 // --node-ipc: the editor is gone when the channel closes.
 process.once('disconnect', () => process.exit(1));
 
+/** An error for the editor's log; on stderr once the connection is closed (or not listening yet). */
+function logError(text: string): void {
+  try {
+    connection.console.error(text);
+  } catch {
+    process.stderr.write(`${text}\n`);
+  }
+}
+
 // --- unhandled rejections ---------------------------------------------------------------------
 // Node ends the process on a promise rejection nobody handles: one forgotten catch must not take
 // the server (and every running build) down. Log the cause and keep serving.
 process.on('unhandledRejection', (reason) => {
-  const text = `Internal error, the server goes on (please report it): an unhandled rejection: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`;
-  try {
-    connection.console.error(text);
-  } catch {
-    // The connection is closed already.
-    process.stderr.write(`${text}\n`);
-  }
+  logError(`Internal error, the server goes on (please report it): an unhandled rejection: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`);
 });
 // ------------------------------------------------------------------------------------------------
 
@@ -46,7 +49,7 @@ if (self !== undefined) {
   if (ended.length > 0) process.stderr.write(`Ended ${ended.length} Nix process group(s) left running by a server that was killed (${ended.join(', ')}).\n`);
   for (const p of problems) process.stderr.write(`${p}\n`);
   try {
-    recordGroupsIn(new ProcessRegistry(dir, { pid: process.pid, start: self }), (message) => connection.console.error(message));
+    recordGroupsIn(new ProcessRegistry(dir, { pid: process.pid, start: self }), logError);
   } catch (e) {
     process.stderr.write(`Nix processes are not recorded, so a crash of the server would leave them running: ${(e as Error).message}\n`);
   }
