@@ -164,11 +164,10 @@ export function groupDerivations(derivations: readonly DrvSnapshot[]): Array<{ g
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
-export const hostOfUri = storeHost;
 
 /** One line for a derivation: "building on b2 (3.1 s)", "built on b2 (1.2 s)", "fetched from cache". */
 export function drvStatus(d: DrvSnapshot, now = Date.now()): string {
-  const where = d.machine ? ` on ${hostOfUri(d.machine)}` : ' here';
+  const where = d.machine ? ` on ${storeHost(d.machine)}` : ' here';
   const took = d.startedAt !== undefined ? seconds((d.finishedAt ?? now) - d.startedAt) : '';
   switch (d.state) {
     case 'queued':

@@ -20,6 +20,7 @@ export const COMMAND_IDS = [
   'nixBuilders.restartServer',
   'nixBuilders.showOutput',
   'nixBuilders.openSettings',
+  'nixBuilders.setEvaluationArguments',
 ] as const;
 
 export type CommandId = (typeof COMMAND_IDS)[number];

@@ -7,6 +7,7 @@ import { addBuilder, editBuilder, pinHostKey, removeBuilder } from './builderEdi
 import { buildLogUri, errorLine, LOG_HEADER_LINES } from './views/buildLogDocument';
 import { buildIdOfNode } from './views/buildsView';
 import type { BuilderInfo, BuildPlanInfo, SchedulePreviewParams } from '../language-server/protocol';
+import { setEvaluationArguments } from './config';
 
 /** Build attributes of a document (the code lens's arguments, or the derivation under the cursor). */
 async function startBuild(ctx: Ctx, uri: unknown, attrPath: unknown, opts: { remoteOnly?: boolean; builderIds?: string[] }): Promise<void> {
@@ -214,6 +215,10 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
   'nixBuilders.restartServer': (ctx) => ctx.restart(),
   'nixBuilders.showOutput': (ctx) => ctx.log.show(true),
   'nixBuilders.openSettings': () => vscode.commands.executeCommand('workbench.action.openSettings', '@ext:nix-builders.nix-builders'),
+  'nixBuilders.setEvaluationArguments': async (_ctx, uri, templates) => {
+    if (typeof uri !== 'string' || !templates || typeof templates !== 'object') return;
+    if (await setEvaluationArguments(vscode.Uri.parse(uri), templates as Record<string, string>)) void vscode.window.showInformationMessage(`Nix Builders: set ${Object.keys(templates).join(', ')} in "nixBuilders.evaluation.arguments".`);
+  },
 };
 
 export function registerCommands(ctx: Ctx): vscode.Disposable[] {

@@ -1,4 +1,5 @@
 // The one place that reads VS Code settings. Typed getters; paths validated before use.
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ServerSettings } from '../language-server/protocol';
 
@@ -21,6 +22,10 @@ export function serverSettings(): ServerSettings {
       depth: c.get<number>('evaluation.depth', 3),
       timeoutSeconds: c.get<number>('evaluation.timeoutSeconds', 30),
       allowImportFromDerivation: c.get<boolean>('evaluation.allowImportFromDerivation', false),
+      // Resource settings: this is the window's value; the server reads each document's own
+      // (workspace/configuration with its URI) and checks the values.
+      arguments: { ...c.get<object>('evaluation.arguments', {}) } as Record<string, string>,
+      searchPath: strings('evaluation.searchPath'),
     },
     build: {
       remoteOnly: c.get<boolean>('build.remoteOnly', false),
@@ -41,4 +46,29 @@ export type LogsInOutput = 'failed' | 'all' | 'none';
 export function logsInOutput(): LogsInOutput {
   const v = vscode.workspace.getConfiguration(SECTION).get<string>('build.logsInOutput', 'failed');
   return v === 'all' || v === 'none' ? v : 'failed';
+}
+
+/**
+ * Sets `nixBuilders.evaluation.arguments` for the workspace folder of `uri` (the quick fix of the
+ * "needs arguments" diagnostic): asks for each missing argument's expression, starting from
+ * `templates`, and keeps the folder's other arguments. False when the user cancelled.
+ */
+export async function setEvaluationArguments(uri: vscode.Uri, templates: Readonly<Record<string, string>>): Promise<boolean> {
+  const c = vscode.workspace.getConfiguration(SECTION, uri);
+  const folder = vscode.workspace.getWorkspaceFolder(uri);
+  const inspected = c.inspect<Record<string, string>>('evaluation.arguments');
+  const current = { ...((folder ? inspected?.workspaceFolderValue : inspected?.globalValue) ?? {}) };
+  for (const [name, template] of Object.entries(templates)) {
+    const value = await vscode.window.showInputBox({
+      title: `Argument "${name}" of ${path.basename(uri.fsPath)}${folder ? ` (folder ${folder.name})` : ''}`,
+      prompt: 'A Nix expression, as nix-build --arg takes it (a string is written "\\"1.0\\"")',
+      value: current[name] ?? template,
+      ignoreFocusOut: true,
+      validateInput: (v) => (v.trim() === '' ? 'Write a Nix expression' : undefined),
+    });
+    if (value === undefined) return false;
+    current[name] = value;
+  }
+  await c.update('evaluation.arguments', current, folder ? vscode.ConfigurationTarget.WorkspaceFolder : vscode.ConfigurationTarget.Global);
+  return true;
 }

@@ -24,6 +24,7 @@ import {
   type StartBuildParams,
   type SchedulePreviewResult,
   type TestBuildResult,
+  SET_EVALUATION_ARGUMENTS,
 } from '../language-server/protocol';
 import type { Machine } from '../language-server/nix/machines';
 import type { NixBuildersApi, ServerState } from './api';
@@ -118,6 +119,7 @@ export class Ctx implements vscode.Disposable {
     const initializationOptions: InitializationOptions = {
       settings,
       workspaceTrusted: vscode.workspace.isTrusted,
+      clientCommands: [SET_EVALUATION_ARGUMENTS],
     };
     const clientOptions: LanguageClientOptions = {
       documentSelector: [

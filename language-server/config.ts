@@ -5,8 +5,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DEFAULT_SETTINGS, type ServerSettings } from './protocol';
 import type { EvaluationOptions } from './eval/evaluator';
+import { argumentProblem } from './eval/arguments';
+import { searchPathEntryProblem } from './eval/searchPath';
 
-export function parseSettings(s: Partial<ServerSettings> | undefined): ServerSettings {
+/** Settings that were dropped, each with why: said to the user, never passed to a process. */
+export type SettingsProblems = string[];
+
+export function parseSettings(s: Partial<ServerSettings> | undefined, problems: SettingsProblems = []): ServerSettings {
   const strings = (x: unknown) => (Array.isArray(x) ? x.filter((v): v is string => typeof v === 'string') : []);
   const env: Record<string, string> = {};
   if (s?.env && typeof s.env === 'object') {
@@ -23,6 +28,8 @@ export function parseSettings(s: Partial<ServerSettings> | undefined): ServerSet
       depth: number(s?.evaluation?.depth, evaluation.depth, 1),
       timeoutSeconds: number(s?.evaluation?.timeoutSeconds, evaluation.timeoutSeconds, 1),
       allowImportFromDerivation: s?.evaluation?.allowImportFromDerivation === true,
+      arguments: evaluationArguments(s?.evaluation?.arguments, problems),
+      searchPath: searchPath(s?.evaluation?.searchPath, problems),
     },
     build: {
       remoteOnly: s?.build?.remoteOnly === true,
@@ -32,11 +39,43 @@ export function parseSettings(s: Partial<ServerSettings> | undefined): ServerSet
   };
 }
 
+/** `nixBuilders.evaluation.arguments`: the entries that can be passed as `--arg`. */
+function evaluationArguments(x: unknown, problems: SettingsProblems): Record<string, string> {
+  const args: Record<string, string> = {};
+  if (x === undefined || x === null) return args;
+  if (typeof x !== 'object' || Array.isArray(x)) {
+    problems.push('"nixBuilders.evaluation.arguments" must be an object of argument name → Nix expression; it is ignored.');
+    return args;
+  }
+  for (const [name, expr] of Object.entries(x)) {
+    const problem = argumentProblem(name, expr);
+    if (problem) problems.push(`"nixBuilders.evaluation.arguments": ${problem} It is ignored.`);
+    else args[name] = expr as string;
+  }
+  return args;
+}
+
+/** `nixBuilders.evaluation.searchPath`: the entries that can be passed as `-I`. */
+function searchPath(x: unknown, problems: SettingsProblems): string[] {
+  if (x === undefined || x === null) return [];
+  if (!Array.isArray(x)) {
+    problems.push('"nixBuilders.evaluation.searchPath" must be a list of "name=/path" or "/path" entries; it is ignored.');
+    return [];
+  }
+  return x.filter((e): e is string => {
+    const problem = searchPathEntryProblem(e);
+    if (problem) problems.push(`"nixBuilders.evaluation.searchPath": ${problem} It is ignored.`);
+    return problem === undefined;
+  });
+}
+
 export function evaluationOptions(settings: ServerSettings): EvaluationOptions {
   return {
     depth: settings.evaluation.depth,
     timeoutMs: settings.evaluation.timeoutSeconds * 1000,
     allowImportFromDerivation: settings.evaluation.allowImportFromDerivation,
+    arguments: settings.evaluation.arguments,
+    searchPath: settings.evaluation.searchPath,
   };
 }
 

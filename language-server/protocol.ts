@@ -12,6 +12,10 @@ export interface EvaluationSettings {
   depth: number;
   timeoutSeconds: number;
   allowImportFromDerivation: boolean;
+  /** Arguments of files that are functions, name → Nix expression (as `--arg name expr`). */
+  arguments: Record<string, string>;
+  /** Extra search path entries, `name=path` or `path` (as `-I`), before NIX_PATH and nix.conf's `nix-path`. */
+  searchPath: string[];
 }
 
 /** How builds that the extension starts (test builds, builds from the editor) use machines. */
@@ -38,7 +42,7 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   env: {},
   machinesFiles: [],
   builders: [],
-  evaluation: { depth: 3, timeoutSeconds: 30, allowImportFromDerivation: false },
+  evaluation: { depth: 3, timeoutSeconds: 30, allowImportFromDerivation: false, arguments: {}, searchPath: [] },
   build: { remoteOnly: false },
 };
 
@@ -47,7 +51,15 @@ export interface InitializationOptions {
   settings?: Partial<ServerSettings>;
   /** VS Code workspace trust. A standalone client that says nothing is trusted (it chose to run us). */
   workspaceTrusted?: boolean;
+  /** Commands the client runs itself (the VS Code extension's): code actions may carry them. */
+  clientCommands?: string[];
 }
+
+/**
+ * A client command (the VS Code extension's): sets `nixBuilders.evaluation.arguments` of the
+ * document's folder. Arguments: the document's URI and { name: template expression } of the missing ones.
+ */
+export const SET_EVALUATION_ARGUMENTS = 'nixBuilders.setEvaluationArguments';
 
 export interface BuilderSource {
   /** Human label: "/etc/nix/machines", "nix.conf builders", "machines file …", "setting nixBuilders.builders". */

@@ -1,6 +1,7 @@
 // The language server: owns every Nix and SSH operation. Runs inside VS Code (started by the
 // extension over IPC) and standalone over stdio for any LSP client.
 import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   CodeActionKind,
@@ -18,7 +19,8 @@ import {
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { Nix } from './nix/nix';
 import type { ProcessRunner } from './nix/runner';
-import { hostOf, userOf } from './builders/collect';
+import { userOf } from './builders/collect';
+import { storeHost } from './nix/storeUri';
 import {
   DEFAULT_SETTINGS,
   Notifications,
@@ -36,11 +38,16 @@ import {
   type InitializationOptions,
   type NixStatus,
   type ServerSettings,
+  SET_EVALUATION_ARGUMENTS,
 } from './protocol';
 import { evaluationOptions, parseSettings } from './config';
+import type { EvaluationOptions } from './eval/evaluator';
+import { argumentsActionsFor } from './eval/arguments';
+import { originOf, resolveSearchPath, searchPathAt } from './eval/searchPath';
 import { FilesWatcher } from './util/watch';
 import { DocumentDiagnostics, type FileChange } from './eval/documentDiagnostics';
-import { codeActionsFor, codeLensesFor, derivationAt, derivationNear, documentDerivations, hoverFor } from './eval/lenses';
+import { codeActionsFor, codeLensesFor, derivationAt, derivationNear, documentDerivations, hoverFor, searchPathHoverFor } from './eval/lenses';
+import { flakeCodeActions } from './eval/flake';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
 import { checkAll, checkBuilder, checkLocal } from './builders/doctor';
 import { buildersIgnoredBy, type BuildersIgnored } from './builders/ignoredBuilders';
@@ -86,6 +93,12 @@ export class NixBuildersServer {
   private workspaceTrusted = true;
   private canPullConfiguration = false;
   private canRegisterFileWatchers = false;
+  /** Commands the client runs itself, which code actions may carry. */
+  private clientCommands = new Set<string>();
+  /** Each document's evaluation settings (its folder's), pulled once per configuration. */
+  private readonly scopedOptions = new Map<string, Promise<EvaluationOptions>>();
+  /** Settings problems already said, so that each is said once. */
+  private readonly problemsSaid = new Set<string>();
   private readonly nix: Nix;
   private readonly documents = new TextDocuments(TextDocument);
   private readonly watcher: FilesWatcher;
@@ -105,9 +118,9 @@ export class NixBuildersServer {
     this.nix = new Nix(runner, { binDir: '', env: {} });
     this.watcher = new FilesWatcher(() => this.invalidate());
     this.builds = new Builds(connection, this.nix);
-    this.diagnostics = new DocumentDiagnostics(connection, this.nix, async () => ({
+    this.diagnostics = new DocumentDiagnostics(connection, this.nix, async (uri) => ({
       trusted: this.workspaceTrusted,
-      options: evaluationOptions(this.settings),
+      options: await this.evaluationOptionsFor(uri),
       listing: await this.listBuilders(),
       buildersIgnored: await this.buildersIgnored(),
     }), (uri) => {
@@ -116,7 +129,10 @@ export class NixBuildersServer {
     });
     // Fired on open too: a document seen for the first time is evaluated at once, edits after a pause.
     this.documents.onDidChangeContent((e) => this.documentChanged(e.document, this.diagnostics.known(e.document.uri) ? undefined : 0));
-    this.documents.onDidClose((e) => this.diagnostics.close(e.document.uri));
+    this.documents.onDidClose((e) => {
+      this.diagnostics.close(e.document.uri);
+      this.scopedOptions.delete(e.document.uri);
+    });
     this.documents.onDidClose((e) => {
       if (isMachinesDocument(e.document)) void connection.sendDiagnostics({ uri: e.document.uri, diagnostics: [] });
     });
@@ -136,7 +152,11 @@ export class NixBuildersServer {
     connection.onCodeLens((p, token) => this.codeLenses(p.textDocument.uri, abortSignalOf(token)));
     connection.onHover((p, token) => this.hover(p.textDocument.uri, p.position.line, p.position.character, abortSignalOf(token)));
     connection.onDidChangeWatchedFiles((p) => void this.diagnostics.filesChanged(p.changes.filter((c) => c.uri.startsWith('file:')).map(fileChangeOf)));
-    connection.onCodeAction((p) => codeActionsFor(p.context.diagnostics));
+    connection.onCodeAction((p) => [
+      ...codeActionsFor(p.context.diagnostics),
+      ...argumentsActionsFor(p.textDocument.uri, p.context.diagnostics, this.clientCommands.has(SET_EVALUATION_ARGUMENTS)),
+      ...flakeCodeActions(p.context.diagnostics),
+    ]);
     connection.onRequest(Requests.editMachines, async (p) => {
       const result = await editMachinesFile(p.file, p.edit, { expectedText: p.expectedText });
       if (result.ok) this.invalidate();
@@ -166,6 +186,7 @@ export class NixBuildersServer {
     const options = (params.initializationOptions ?? {}) as InitializationOptions;
     this.applySettings(options.settings);
     this.workspaceTrusted = options.workspaceTrusted ?? true;
+    this.clientCommands = new Set(Array.isArray(options.clientCommands) ? options.clientCommands.filter((c) => typeof c === 'string') : []);
     this.canPullConfiguration = params.capabilities.workspace?.configuration === true;
     this.canRegisterFileWatchers = params.capabilities.workspace?.didChangeWatchedFiles?.dynamicRegistration === true;
     return {
@@ -200,12 +221,50 @@ export class NixBuildersServer {
       section = await this.connection.workspace.getConfiguration('nixBuilders');
     }
     if (section && typeof section === 'object') this.applySettings(section as Partial<ServerSettings>);
+    this.scopedOptions.clear();
+    this.problemsSaid.clear();
     this.invalidate();
   }
 
   private applySettings(s: Partial<ServerSettings> | undefined): void {
-    this.settings = parseSettings(s);
+    const problems: string[] = [];
+    this.settings = parseSettings(s, problems);
+    this.sayProblems(problems);
     this.nix.updateSettings({ binDir: this.settings.nixBinDir, env: this.settings.env });
+  }
+
+  private sayProblems(problems: readonly string[]): void {
+    for (const p of problems) {
+      if (this.problemsSaid.has(p)) continue;
+      this.problemsSaid.add(p);
+      this.connection.console.warn(p);
+    }
+  }
+
+  /**
+   * The evaluation settings of a document: its folder's (resource settings such as
+   * nixBuilders.evaluation.arguments), pulled with its URI when the client can answer, else the window's.
+   */
+  private evaluationOptionsFor(uri: string): Promise<EvaluationOptions> {
+    if (!this.canPullConfiguration) return Promise.resolve(evaluationOptions(this.settings));
+    let options = this.scopedOptions.get(uri);
+    if (!options) {
+      options = this.connection.workspace.getConfiguration({ scopeUri: uri, section: 'nixBuilders' }).then(
+        (section: unknown) => {
+          if (!section || typeof section !== 'object') return evaluationOptions(this.settings);
+          const problems: string[] = [];
+          const scoped = parseSettings(section as Partial<ServerSettings>, problems);
+          this.sayProblems(problems);
+          return evaluationOptions(scoped);
+        },
+        (e: Error) => {
+          this.connection.console.warn(`The client did not answer workspace/configuration for ${uri} (${e.message}): the window's settings are used.`);
+          return evaluationOptions(this.settings);
+        },
+      );
+      this.scopedOptions.set(uri, options);
+    }
+    return options;
   }
 
   /** Something that the builders depend on changed: list again, tell the client, re-diagnose. */
@@ -235,12 +294,12 @@ export class NixBuildersServer {
   }
 
   /** The derivations of an open document, evaluating it now if it was not yet. */
-  async derivations(uri: string, signal?: AbortSignal): Promise<DocumentDerivations> {
+  async derivations(uri: string, signal?: AbortSignal, opts: { fresh?: boolean } = {}): Promise<DocumentDerivations> {
     if (!this.workspaceTrusted) return { uri, state: 'untrusted', derivations: [] };
     // A file that is not open in the editor (a build task's) is read from disk.
     const doc = this.documents.get(uri) ?? (await readDocument(uri));
     if (!doc) return { uri, state: 'not-evaluated', derivations: [] };
-    const evaluation = await this.diagnostics.evaluate(doc, signal);
+    const evaluation = await this.diagnostics.evaluate(doc, signal, opts);
     if (signal?.aborted) throw new ResponseError(LSPErrorCodes.RequestCancelled, 'The request was cancelled.');
     return documentDerivations(doc, evaluation);
   }
@@ -306,7 +365,8 @@ export class NixBuildersServer {
   /** The derivations a build request names. */
   private async buildTargets(p: StartBuildParams): Promise<DerivationInfo[]> {
     if (!this.workspaceTrusted) throw new ResponseError(ErrorCodes.InvalidRequest, 'This workspace is not trusted: Nix Builders does not build its derivations.');
-    return buildTargets(p, p.uri !== undefined ? await this.derivations(p.uri) : undefined);
+    // Evaluated afresh: what is built must be what the files say now (sources too).
+    return buildTargets(p, p.uri !== undefined ? await this.derivations(p.uri, undefined, { fresh: true }) : undefined);
   }
 
   async codeLenses(uri: string, signal?: AbortSignal): Promise<CodeLens[]> {
@@ -316,7 +376,21 @@ export class NixBuildersServer {
   }
 
   async hover(uri: string, line: number, character: number, signal?: AbortSignal): Promise<Hover | null> {
-    if (!this.workspaceTrusted || !this.documents.get(uri)) return null;
+    const doc = this.documents.get(uri);
+    if (!this.workspaceTrusted || !doc) return null;
+    const spath = uri.startsWith('file:') ? searchPathAt(doc.getText(), line, character) : undefined;
+    if (spath) {
+      // Where <name> comes from: resolved as the evaluation would, with its settings, env and folder.
+      const options = await this.evaluationOptionsFor(uri);
+      const outcome = await resolveSearchPath(this.nix, spath.name, {
+        searchPath: options.searchPath,
+        timeoutMs: options.timeoutMs,
+        cwd: path.dirname(fileURLToPath(uri)),
+        signal,
+      });
+      const nixPathVariable = { ...process.env, ...this.settings.env }.NIX_PATH;
+      return searchPathHoverFor(spath, outcome, (e) => originOf(e, options.searchPath ?? [], nixPathVariable));
+    }
     const { derivations } = await this.derivations(uri, signal);
     const d = derivationAt(derivations, line, character);
     if (!d) return null;
@@ -330,7 +404,7 @@ export class NixBuildersServer {
     if (!parsed.machine) throw new ResponseError(ErrorCodes.InvalidParams, `Not a machines entry: ${parsed.error}`);
     const listing = await this.listBuilders();
     const machine = parsed.machine;
-    const builder = { ...machine, id: `probe:${machine.uri}`, name: hostOf(machine.uri), user: userOf(machine.uri), source: { label: 'new builder' } };
+    const builder = { ...machine, id: `probe:${machine.uri}`, name: storeHost(machine.uri), user: userOf(machine.uri), source: { label: 'new builder' } };
     return checkBuilder(builder, { nix: this.nix, signal: abortSignalOf(token), localSystem: listing.local?.system });
   }
 

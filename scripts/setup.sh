@@ -17,9 +17,10 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
-# Debian packages: real Nix, OpenSSH for the builder lab, Chromium for the real VS Code tests, and
-# what code-server's native modules need to build (node-gyp: a C++ toolchain, make, python3).
-apt_packages=(nix-bin openssh-server openssh-client chromium build-essential python3 libkrb5-dev pkg-config procps util-linux zsh fish)
+# Debian packages: real Nix, OpenSSH for the builder lab, Chromium for the real VS Code tests,
+# what code-server's native modules need to build (node-gyp: a C++ toolchain, make, python3), and
+# debootstrap for a newer Nix (scripts/ensure-nix.sh).
+apt_packages=(nix-bin openssh-server openssh-client chromium build-essential python3 libkrb5-dev pkg-config procps util-linux zsh fish debootstrap)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -43,5 +44,8 @@ fi
 if ((want_code_server)); then
   bash scripts/ensure-code-server.sh >/dev/null
 fi
+
+# Nix 2.26 (Debian 13's) beside Debian 12's 2.8, for the tests of a newer Nix; they skip without it.
+bash scripts/ensure-nix.sh >/dev/null || echo "setup: no Nix 2.26 (see above): the tests that need it will skip" >&2
 
 node scripts/build.mjs

@@ -5,7 +5,8 @@
 // GROUP_LIMIT; an update refreshes only that build's subtree.
 import * as vscode from 'vscode';
 import type { BuildInfo, DrvSnapshot, TransferSnapshot } from '../../language-server/protocol';
-import { drvStatus, groupDerivations, hostOfUri, RUNNING_BUILD, targetStatus, transferKey, type BuildStore, type DrvGroup } from '../buildState';
+import { storeHost } from '../../language-server/nix/storeUri';
+import { drvStatus, groupDerivations, RUNNING_BUILD, targetStatus, transferKey, type BuildStore, type DrvGroup } from '../buildState';
 
 type Node =
   | { kind: 'build'; buildId: string }
@@ -145,7 +146,7 @@ function transferItem(build: BuildInfo, t: TransferSnapshot, inGroup: boolean): 
   item.id = `${build.buildId}:${inGroup ? 'group:' : ''}${transferKey(t)}`;
   const bytes = t.expectedBytes ? ` ${((t.doneBytes ?? 0) / 2 ** 20).toFixed(1)}/${(t.expectedBytes / 2 ** 20).toFixed(1)} MiB` : '';
   const verb = t.kind === 'substitute' ? 'fetching' : 'copying';
-  item.description = `${t.state === 'done' ? (t.kind === 'substitute' ? 'fetched' : 'copied') : verb} from ${t.from ? hostOfUri(t.from) : 'this machine'}${bytes}`;
+  item.description = `${t.state === 'done' ? (t.kind === 'substitute' ? 'fetched' : 'copied') : verb} from ${t.from ? storeHost(t.from) : 'this machine'}${bytes}`;
   item.tooltip = `${t.path}\nfrom ${t.from || 'this machine'} to ${t.to || 'this machine'}`;
   item.iconPath = new vscode.ThemeIcon(t.kind === 'substitute' ? 'cloud-download' : 'arrow-swap');
   return item;

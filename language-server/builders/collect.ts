@@ -25,7 +25,6 @@ export type ReadText = (file: string) => Promise<string>;
 const readUtf8: ReadText = (file) => readFile(file, 'utf8');
 
 /** A builder's name: "ssh://user@host?opt=1" -> "host"; other stores keep their URI. */
-export const hostOf = storeHost;
 
 export function userOf(uri: string): string | undefined {
   return parseStoreUri(uri)?.user;
@@ -57,7 +56,7 @@ export async function collectBuilders(
     seen.set(key, occurrence);
     out.builders.push({
       id: builderId(source.label, machine.uri, occurrence),
-      name: hostOf(machine.uri),
+      name: storeHost(machine.uri),
       user: userOf(machine.uri),
       ...machine,
       source,

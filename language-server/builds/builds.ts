@@ -4,9 +4,8 @@ import { randomBytes } from 'node:crypto';
 import type { Connection } from 'vscode-languageserver/node';
 import type { Nix } from '../nix/nix';
 import { formatMachine } from '../nix/machines';
-import { Notifications, type BuildInfo, type BuildPlanInfo, type BuildSettings, type BuildSnapshot, type BuilderInfo, type DerivationInfo, type DrvSnapshot, type Placement, type PlannedDerivation, type StartBuildParams } from '../protocol';
-import { readDerivations } from '../nix/derivationFile';
-import { describePlan, planBuild, summarizeDryRun } from './plan';
+import { Notifications, type BuildInfo, type BuildPlanInfo, type BuildSettings, type BuildSnapshot, type BuilderInfo, type DerivationInfo, type DrvSnapshot, type Placement, type StartBuildParams } from '../protocol';
+import { describePlan, placeBuilds, planBuild, summarizeDryRun } from './plan';
 import { findSubstituters } from './substituters';
 import { runBuild } from './runBuild';
 import { BuildModel } from './model';
@@ -53,14 +52,13 @@ export class Builds {
   ): Promise<BuildPlanInfo> {
     const { chosen, machines, maxJobs } = this.options(params, builders, settings);
     const signal = context.signal ? { signal: context.signal } : {};
-    const plan = await planBuild(this.nix, targets.map((t) => t.drvPath), { builders: machines, maxJobs, ...signal });
-    const [facts, fetch] = await Promise.all([readDerivations(plan.toBuild), findSubstituters(plan.toFetch, context.substituters, signal)]);
-    const targetPaths = new Set(targets.map((t) => t.drvPath));
-    const builds = plan.toBuild.map((drvPath): PlannedDerivation => {
-      const f = facts.get(drvPath);
-      const placement: Placement = f ? context.place(f, { builders: chosen, maxJobs }) : { verdict: 'unknown', summary: 'its .drv file could not be read' };
-      return { drvPath, name: f?.name ?? drvPath, system: f?.system ?? '', requiredSystemFeatures: f?.requiredSystemFeatures ?? [], target: targetPaths.has(drvPath), ...placement };
+    const { plan, builds } = await placeBuilds(this.nix, targets.map((t) => t.drvPath), {
+      builders: machines,
+      maxJobs,
+      ...signal,
+      place: (f) => context.place(f, { builders: chosen, maxJobs }),
     });
+    const fetch = await findSubstituters(plan.toFetch, context.substituters, signal);
     const byPath = new Map(builds.map((b) => [b.drvPath, b]));
     const nowhere = builds.filter((b) => b.verdict === 'none').map((b) => b.drvPath);
     return {

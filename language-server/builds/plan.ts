@@ -11,8 +11,9 @@
 // nothing to do. The parser is total: other lines (warnings, errors) are ignored by it and given to
 // the error classifier.
 import { classify, type NixProblem } from '../nix/classifier';
-import type { PlannedDerivation, SubstituterReport } from '../protocol';
+import type { Placement, PlannedDerivation, SubstituterReport } from '../protocol';
 import type { Nix } from '../nix/nix';
+import { readDerivations, type DerivationFacts } from '../nix/derivationFile';
 import { describeResult } from '../nix/runner';
 import { stripAnsi } from '../nix/logParser';
 import { isDrvPath, storeName } from '../nix/storePath';
@@ -185,4 +186,31 @@ export async function planBuild(nix: Nix, drvPaths: readonly string[], opts: Pla
   const problems = status === 'failed' ? classify(result.stderr) : [];
   const error = problems[0]?.message ?? `${describeResult(result)}${result.stderr.trim() ? `: ${result.stderr.trim().split('\n').pop() ?? ''}` : ''}`;
   return { status, ...dry, summary: `The dry run did not finish: ${status === 'failed' ? error : describeResult(result)}`, problems, error, command };
+}
+
+/** A dry run and, for every derivation it will build (dependencies too), its .drv's facts and where it would build. */
+export interface PlacedPlan {
+  plan: BuildPlan;
+  /** In the dry run's order. */
+  builds: PlannedDerivation[];
+  /** The .drv files that could be read, by path. */
+  facts: ReadonlyMap<string, DerivationFacts>;
+}
+
+/**
+ * What building these derivations would really build — their closure less what is valid here or
+ * offered by a substituter, as the dry run says — and where each would build (`place`). The plan
+ * and the dependency diagnostics both ask this. Never throws.
+ */
+export async function placeBuilds(nix: Nix, drvPaths: readonly string[], opts: PlanOptions & { place: (d: DerivationFacts) => Placement }): Promise<PlacedPlan> {
+  const { place, ...planOptions } = opts;
+  const plan = await planBuild(nix, drvPaths, planOptions);
+  const facts = await readDerivations(plan.toBuild);
+  const targets = new Set(drvPaths);
+  const builds = plan.toBuild.map((drvPath): PlannedDerivation => {
+    const f = facts.get(drvPath);
+    const placement: Placement = f ? place(f) : { verdict: 'unknown', summary: 'its .drv file could not be read' };
+    return { drvPath, name: f?.name ?? drvPath, system: f?.system ?? '', requiredSystemFeatures: f?.requiredSystemFeatures ?? [], target: targets.has(drvPath), ...placement };
+  });
+  return { plan, builds, facts };
 }

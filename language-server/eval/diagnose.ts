@@ -3,7 +3,9 @@
 // where only builders can. Pure: no Nix, no LSP objects.
 import { ignoredNote, type BuildersIgnored } from '../builders/ignoredBuilders';
 import { builderRefusal, featureSet, localRefusal, type BuildRequirements, type LocalCapabilities, type MachineCapabilities } from '../builders/match';
+import { flakeDiagnostics, type FlakeDiagnosticCode, type FlakeFix } from './flake';
 import type { WalkerOutput, WalkerPosition } from './walker';
+import { requiredArgumentsMessage } from './arguments';
 
 export interface NamedMachine extends MachineCapabilities {
   name: string;
@@ -21,8 +23,10 @@ export type DiagnosticCode =
   | 'mandatory-features'
   | 'max-jobs-zero'
   | 'remote-only'
+  | 'dependency-no-builder'
   | 'attribute-error'
-  | 'required-arguments';
+  | 'required-arguments'
+  | FlakeDiagnosticCode;
 
 export interface DerivationDiagnostic {
   severity: 'error' | 'warning' | 'information';
@@ -34,8 +38,10 @@ export interface DerivationDiagnostic {
   message: string;
   /** The attribute path the diagnostic is about. */
   attrPath: string[];
-  /** For quick fixes: what a builder would need. */
-  data?: { system: string; features: string[]; drvPath?: string };
+  /** For quick fixes: what a builder would need, the arguments a function file needs, or a flake input's fix. */
+  data?: { system: string; features: string[]; drvPath?: string } | { required: string[] } | { fix?: FlakeFix };
+  /** Other places that explain it, e.g. a dependency's .drv file. */
+  related?: Array<{ file: string; message: string }>;
 }
 
 /**
@@ -75,15 +81,17 @@ export function diagnoseDerivations(
   // Nothing to walk: say why, once, at the top of the file.
   const notEvaluated =
     output.kind === 'function-with-required-arguments'
-      ? `This file is a function with required arguments (${(output.required ?? []).join(', ')}): Nix Builders evaluates files that are attribute sets or functions whose arguments all have defaults.`
-      : output.kind === 'flake-with-inputs'
-        ? `This flake has inputs (${(output.required ?? []).join(', ')}): Nix Builders evaluates flakes without inputs only, so far; its outputs are not checked.`
-        : undefined;
+      ? requiredArgumentsMessage(output.required ?? [])
+      : undefined;
   if (notEvaluated) {
-    out.push({ severity: 'information', code: 'required-arguments', line: 0, column: 0, endColumn: 0, attrPath: [], message: notEvaluated });
+    const data = output.kind === 'function-with-required-arguments' ? { data: { required: output.required ?? [] } } : {};
+    out.push({ severity: 'information', code: 'required-arguments', line: 0, column: 0, endColumn: 0, attrPath: [], message: notEvaluated, ...data });
     return out;
   }
   const lines = text.split('\n');
+  // A flake's inputs: on their lines; when they stop the evaluation, that is all there is to say.
+  if (output.flake) out.push(...flakeDiagnostics(lines, output.kind, output.flake.inputs, output.flake.facts));
+  if (output.kind === 'flake-inputs' || output.kind === 'flake-untracked') return out;
   const everyone = describeEveryone(local, machines);
   for (const item of output.items) {
     const range = documentRange(lines, item.pos);

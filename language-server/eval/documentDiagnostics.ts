@@ -7,19 +7,26 @@
 // Results also depend on the files the evaluation read (imports): when one of those changes (the
 // server watches them; a client may also say so with workspace/didChangeWatchedFiles) the results
 // that read it are dropped and the open documents that read it are evaluated again.
+//
+// Once published, the diagnostics are completed with the derivations' dependencies that nothing
+// can build (dependencies.ts): what is already known of them goes out with the first answer, the
+// rest is checked after it (one dry run per document version, cancelled by a newer one) and the
+// diagnostics are published again when it finds problems.
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DiagnosticSeverity, type Connection, type Diagnostic } from 'vscode-languageserver/node';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
 import type { Nix } from '../nix/nix';
 import type { BuildersListing } from '../protocol';
 import { splitBuilders, type BuildersIgnored } from '../builders/ignoredBuilders';
 import { FilesWatcher } from '../util/watch';
+import { DependencyCheck, dependencyDiagnostics, type DependencyProblem } from './dependencies';
 import { diagnoseDerivations, utf16Column, type DerivationDiagnostic } from './diagnose';
 import { evaluateDocument, type EvaluationOptions, type EvaluationResult } from './evaluator';
 import type { WalkerOutput } from './walker';
+import { notOnSearchPath, notOnSearchPathMessage } from './searchPath';
 
 export const DIAGNOSTIC_SOURCE = 'Nix Builders';
 const CACHE_SIZE = 64;
@@ -43,9 +50,12 @@ interface InFlight {
   result: Promise<EvaluationResult>;
   abort: AbortController;
   waiting: number;
-  /** A file it may have read changed meanwhile: its result is not cached. */
-  stale: boolean;
+  /** Files that changed while it ran: when it read one of them, it is run again before it answers. */
+  changes: FileChange[];
 }
+
+/** Runs of one evaluation at most, when files it read keep changing while it runs. */
+const MAX_RUNS = 3;
 
 /** What a file change can invalidate: `changed` (its content) or `created`/`deleted` (a new or missing import, a readDir…). */
 export interface FileChange {
@@ -53,9 +63,15 @@ export interface FileChange {
   kind: 'changed' | 'created' | 'deleted';
 }
 
-/** Results that may not have read `changes`' files: only a successful one, when none of them is among its files. */
+/**
+ * Whether `result` may depend on `changes`: a created or deleted file may be a new or missing
+ * import of anything; a changed one counts for the results that read it (an evaluation error knows
+ * what it read too, and a timed-out one what it read until it was stopped). A result that knows
+ * nothing of its files (failed) depends on all.
+ */
 function dependsOn(result: EvaluationResult, changes: readonly FileChange[]): boolean {
-  if (result.kind !== 'ok') return true;
+  if (changes.length === 0) return false;
+  if (result.kind !== 'ok' && result.kind !== 'error' && result.kind !== 'timed-out') return true;
   return changes.some((c) => c.kind !== 'changed' || result.files.includes(c.file));
 }
 
@@ -64,18 +80,26 @@ export class DocumentDiagnostics {
   private readonly cache = new Map<string, EvaluationResult>();
   private readonly inFlight = new Map<string, InFlight>();
   private readonly latest = new Map<string, DocumentEvaluation>();
+  private readonly dependencies: DependencyCheck;
+  /** The dependency check running for a document, until a newer version or its closing cancels it. */
+  private readonly dependencyChecks = new Map<string, AbortController>();
   private readonly watcher = new FilesWatcher((files) => void this.filesChanged(files.map((file) => ({ file, kind: 'changed' }))));
   /** The last seen state of each changed file, so that one change reported twice (by our watcher and the client) counts once. */
-  private readonly seen = new Map<string, string>();
+  private seen = new Map<string, string>();
+  /** File changes are handled one batch after the other (each awaits the files' state). */
+  private changesHandled: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly connection: Connection,
     private readonly nix: Nix,
-    private readonly context: () => Promise<DiagnosticsContext>,
+    /** The context of one document (its folder's settings). */
+    private readonly context: (uri: string) => Promise<DiagnosticsContext>,
     /** An open document's results are out of date (a file it read changed): evaluate it again. */
     private readonly onStale: (uri: string) => void,
     private readonly debounceMs = 250,
-  ) {}
+  ) {
+    this.dependencies = new DependencyCheck(nix);
+  }
 
   /** A document was opened or changed: evaluate it after a pause, cancelling older work. */
   schedule(doc: TextDocument, delayMs = this.debounceMs): void {
@@ -97,6 +121,8 @@ export class DocumentDiagnostics {
   }
 
   private cancel(uri: string): void {
+    this.dependencyChecks.get(uri)?.abort();
+    this.dependencyChecks.delete(uri);
     const p = this.pending.get(uri);
     if (!p) return;
     if (p.timer) clearTimeout(p.timer);
@@ -116,37 +142,87 @@ export class DocumentDiagnostics {
     this.pending.delete(doc.uri);
     this.latest.set(doc.uri, evaluation);
     this.watchDependencies();
-    await this.connection.sendDiagnostics({ uri: doc.uri, version: doc.version, diagnostics: evaluation.diagnostics });
+    await this.publishWithDependencies(doc, evaluation);
+  }
+
+  /**
+   * Publish the evaluation's diagnostics with what is known of its derivations' dependencies; then
+   * check the others (one dry run for all of them) and, if they have problems, publish again.
+   */
+  private async publishWithDependencies(doc: TextDocument, evaluation: DocumentEvaluation): Promise<void> {
+    const output = evaluation.result.kind === 'ok' ? (evaluation.result.output as WalkerOutput) : undefined;
+    const drvPaths = output?.items.flatMap((i) => ('error' in i ? [] : [i.drvPath])) ?? [];
+    // Cancelled by a newer version or the document's closing from now on.
+    const abort = new AbortController();
+    this.dependencyChecks.set(doc.uri, abort);
+    const done = () => {
+      if (this.dependencyChecks.get(doc.uri) === abort) this.dependencyChecks.delete(doc.uri);
+    };
+    const ctx = await this.context(doc.uri);
+    if (abort.signal.aborted) return;
+    const { problems, unknown } = this.dependencies.known(drvPaths, ctx);
+    const publish = (found: ReadonlyMap<string, readonly DependencyProblem[]>) =>
+      this.connection.sendDiagnostics({
+        uri: doc.uri,
+        version: doc.version,
+        diagnostics: [...evaluation.diagnostics, ...dependencyDiagnostics(doc.getText(), output, found).map(lspDiagnostic)],
+      });
+    await publish(problems);
+    if (unknown.length === 0 || !ctx.trusted || !ctx.listing.local) return done();
+    const checked = await this.dependencies.check(unknown, ctx, abort.signal);
+    done();
+    if (abort.signal.aborted || checked.kind === 'cancelled') return;
+    if (checked.kind === 'failed') {
+      this.connection.console.warn(`The dependencies of ${doc.uri} were not checked: ${checked.message}`);
+      return;
+    }
+    if ([...checked.problems.values()].every((list) => list.length === 0)) return;
+    await publish(new Map([...problems, ...checked.problems]));
   }
 
   /**
    * Evaluate (or serve from the cache, or join the evaluation of the same text that is running)
    * and turn the result into diagnostics; undefined when `signal` cancelled it.
    */
-  async evaluate(doc: TextDocument, signal?: AbortSignal): Promise<DocumentEvaluation | undefined> {
+  async evaluate(doc: TextDocument, signal?: AbortSignal, opts: { fresh?: boolean } = {}): Promise<DocumentEvaluation | undefined> {
     if (!doc.uri.startsWith('file:')) return undefined;
-    const ctx = await this.context();
+    const ctx = await this.context(doc.uri);
     if (!ctx.trusted) return { version: doc.version, result: { kind: 'cancelled' }, diagnostics: [] };
     const file = fileURLToPath(doc.uri);
     const text = doc.getText();
     const key = createHash('sha256')
       .update(JSON.stringify([file, text, ctx.options, this.nix.env, ctx.listing.nix.version, ctx.listing.local, ctx.listing.builders]))
       .digest('hex');
-    const result = this.cache.get(key) ?? (await this.join(key, (s) => evaluateDocument(this.nix, file, text, ctx.options, s), signal));
+    // `fresh` (a build): not from the cache, nor joining a run that started before the request —
+    // a file the evaluation reads without parsing it (`src = ./src`, readFile) may have changed,
+    // and Nix does not name those.
+    const cached = opts.fresh ? undefined : this.cache.get(key);
+    const result = cached ?? (await this.join(key, (s) => evaluateDocument(this.nix, file, text, ctx.options, s), signal, opts.fresh));
     if (!result || result.kind === 'cancelled') return undefined;
     return { version: doc.version, result, diagnostics: toDiagnostics(text, result, ctx) };
   }
 
   /** The running evaluation of `key` (or a new one), until it ends or `signal` says this requester no longer waits. */
-  private join(key: string, start: (signal: AbortSignal) => Promise<EvaluationResult>, signal?: AbortSignal): Promise<EvaluationResult | undefined> {
+  private join(key: string, start: (signal: AbortSignal) => Promise<EvaluationResult>, signal?: AbortSignal, fresh = false): Promise<EvaluationResult | undefined> {
     if (signal?.aborted) return Promise.resolve(undefined);
-    let run = this.inFlight.get(key);
+    let run = fresh ? undefined : this.inFlight.get(key);
     if (!run) {
       const abort = new AbortController();
-      const result = start(abort.signal).then(
+      const started: InFlight = { abort, waiting: 0, changes: [], result: Promise.resolve({ kind: 'cancelled' }) };
+      // Run again while files it read changed during the run, so that no requester gets (and the
+      // cache never keeps) a result of a file's old content.
+      const evaluate = async (): Promise<EvaluationResult> => {
+        for (let runs = 1; ; runs++) {
+          started.changes = [];
+          const r = await start(abort.signal);
+          if (!dependsOn(r, started.changes) || abort.signal.aborted) return r;
+          if (runs === MAX_RUNS) return { kind: 'failed', message: `the files it reads kept changing while it was evaluated (${started.changes.map((c) => c.file).join(', ')})` };
+        }
+      };
+      started.result = evaluate().then(
         (r) => {
           if (this.inFlight.get(key) === started) this.inFlight.delete(key);
-          if (r.kind !== 'failed' && r.kind !== 'cancelled' && !started.stale) this.remember(key, r);
+          if (r.kind !== 'failed' && r.kind !== 'cancelled') this.remember(key, r);
           return r;
         },
         (e: unknown): EvaluationResult => {
@@ -154,7 +230,6 @@ export class DocumentDiagnostics {
           return { kind: 'failed', message: `the evaluation could not be run: ${e instanceof Error ? e.message : String(e)}` };
         },
       );
-      const started: InFlight = { abort, waiting: 0, stale: false, result };
       this.inFlight.set(key, started);
       run = started;
     }
@@ -163,8 +238,12 @@ export class DocumentDiagnostics {
     if (!signal) return shared.result;
     return new Promise((resolve) => {
       const leave = () => {
-        // The last requester gone: nobody wants the result any more.
-        if (--shared.waiting === 0) shared.abort.abort();
+        // The last requester gone: nobody wants the result any more, and nobody may join the
+        // dying run (a new requester would get 'cancelled').
+        if (--shared.waiting === 0) {
+          shared.abort.abort();
+          if (this.inFlight.get(key) === shared) this.inFlight.delete(key);
+        }
         resolve(undefined);
       };
       signal.addEventListener('abort', leave, { once: true });
@@ -184,15 +263,22 @@ export class DocumentDiagnostics {
   /** Watch what the open documents' evaluations read. */
   private watchDependencies(): void {
     const files = new Set<string>();
-    for (const e of this.latest.values()) if (e.result.kind === 'ok' || e.result.kind === 'error') for (const f of e.result.files) files.add(f);
+    for (const e of this.latest.values()) if (e.result.kind === 'ok' || e.result.kind === 'error' || e.result.kind === 'timed-out') for (const f of e.result.files) files.add(f);
     this.watcher.setFiles(files);
+    // Only the files some result depends on need a remembered state.
+    this.seen = new Map([...this.seen].filter(([file]) => files.has(file)));
   }
 
   /**
    * Files changed (seen by our watcher, or reported by the client): drop the results that may have
    * read them, and evaluate again the open documents whose results those were.
    */
-  async filesChanged(changes: readonly FileChange[]): Promise<void> {
+  filesChanged(changes: readonly FileChange[]): Promise<void> {
+    this.changesHandled = this.changesHandled.then(() => this.handleFileChanges(changes));
+    return this.changesHandled;
+  }
+
+  private async handleFileChanges(changes: readonly FileChange[]): Promise<void> {
     const news: FileChange[] = [];
     for (const c of changes) {
       const file = path.resolve(c.file);
@@ -206,18 +292,13 @@ export class DocumentDiagnostics {
     }
     if (news.length === 0) return;
     for (const [key, result] of this.cache) if (dependsOn(result, news)) this.cache.delete(key);
-    // A running evaluation may have read the old content: its result is not kept.
-    for (const [key, run] of this.inFlight) {
-      run.stale = true;
-      this.inFlight.delete(key);
-    }
-    const stale = new Set([...this.pending.keys()]);
-    for (const [uri, e] of this.latest) if (dependsOn(e.result, news)) stale.add(uri);
-    for (const uri of stale) this.onStale(uri);
+    // A running evaluation decides when it ends, from the files it read.
+    for (const run of this.inFlight.values()) run.changes.push(...news);
+    for (const [uri, e] of this.latest) if (dependsOn(e.result, news)) this.onStale(uri);
   }
 
   dispose(): void {
-    for (const uri of [...this.pending.keys()]) this.cancel(uri);
+    for (const uri of new Set([...this.pending.keys(), ...this.dependencyChecks.keys()])) this.cancel(uri);
     this.watcher.dispose();
   }
 }
@@ -234,6 +315,26 @@ function wordEnd(text: string, line: number, column: number): number {
   return column + Math.max(1, m ? m[0].length : 1);
 }
 
+function lspDiagnostic(d: DerivationDiagnostic): Diagnostic {
+  const diagnostic: Diagnostic = {
+    range: { start: { line: d.line, character: d.column }, end: { line: d.line, character: d.endColumn } },
+    severity: SEVERITY[d.severity],
+    source: DIAGNOSTIC_SOURCE,
+    code: d.code,
+    message: d.message,
+    data: { attrPath: d.attrPath, ...d.data },
+  };
+  if (d.related) {
+    const start = { line: 0, character: 0 };
+    diagnostic.relatedInformation = d.related.map((r) => ({ location: { uri: pathToFileURL(r.file).href, range: { start, end: start } }, message: r.message }));
+  }
+  return diagnostic;
+}
+
+function searchPathDiagnostic(o: { line: number; column: number; endColumn: number }, message: string, severity: DiagnosticSeverity): Diagnostic {
+  return { range: { start: { line: o.line, character: o.column }, end: { line: o.line, character: o.endColumn } }, severity, source: DIAGNOSTIC_SOURCE, code: 'not-on-search-path', message };
+}
+
 export function toDiagnostics(text: string, result: EvaluationResult, ctx: DiagnosticsContext): Diagnostic[] {
   const atTop = (message: string, severity: DiagnosticSeverity, code: string): Diagnostic => ({
     range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } },
@@ -244,21 +345,22 @@ export function toDiagnostics(text: string, result: EvaluationResult, ctx: Diagn
   });
   switch (result.kind) {
     case 'ok': {
+      // A `<…>` that no entry has, where attributes failed: why they did.
+      const missing = notOnSearchPath(text, result.output.missingSearchPaths ?? []).map((o) => searchPathDiagnostic(o, o.message, DiagnosticSeverity.Warning));
       const local = ctx.listing.local;
-      if (!local) return [];
+      if (!local) return missing;
       const { used, ignored } = splitBuilders(ctx.listing.builders, ctx.buildersIgnored);
       const notUsed = ctx.buildersIgnored && ignored.length > 0 ? { machines: ignored, ignored: ctx.buildersIgnored } : undefined;
-      return diagnoseDerivations(text, result.output as WalkerOutput, local, used, notUsed).map((d) => ({
-        range: { start: { line: d.line, character: d.column }, end: { line: d.line, character: d.endColumn } },
-        severity: SEVERITY[d.severity],
-        source: DIAGNOSTIC_SOURCE,
-        code: d.code,
-        message: d.message,
-        data: { attrPath: d.attrPath, ...d.data },
-      }));
+      return missing.concat(diagnoseDerivations(text, result.output as WalkerOutput, local, used, notUsed).map(lspDiagnostic));
     }
     case 'error': {
       const e = result.error;
+      if (e.searchPathName !== undefined) {
+        // On the document's <name>s; when only an imported file has it, at the top, naming where.
+        const at = notOnSearchPath(text, [e.searchPathName]).map((o) => searchPathDiagnostic(o, o.message, DiagnosticSeverity.Error));
+        if (at.length > 0) return at;
+        if (e.file) return [atTop(`${notOnSearchPathMessage(e.searchPathName)} (in ${e.file}${e.fileLine ? `:${e.fileLine}` : ''})`, DiagnosticSeverity.Error, 'not-on-search-path')];
+      }
       if (e.line !== undefined) {
         const lineText = text.split('\n')[e.line];
         const column = lineText === undefined ? (e.column ?? 0) : utf16Column(lineText, e.column ?? 0);

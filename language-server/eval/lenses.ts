@@ -7,6 +7,7 @@ import type { SchedulePreview } from '../protocol';
 import type { DerivationInfo, DocumentDerivations } from '../protocol';
 import { documentRange } from './diagnose';
 import { DIAGNOSTIC_SOURCE, type DocumentEvaluation } from './documentDiagnostics';
+import { entryText, notOnSearchPathMessage, type ResolveOutcome, type SearchPathEntry, type SearchPathOccurrence } from './searchPath';
 
 /** The derivations of an evaluated document, each at its attribute's position. */
 export function documentDerivations(doc: TextDocument, evaluation: DocumentEvaluation | undefined): DocumentDerivations {
@@ -63,7 +64,21 @@ export function hoverFor(d: DerivationInfo, preview: SchedulePreview | undefined
   return { contents: { kind: MarkupKind.Markdown, value: md.join('\n') } };
 }
 
-const NEEDS_A_BUILDER = new Set(['no-builder-system', 'no-builder-features', 'mandatory-features', 'max-jobs-zero']);
+/** On a `<name>`: the search path entry that resolves it (and where that entry comes from), and the path; or why it is missing. */
+export function searchPathHoverFor(o: SearchPathOccurrence, outcome: ResolveOutcome, originOf: (e: SearchPathEntry) => string): Hover {
+  const range = { start: { line: o.line, character: o.column }, end: { line: o.line, character: o.endColumn } };
+  const md = [`**<${o.name}>**`, ''];
+  if (!outcome.ok) md.push(`Nix could not look it up: ${outcome.message}`);
+  else {
+    const { found, nixPath } = outcome.value;
+    if (found) md.push(`→ \`${found.path}\``, '', `from the search path entry \`${entryText(found.entry)}\` (${originOf(found.entry)})`);
+    else md.push(notOnSearchPathMessage(o.name).replace('\n', '\n\n'));
+    md.push('', `Search path, in order: ${nixPath.length > 0 ? nixPath.map((e) => `\`${entryText(e)}\``).join(', ') : '(empty)'}`);
+  }
+  return { contents: { kind: MarkupKind.Markdown, value: md.join('\n') }, range };
+}
+
+const NEEDS_A_BUILDER = new Set(['no-builder-system', 'no-builder-features', 'mandatory-features', 'max-jobs-zero', 'dependency-no-builder']);
 
 /** Quick fixes for "nothing can build this": add a builder, or see why each machine is refused. */
 export function codeActionsFor(diagnostics: Diagnostic[]): CodeAction[] {

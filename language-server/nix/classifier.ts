@@ -180,6 +180,8 @@ export interface EvalErrorDetails {
    * first; 2.13+ prints them before the message, outermost first.
    */
   trace: TraceFrame[];
+  /** `file 'nixpkgs' was not found in the Nix search path`: the `<…>` name (`nixpkgs`). */
+  searchPathName?: string;
 }
 
 export interface ParseErrorDetails extends EvalErrorDetails {
@@ -306,7 +308,9 @@ function itemsFromEvents(events: Iterable<LogEvent>): Item[] {
       case 'msg': {
         let position: SourcePosition | undefined;
         if (ev.file !== undefined) {
-          position = { file: ev.file };
+          // Nix 2.26 writes the whole position into `file` ("/a/b.nix:6:13"), beside line and column.
+          const suffix = ev.line !== undefined && ev.column !== undefined ? `:${ev.line}:${ev.column}` : undefined;
+          position = { file: suffix !== undefined && ev.file.endsWith(suffix) ? ev.file.slice(0, -suffix.length) : ev.file };
           if (ev.line !== undefined && ev.line > 0) position.line = ev.line;
           if (ev.column !== undefined && ev.column > 0) position.column = ev.column;
         }
@@ -386,8 +390,8 @@ function parseAt(text: string): SourcePosition | undefined {
   return undefined;
 }
 
-/** Host part of a store URI as Nix names it: `ssh-ng://user@b1?x=y` → `user@b1`. */
-function hostOf(storeUri: string): string | undefined {
+/** The authority of a store URI as Nix names the machine: `ssh-ng://user@b1?x=y` → `user@b1`. */
+function authorityOf(storeUri: string): string | undefined {
   return parseStoreUri(storeUri)?.authority || undefined;
 }
 
@@ -396,7 +400,7 @@ function connectDetails(failure: ReturnType<typeof connectFailure>, uri: string 
   const details: CannotConnectDetails = { reason: failure.reason };
   if (uri) {
     details.storeUri = uri;
-    const host = hostOf(uri);
+    const host = authorityOf(uri);
     if (host) details.host = host;
   }
   if (failure.sshMessage) details.sshMessage = failure.sshMessage;
@@ -613,7 +617,7 @@ function buildUsersProblem(message: string, text: string, details: BuildUsersDet
 }
 
 function connectProblem(message: string, text: string, details: CannotConnectDetails): ProblemOfKind<'cannot-connect'> {
-  const h = details.host ?? (details.storeUri ? hostOf(details.storeUri) : undefined) ?? 'the builder';
+  const h = details.host ?? (details.storeUri ? authorityOf(details.storeUri) : undefined) ?? 'the builder';
   const uri = details.storeUri ?? (details.host ? `ssh://${details.host}` : 'ssh://HOST');
   const ping = `\`nix store ping --store ${uri}\``;
   let cause: string;
@@ -667,7 +671,7 @@ function connectProblem(message: string, text: string, details: CannotConnectDet
 
 function notPrivileged(message: string, text: string, details: NotPrivilegedDetails): ProblemOfKind<'not-privileged'> {
   const where = details.storeUri ? ` on ${details.storeUri}` : ' on the remote machine';
-  const user = details.storeUri ? /^[a-z-]+:\/\/([^@/?]+)@/.exec(details.storeUri)?.[1] : undefined;
+  const user = details.storeUri ? parseStoreUri(details.storeUri)?.user : undefined;
   return {
     kind: 'not-privileged',
     message,
@@ -688,6 +692,12 @@ function evalPosText(pos: SourcePosition | undefined): string {
 
 // ---------------------------------------------------------------------------------------------
 // The classifier.
+
+/** The lines up to the first blank one, trimmed and joined by spaces. */
+function firstParagraph(lines: readonly string[]): string {
+  const end = lines.findIndex((l) => l.trim() === '');
+  return (end < 0 ? lines : lines.slice(0, end)).map((l) => l.trim()).join(' ');
+}
 
 interface ErrorBlock {
   /** Lines of the block, first is the `error:` line. */
@@ -935,7 +945,8 @@ class Classifier {
       this.problems.push(notPrivileged(head, text, details));
       return;
     }
-    if ((m = /^cannot add path '([^']+)' because it lacks a valid signature/.exec(head))) {
+    // "lacks a valid signature" up to Nix 2.11, "lacks a signature by a trusted key" from 2.12.
+    if ((m = /^cannot add path '([^']+)' because it lacks a (?:valid signature|signature by a trusted key)/.exec(head))) {
       const details: LacksSignatureDetails = { path: m[1] as string };
       const uri = this.building?.storeUri ?? this.storeUrl ?? this.copyTarget();
       if (uri) details.storeUri = uri;
@@ -957,12 +968,12 @@ class Classifier {
       const details: CannotConnectDetails = { reason: failure.reason };
       if (named.includes('://')) {
         details.storeUri = named;
-        const host = hostOf(named);
+        const host = authorityOf(named);
         if (host) details.host = host;
       } else {
         details.host = named;
         const uri = this.storeUrl ?? this.building?.storeUri;
-        if (uri && hostOf(uri) === named) details.storeUri = uri;
+        if (uri && authorityOf(uri) === named) details.storeUri = uri;
       }
       if (failure.sshMessage) details.sshMessage = failure.sshMessage;
       if (failure.remoteProgram) details.remoteProgram = failure.remoteProgram;
@@ -1010,20 +1021,23 @@ class Classifier {
       this.cannotBuild(m[1] as string, m[2], block, text);
       return;
     }
-    if (/^unable to start any build; remote machines may not have all required system features/.test(head)) {
+    // Nix 2.8 prints "error: unable to start any build; …" on one line; newer Nix a bare `error:`
+    // and the sentence wrapped on indented lines ("Unable to start any build;" / "remote machines …").
+    const sentence = head === '' ? firstParagraph(rest) : head;
+    if (/^unable to start any build; remote machines may not have all required system features/i.test(sentence)) {
       const previous = this.last();
-      if (previous && previous.kind === 'no-machine' && !/unable to start any build/.test(previous.text)) {
+      if (previous && previous.kind === 'no-machine' && !/unable to start any build/i.test(previous.text)) {
         this.attach(previous, text);
-        previous.message = head;
+        previous.message = sentence;
         return;
       }
-      this.problems.push(this.noMachine(head, text, { requiredFeatures: [], machines: [], reason: 'no-fitting-machine', unreachable: [] }));
+      this.problems.push(this.noMachine(sentence, text, { requiredFeatures: [], machines: [], reason: 'no-fitting-machine', unreachable: [] }));
       return;
     }
-    if (/^unable to start any build; either increase '--max-jobs' or enable remote builds/.test(head)) {
+    if (/^unable to start any build; either increase '--max-jobs' or enable remote builds/i.test(sentence)) {
       this.problems.push({
         kind: 'no-machine',
-        message: head,
+        message: sentence,
         cause: 'Local builds are switched off (max-jobs is 0) and no remote builder is configured, so nothing can build the derivation.',
         fix: 'Configure a remote builder (`builders = …` in nix.conf or /etc/nix/machines, or `--builders`), or allow local builds (`--max-jobs 1` / `max-jobs = auto`).',
         details: { requiredFeatures: [], machines: [], reason: 'max-jobs-zero', unreachable: [] },
@@ -1143,6 +1157,18 @@ class Classifier {
       });
       return;
     }
+    if ((m = /^file '([^']+)' was not found in the Nix search path/.exec(message))) {
+      const name = m[1] as string;
+      this.problems.push({
+        kind: 'eval-error',
+        message,
+        cause: `<${name}> is not on the search path${evalPosText(evaluated.details.position)}: no entry of -I, NIX_PATH or nix.conf's nix-path has '${name}'.`,
+        fix: `Set NIX_PATH (e.g. NIX_PATH=${name.split('/')[0]}=/path/to/it), add it to nix-path in nix.conf, or pass -I ${name.split('/')[0]}=/path/to/it.`,
+        details: { ...evaluated.details, searchPathName: name },
+        text,
+      });
+      return;
+    }
     if (EVAL_MESSAGES.test(message) || evaluated.details.position !== undefined || evaluated.details.trace.length > 0) {
       this.problems.push({
         kind: 'eval-error',
@@ -1180,7 +1206,8 @@ class Classifier {
       const item = this.items[k] as Item;
       if (item.type !== 'line') continue;
       const m = /^copying path '[^']+' to '([^']+)'/.exec(item.text);
-      if (m) return m[1];
+      // Nix 2.26 names an ssh-ng store 'ssh-ng://' there, without its host: no store to name.
+      if (m) return /^[a-z0-9+.-]+:\/\/$/.test(m[1] as string) ? undefined : m[1];
     }
     return undefined;
   }
@@ -1356,7 +1383,7 @@ class Classifier {
     const all = [...evidence, reasonText, ...block.slice(1).map((x) => x.text)].join('\n');
     const failure = connectFailure(all);
     const details: CannotConnectDetails = { reason: failure.reason, storeUri };
-    const host = /cannot connect to '([^']+)'/.exec(reasonText)?.[1] ?? hostOf(storeUri);
+    const host = /cannot connect to '([^']+)'/.exec(reasonText)?.[1] ?? authorityOf(storeUri);
     if (host) details.host = host;
     if (failure.sshMessage) details.sshMessage = failure.sshMessage;
     if (failure.remoteProgram) details.remoteProgram = failure.remoteProgram;

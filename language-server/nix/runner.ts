@@ -7,8 +7,11 @@
 //   (nix spawns ssh and build hooks: killing only the direct child would leave them running);
 // - the outcome is data: a discriminated result, never an exception for a non-zero exit;
 // - every group started is known until it has ended, so that `killAllChildren` can end them all
-//   when the server exits (a group of its own is not ended by anything else when its parent goes).
+//   when the server exits (a group of its own is not ended by anything else when its parent goes);
+// - and recorded in the server's registry file (processRegistry.ts), so that the next server ends
+//   them when this one was killed hard (SIGKILL, out of memory, a crash): `endOrphanedGroups`.
 import { existsSync, readFileSync } from 'node:fs';
+import { processStart, ProcessRegistry, removeFile } from './processRegistry';
 
 // execa is ESM-only: loaded with import() so that this CommonJS code also runs unbundled (tests
 // under tsx); esbuild bundles it either way.
@@ -77,8 +80,36 @@ export function describeResult(result: RunResult): string {
   }
 }
 
-/** Process groups started here (the group id is the child's pid) that may still have members. */
-const liveGroups = new Set<number>();
+/**
+ * Process groups started here that may still have members: the group id (the leader's pid) and the
+ * leader's start time (undefined without /proc).
+ */
+const liveGroups = new Map<number, string | undefined>();
+
+let registry: { file: ProcessRegistry; onProblem: (message: string) => void } | undefined;
+
+/** From now on, every change of the live groups is written to `file`. */
+export function recordGroupsIn(file: ProcessRegistry, onProblem: (message: string) => void): void {
+  registry = { file, onProblem };
+  syncRegistry();
+}
+
+function syncRegistry(): void {
+  if (!registry) return;
+  const groups = [...liveGroups].flatMap(([pid, start]) => (start === undefined ? [] : [{ pid, start }]));
+  try {
+    registry.file.record(groups);
+  } catch (e) {
+    const { onProblem } = registry;
+    // Once: the runs go on, only a hard kill of the server would leave their processes running.
+    registry = undefined;
+    onProblem(`Nix processes are no longer recorded, so a crash of the server would leave them running: ${(e as Error).message}. Check that the folder is writable (or set NIX_BUILDERS_RUNTIME_DIR) and restart the server.`);
+  }
+}
+
+function forget(pgid: number): void {
+  if (liveGroups.delete(pgid)) syncRegistry();
+}
 
 function signalGroup(pgid: number, sig: NodeJS.Signals): void {
   try {
@@ -93,7 +124,7 @@ function killGroup(pgid: number, graceMs: number): void {
   signalGroup(pgid, 'SIGTERM');
   const timer = setTimeout(() => {
     signalGroup(pgid, 'SIGKILL');
-    liveGroups.delete(pgid);
+    forget(pgid);
   }, graceMs);
   timer.unref();
 }
@@ -123,15 +154,34 @@ function running(pid: number): boolean {
  * handlers: the server calls it on every way out. Returns how many groups it signalled.
  */
 export function killAllChildren(graceMs = 2000): number {
-  const groups = [...liveGroups];
+  const groups = [...liveGroups.keys()];
   liveGroups.clear();
   if (groups.length === 0) return 0;
+  endGroups(groups, graceMs);
+  syncRegistry();
+  return groups.length;
+}
+
+/** SIGTERM to each group, a grace period while any leader still runs, then SIGKILL. Synchronous. */
+function endGroups(groups: readonly number[], graceMs: number): void {
   for (const pgid of groups) signalGroup(pgid, 'SIGTERM');
   const deadline = Date.now() + graceMs;
   const nap = new Int32Array(new SharedArrayBuffer(4));
   while (groups.some(running) && Date.now() < deadline) Atomics.wait(nap, 0, 0, 20);
   for (const pgid of groups) signalGroup(pgid, 'SIGKILL');
-  return groups.length;
+}
+
+/**
+ * Ends the process groups that servers which are gone recorded in the registry folder `dir` and
+ * whose leaders still are the processes recorded, like killAllChildren, then removes their files.
+ * For a server's start, before it starts anything. Returns what it did, for the log.
+ */
+export function endOrphanedGroups(dir: string, graceMs = 2000): { ended: number[]; problems: string[] } {
+  const { files, problems } = ProcessRegistry.orphans(dir);
+  const ended = files.flatMap((f) => f.groups);
+  if (ended.length > 0) endGroups(ended, graceMs);
+  for (const f of files) removeFile(f.file);
+  return { ended, problems };
 }
 
 export class ExecaRunner implements ProcessRunner {
@@ -164,7 +214,10 @@ export class ExecaRunner implements ProcessRunner {
       buffer: { stdout: true, stderr: req.onStderr === undefined },
     });
     const pid = child.pid;
-    if (pid !== undefined) liveGroups.add(pid);
+    if (pid !== undefined) {
+      liveGroups.set(pid, hasProc ? processStart(pid) : undefined);
+      syncRegistry();
+    }
     // Once killed, the group stays registered until its SIGKILL (members may outlive the leader).
     let killed = false;
     const kill = () => {
@@ -218,7 +271,7 @@ export class ExecaRunner implements ProcessRunner {
     } finally {
       if (timer) clearTimeout(timer);
       req.signal?.removeEventListener('abort', onAbort);
-      if (pid !== undefined && !killed) liveGroups.delete(pid);
+      if (pid !== undefined && !killed) forget(pid);
     }
   }
 }

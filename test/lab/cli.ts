@@ -1,29 +1,33 @@
-// The builder lab by hand:  node --import tsx test/lab/cli.ts up [--detach] | status | down  [--dir D]
+// The builder lab by hand:  node --import tsx test/lab/cli.ts up [--detach] [--nix226] | status | down  [--dir D]
 //   up        start the lab in D (default <repo>/.lab) and keep it until Ctrl-C; with --detach,
-//             leave it running and return (then `down` stops it by the PIDs in D/lab.json).
+//             leave it running and return (then `down` stops it by the PIDs in D/lab.json);
+//             with --nix226 also b5, which runs Nix 2.26 (made by scripts/ensure-nix.sh if needed).
 //             When the lab is already up, just report it.
 //   status    each builder and whether its sshd is alive
 //   down      stop the lab and remove its files
 import * as path from 'node:path';
 import { canConnect } from './host';
 import { readLabState, startLab, stopLabAt, type LabState } from './lab';
+import { nix226 } from './nix226';
 import { isRunning } from './processes';
 
-const USAGE = 'usage: node --import tsx test/lab/cli.ts up [--detach] | status | down  [--dir D]';
+const USAGE = 'usage: node --import tsx test/lab/cli.ts up [--detach] [--nix226] | status | down  [--dir D]';
 const DEFAULT_DIR = path.resolve(__dirname, '..', '..', '.lab');
 
-function parseArgs(argv: string[]): { command: string; dir: string; detach: boolean } {
+function parseArgs(argv: string[]): { command: string; dir: string; detach: boolean; withNix226: boolean } {
   const [command = '', ...rest] = argv;
   let dir = DEFAULT_DIR;
   let detach = false;
+  let withNix226 = false;
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
     if (arg === '--dir' && rest[i + 1] !== undefined) dir = path.resolve(rest[++i]!);
     else if (arg === '--detach' && command === 'up') detach = true;
+    else if (arg === '--nix226' && command === 'up') withNix226 = true;
     else throw new UsageError(`unexpected argument: ${arg}`);
   }
   if (!['up', 'status', 'down'].includes(command)) throw new UsageError(command === '' ? 'missing command' : `unknown command: ${command}`);
-  return { command, dir, detach };
+  return { command, dir, detach, withNix226 };
 }
 
 class UsageError extends Error {}
@@ -42,7 +46,7 @@ function printLab(state: LabState): void {
   for (const name of ['NIX_CONF_DIR', 'NIX_SSHOPTS']) console.log(`  export ${name}=${shellQuote(state.env[name] ?? '')}`);
 }
 
-async function up(dir: string, detach: boolean): Promise<number> {
+async function up(dir: string, detach: boolean, withNix226: boolean): Promise<number> {
   const existing = readLabState(dir);
   if (existing !== undefined && existing.builders.length > 0 && existing.builders.every((b) => builderAlive(existing, b.name))) {
     console.log(`The lab is already up in ${dir}${existing.detached ? '' : ` (held by process ${existing.ownerPid})`}:`);
@@ -53,8 +57,17 @@ async function up(dir: string, detach: boolean): Promise<number> {
     console.log(`Cleaning up a stale lab in ${dir}`);
     await stopLabAt(dir);
   }
+  let nix226Dir: string | undefined;
+  if (withNix226) {
+    const found = nix226();
+    if (found.skip !== undefined) {
+      console.error(found.skip);
+      return 1;
+    }
+    nix226Dir = found.dir;
+  }
   const started = Date.now();
-  const lab = await startLab({ dir, detached: detach });
+  const lab = await startLab({ dir, detached: detach, ...(nix226Dir !== undefined ? { nix226: nix226Dir } : {}) });
   console.log(`Lab up in ${dir} (${Date.now() - started} ms):`);
   printLab(readLabState(dir)!);
   if (detach) {
@@ -114,7 +127,7 @@ async function main(): Promise<number> {
   }
   switch (args.command) {
     case 'up':
-      return up(args.dir, args.detach);
+      return up(args.dir, args.detach, args.withNix226);
     case 'status':
       return status(args.dir);
     default:

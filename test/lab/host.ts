@@ -4,6 +4,8 @@
 //   [setpriv --pdeathsig KILL] unshare --pid --fork --kill-child --mount-proc …   (spawned detached)
 //     └─ sh HOST_SCRIPT → exec sshd -D            (PID 1 of the namespace)
 //          └─ nix-daemon                          (only for builders whose ssh user is not root)
+// A builder with an `otherRoot` (b5, Nix 2.26) runs the same sshd and nix-daemon inside that
+// Debian 13 root instead (OTHER_ROOT_SCRIPT), with the builder's /nix and /etc mounted there.
 //
 // The host has no /etc/nix to bind-mount onto, and nothing global may change. So inside the
 // namespace /etc itself is replaced by the builder's own etc folder, in which nix/, passwd, group
@@ -39,6 +41,12 @@ export interface BuilderSpec {
   hosts?: string[];
   /** Principals of a host certificate for the host key, signed by the lab's host CA; sshd presents it. */
   certificatePrincipals?: string[];
+  /**
+   * Run sshd and Nix of another system: the folder scripts/ensure-nix.sh made (a Debian 13 root in
+   * root/, with Nix 2.26, and libexec/enter). The builder's /nix and /etc are mounted into that root
+   * instead of over this machine's.
+   */
+  otherRoot?: string;
 }
 
 /** Runs as PID 1 of the new namespaces; $1 = builder folder, $2 = "daemon" or "no-daemon". */
@@ -52,6 +60,24 @@ mkdir -m 0755 /run/sshd
 nix-store --init
 if [ "$2" = daemon ]; then nix-daemon & fi
 exec /usr/sbin/sshd -D -E "$b/sshd.log" -f "$b/sshd_config"
+`;
+
+/**
+ * HOST_SCRIPT for a builder with an `otherRoot` ($3): its /etc and /nix go into that root, and
+ * `enter` runs the rest there (mounting /proc, /dev and this machine's folders, among them the lab's).
+ */
+const OTHER_ROOT_SCRIPT = `set -eu
+b=$1
+r=$3/root
+mount --bind "$r/etc" "$b/hostetc"
+mount --bind "$b/etc" "$r/etc"
+mount --bind "$b/nix" "$r/nix"
+mount -t tmpfs -o mode=0755 lab-run "$r/run"
+mkdir -m 0755 "$r/run/sshd"
+exec "$3/libexec/enter" "$r" sh -c 'set -eu
+nix-store --init
+if [ "$2" = daemon ]; then nix-daemon & fi
+exec /usr/sbin/sshd -D -E "$1/sshd.log" -f "$1/sshd_config"' sh "$b" "$2"
 `;
 
 export class BuilderHost {
@@ -96,11 +122,13 @@ export class BuilderHost {
     await chmod(this.tmp, 0o1777);
 
     const own = new Set(['nix', 'passwd', 'group', 'shadow', ...(spec.hosts ? ['hosts'] : [])]);
-    for (const entry of await readdir('/etc', { withFileTypes: true })) {
+    // hostetc is a bind-mount of the /etc the builder would otherwise have: this machine's, or its root's.
+    const hostEtc = spec.otherRoot ? path.join(spec.otherRoot, 'root', 'etc') : '/etc';
+    for (const entry of await readdir(hostEtc, { withFileTypes: true })) {
       if (own.has(entry.name)) continue;
       // Symlinks are copied as they are (relative ones resolve the same under the new /etc).
       const target = entry.isSymbolicLink()
-        ? await readlink(path.join('/etc', entry.name))
+        ? await readlink(path.join(hostEtc, entry.name))
         : path.join(this.dir, 'hostetc', entry.name);
       await symlink(target, path.join(etc, entry.name));
     }
@@ -196,7 +224,15 @@ export class BuilderHost {
    */
   spawn(detached: boolean): ChildProcess {
     const unshare = ['unshare', '--pid', '--fork', '--kill-child', '--mount-proc', '--propagation', 'private'];
-    const script = ['/bin/sh', '-c', HOST_SCRIPT, `lab-${this.spec.name}`, this.dir, this.spec.daemon ? 'daemon' : 'no-daemon'];
+    const script = [
+      '/bin/sh',
+      '-c',
+      this.spec.otherRoot ? OTHER_ROOT_SCRIPT : HOST_SCRIPT,
+      `lab-${this.spec.name}`,
+      this.dir,
+      this.spec.daemon ? 'daemon' : 'no-daemon',
+      ...(this.spec.otherRoot ? [this.spec.otherRoot] : []),
+    ];
     const argv = detached ? [...unshare, '--', ...script] : ['setpriv', '--pdeathsig', 'KILL', '--', ...unshare, '--', ...script];
     const logFd = openSync(this.log, 'a');
     try {

@@ -11,6 +11,9 @@
 //       the URI says ?remote-program=/usr/bin/nix-store; also the trusted users shbash, shdash,
 //       shzsh and shfish, whose login shells (which run every remote command) are bash, dash, zsh
 //       and fish
+//   b5  fleet, x86_64-linux, trusted, nix-daemon inside: sshd and Nix 2.26 of a Debian 13 root
+//       (scripts/ensure-nix.sh) with its own store, for a mixed fleet; started only when asked
+//       (`startLab({ nix226 })`)
 // b1 also presents a host certificate for the principal b1, signed by the lab's host CA
 // (`Lab.hostCa`). `Host b1-via-b2` reaches b1 only through b2 as a jump host (ProxyJump): its
 // HostName is a name that only b2's /etc/hosts resolves.
@@ -151,6 +154,24 @@ const BUILDERS: BuilderSpec[] = [
   },
 ];
 
+/** b5: the builder that runs Nix 2.26 from `otherRoot` (the folder scripts/ensure-nix.sh made). */
+function nix226Builder(otherRoot: string): BuilderSpec {
+  return {
+    name: 'b5',
+    // Not root: the store is then the nix-daemon's, which `nix store info --store daemon` asks (2.19+).
+    user: 'fleet',
+    uid: 30020,
+    systems: ['x86_64-linux'],
+    supportedFeatures: ['big-parallel', 'benchmark', 'nixos-test'],
+    mandatoryFeatures: [],
+    trusted: true,
+    maxJobs: 2,
+    speedFactor: 1,
+    daemon: true,
+    otherRoot,
+  };
+}
+
 /** What a lab writes into its folder; stopping removes exactly these (and the folder if then empty). */
 const LAB_ENTRIES = ['lab.json', 'builders', 'nix-client', 'tmp', 'id_ed25519', 'id_ed25519.pub', 'host_ca', 'host_ca.pub', 'ssh_config', 'known_hosts', 'machines'];
 
@@ -159,11 +180,12 @@ const stateFile = (dir: string) => path.join(dir, 'lab.json');
 const TMP_PREFIX = 'nix-builders-lab-';
 
 /**
- * Start the four builders in `dir` (default: a new folder under os.tmpdir()). Unless `detached`,
+ * Start the four builders in `dir` (default: a new folder under os.tmpdir()), and b5 with Nix 2.26
+ * when `nix226` names the folder scripts/ensure-nix.sh made (see ./nix226.ts). Unless `detached`,
  * the lab is stopped when this process exits, is interrupted (SIGINT/SIGTERM/SIGHUP) or is killed
  * outright (parent-death signal); a detached lab runs until `stopLabAt(dir)`.
  */
-export async function startLab(opts: { dir?: string; detached?: boolean } = {}): Promise<Lab> {
+export async function startLab(opts: { dir?: string; detached?: boolean; nix226?: string } = {}): Promise<Lab> {
   if (process.getuid?.() !== 0) {
     throw new Error(
       'the builder lab needs root: each builder is a mount namespace (unshare) with its own /nix and /etc bind-mounted over the real ones and an sshd, and clients build in root\'s /nix/store. Run as root, or with sudo (sudo npm test, sudo npm run lab -- up).',
@@ -182,7 +204,7 @@ export async function startLab(opts: { dir?: string; detached?: boolean } = {}):
   // sshd reads a non-root user's home and authorized_keys as that user: every folder above must be
   // searchable by others (mkdtemp makes 0700).
   await chmod(dir, 0o755);
-  const lab = new RunningLab(dir, opts.detached ?? false);
+  const lab = new RunningLab(dir, opts.detached ?? false, opts.nix226 === undefined ? BUILDERS : [...BUILDERS, nix226Builder(opts.nix226)]);
   try {
     await lab.start();
   } catch (error) {
@@ -284,6 +306,7 @@ class RunningLab implements Lab {
   constructor(
     readonly dir: string,
     private readonly detached: boolean,
+    private readonly specs: readonly BuilderSpec[],
   ) {
     this.sshConfig = path.join(dir, 'ssh_config');
     this.clientKey = path.join(dir, 'id_ed25519');
@@ -299,7 +322,7 @@ class RunningLab implements Lab {
     const hostCaKey = path.join(this.dir, 'host_ca');
     await keygen(hostCaKey, 'nix-builders-lab host CA');
     this.hostCa = (await readFile(`${hostCaKey}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ');
-    const hosts = BUILDERS.map((spec) => new BuilderHost(this.dir, spec));
+    const hosts = this.specs.map((spec) => new BuilderHost(this.dir, spec));
     await Promise.all(
       hosts.map(async (host) => {
         await host.prepare(clientPublicKey);

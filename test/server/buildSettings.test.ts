@@ -135,3 +135,24 @@ async function outputOf(drvPath: string): Promise<string> {
   const { stdout } = await execFileAsync('nix-store', ['--query', '--outputs', drvPath], { env: { ...process.env, NIX_CONF_DIR: dir } });
   return stdout.trim();
 }
+
+test('a build evaluates afresh: after a source file (read without parsing) changes, Build builds the new derivation, not the cached one', async () => {
+  configure({});
+  const folder = path.join(dir, salted('fresh'));
+  await mkdir(folder);
+  const sourceFile = path.join(folder, 'VERSION');
+  await writeFile(sourceFile, 'one\n');
+  const file = path.join(folder, 'default.nix');
+  const text = `{ app = derivation { name = "app"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; version = builtins.readFile ./VERSION; }; }\n`;
+  await writeFile(file, text);
+  const uri = pathToFileURL(file).href;
+  client.open(uri, text);
+  const before = await client.request<{ derivations: Array<{ drvPath: string }> }>('nixBuilders/derivations', { uri });
+  // Nix names only the files it parses: a file read with readFile (or a src folder) changes silently.
+  await writeFile(sourceFile, 'two\n');
+  const fresh = (await execFileAsync('nix-instantiate', [file, '-A', 'app'], { env: { ...process.env, NIX_CONF_DIR: dir } })).stdout.trim();
+  assert.notEqual(fresh, before.derivations[0]?.drvPath, 'the change makes another derivation');
+  const started = await client.request<Info>('nixBuilders/startBuild', { uri, attrPaths: [['app']] });
+  assert.deepEqual(started.targets.map((t) => t.drvPath), [fresh]);
+  await client.waitForNotification((m: Message) => m.method === 'nixBuilders/buildProgress' && (m.params as Info).buildId === started.buildId && (m.params as Info).status !== 'running', 300_000);
+});

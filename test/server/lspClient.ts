@@ -25,6 +25,8 @@ export class StdioLspClient {
   /** Requests from the server (client/registerCapability, workspace/configuration…), as received. */
   readonly serverRequests: Message[] = [];
   stderr = '';
+  /** The answer to each item of a workspace/configuration request (default: nothing, so the server keeps its settings). */
+  configuration: (item: { scopeUri?: string; section?: string }) => unknown = () => null;
 
   /** `nodeArgs`: what Node runs (default: the bundled server); `--stdio` is added. */
   constructor(env: NodeJS.ProcessEnv = process.env, nodeArgs: readonly string[] = [SERVER_JS]) {
@@ -56,9 +58,10 @@ export class StdioLspClient {
       return;
     }
     if (m.id !== undefined && m.method !== undefined) {
-      // A request from the server (e.g. workspace/configuration): answer with nothing.
+      // A request from the server: workspace/configuration is answered by `configuration`, anything else with nothing.
       this.serverRequests.push(m);
-      this.write({ jsonrpc: '2.0', id: m.id, result: m.method === 'workspace/configuration' ? [null] : null });
+      const items = (m.params as { items?: Array<{ scopeUri?: string; section?: string }> } | undefined)?.items ?? [];
+      this.write({ jsonrpc: '2.0', id: m.id, result: m.method === 'workspace/configuration' ? items.map((i) => this.configuration(i)) : null });
       return;
     }
     this.notifications.push(m);

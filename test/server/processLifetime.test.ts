@@ -184,3 +184,66 @@ test('--node-ipc: the editor disconnecting mid-evaluation ends the server and it
     http.close();
   }
 });
+
+// --- a server killed hard ------------------------------------------------------------------------
+// SIGKILL (like the out-of-memory killer or a native crash) runs nothing in the server: its groups
+// stay. The next server, started with the same registry folder (as the editor restarts a crashed
+// server), ends them before it serves.
+
+/** The settings of a server that builds locally without build users, sandbox or substituters. */
+async function localBuildSettings(): Promise<{ dir: string; settings: object }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nb-lifetime-'));
+  await writeFile(path.join(dir, 'nix.conf'), ['build-users-group =', 'substituters =', 'sandbox = false', 'builders =', ''].join('\n'));
+  return { dir, settings: { env: { NIX_CONF_DIR: dir }, evaluation: { depth: 3, timeoutSeconds: 3600, allowImportFromDerivation: false } } };
+}
+
+test('SIGKILL mid-evaluation and mid-build: the next server ends every process the killed one left, before it serves', async () => {
+  const http = await hangingHttpServer();
+  const runtime = await mkdtemp(path.join(tmpdir(), 'nb-runtime-'));
+  const env = { ...process.env, NIX_BUILDERS_RUNTIME_DIR: runtime };
+  const { dir, settings } = await localBuildSettings();
+  const salt = randomUUID();
+  const client = new StdioLspClient(env);
+  let next: StdioLspClient | undefined;
+  try {
+    await client.initialize({ settings });
+    // A build that runs for ten minutes (`sleeping` is in the command line of its builder)…
+    const sleeping = `/bin/sleep 600.${Date.now()}${process.pid}`;
+    const build = path.join(dir, 'build.nix');
+    const buildText = `{ long = derivation { name = "orphan"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "${sleeping}; : > $out" ]; }; }\n`;
+    await writeFile(build, buildText);
+    client.open(`file://${build}`, buildText);
+    await client.request('nixBuilders/startBuild', { uri: `file://${build}`, attrPaths: [['long']] });
+    const isSleeping = (p: ProcInfo) => p.cmdline.startsWith(sleeping);
+    const building = await poll(processes, (ps) => ps.some(isSleeping), 120_000);
+    assert.ok(building.some(isSleeping), 'the build should run');
+    // …and an evaluation that hangs in a download.
+    const slow = path.join(dir, 'slow.nix');
+    const slowText = `{ slow = builtins.fetchurl "${http.url}/${salt}"; }\n`;
+    await writeFile(slow, slowText);
+    client.open(`file://${slow}`, slowText);
+    assert.equal(await http.requested, `/${salt}`, 'nix-instantiate should be downloading');
+
+    const server = client.child.pid as number;
+    const children = (await processes()).filter((p) => p.ppid === server);
+    assert.ok(children.some((p) => p.cmdline.includes('nix-instantiate')), 'nix-instantiate runs');
+    assert.ok(children.some((p) => p.cmdline.includes('nix-store') && p.cmdline.includes('--realise')), 'nix-store --realise runs');
+    const groups = new Set(children.map((p) => p.pgid));
+    const exited = once(client.child, 'exit');
+    client.child.kill('SIGKILL');
+    await exited;
+    // Nothing of the killed server ended them.
+    const orphans = (await processes()).filter((p) => groups.has(p.pgid) || p.cmdline.includes(sleeping));
+    assert.ok(orphans.some((p) => p.cmdline.includes('nix-instantiate')) && orphans.some(isSleeping), 'the killed server left its processes');
+
+    next = new StdioLspClient(env);
+    await next.initialize({ settings });
+    await assertNoneLeft(new Set(orphans.map((p) => p.pgid)));
+    const files = await readdir(runtime);
+    assert.ok(!files.some((f) => f.startsWith(`${server}-`)), `the killed server's registry file is removed: ${files.join(', ')}`);
+  } finally {
+    if (client.child.exitCode === null && client.child.signalCode === null) client.child.kill('SIGKILL');
+    await next?.shutdown();
+    http.close();
+  }
+});

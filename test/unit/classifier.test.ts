@@ -763,3 +763,158 @@ test('mostImportant orders root causes first', () => {
   assert.equal(mostImportant([...problems].reverse())?.kind, 'cannot-connect');
   assert.equal(mostImportant([]), undefined);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Nix 2.26.3 (Debian 13's nix-bin), recorded by test/fixtures/nix-2.26.3/record.sh
+
+const v226 = (name: string) => read('nix-2.26.3', name);
+
+test('system-mismatch (2.26.3): system-mismatch.stderr.txt and system-mismatch-features.stderr.txt — the 2.8 wording, uid-range among the local features', () => {
+  const system = only(classify(v226('system-mismatch.stderr.txt')), 'system-mismatch');
+  wellFormed(system);
+  assert.match(system.message, /^a 'aarch64-linux' with features \{\} is required to build '\/nix\/store\/[a-z0-9]{32}-aarch64-226\.drv'/);
+  assert.equal(system.details.requiredSystem, 'aarch64-linux');
+  assert.equal(system.details.systemDiffers, true);
+  assert.ok(system.details.localFeatures.includes('uid-range'));
+  const features = only(classify(v226('system-mismatch-features.stderr.txt')), 'system-mismatch');
+  assert.deepEqual(features.details.missingFeatures, ['nobody-has-this']);
+  assert.equal(features.details.systemDiffers, false);
+});
+
+test('no-machine (2.26.3): no-machine.stderr.txt — the table, then "Unable to start any build;" wrapped on its own lines after a bare error: (one problem, not an unknown one)', () => {
+  const problems = classify(v226('no-machine.stderr.txt'));
+  assert.deepEqual(kinds(problems), ['no-machine']);
+  const p = only(problems, 'no-machine');
+  wellFormed(p);
+  assert.equal(p.message, 'Unable to start any build; remote machines may not have all required system features.');
+  assert.equal(p.details.reason, 'no-fitting-machine');
+  assert.equal(p.details.requiredSystem, 'aarch64-linux');
+  assert.equal(p.details.machines[0]?.mismatch, 'it builds x86_64-linux, not aarch64-linux');
+});
+
+test('no-machine with local builds off (2.26.3): max-jobs-zero.stderr.txt — the wrapped "either increase \'--max-jobs\'" sentence', () => {
+  const p = only(classify(v226('max-jobs-zero.stderr.txt')), 'no-machine');
+  wellFormed(p);
+  assert.equal(p.details.reason, 'max-jobs-zero');
+  assert.equal(p.message, "Unable to start any build; either increase '--max-jobs' or enable remote builds.");
+});
+
+test('cannot-connect then no-machine (2.26.3): connection-refused-build.stderr.txt — "failed to start SSH connection" inside "cannot build on"', () => {
+  const problems = classify(v226('connection-refused-build.stderr.txt'));
+  assert.deepEqual(kinds(problems), ['cannot-connect', 'no-machine']);
+  const c = only(problems, 'cannot-connect');
+  wellFormed(c);
+  assert.equal(c.details.reason, 'connection-refused');
+  assert.equal(c.details.storeUri, 'ssh://127.0.0.1');
+});
+
+test('lacks-signature (2.26.3): lacks-signature.stderr.txt — "lacks a signature by a trusted key" (the wording from 2.12)', () => {
+  const p = only(classify(v226('lacks-signature.stderr.txt')), 'lacks-signature');
+  wellFormed(p);
+  assert.match(p.details.path, /^\/nix\/store\/[a-z0-9]{32}-ok-226$/);
+});
+
+test('build-failed (2.26.3): build-failure-nix-build.stderr.txt and build-failure.stderr.txt (nix build quotes the log tail) — the exit code and the log', () => {
+  for (const file of ['build-failure-nix-build.stderr.txt', 'build-failure.stderr.txt']) {
+    const p = only(classify(v226(file)), 'build-failed');
+    wellFormed(p);
+    assert.equal(p.details.exitCode, 3, file);
+    assert.deepEqual(p.details.logTail, ['compiling', 'error: missing semicolon'], file);
+  }
+});
+
+test('Nix 2.26.3 prints no "Cannot build … Reason:" (that wording is newer): nothing of its recorded stderr is unknown', () => {
+  const dir = path.join(FIXTURES, 'nix-2.26.3');
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.stderr.txt'))) {
+    const text = v226(file);
+    assert.doesNotMatch(text, /Cannot build '.*Reason:/s, file);
+    assert.deepEqual(kinds(classify(text)).filter((k) => k === 'unknown'), [], file);
+  }
+});
+
+test('not-privileged (2.26.3 client, 2.8 builder b3): not-privileged-ssh.stderr.txt, not-privileged-ssh-ng.stderr.txt — the builder and the derivation named', () => {
+  for (const [file, uri] of [
+    ['not-privileged-ssh.stderr.txt', 'ssh://nixremote@b3'],
+    ['not-privileged-ssh-ng.stderr.txt', 'ssh-ng://nixremote@b3'],
+  ] as const) {
+    const p = only(classify(v226(file)), 'not-privileged');
+    wellFormed(p);
+    assert.equal(p.details.storeUri, uri, file);
+    assert.match(p.details.drvPath ?? '', /-to-b3(-ng)?\.drv$/, file);
+  }
+});
+
+test('remote-command-not-found (2.26.3 client): remote-command-not-found-build.stderr.txt — "cannot build on" wraps "cannot connect to"', () => {
+  const p = only(classify(v226('remote-command-not-found-build.stderr.txt')), 'cannot-connect');
+  wellFormed(p);
+  assert.equal(p.details.reason, 'remote-command-not-found');
+  assert.equal(p.details.storeUri, 'ssh://nopath@b4');
+});
+
+test('lacks-signature (2.26.3 client copying to the 2.8 builder b3): lacks-signature-ssh-ng.stderr.txt — 2.26 prints the target as \'ssh-ng://\' without its host: no store is named rather than that', () => {
+  const p = only(classify(v226('lacks-signature-ssh-ng.stderr.txt')), 'lacks-signature');
+  wellFormed(p);
+  assert.equal(p.details.storeUri, undefined);
+  assert.doesNotMatch(p.cause, /ssh-ng:\/\/\)/);
+});
+
+test('a successful remote build with a 2.26.3 client has no problems: remote-build-b1-nix-2.8.jsonl (internal-json, with parent ids), remote-build-b5.stderr.txt', () => {
+  const jsonl = v226('remote-build-b1-nix-2.8.jsonl');
+  assert.match(jsonl, /"parent":/);
+  assert.deepEqual(classify(jsonl), []);
+  assert.deepEqual(classifyLogEvents(parseLog(jsonl)), []);
+  assert.deepEqual(classify(v226('remote-build-b5.stderr.txt')), []);
+});
+
+test('eval-error (2.26.3): eval-error.stderr.txt, eval-error-show-trace.stderr.txt, eval-undefined-variable.stderr.txt, eval-throw.stderr.txt — the 2.13+ layout, recorded', () => {
+  for (const file of ['eval-error.stderr.txt', 'eval-error-show-trace.stderr.txt']) {
+    const p = only(classify(v226(file)), 'eval-error');
+    wellFormed(p);
+    assert.equal(p.message, "attribute 'bash' missing", file);
+    assert.deepEqual(p.details.position, { file: '/tmp/nix-builders-fixtures-2.26/evalerr.nix', line: 6, column: 13 }, file);
+    assert.deepEqual(
+      p.details.trace.map((f) => [f.text, f.position?.line]),
+      [
+        ["while calling the 'derivationStrict' builtin", 37],
+        ["while evaluating derivation 'eval-error'", undefined],
+        ["while evaluating attribute 'builder' of derivation 'eval-error'", 6],
+      ],
+      file,
+    );
+  }
+  const undef = only(classify(v226('eval-undefined-variable.stderr.txt')), 'eval-error');
+  assert.equal(undef.message, "undefined variable 'undefinedThing'");
+  assert.deepEqual([undef.details.position?.line, undef.details.position?.column], [2, 7]);
+  // From 2.13 a throw has the position of the throw itself (2.8: none).
+  const thrown = only(classify(v226('eval-throw.stderr.txt')), 'eval-error');
+  assert.equal(thrown.message, 'custom failure at 3');
+  assert.deepEqual([thrown.details.position?.line, thrown.details.position?.column], [1, 26]);
+});
+
+test('eval and parse errors in internal-json (2.26.3): eval-error.jsonl, parse-error.jsonl — `file` of the msg holds "path:line:col" in 2.26: the position\'s file is the path alone', () => {
+  const evalError = only(classify(v226('eval-error.jsonl')), 'eval-error');
+  assert.deepEqual(evalError.details.position, { file: '/tmp/nix-builders-fixtures-2.26/evalerr.nix', line: 6, column: 13 });
+  const parse = only(classify(v226('parse-error.jsonl')), 'parse-error');
+  assert.deepEqual(parse.details.position, { file: '/tmp/nix-builders-fixtures-2.26/parse.nix', line: 3, column: 5 });
+  for (const name of ['eval-error.jsonl', 'parse-error.jsonl']) assert.deepEqual(classifyLogEvents(parseLog(v226(name))), classify(v226(name)), name);
+});
+
+test('parse-error and infinite-recursion (2.26.3): parse-error.stderr.txt, parse-error-eof.stderr.txt, infinite-recursion.stderr.txt', () => {
+  const p = only(classify(v226('parse-error.stderr.txt')), 'parse-error');
+  wellFormed(p);
+  assert.equal(p.message, "syntax error, unexpected '=', expecting ';'");
+  assert.deepEqual([p.details.position?.line, p.details.position?.column], [3, 5]);
+  const eof = only(classify(v226('parse-error-eof.stderr.txt')), 'parse-error');
+  assert.equal(eof.details.unexpected, 'end of file');
+  assert.deepEqual(eof.details.expecting, ['INHERIT']);
+  const rec = only(classify(v226('infinite-recursion.stderr.txt')), 'infinite-recursion');
+  assert.deepEqual([rec.details.position?.line, rec.details.position?.column], [2, 7]);
+});
+
+test('build-users (2.26.3): build-users-group-missing.stderr.txt — 2.26 warns at each start, then the error; build-users-group-missing-eval.stderr.txt (the warning only) is no problem', () => {
+  const p = only(classify(v226('build-users-group-missing.stderr.txt')), 'build-users');
+  wellFormed(p);
+  assert.equal(p.details.group, 'nixbld');
+  assert.equal(p.details.reason, 'group-missing');
+  assert.deepEqual(classify(v226('build-users-group-missing-eval.stderr.txt')), []);
+});

@@ -54,3 +54,21 @@ test('an include loop is reported, not followed forever', async () => {
   assert.equal(got.problems.length, 1);
   assert.match(got.problems[0]?.message ?? '', /includes itself/);
 });
+
+// Recorded with Nix 2.26.3 by test/fixtures/nix-2.26.3/record.sh: `nix config show` (2.20+) for
+// a nix.conf with `build-users-group =`, `substituters =` and `sandbox = false`.
+test('the effective configuration is read from `nix config show` (Nix 2.26.3): empty values, defaults of a newer Nix', () => {
+  const raw = parseConfigText(readFileSync(path.join(__dirname, '../fixtures/nix-2.26.3/config-show.txt'), 'utf8'));
+  const c = toNixConfig(raw);
+  assert.equal(c.system, 'x86_64-linux');
+  assert.deepEqual(c.extraPlatforms, ['i686-linux', 'x86_64-v1-linux', 'x86_64-v2-linux', 'x86_64-v3-linux', 'x86_64-v4-linux']);
+  assert.deepEqual(c.systemFeatures, ['benchmark', 'big-parallel', 'kvm', 'nixos-test', 'uid-range']);
+  assert.equal(c.maxJobs, 1);
+  assert.equal(c.cores, 2);
+  assert.equal(c.builders, '@/tmp/nix-builders-fixtures-2.26/conf/machines');
+  assert.deepEqual(c.substituters, []);
+  assert.deepEqual(c.trustedUsers, ['root']);
+  assert.equal(raw.get('build-users-group'), '');
+  assert.equal(raw.get('access-tokens'), '');
+  assert.equal(raw.get('sandbox'), 'false');
+});
