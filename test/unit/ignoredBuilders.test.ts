@@ -4,7 +4,11 @@
 // local check (decideLocal, the pure half of checkLocal).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { Connection } from 'vscode-languageserver/node';
 import { decideLocal } from '../../language-server/builders/doctor';
+import { Builds } from '../../language-server/builds/builds';
+import { Nix } from '../../language-server/nix/nix';
+import type { ProcessRunner, RunRequest, RunResult } from '../../language-server/nix/runner';
 import { collectBuilders } from '../../language-server/builders/collect';
 import { buildersIgnoredBy, passedWithBuilders, splitBuilders } from '../../language-server/builders/ignoredBuilders';
 import { previewSchedule } from '../../language-server/builders/schedule';
@@ -168,4 +172,24 @@ test('provenance: NIX_CONFIG inline builders are ignored too; a daemon file the 
     assert.deepEqual(names(both.builders.filter(passedWithBuilders)), ['a1', 'a2', 'b1']);
     assert.deepEqual(names(splitBuilders(both.builders, untrusted).used), ['a1', 'a2']);
   }
+});
+
+test("a build passes with --builders the user's builders, not the daemon's own they replace", async () => {
+  const { builders } = await collectBuilders({ client: '@/home/alice/B', clientKind: 'nix-conf-user', daemon: '@/etc/nix/machines' }, noSettings, readFiles);
+  const asked: string[][] = [];
+  const runner: ProcessRunner = {
+    run(req: RunRequest): Promise<RunResult> {
+      asked.push([...req.args]);
+      const out = { command: [req.file, ...req.args], stderr: '', durationMs: 1 };
+      return Promise.resolve({ ...out, kind: 'ok', stdout: req.args.includes('--version') ? 'nix (Nix) 2.8.0\n' : '' });
+    },
+  };
+  const builds = new Builds({} as Connection, new Nix(runner, { binDir: '', env: {} }));
+  const drvPath = '/nix/store/00000000000000000000000000000000-x.drv';
+  await builds.plan({ drvPaths: [drvPath] }, [{ attrPath: [], drvPath, name: 'x', system: 'x86_64-linux', requiredSystemFeatures: [], preferLocalBuild: false, outputs: ['out'] }], builders, { remoteOnly: false }, {
+    place: () => ({ verdict: 'local', summary: '' }),
+    substituters: [],
+  });
+  const dryRun = asked.find((a) => a.includes('--dry-run')) ?? [];
+  assert.equal(dryRun[dryRun.indexOf('--builders') + 1], 'ssh://b1 aarch64-linux - 1 1');
 });
