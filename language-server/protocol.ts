@@ -61,9 +61,39 @@ export interface InitializationOptions {
  */
 export const SET_EVALUATION_ARGUMENTS = 'nixBuilders.setEvaluationArguments';
 
+/**
+ * Where a builder's entry is configured, as Nix reads it. An entry of a machines file (an `@file`
+ * or a file it includes) has the kind of what named the file, except that every file of the
+ * daemon's own nix.conf `builders` is `system-machines`.
+ */
+export type BuilderSourceKind =
+  /** A machines file of the local nix-daemon's own `builders` (by default /etc/nix/machines), or one it includes. */
+  | 'system-machines'
+  /** Inline in `builders` of the daemon's own nix.conf (NIX_CONF_DIR's or /etc/nix/nix.conf, and the files it includes). */
+  | 'nix-conf-system'
+  /** `builders` of the user's nix.conf (~/.config/nix/nix.conf, NIX_USER_CONF_FILES). */
+  | 'nix-conf-user'
+  /** `builders` of NIX_CONFIG (the environment's or nixBuilders.env's). */
+  | 'nix-config-env'
+  /** The setting nixBuilders.machinesFiles. */
+  | 'setting-machines-files'
+  /** The setting nixBuilders.builders. */
+  | 'setting-builders';
+
+export interface BuilderProvenance {
+  kind: BuilderSourceKind;
+  /**
+   * The daemon's own entry, which the user's `builders` (their nix.conf, NIX_CONFIG) replaces for
+   * this client: not passed with --builders; Nix builds on it only where the daemon ignores those.
+   */
+  replaced?: boolean;
+}
+
 export interface BuilderSource {
-  /** Human label: "/etc/nix/machines", "nix.conf builders", "machines file …", "setting nixBuilders.builders". */
+  /** Human label: "/etc/nix/machines", "nix.conf builders", "user nix.conf builders", "NIX_CONFIG builders", "machines file …", "setting nixBuilders.builders". */
   label: string;
+  /** Where Nix reads it from; absent for an entry that is not configured anywhere (a line being checked before it is added). */
+  provenance?: BuilderProvenance;
   /** File the entry was read from, if any. */
   path?: string;
   /** 0-based line and column of the entry in that file. */

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import { nixConfFiles } from '../config';
 import type { Nix } from '../nix/nix';
 import type { BuildersListing, NixStatus, ServerSettings } from '../protocol';
-import { collectBuilders } from './collect';
+import { collectBuilders, type NixConfBuilders } from './collect';
 
 export async function nixStatus(nix: Nix, workspaceTrusted: boolean): Promise<NixStatus> {
   const caps = await nix.detect();
@@ -13,11 +13,24 @@ export async function nixStatus(nix: Nix, workspaceTrusted: boolean): Promise<Ni
     : { problem: caps.message, workspaceTrusted };
 }
 
+/**
+ * nix.conf's `builders` as this client sees it, where that value comes from, and the local
+ * nix-daemon's own (the system nix.conf's, which the daemon reads without the user's nix.conf and
+ * NIX_CONFIG). Unknown layers count as the system's.
+ */
+async function nixConfBuilders(nix: Nix, client: string): Promise<string | NixConfBuilders> {
+  const daemon = await nix.config(undefined, 'system');
+  if (!daemon.ok || daemon.value.builders === client) return client;
+  // Not the system's: the user's nix.conf, unless NIX_CONFIG (read last) changed it again.
+  const withoutEnv = await nix.config(undefined, 'no-env');
+  const clientKind = !withoutEnv.ok || withoutEnv.value.builders === client ? 'nix-conf-user' : 'nix-config-env';
+  return { client, clientKind, daemon: daemon.value.builders };
+}
+
 /** The listing, and the files it was read from (machines files, nix.conf files): watch those. */
 export async function computeListing(nix: Nix, settings: ServerSettings, status: NixStatus): Promise<{ listing: BuildersListing; files: string[] }> {
   const config = await nix.config();
-  const nixConfBuilders = config.ok ? config.value.builders : '';
-  const collected = await collectBuilders(nixConfBuilders, settings);
+  const collected = await collectBuilders(config.ok ? await nixConfBuilders(nix, config.value.builders) : '', settings);
   const problems = collected.problems;
   if (!config.ok && status.version) problems.unshift({ message: config.message });
   const listing: BuildersListing = {

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { Connection } from 'vscode-languageserver/node';
 import type { Nix } from '../nix/nix';
 import { formatMachine } from '../nix/machines';
+import { passedWithBuilders } from '../builders/ignoredBuilders';
 import { Notifications, type BuildInfo, type BuildPlanInfo, type BuildSettings, type BuildSnapshot, type BuilderInfo, type DerivationInfo, type DrvSnapshot, type Placement, type StartBuildParams } from '../protocol';
 import { describePlan, placeBuilds, planBuild, summarizeDryRun } from './plan';
 import { findSubstituters } from './substituters';
@@ -82,7 +83,7 @@ export class Builds {
     const chosen = params.builderIds ? builders.filter((b) => params.builderIds?.includes(b.id)) : builders;
     return {
       chosen,
-      machines: chosen.map((b) => formatMachine(b)).join('\n'),
+      machines: chosen.filter(passedWithBuilders).map((b) => formatMachine(b)).join('\n'),
       maxJobs: params.remoteOnly || settings.remoteOnly ? 0 : settings.maxJobs,
     };
   }

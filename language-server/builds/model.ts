@@ -350,6 +350,10 @@ export class BuildModel {
         this.dirtyTransfers.add(id);
       }
     }
+    // Nothing runs once the command has ended, whatever Nix's last progress said (it sends none
+    // after an interrupt or a failure).
+    this.progress = { ...this.progress, running: 0 };
+    this.copyProgress = { ...this.copyProgress, running: 0 };
   }
 
   /** The state of one derivation, if known. */

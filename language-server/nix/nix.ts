@@ -69,11 +69,20 @@ export class Nix {
     return { ok: true, value: capabilitiesFor(version) };
   }
 
-  /** The effective configuration (nix.conf files, NIX_CONFIG, defaults) as this Nix sees it. */
-  async config(signal?: AbortSignal): Promise<Outcome<NixConfig>> {
+  /**
+   * The effective configuration (nix.conf files, NIX_CONFIG, defaults) as this Nix sees it.
+   * `system`: only the system nix.conf (NIX_CONF_DIR's or /etc/nix's, with what it includes), as
+   * the local nix-daemon reads it; `no-env`: without NIX_CONFIG.
+   */
+  async config(signal?: AbortSignal, layers: 'all' | 'system' | 'no-env' = 'all'): Promise<Outcome<NixConfig>> {
     const caps = await this.detect();
     if (!caps.ok) return caps;
-    const result = await this.run(this.bin('nix'), [...caps.value.nixCommandPrefix, ...caps.value.showConfig], {
+    // Set and empty, these variables name no user nix.conf and no extra settings (unset, Nix reads its defaults).
+    const without: Record<string, string> = layers === 'system' ? { NIX_USER_CONF_FILES: '', NIX_CONFIG: '' } : layers === 'no-env' ? { NIX_CONFIG: '' } : {};
+    const result = await this.runner.run({
+      file: this.bin('nix'),
+      args: [...caps.value.nixCommandPrefix, ...caps.value.showConfig],
+      env: { ...this.settings.env, ...without },
       timeoutMs: CONFIG_TIMEOUT_MS,
       signal,
     });

@@ -252,7 +252,7 @@ test('over LSP: an edit of an entry that moved since it was listed is refused, a
     await client.initialize({ settings: { env: { NIX_CONF_DIR: dir }, machinesFiles: [file] } });
     const listed = await client.request<Listing>('nixBuilders/listBuilders');
     const b2 = listed.builders.find((b) => b.name === 'b2');
-    assert.deepEqual(b2?.source, { label: `machines file ${file}`, path: file, line: 1, column: 0, text: 'ssh://b2 aarch64-linux - 2' });
+    assert.deepEqual(b2?.source, { label: `machines file ${file}`, provenance: { kind: 'setting-machines-files' }, path: file, line: 1, column: 0, text: 'ssh://b2 aarch64-linux - 2' });
     // Someone else removes b1: b2 moves to line 1, and a new b3 takes line 2.
     const moved = 'ssh://b2 aarch64-linux - 2\nssh://b3 x86_64-linux\n';
     await writeFile(file, moved);

@@ -288,3 +288,22 @@ test('changes of a build with 5000 derivations and 1 M log lines stay small: the
   assert.ok(biggest < 16 * 1024, `largest change ${biggest} bytes`);
   assert.ok(JSON.stringify(m.snapshot({ logs: false })).length > 50 * biggest);
 });
+
+test('finishAll: an ended build counts nothing as running, whatever the last progress of Nix said', () => {
+  const drv = '/nix/store/00000000000000000000000000000000-long.drv';
+  const progress = (id: string, running: number) =>
+    ({ kind: 'result', id, resultType: 105, resultTypeName: 'progress', fields: [], progress: { done: 0, expected: 2, running, failed: 0 } }) as unknown as LogEvent;
+  for (const how of ['cancelled', 'failed', 'ok'] as const) {
+    const m = new BuildModel({ drvPaths: [drv] });
+    // Nix's last word before the end (an interrupt sends no further progress): one build and one copy running.
+    m.apply({ kind: 'start', id: 'builds', level: 0, activityType: 104, activityTypeName: 'builds', text: '', fields: [] } as unknown as LogEvent);
+    m.apply({ kind: 'start', id: 'copies', level: 0, activityType: 103, activityTypeName: 'copyPaths', text: '', fields: [] } as unknown as LogEvent);
+    m.apply({ kind: 'start', id: 'a1', level: 3, activityType: 105, activityTypeName: 'build', text: '', fields: [], build: { drvPath: drv, machine: '' } } as unknown as LogEvent);
+    m.applyAll([progress('builds', 1), progress('copies', 1)]);
+    assert.deepEqual([m.snapshot().progress.running, m.snapshot().copyProgress.running], [1, 1]);
+    m.finishAll(how);
+    assert.deepEqual([m.snapshot().progress.running, m.snapshot().copyProgress.running], [0, 0], how);
+    assert.equal(m.changes().progress.running, 0, `${how}: the last update says so too`);
+    assert.equal(m.snapshot().progress.expected, 2, 'the other counts stay as Nix said');
+  }
+});

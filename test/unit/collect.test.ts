@@ -45,5 +45,5 @@ test('the same URI twice in one source: numbered by occurrence, which an unrelat
 
 test("an entry of a file carries its text as read, for edits to name what they replace", async () => {
   const [b] = await listed('  ssh://b1   x86_64-linux  # spaced\n');
-  assert.deepEqual(b?.source, { label: FILE, path: FILE, line: 0, column: 2, text: 'ssh://b1   x86_64-linux' });
+  assert.deepEqual(b?.source, { label: FILE, provenance: { kind: 'system-machines' }, path: FILE, line: 0, column: 2, text: 'ssh://b1   x86_64-linux' });
 });
