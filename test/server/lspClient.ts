@@ -24,6 +24,11 @@ export class StdioLspClient {
   readonly notifications: Message[] = [];
   /** Requests from the server (client/registerCapability, workspace/configuration…), as received. */
   readonly serverRequests: Message[] = [];
+  /**
+   * How to answer requests from the server, by method (e.g. window/showMessageRequest); a method
+   * not here is answered with null ([null] for workspace/configuration).
+   */
+  readonly answers = new Map<string, (params: unknown) => unknown>();
   stderr = '';
 
   /** `nodeArgs`: what Node runs (default: the bundled server); `--stdio` is added. */
@@ -56,9 +61,11 @@ export class StdioLspClient {
       return;
     }
     if (m.id !== undefined && m.method !== undefined) {
-      // A request from the server (e.g. workspace/configuration): answer with nothing.
+      // A request from the server (e.g. workspace/configuration): answer with nothing, or as told.
       this.serverRequests.push(m);
-      this.write({ jsonrpc: '2.0', id: m.id, result: m.method === 'workspace/configuration' ? [null] : null });
+      const answer = this.answers.get(m.method);
+      if (answer) void Promise.resolve(answer(m.params)).then((result) => this.write({ jsonrpc: '2.0', id: m.id, result: result ?? null }));
+      else this.write({ jsonrpc: '2.0', id: m.id, result: m.method === 'workspace/configuration' ? [null] : null });
       return;
     }
     this.notifications.push(m);
