@@ -240,7 +240,7 @@ export class ServerCommandHandler {
       const params = typeof prepare === 'function' ? await prepare(progress) : prepare;
       const { ended } = await this.server.startBuild(params, { signal: o.signal, onProgress: (p) => progress.report(progressMessage(p)), ...(builders ? { builders } : {}) });
       const info = await ended;
-      last = `${info.status}: ${info.plan.summary}`;
+      last = info.status;
       return commandResult(info);
     } finally {
       progress.end(last);
