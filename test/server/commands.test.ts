@@ -106,7 +106,7 @@ test('the Build lens runs a server command: it builds, reports $/progress on a t
   assert.equal(values.filter((v) => v.kind === 'end').length, 1);
 });
 
-test('window/workDoneProgress/cancel on the client\'s own token cancels the build and ends its process tree', async () => {
+test('window/workDoneProgress/cancel on the client\'s own token cancels the build and ends its process tree', { timeout: 180_000 }, async () => {
   const marker = path.join(dir, `pids-${salt()}`);
   // The builder writes its own pid and its parent's (nix-store's build process) and then sleeps.
   const uri = await openFile('slow.nix', `{\n  slow = ${drv(`cmd-slow-${salt()}`, `echo $$ $PPID > ${marker}; exec /bin/sleep 600`)};\n}\n`);
