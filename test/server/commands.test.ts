@@ -106,31 +106,54 @@ test('the Build lens runs a server command: it builds, reports $/progress on a t
   assert.equal(values.filter((v) => v.kind === 'end').length, 1);
 });
 
-test('window/workDoneProgress/cancel on the client\'s own token cancels the build and ends its process tree', { timeout: 180_000 }, async () => {
+/** Opens a file whose derivation's builder writes its pid and its parent's to a file and sleeps; returns its Build lens command and a wait for those pids. */
+async function slowBuild(file: string): Promise<{ build: Lens['command']; started: () => Promise<number[]> }> {
   const marker = path.join(dir, `pids-${salt()}`);
-  // The builder writes its own pid and its parent's (nix-store's build process) and then sleeps.
-  const uri = await openFile('slow.nix', `{\n  slow = ${drv(`cmd-slow-${salt()}`, `echo $$ $PPID > ${marker}; exec /bin/sleep 600`)};\n}\n`);
+  const uri = await openFile(file, `{\n  slow = ${drv(`cmd-slow-${salt()}`, `echo $$ $PPID > ${marker}; exec /bin/sleep 600`)};\n}\n`);
   const build = lensOf(await lenses(uri), 'Build');
+  const started = async () => {
+    let pids: number[] = [];
+    for (let i = 0; pids.length < 2; i++) {
+      assert.ok(i < 1200, 'the build started its builder');
+      await new Promise((r) => setTimeout(r, 100));
+      pids = existsSync(marker) ? (await readFile(marker, 'utf8')).trim().split(/\s+/).filter(Boolean).map(Number) : [];
+    }
+    assert.ok(pids.every((p) => isRunning(p)));
+    return pids;
+  };
+  return { build, started };
+}
+
+async function assertGone(pids: number[]): Promise<void> {
+  for (let i = 0; pids.some((p) => isRunning(p)); i++) {
+    assert.ok(i < 300, `the builder and its parent are gone: ${pids.filter((p) => isRunning(p)).join(' ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('window/workDoneProgress/cancel on the client\'s own token cancels the build and ends its process tree', { timeout: 180_000 }, async () => {
+  const { build, started } = await slowBuild('slow.nix');
   const token = `test-token-${salt()}`;
   const answer = client.request<BuildCommandResult>('workspace/executeCommand', { command: build.command, arguments: build.arguments, workDoneToken: token });
-  let pids: number[] = [];
-  for (let i = 0; pids.length < 2; i++) {
-    assert.ok(i < 1200, 'the build started its builder');
-    await new Promise((r) => setTimeout(r, 100));
-    pids = existsSync(marker) ? (await readFile(marker, 'utf8')).trim().split(/\s+/).filter(Boolean).map(Number) : [];
-  }
-  assert.ok(pids.every((p) => isRunning(p)));
+  const pids = await started();
   assert.equal(progressOf(token)[0]?.kind, 'begin');
   client.notify('window/workDoneProgress/cancel', { token });
   const result = await answer;
   assert.equal(result.status, 'cancelled', JSON.stringify(result));
   assert.deepEqual(result.derivations.map((d) => d.state), ['cancelled']);
-  for (let i = 0; pids.some((p) => isRunning(p)); i++) {
-    assert.ok(i < 300, `the builder and its parent are gone: ${pids.filter((p) => isRunning(p)).join(' ')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await assertGone(pids);
   const values = progressOf(token);
   assert.equal(values[values.length - 1]?.kind, 'end');
+});
+
+test('$/cancelRequest of the workspace/executeCommand cancels the build too', { timeout: 180_000 }, async () => {
+  const { build, started } = await slowBuild('slow-request.nix');
+  const abort = new AbortController();
+  const answer = client.request<BuildCommandResult>('workspace/executeCommand', { command: build.command, arguments: build.arguments }, abort.signal);
+  const pids = await started();
+  abort.abort();
+  assert.equal((await answer).status, 'cancelled');
+  await assertGone(pids);
 });
 
 test('Build on… asks which builder through window/showMessageRequest: the build gets only that builder, with --max-jobs 0; dismissing builds nothing', async () => {
