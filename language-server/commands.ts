@@ -161,8 +161,9 @@ export class ServerCommandHandler {
 
   /**
    * At `initialize`. `window/workDoneProgress/cancel` is handled here for every token, the
-   * client's own included: vscode-languageclient, Neovim and others send it for any progress they
-   * show as cancellable (the library's own handler, replaced by this one, only knows tokens it created).
+   * client's own included: vscode-languageclient sends it for any progress it shows as cancellable,
+   * the request's token too (vscode-languageserver's own handler, which this one replaces, only
+   * cancels tokens the library created, and the server creates none through it).
    */
   initialize(capabilities: ClientCapabilities): void {
     this.canCreateProgress = capabilities.window?.workDoneProgress === true;
