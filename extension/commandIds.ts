@@ -17,6 +17,7 @@ export const COMMAND_IDS = [
   'nixBuilders.showBuildLog',
   'nixBuilders.planBuild',
   'nixBuilders.pickAndBuild',
+  'nixBuilders.buildExpression',
   'nixBuilders.restartServer',
   'nixBuilders.showOutput',
   'nixBuilders.openSettings',

@@ -6,8 +6,28 @@ import { builderOfNode, healthSummary } from './views/buildersView';
 import { addBuilder, editBuilder, pinHostKey, removeBuilder } from './builderEditor';
 import { buildLogUri, errorLine, LOG_HEADER_LINES } from './views/buildLogDocument';
 import { buildIdOfNode } from './views/buildsView';
-import type { BuilderInfo, BuildPlanInfo, SchedulePreviewParams } from '../language-server/protocol';
+import { ServerCommands, type BuildCommandResult, type BuildExpressionArgs, type BuilderInfo, type BuildPlanInfo, type SchedulePreviewParams, type ServerCommandId } from '../language-server/protocol';
 import { setEvaluationArguments } from './config';
+
+/**
+ * The server's code lens and code action commands (for any editor) run here through the
+ * extension's own, with its progress, pickers and views, as Volar's and vscode-go's clients do
+ * with theirs: the client's middleware swaps the ids, the arguments stay.
+ */
+const SERVER_COMMAND_UI: Partial<Record<ServerCommandId, CommandId>> = {
+  [ServerCommands.build]: 'nixBuilders.build',
+  [ServerCommands.buildRemotely]: 'nixBuilders.buildRemotely',
+  [ServerCommands.buildOn]: 'nixBuilders.buildOn',
+  [ServerCommands.plan]: 'nixBuilders.planBuild',
+  [ServerCommands.whichBuilder]: 'nixBuilders.previewSchedule',
+  [ServerCommands.addBuilder]: 'nixBuilders.addBuilder',
+};
+
+/** A lens's or action's server command, as the extension's command of the same action. */
+export function toUiCommand(c: vscode.Command | undefined): void {
+  const ui = c && SERVER_COMMAND_UI[c.command as ServerCommandId];
+  if (c && ui) c.command = ui;
+}
 
 /** Build attributes of a document (the code lens's arguments, or the derivation under the cursor). */
 async function startBuild(ctx: Ctx, uri: unknown, attrPath: unknown, opts: { remoteOnly?: boolean; builderIds?: string[] }): Promise<void> {
@@ -99,10 +119,13 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
       if (choice === 'Show Log') ctx.log.show(true);
     }
   },
-  'nixBuilders.previewSchedule': async (ctx) => {
+  'nixBuilders.previewSchedule': async (ctx, uri, line) => {
     const editor = vscode.window.activeTextEditor;
     let params: SchedulePreviewParams;
-    if (editor && editor.document.languageId === 'nix') {
+    if (typeof uri === 'string' && typeof line === 'number') {
+      // A quick fix's arguments: the diagnostic's document and line.
+      params = { uri, line };
+    } else if (editor && editor.document.languageId === 'nix') {
       params = { uri: editor.document.uri.toString(), line: editor.selection.active.line };
     } else {
       const asked = await vscode.window.showInputBox({
@@ -196,6 +219,30 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
       (progress, token) => ctx.build({ uri, attrPaths: picked.map((p) => p.attrPath) }, token, (s) => progress.report({ message: s.plan.summary })),
     );
     if (result.status === 'failed') void vscode.window.showErrorMessage(`Build failed: ${result.problems?.[0] ?? 'see the Builds view'}`);
+  },
+  'nixBuilders.buildExpression': async (ctx) => {
+    const expression = await vscode.window.showInputBox({
+      title: 'Build Expression (1/2)',
+      prompt: 'A Nix expression that gives a derivation, or a list or attribute set of derivations (relative paths start at the workspace folder)',
+      placeHolder: '(import ./default.nix {}).hello',
+      ignoreFocusOut: true,
+    });
+    if (!expression?.trim()) return;
+    const builders = await vscode.window.showInputBox({
+      title: 'Build Expression (2/2)',
+      prompt: 'Builders for this build, machines entries separated by ";" (as --builders). Empty: the configured builders.',
+      placeHolder: 'ssh://b2 aarch64-linux; ssh://b1 x86_64-linux - 2',
+      ignoreFocusOut: true,
+    });
+    if (builders === undefined) return;
+    const folder = (vscode.window.activeTextEditor && vscode.workspace.getWorkspaceFolder(vscode.window.activeTextEditor.document.uri)) ?? vscode.workspace.workspaceFolders?.[0];
+    const args: BuildExpressionArgs = { expression, ...(builders.trim() ? { builders } : {}), ...(folder ? { directory: folder.uri.fsPath } : {}) };
+    const result = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'Building the expression', cancellable: true }, (_progress, token) =>
+      ctx.serverCommand<BuildCommandResult>(ServerCommands.buildExpression, [args], token),
+    );
+    ctx.log.info(`Build Expression: ${result.status} — ${result.summary}${result.outputs.length ? `\n${result.outputs.join('\n')}` : ''}`);
+    if (result.status === 'built') void vscode.window.showInformationMessage(`Built: ${result.outputs.join(', ') || result.summary}`);
+    else if (result.status === 'failed') void vscode.window.showErrorMessage(`Build Expression failed: ${result.problems[0] ?? result.derivations.find((d) => d.state === 'failed')?.failure ?? 'see the Builds view'}`);
   },
   'nixBuilders.cancelBuild': async (ctx, node) => {
     const buildId = await pickRunningBuild(ctx, node);

@@ -5,7 +5,7 @@
 // `nixBuilders.serverReady` context and the builds waited for, like rust-analyzer's and
 // vscode-eslint's clients do; a client whose start failed is dropped, so the next call makes a new one.
 import * as vscode from 'vscode';
-import { LanguageClient, State, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
+import { ExecuteCommandRequest, LanguageClient, State, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
 import {
   isBuildUpdate,
   Notifications,
@@ -25,10 +25,11 @@ import {
   type SchedulePreviewResult,
   type TestBuildResult,
   SET_EVALUATION_ARGUMENTS,
+  type ServerCommandId,
 } from '../language-server/protocol';
 import type { Machine } from '../language-server/nix/machines';
 import type { NixBuildersApi, ServerState } from './api';
-import { registerCommands } from './commands';
+import { registerCommands, toUiCommand } from './commands';
 import { affectsServer, logsInOutput, serverSettings } from './config';
 import { BuildersView } from './views/buildersView';
 import { BuildDecorations, BuildsView } from './views/buildsView';
@@ -131,6 +132,19 @@ export class Ctx implements vscode.Disposable {
       outputChannel: this.log,
       // The trace (nixBuilders.trace.server) writes whole messages, settings included: never the env's values.
       traceOutputChannel: this.trace,
+      // The lenses and quick fixes carry the server's commands: run the extension's richer ones.
+      middleware: {
+        provideCodeLenses: async (document, token, next) => {
+          const lenses = await next(document, token);
+          for (const lens of lenses ?? []) toUiCommand(lens.command);
+          return lenses;
+        },
+        provideCodeActions: async (document, range, context, token, next) => {
+          const actions = await next(document, range, context, token);
+          for (const a of actions ?? []) if (a instanceof vscode.CodeAction) toUiCommand(a.command);
+          return actions;
+        },
+      },
     };
     const client = new LanguageClient('nixBuilders', 'Nix Builders', serverOptions, clientOptions);
     this.client = client;
@@ -341,6 +355,11 @@ export class Ctx implements vscode.Disposable {
 
   async planBuild(params: StartBuildParams, token?: vscode.CancellationToken): Promise<BuildPlanInfo> {
     return (await this.runningClient()).sendRequest(Requests.planBuild, params, token);
+  }
+
+  /** One of the server's LSP commands (workspace/executeCommand); cancelling the token cancels it. */
+  async serverCommand<T>(command: ServerCommandId, args: unknown[], token?: vscode.CancellationToken): Promise<T> {
+    return (await this.runningClient()).sendRequest(ExecuteCommandRequest.type, { command, arguments: args }, token) as Promise<T>;
   }
 
   async derivations(uri: string) {

@@ -390,6 +390,8 @@ export interface BuildInfo {
   snapshot?: BuildSnapshot;
   /** Classified problems when it failed, with cause and fix. */
   problems?: string[];
+  /** Output paths Nix printed, once it built. */
+  outPaths?: string[];
 }
 
 /**
@@ -585,6 +587,73 @@ export const Requests = {
   /** Which machine Nix would pick now for a system and features, or the derivation at a position. */
   schedulePreview: new RequestType<SchedulePreviewParams, SchedulePreviewResult, void>('nixBuilders/schedulePreview'),
 } as const;
+
+// ---------------------------------------------------------------------------------------------
+// LSP commands (`workspace/executeCommand`), advertised in `executeCommandProvider.commands`: what
+// every code lens and code action runs, from any editor. Their ids are the server's own
+// (`nixBuilders.server.…`), apart from the VS Code extension's commands: vscode-languageclient
+// registers every advertised id as a VS Code command, and the extension maps the lenses' ids to
+// its own richer commands (ServerCommands → extension/commands.ts).
+
+export const ServerCommands = {
+  /** Arguments `[uri, attrPath?]` (every derivation of the file without attrPath): BuildCommandResult. */
+  build: 'nixBuilders.server.build',
+  /** `[uri, attrPath?]`: the same with `--max-jobs 0`. */
+  buildRemotely: 'nixBuilders.server.buildRemotely',
+  /** `[uri, attrPath?, builderIds?]`: only on these builders; without builderIds the server asks which one (window/showMessageRequest). */
+  buildOn: 'nixBuilders.server.buildOn',
+  /** `[uri, attrPath?]`: the plan alone (a dry run): BuildPlanInfo. */
+  plan: 'nixBuilders.server.plan',
+  /** `[BuildExpressionArgs]`: evaluate any Nix expression and build its derivations: BuildCommandResult. */
+  buildExpression: 'nixBuilders.server.buildExpression',
+  /** `[BuildExpressionArgs]`: the plan of an expression's derivations: BuildPlanInfo. */
+  planExpression: 'nixBuilders.server.planExpression',
+  /** `[uri, line]`: which machine Nix would pick for the derivation at or above the line, shown (window/showMessage) and answered: SchedulePreviewResult. */
+  whichBuilder: 'nixBuilders.server.whichBuilder',
+  /** `[AddBuilderArgs]`: add a machines entry to a machines file: EditResult; without an entry, says how (window/showMessage). */
+  addBuilder: 'nixBuilders.server.addBuilder',
+} as const;
+
+export type ServerCommandId = (typeof ServerCommands)[keyof typeof ServerCommands];
+
+/** The arguments of the code lenses' build commands, as sent in the lenses. */
+export type BuildCommandArgs = [uri: string, attrPath?: string[], builderIds?: string[]];
+
+export interface BuildExpressionArgs {
+  /** Any Nix expression that evaluates to a derivation, or a list or attribute set of derivations. Given to Nix as data (its stdin). */
+  expression: string;
+  /** The folder relative paths in the expression start from (default: the server's working folder). */
+  directory?: string;
+  /** Machines text (the `--builders` format, entries on lines or separated by `;`): only these builders; default: the configured ones. */
+  builders?: string;
+  /** `--max-jobs 0`. */
+  remoteOnly?: boolean;
+}
+
+export interface AddBuilderArgs {
+  /** A machines entry (`ssh://host aarch64-linux - 4`). */
+  entry?: string;
+  /** The machines file to add it to (default: the first of nixBuilders.machinesFiles). */
+  file?: string;
+  /** What the entry is for, for the message when there is no entry ("aarch64-linux"). */
+  system?: string;
+}
+
+/** What a build command did, in one JSON answer. */
+export interface BuildCommandResult {
+  /** 'not-started': nothing was chosen (Build on… dismissed) or nothing to build; `problems` says why. */
+  status: 'built' | 'failed' | 'cancelled' | 'not-started';
+  buildId?: string;
+  /** The plan's summary ("2 derivations will be built"). */
+  summary: string;
+  targets: Array<{ attrPath: string[]; drvPath: string }>;
+  /** Every derivation of the build with its end state and the machine it ran on ('' = this machine). */
+  derivations: Array<{ drvPath: string; name: string; state: DrvState; machine: string; failure?: string }>;
+  /** Output paths, once built. */
+  outputs: string[];
+  /** Why it failed, with cause and fix. */
+  problems: string[];
+}
 
 export interface WorkspaceTrustParams {
   trusted: boolean;

@@ -7,6 +7,7 @@ import {
   CodeActionKind,
   DidChangeWatchedFilesNotification,
   ErrorCodes,
+  ExecuteCommandRequest,
   FileChangeType,
   LSPErrorCodes,
   ResponseError,
@@ -19,8 +20,6 @@ import {
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { Nix } from './nix/nix';
 import type { ProcessRunner } from './nix/runner';
-import { userOf } from './builders/collect';
-import { storeHost } from './nix/storeUri';
 import {
   DEFAULT_SETTINGS,
   Notifications,
@@ -29,8 +28,11 @@ import {
   type DerivationInfo,
   type DocumentDerivations,
   type DoctorReport,
-  type BuildInfo,
+  type BuilderInfo,
   type BuildPlanInfo,
+  type BuildProgress,
+  type EditMachinesParams,
+  type EditResult,
   type StartBuildParams,
   type SchedulePreviewParams,
   type SchedulePreviewResult,
@@ -61,6 +63,7 @@ import type { BuilderHealth, CheckResult } from './protocol';
 import type { CancellationToken, CodeLens, FileEvent, Hover } from 'vscode-languageserver/node';
 import { Builds } from './builds/builds';
 import { buildTargets, placementOf } from './builds/placement';
+import { adHocBuilder, ServerCommandHandler } from './commands';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
 
@@ -105,6 +108,7 @@ export class NixBuildersServer {
   private listing: Promise<BuildersListing> | undefined;
   private readonly diagnostics: DocumentDiagnostics;
   private readonly builds: Builds;
+  private readonly commands: ServerCommandHandler;
   private untrustedNoticeSent = false;
   /** The doctor's last verdict per builder id (for the scheduling preview). */
   private readonly health = new Map<string, BuilderHealth>();
@@ -118,6 +122,18 @@ export class NixBuildersServer {
     this.nix = new Nix(runner, { binDir: '', env: {} });
     this.watcher = new FilesWatcher(() => this.invalidate());
     this.builds = new Builds(connection, this.nix);
+    this.commands = new ServerCommandHandler(connection, {
+      startBuild: (p, o) => this.startBuild(p, o),
+      planBuild: (p, o) => this.planBuild(p, o.signal, o.builders),
+      listBuilders: () => this.listBuilders(),
+      schedulePreview: (p, signal) => this.schedulePreview(p, signal),
+      editMachines: (file, edit) => this.editMachines({ file, edit }),
+      machinesFiles: () => this.settings.machinesFiles,
+      checkTrusted: () => this.checkTrusted(),
+      nix: this.nix,
+      evaluationTimeoutMs: () => evaluationOptions(this.settings).timeoutMs,
+      allowImportFromDerivation: () => this.settings.evaluation.allowImportFromDerivation,
+    });
     this.diagnostics = new DocumentDiagnostics(connection, this.nix, async (uri) => ({
       trusted: this.workspaceTrusted,
       options: await this.evaluationOptionsFor(uri),
@@ -145,7 +161,7 @@ export class NixBuildersServer {
     connection.onRequest(Requests.checkBuilders, (p, token) => this.checkBuilders(p.builderIds, token));
     connection.onRequest(Requests.testBuild, (p, token) => this.testBuild(p.builderId, token));
     connection.onRequest(Requests.schedulePreview, (p, token) => this.schedulePreview(p, abortSignalOf(token)));
-    connection.onRequest(Requests.startBuild, (p) => this.startBuild(p));
+    connection.onRequest(Requests.startBuild, async (p) => (await this.startBuild(p)).info);
     connection.onRequest(Requests.planBuild, (p, token) => this.planBuild(p, abortSignalOf(token)));
     connection.onRequest(Requests.cancelBuild, (p) => this.builds.cancel(p.buildId));
     connection.onRequest(Requests.buildLog, (p) => this.builds.log(p.buildId, p.drvPath));
@@ -153,16 +169,13 @@ export class NixBuildersServer {
     connection.onHover((p, token) => this.hover(p.textDocument.uri, p.position.line, p.position.character, abortSignalOf(token)));
     connection.onDidChangeWatchedFiles((p) => void this.diagnostics.filesChanged(p.changes.filter((c) => c.uri.startsWith('file:')).map(fileChangeOf)));
     connection.onCodeAction((p) => [
-      ...codeActionsFor(p.context.diagnostics),
+      ...codeActionsFor(p.textDocument.uri, p.context.diagnostics),
       ...argumentsActionsFor(p.textDocument.uri, p.context.diagnostics, this.clientCommands.has(SET_EVALUATION_ARGUMENTS)),
       ...flakeCodeActions(p.context.diagnostics),
     ]);
-    connection.onRequest(Requests.editMachines, async (p) => {
-      const result = await editMachinesFile(p.file, p.edit, { expectedText: p.expectedText });
-      if (result.ok) this.invalidate();
-      else this.connection.console.warn(result.message);
-      return result;
-    });
+    // Not onExecuteCommand: that takes the client's workDoneToken out of the params.
+    connection.onRequest(ExecuteCommandRequest.type, (p, token) => this.commands.execute(p, token));
+    connection.onRequest(Requests.editMachines, (p) => this.editMachines(p));
     connection.onRequest(Requests.formatMachineLine, (p) => formatMachineLine(p.machine));
     connection.onRequest(Requests.probeBuilder, (p, token) => this.probeBuilder(p.entry, token));
     connection.onNotification(Notifications.workspaceTrust, (p) => {
@@ -189,12 +202,14 @@ export class NixBuildersServer {
     this.clientCommands = new Set(Array.isArray(options.clientCommands) ? options.clientCommands.filter((c) => typeof c === 'string') : []);
     this.canPullConfiguration = params.capabilities.workspace?.configuration === true;
     this.canRegisterFileWatchers = params.capabilities.workspace?.didChangeWatchedFiles?.dynamicRegistration === true;
+    this.commands.initialize(params.capabilities);
     return {
       capabilities: {
         textDocumentSync: TextDocumentSyncKind.Incremental,
         hoverProvider: true,
         codeLensProvider: { resolveProvider: false },
         codeActionProvider: { codeActionKinds: [CodeActionKind.QuickFix] },
+        executeCommandProvider: { commands: [...this.commands.commands] },
       },
       serverInfo: { name: SERVER_NAME, version: '0.1.0' },
     };
@@ -345,28 +360,40 @@ export class NixBuildersServer {
     return buildersIgnoredBy(await this.localCheck);
   }
 
-  async startBuild(p: StartBuildParams): Promise<BuildInfo> {
+  /** `builders`: instead of the configured ones (an expression's `--builders`). */
+  async startBuild(p: StartBuildParams, o: { builders?: BuilderInfo[]; signal?: AbortSignal; onProgress?: (p: BuildProgress) => void } = {}) {
     const targets = await this.buildTargets(p);
-    const listing = await this.listBuilders();
-    return this.builds.start(p, targets, listing.builders, this.settings.build);
+    const builders = o.builders ?? (await this.listBuilders()).builders;
+    return this.builds.start(p, targets, builders, this.settings.build, o);
   }
 
-  async planBuild(p: StartBuildParams, signal?: AbortSignal): Promise<BuildPlanInfo> {
+  async planBuild(p: StartBuildParams, signal?: AbortSignal, builders?: BuilderInfo[]): Promise<BuildPlanInfo> {
     const targets = await this.buildTargets(p);
     const listing = await this.listBuilders();
     const ctx = { local: listing.local, health: this.health, ignored: await this.buildersIgnored() };
-    return this.builds.plan(p, targets, listing.builders, this.settings.build, {
+    return this.builds.plan(p, targets, builders ?? listing.builders, this.settings.build, {
       place: (d, m) => placementOf(d, m, ctx),
       substituters: listing.local?.substituters ?? [],
       ...(signal ? { signal } : {}),
     });
   }
 
+  private checkTrusted(): void {
+    if (!this.workspaceTrusted) throw new ResponseError(ErrorCodes.InvalidRequest, 'This workspace is not trusted: Nix Builders does not build its derivations.');
+  }
+
   /** The derivations a build request names. */
   private async buildTargets(p: StartBuildParams): Promise<DerivationInfo[]> {
-    if (!this.workspaceTrusted) throw new ResponseError(ErrorCodes.InvalidRequest, 'This workspace is not trusted: Nix Builders does not build its derivations.');
+    this.checkTrusted();
     // Evaluated afresh: what is built must be what the files say now (sources too).
     return buildTargets(p, p.uri !== undefined ? await this.derivations(p.uri, undefined, { fresh: true }) : undefined);
+  }
+
+  private async editMachines(p: EditMachinesParams): Promise<EditResult> {
+    const result = await editMachinesFile(p.file, p.edit, p.expectedText !== undefined ? { expectedText: p.expectedText } : {});
+    if (result.ok) this.invalidate();
+    else this.connection.console.warn(result.message);
+    return result;
   }
 
   async codeLenses(uri: string, signal?: AbortSignal): Promise<CodeLens[]> {
@@ -404,7 +431,7 @@ export class NixBuildersServer {
     if (!parsed.machine) throw new ResponseError(ErrorCodes.InvalidParams, `Not a machines entry: ${parsed.error}`);
     const listing = await this.listBuilders();
     const machine = parsed.machine;
-    const builder = { ...machine, id: `probe:${machine.uri}`, name: storeHost(machine.uri), user: userOf(machine.uri), source: { label: 'new builder' } };
+    const builder = adHocBuilder(machine, `probe:${machine.uri}`, 'new builder');
     return checkBuilder(builder, { nix: this.nix, signal: abortSignalOf(token), localSystem: listing.local?.system });
   }
 

@@ -20,7 +20,7 @@ fi
 # Debian packages: real Nix, OpenSSH for the builder lab, Chromium for the real VS Code tests,
 # what code-server's native modules need to build (node-gyp: a C++ toolchain, make, python3), and
 # debootstrap for a newer Nix (scripts/ensure-nix.sh).
-apt_packages=(nix-bin openssh-server openssh-client chromium build-essential python3 libkrb5-dev pkg-config procps util-linux zsh fish debootstrap)
+apt_packages=(nix-bin openssh-server openssh-client chromium build-essential python3 libkrb5-dev pkg-config procps util-linux zsh fish debootstrap neovim)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -5,7 +5,7 @@ import type { Connection } from 'vscode-languageserver/node';
 import type { Nix } from '../nix/nix';
 import { formatMachine } from '../nix/machines';
 import { passedWithBuilders } from '../builders/ignoredBuilders';
-import { Notifications, type BuildInfo, type BuildPlanInfo, type BuildSettings, type BuildSnapshot, type BuilderInfo, type DerivationInfo, type DrvSnapshot, type Placement, type StartBuildParams } from '../protocol';
+import { Notifications, type BuildInfo, type BuildPlanInfo, type BuildProgress, type BuildSettings, type BuildSnapshot, type BuilderInfo, type DerivationInfo, type DrvSnapshot, type Placement, type StartBuildParams } from '../protocol';
 import { describePlan, placeBuilds, planBuild, summarizeDryRun } from './plan';
 import { findSubstituters } from './substituters';
 import { runBuild } from './runBuild';
@@ -88,17 +88,23 @@ export class Builds {
     };
   }
 
-  /** Starts a build and returns at once; progress arrives as `buildProgress` notifications. */
+  /**
+   * Starts a build and returns at once with its BuildInfo; progress arrives as `buildProgress`
+   * notifications (and to `watch.onProgress`); `ended` resolves with the final BuildInfo. Aborting `watch.signal` cancels it.
+   */
   async start(
     params: StartBuildParams,
     targets: DerivationInfo[],
     builders: readonly BuilderInfo[],
     settings: BuildSettings,
-  ): Promise<BuildInfo> {
+    watch: { signal?: AbortSignal; onProgress?: (p: BuildProgress) => void } = {},
+  ): Promise<{ info: BuildInfo; ended: Promise<BuildInfo> }> {
     const buildId = `build-${this.instance}-${this.nextId++}`;
     const { machines, maxJobs } = this.options(params, builders, settings);
     const drvPaths = targets.map((t) => t.drvPath);
     const abort = new AbortController();
+    if (watch.signal?.aborted) abort.abort();
+    else watch.signal?.addEventListener('abort', () => abort.abort(), { once: true });
     const model = new BuildModel({ drvPaths });
     this.running.set(buildId, { abort, model });
     const plan = await planBuild(this.nix, drvPaths, { builders: machines, maxJobs, signal: abort.signal });
@@ -109,11 +115,18 @@ export class Builds {
       plan: { summary: plan.summary, toBuild: plan.toBuild, toFetch: plan.toFetch, problems: plan.problems.map((p) => `${p.message} — ${p.fix}`) },
       status: 'running',
     };
-    const send = (status: BuildInfo['status'], snapshot?: BuildSnapshot, problems?: string[]) =>
-      void this.connection.sendNotification(Notifications.buildProgress, { ...info, status, snapshot: snapshot && lean(snapshot), problems });
-    const update = (changes: BuildSnapshot) => void this.connection.sendNotification(Notifications.buildProgress, { buildId, status: 'running', snapshot: changes });
+    const notify = (p: BuildProgress) => {
+      void this.connection.sendNotification(Notifications.buildProgress, p);
+      watch.onProgress?.(p);
+    };
+    const send = (status: BuildInfo['status'], snapshot?: BuildSnapshot, problems?: string[], outPaths?: string[]): BuildInfo => {
+      const p: BuildInfo = { ...info, status, snapshot: snapshot && lean(snapshot), problems, ...(outPaths ? { outPaths } : {}) };
+      notify(p);
+      return p;
+    };
+    const update = (changes: BuildSnapshot) => notify({ buildId, status: 'running', snapshot: changes });
     send('running');
-    void runBuild(this.nix, {
+    const ended = runBuild(this.nix, {
       drvPaths,
       builders: machines,
       maxJobs,
@@ -126,17 +139,17 @@ export class Builds {
         this.running.delete(buildId);
         this.keepFinished(buildId, outcome.snapshot);
         this.connection.console.info(`${buildId} ${outcome.status}: ${outcome.command.join(' ')}`);
-        send(outcome.status, outcome.snapshot, outcome.problems.map((p) => `${p.message} — ${p.cause} Fix: ${p.fix}`));
+        return send(outcome.status, outcome.snapshot, outcome.problems.map((p) => `${p.message} — ${p.cause} Fix: ${p.fix}`), outcome.outPaths);
       },
       (e: unknown) => {
         // runBuild does not throw; should it all the same, the build ends as failed, saying why.
         this.running.delete(buildId);
         const cause = e instanceof Error ? e.message : String(e);
         this.connection.console.error(`${buildId} failed with an internal error: ${e instanceof Error ? (e.stack ?? cause) : cause}`);
-        send('failed', model.snapshot(), [`The build could not be run: ${cause}. This is a bug of Nix Builders: please report it with the log.`]);
+        return send('failed', model.snapshot(), [`The build could not be run: ${cause}. This is a bug of Nix Builders: please report it with the log.`]);
       },
     );
-    return info;
+    return { info, ended };
   }
 
   /** The newest finished builds' logs, at most FINISHED_KEPT builds and FINISHED_LOG_BYTES. */

@@ -3,8 +3,7 @@
 // objects.
 import { CodeActionKind, MarkupKind, type CodeAction, type CodeLens, type Diagnostic, type Hover } from 'vscode-languageserver/node';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
-import type { SchedulePreview } from '../protocol';
-import type { DerivationInfo, DocumentDerivations } from '../protocol';
+import { ServerCommands, type AddBuilderArgs, type BuildCommandArgs, type DerivationInfo, type DocumentDerivations, type SchedulePreview } from '../protocol';
 import { documentRange } from './diagnose';
 import { DIAGNOSTIC_SOURCE, type DocumentEvaluation } from './documentDiagnostics';
 import { entryText, notOnSearchPathMessage, type ResolveOutcome, type SearchPathEntry, type SearchPathOccurrence } from './searchPath';
@@ -36,17 +35,17 @@ export function derivationAt(derivations: readonly DerivationInfo[], line: numbe
   return derivations.find((x) => x.line === line && x.column !== undefined && character >= x.column && character <= x.column + x.attrPath.join('.').length + 2);
 }
 
-/** Build, Build remotely only, Build on…, Plan above every derivation attribute of the document. */
+/** Build, Build remotely only, Build on…, Plan above every derivation attribute of the document: server commands, for any editor. */
 export function codeLensesFor(uri: string, derivations: readonly DerivationInfo[]): CodeLens[] {
   return derivations.flatMap((d) => {
     if (d.line === undefined) return [];
     const range = { start: { line: d.line, character: d.column ?? 0 }, end: { line: d.line, character: d.column ?? 0 } };
-    const args = [uri, d.attrPath];
+    const args: BuildCommandArgs = [uri, d.attrPath];
     return [
-      { range, command: { title: 'Build', command: 'nixBuilders.build', arguments: args } },
-      { range, command: { title: 'Build remotely only', command: 'nixBuilders.buildRemotely', arguments: args } },
-      { range, command: { title: 'Build on…', command: 'nixBuilders.buildOn', arguments: args } },
-      { range, command: { title: 'Plan', command: 'nixBuilders.planBuild', arguments: args } },
+      { range, command: { title: 'Build', command: ServerCommands.build, arguments: args } },
+      { range, command: { title: 'Build remotely only', command: ServerCommands.buildRemotely, arguments: args } },
+      { range, command: { title: 'Build on…', command: ServerCommands.buildOn, arguments: args } },
+      { range, command: { title: 'Plan', command: ServerCommands.plan, arguments: args } },
     ];
   });
 }
@@ -80,15 +79,16 @@ export function searchPathHoverFor(o: SearchPathOccurrence, outcome: ResolveOutc
 
 const NEEDS_A_BUILDER = new Set(['no-builder-system', 'no-builder-features', 'mandatory-features', 'max-jobs-zero', 'dependency-no-builder']);
 
-/** Quick fixes for "nothing can build this": add a builder, or see why each machine is refused. */
-export function codeActionsFor(diagnostics: Diagnostic[]): CodeAction[] {
+/** Quick fixes for "nothing can build this": add a builder, or see why each machine is refused (server commands). */
+export function codeActionsFor(uri: string, diagnostics: Diagnostic[]): CodeAction[] {
   return diagnostics
     .filter((d) => d.source === DIAGNOSTIC_SOURCE && NEEDS_A_BUILDER.has(String(d.code)))
     .flatMap((d) => {
-      const system = (d.data as { system?: string } | undefined)?.system ?? 'it';
+      const system = (d.data as { system?: string } | undefined)?.system;
+      const add: AddBuilderArgs = system ? { system } : {};
       return [
-        { title: `Add a builder for ${system}…`, kind: CodeActionKind.QuickFix, diagnostics: [d], isPreferred: true, command: { title: 'Add Builder', command: 'nixBuilders.addBuilder' } },
-        { title: 'Show why each machine cannot build it', kind: CodeActionKind.QuickFix, diagnostics: [d], command: { title: 'Which Builder', command: 'nixBuilders.previewSchedule' } },
+        { title: `Add a builder for ${system ?? 'it'}…`, kind: CodeActionKind.QuickFix, diagnostics: [d], isPreferred: true, command: { title: 'Add Builder', command: ServerCommands.addBuilder, arguments: [add] } },
+        { title: 'Show why each machine cannot build it', kind: CodeActionKind.QuickFix, diagnostics: [d], command: { title: 'Which Builder', command: ServerCommands.whichBuilder, arguments: [uri, d.range.start.line] } },
       ];
     });
 }

@@ -8,8 +8,9 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { startLab, type Lab } from './lab';
+import { builderMarker, saltedDerivation, startLab, type Lab } from './lab';
 import { StdioLspClient } from '../server/lspClient';
+import { ServerCommands, type BuildCommandResult } from '../../language-server/protocol';
 
 let lab: Lab;
 let client: StdioLspClient;
@@ -163,4 +164,33 @@ test('the plan says where every derivation would build, dependencies included, a
   assert.match(plan.summary, new RegExp(`^3 derivations will be built \\(nothing can build plan-riscv-${salt}\\)$`));
   assert.ok(plan.details.some((l) => l.startsWith('  on b2: ') && l.includes(`plan-arm-${salt}`)), plan.details.join('\n'));
   assert.ok(plan.details.some((l) => l.startsWith(`  nothing can build plan-riscv-${salt}: requires riscv64-linux`)), plan.details.join('\n'));
+});
+
+test('Build on… as an LSP command (any editor): asked through window/showMessageRequest, built on the builder picked (b2, where Nix would not have sent it: b1 comes first), answered with its machine and output', async () => {
+  const file = path.join(lab.dir, 'build-on.nix');
+  const text = `{\n  here = ${saltedDerivation({ system: 'x86_64-linux', name: 'editor-build-on' })};\n}\n`;
+  writeFileSync(file, text);
+  const uri = pathToFileURL(file).href;
+  client.open(uri, text);
+  const lenses = await client.request<Array<{ command: { title: string; command: string; arguments: unknown[] } }>>('textDocument/codeLens', { textDocument: { uri } });
+  const buildOn = lenses.find((l) => l.command.title === 'Build on…')?.command;
+  assert.equal(buildOn?.command, ServerCommands.buildOn);
+  // Left to itself, Nix would build it on b1.
+  const plan = lenses.find((l) => l.command.title === 'Plan')!.command;
+  const planned = await client.request<{ builds: Array<{ machine?: string }> }>('workspace/executeCommand', plan);
+  assert.equal(planned.builds[0]?.machine, 'b1');
+  let offered: string[] = [];
+  client.answers.set('window/showMessageRequest', (p) => {
+    offered = (p as { actions: Array<{ title: string }> }).actions.map((a) => a.title);
+    return { title: 'b2' };
+  });
+  try {
+    const result = await client.request<BuildCommandResult>('workspace/executeCommand', buildOn);
+    assert.ok(offered.includes('b1') && offered.includes('b2'), offered.join(', '));
+    assert.equal(result.status, 'built', JSON.stringify(result));
+    assert.match(result.derivations[0]?.machine ?? '', /b2$/);
+    assert.equal(readFileSync(result.outputs[0]!, 'utf8').trim(), builderMarker('b2'));
+  } finally {
+    client.answers.delete('window/showMessageRequest');
+  }
 });

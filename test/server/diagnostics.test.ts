@@ -270,8 +270,8 @@ test('hover on a derivation attribute shows it and where it would build; quick f
   assert.deepEqual(
     actions.map((a) => [a.title, a.command?.command]),
     [
-      ['Add a builder for aarch64-linux…', 'nixBuilders.addBuilder'],
-      ['Show why each machine cannot build it', 'nixBuilders.previewSchedule'],
+      ['Add a builder for aarch64-linux…', 'nixBuilders.server.addBuilder'],
+      ['Show why each machine cannot build it', 'nixBuilders.server.whichBuilder'],
     ],
   );
 });

@@ -24,6 +24,11 @@ export class StdioLspClient {
   readonly notifications: Message[] = [];
   /** Requests from the server (client/registerCapability, workspace/configuration…), as received. */
   readonly serverRequests: Message[] = [];
+  /**
+   * How to answer requests from the server, by method (e.g. window/showMessageRequest); a method
+   * not here is answered with null ([null] for workspace/configuration).
+   */
+  readonly answers = new Map<string, (params: unknown) => unknown>();
   stderr = '';
   /** The answer to each item of a workspace/configuration request (default: nothing, so the server keeps its settings). */
   configuration: (item: { scopeUri?: string; section?: string }) => unknown = () => null;
@@ -58,10 +63,13 @@ export class StdioLspClient {
       return;
     }
     if (m.id !== undefined && m.method !== undefined) {
-      // A request from the server: workspace/configuration is answered by `configuration`, anything else with nothing.
+      // A request from the server: answered as told (`answers`), workspace/configuration by
+      // `configuration`, anything else with nothing.
       this.serverRequests.push(m);
+      const answer = this.answers.get(m.method);
       const items = (m.params as { items?: Array<{ scopeUri?: string; section?: string }> } | undefined)?.items ?? [];
-      this.write({ jsonrpc: '2.0', id: m.id, result: m.method === 'workspace/configuration' ? items.map((i) => this.configuration(i)) : null });
+      if (answer) void Promise.resolve(answer(m.params)).then((result) => this.write({ jsonrpc: '2.0', id: m.id, result: result ?? null }));
+      else this.write({ jsonrpc: '2.0', id: m.id, result: m.method === 'workspace/configuration' ? items.map((i) => this.configuration(i)) : null });
       return;
     }
     this.notifications.push(m);

@@ -37,7 +37,7 @@ test('a build whose process cannot be run ends as failed, with the cause, and no
   process.on('unhandledRejection', onUnhandled);
   try {
     const builds = new Builds(connection, new Nix(runner, { binDir: '', env: {} }));
-    const info = await builds.start({ drvPaths: [DRV] }, [{ attrPath: [], drvPath: DRV, name: 'x', system: 'x86_64-linux', requiredSystemFeatures: [], preferLocalBuild: false, outputs: ['out'] }], [], {
+    const { info } = await builds.start({ drvPaths: [DRV] }, [{ attrPath: [], drvPath: DRV, name: 'x', system: 'x86_64-linux', requiredSystemFeatures: [], preferLocalBuild: false, outputs: ['out'] }], [], {
       remoteOnly: false,
       maxJobs: undefined,
       cores: undefined,

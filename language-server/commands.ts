@@ -1,0 +1,325 @@
+// The LSP commands (`workspace/executeCommand`): what the code lenses and code actions run, from any
+// editor. Builds report work-done progress (`$/progress` on the client's `workDoneToken`, or on one
+// the server creates with `window/workDoneProgress/create`), are cancelled by
+// `window/workDoneProgress/cancel` or by cancelling the request (the build's whole process tree
+// ends), and answer with a JSON result that says what happened. A choice (Build on…: which builder)
+// is asked through `window/showMessageRequest`.
+import {
+  ErrorCodes,
+  LSPErrorCodes,
+  MessageType,
+  ResponseError,
+  ShowMessageNotification,
+  WorkDoneProgress,
+  WorkDoneProgressCancelNotification,
+  WorkDoneProgressCreateRequest,
+  type CancellationToken,
+  type ClientCapabilities,
+  type Connection,
+  type ExecuteCommandParams,
+  type ProgressToken,
+} from 'vscode-languageserver/node';
+import { randomUUID } from 'node:crypto';
+import { userOf } from './builders/collect';
+import { storeHost } from './nix/storeUri';
+import { parseMachines, type Machine } from './nix/machines';
+import type { Nix } from './nix/nix';
+import { describeResult } from './nix/runner';
+import { isDrvPath } from './nix/storePath';
+import {
+  ServerCommands,
+  isBuildUpdate,
+  type AddBuilderArgs,
+  type BuildCommandResult,
+  type BuildExpressionArgs,
+  type BuilderInfo,
+  type BuildInfo,
+  type BuildPlanInfo,
+  type BuildProgress,
+  type BuildersListing,
+  type EditResult,
+  type MachinesEdit,
+  type SchedulePreviewParams,
+  type SchedulePreviewResult,
+  type StartBuildParams,
+} from './protocol';
+
+/** What the commands need of the server. */
+export interface CommandServer {
+  startBuild(p: StartBuildParams, o: { builders?: BuilderInfo[]; signal: AbortSignal; onProgress: (p: BuildProgress) => void }): Promise<{ info: BuildInfo; ended: Promise<BuildInfo> }>;
+  planBuild(p: StartBuildParams, o: { builders?: BuilderInfo[]; signal: AbortSignal }): Promise<BuildPlanInfo>;
+  listBuilders(): Promise<BuildersListing>;
+  schedulePreview(p: SchedulePreviewParams, signal: AbortSignal): Promise<SchedulePreviewResult>;
+  editMachines(file: string, edit: MachinesEdit): Promise<EditResult>;
+  /** The machines files the user set (nixBuilders.machinesFiles). */
+  machinesFiles(): string[];
+  /** Refused when the workspace is not trusted. */
+  checkTrusted(): void;
+  nix: Nix;
+  evaluationTimeoutMs(): number;
+  allowImportFromDerivation(): boolean;
+}
+
+/** A builder given as a machines entry (not read from a configured source). */
+export function adHocBuilder(machine: Machine, id: string, label: string): BuilderInfo {
+  return { ...machine, id, name: storeHost(machine.uri), user: userOf(machine.uri), source: { label } };
+}
+
+const invalid = (message: string) => new ResponseError(ErrorCodes.InvalidParams, message);
+
+/** `[uri, attrPath?, builderIds?]`, checked. */
+function buildArgs(args: unknown[] | undefined, command: string): { uri: string; attrPath?: string[]; builderIds?: string[] } {
+  const [uri, attrPath, builderIds] = args ?? [];
+  const strings = (x: unknown) => Array.isArray(x) && x.every((s) => typeof s === 'string');
+  if (typeof uri !== 'string') throw invalid(`${command} takes [uri, attrPath?, …]: the first argument must be the document's URI.`);
+  if (attrPath !== undefined && attrPath !== null && !strings(attrPath)) throw invalid(`${command}: the attribute path must be a list of strings, e.g. ["packages", "x86_64-linux", "hello"].`);
+  if (builderIds !== undefined && builderIds !== null && !strings(builderIds)) throw invalid(`${command}: the builder ids must be a list of strings (the ids of nixBuilders/listBuilders).`);
+  return { uri, ...(strings(attrPath) ? { attrPath: attrPath as string[] } : {}), ...(strings(builderIds) ? { builderIds: builderIds as string[] } : {}) };
+}
+
+function expressionArgs(args: unknown[] | undefined, command: string): BuildExpressionArgs {
+  const a = args?.[0] as Partial<BuildExpressionArgs> | undefined;
+  if (!a || typeof a !== 'object' || typeof a.expression !== 'string' || a.expression.trim() === '') {
+    throw invalid(`${command} takes [{ expression, builders?, directory?, remoteOnly? }]: give the Nix expression to build as "expression".`);
+  }
+  for (const k of ['builders', 'directory'] as const) if (a[k] !== undefined && typeof a[k] !== 'string') throw invalid(`${command}: "${k}" must be a string.`);
+  return a as BuildExpressionArgs;
+}
+
+/** The builders of a `--builders` text, each a BuilderInfo; refused with the entry's problem. */
+export function buildersOfText(text: string): BuilderInfo[] {
+  const builders: BuilderInfo[] = [];
+  for (const entry of parseMachines(text).entries) {
+    const where = `builders, line ${entry.line + 1}: '${entry.text}'`;
+    if (entry.include !== undefined) throw invalid(`${where}: '@file' includes are not read here; give the machines entries themselves.`);
+    if (!entry.machine) throw invalid(`${where}: ${entry.error ?? 'not a machines entry'}.`);
+    builders.push(adHocBuilder(entry.machine, `builders ${entry.machine.uri} #${builders.length + 1}`, 'builders of the command'));
+  }
+  if (builders.length === 0) throw invalid('builders: no machines entry (give one per line, e.g. "ssh://b2 aarch64-linux"), or leave it out to use the configured builders.');
+  return builders;
+}
+
+/** The one line a running build's progress shows. */
+export function progressMessage(p: BuildProgress): string | undefined {
+  if (!isBuildUpdate(p)) return p.status === 'running' ? p.plan.summary : undefined;
+  const s = p.snapshot;
+  const building = s.derivations.filter((d) => d.state === 'building').map((d) => `${d.name}${d.machine ? ` on ${d.machine}` : ''}`);
+  const counts = s.progress.expected > 0 ? `${s.progress.done}/${s.progress.expected} built` : '';
+  return [counts, building.length ? `building ${building.join(', ')}` : ''].filter(Boolean).join(' · ') || undefined;
+}
+
+/** A finished build as the command's answer. */
+export function commandResult(info: BuildInfo): BuildCommandResult {
+  return {
+    status: info.status === 'running' ? 'failed' : info.status,
+    buildId: info.buildId,
+    summary: info.plan.summary,
+    targets: info.targets.map((t) => ({ attrPath: t.attrPath, drvPath: t.drvPath })),
+    derivations: (info.snapshot?.derivations ?? []).map((d) => ({ drvPath: d.drvPath, name: d.name, state: d.state, machine: d.machine, ...(d.failure ? { failure: d.failure } : {}) })),
+    outputs: info.outPaths ?? [],
+    problems: [...(info.problems ?? []), ...(info.status === 'failed' ? info.plan.problems : [])],
+  };
+}
+
+/**
+ * The derivations of an expression: `nix-instantiate -` reads it from stdin (never spliced into
+ * Nix code or a command line), relative paths from `directory`.
+ */
+export async function instantiateExpression(
+  nix: Nix,
+  expression: string,
+  o: { directory?: string; allowImportFromDerivation: boolean; timeoutMs: number; signal: AbortSignal },
+): Promise<string[]> {
+  const args = ['--option', 'allow-import-from-derivation', o.allowImportFromDerivation ? 'true' : 'false', '-'];
+  const result = await nix.run(nix.bin('nix-instantiate'), args, { input: expression, timeoutMs: o.timeoutMs, signal: o.signal, ...(o.directory ? { cwd: o.directory } : {}) });
+  if (result.kind === 'cancelled') throw new ResponseError(LSPErrorCodes.RequestCancelled, 'The evaluation of the expression was cancelled.');
+  if (result.kind !== 'ok') {
+    const error = result.stderr.trim().split('\n').filter((l) => !/^warning:/.test(l)).slice(-12).join('\n');
+    throw new ResponseError(ErrorCodes.InvalidParams, `Evaluating the expression failed (${describeResult(result)}): ${error || 'no message'}. Fix the expression; it must give a derivation, or a list or attribute set of derivations.`);
+  }
+  const drvPaths = result.stdout.split('\n').map((l) => l.trim()).filter((l) => isDrvPath(l));
+  if (drvPaths.length === 0) throw invalid('The expression gives no derivation: it must give a derivation, or a list or attribute set of derivations.');
+  return drvPaths;
+}
+
+/** A work-done progress: the client's token, one the server created, or none when the client has no progress support. */
+interface WorkDone {
+  report(message: string | undefined): void;
+  end(message: string): void;
+}
+
+const NO_PROGRESS: WorkDone = { report: () => undefined, end: () => undefined };
+
+export class ServerCommandHandler {
+  private canCreateProgress = false;
+  /** Running commands' progress tokens → cancel. */
+  private readonly cancels = new Map<ProgressToken, () => void>();
+
+  constructor(
+    private readonly connection: Connection,
+    private readonly server: CommandServer,
+  ) {}
+
+  /**
+   * At `initialize`. `window/workDoneProgress/cancel` is handled here for every token, the
+   * client's own included: vscode-languageclient sends it for any progress it shows as cancellable,
+   * the request's token too (vscode-languageserver's own handler, which this one replaces, only
+   * cancels tokens the library created, and the server creates none through it).
+   */
+  initialize(capabilities: ClientCapabilities): void {
+    this.canCreateProgress = capabilities.window?.workDoneProgress === true;
+    this.connection.onNotification(WorkDoneProgressCancelNotification.type, (p) => this.cancels.get(p.token)?.());
+  }
+
+  readonly commands: readonly string[] = Object.values(ServerCommands);
+
+  async execute(params: ExecuteCommandParams, token: CancellationToken): Promise<unknown> {
+    const controller = new AbortController();
+    const abort = () => controller.abort();
+    if (token.isCancellationRequested) abort();
+    else token.onCancellationRequested(abort);
+    const signal = controller.signal;
+    const args = params.arguments;
+    const workDoneToken = params.workDoneToken;
+    const c = params.command;
+    switch (c) {
+      case ServerCommands.build:
+      case ServerCommands.buildRemotely:
+      case ServerCommands.buildOn: {
+        const { uri, attrPath, builderIds } = buildArgs(args, c);
+        let ids = builderIds;
+        if (c === ServerCommands.buildOn && !ids) {
+          const picked = await this.askBuilder();
+          if (!picked) return { status: 'not-started', summary: 'No builder was chosen: nothing was built.', targets: [], derivations: [], outputs: [], problems: [] } satisfies BuildCommandResult;
+          ids = [picked.id];
+        }
+        const what = attrPath?.join('.') ?? 'every derivation of the file';
+        const params: StartBuildParams = { uri, ...(attrPath ? { attrPaths: [attrPath] } : {}), ...(c !== ServerCommands.build ? { remoteOnly: true } : {}), ...(ids ? { builderIds: ids } : {}) };
+        return this.build(`Building ${what}${c === ServerCommands.build ? '' : ' remotely'}`, params, undefined, { signal, abort, workDoneToken });
+      }
+      case ServerCommands.plan: {
+        const { uri, attrPath } = buildArgs(args, c);
+        return this.server.planBuild({ uri, ...(attrPath ? { attrPaths: [attrPath] } : {}) }, { signal });
+      }
+      case ServerCommands.buildExpression:
+      case ServerCommands.planExpression: {
+        const a = expressionArgs(args, c);
+        this.server.checkTrusted();
+        const builders = a.builders !== undefined && a.builders.trim() !== '' ? buildersOfText(a.builders) : undefined;
+        const instantiate = () =>
+          instantiateExpression(this.server.nix, a.expression, {
+            ...(a.directory ? { directory: a.directory } : {}),
+            allowImportFromDerivation: this.server.allowImportFromDerivation(),
+            timeoutMs: this.server.evaluationTimeoutMs(),
+            signal,
+          });
+        const params = (drvPaths: string[]): StartBuildParams => ({ drvPaths, ...(a.remoteOnly ? { remoteOnly: true } : {}) });
+        if (c === ServerCommands.planExpression) return this.server.planBuild(params(await instantiate()), { signal, ...(builders ? { builders } : {}) });
+        return this.build('Building the expression', async (progress) => {
+          progress.report('evaluating the expression');
+          return params(await instantiate());
+        }, builders, { signal, abort, workDoneToken });
+      }
+      case ServerCommands.whichBuilder:
+        return this.whichBuilder(args, signal);
+      case ServerCommands.addBuilder:
+        return this.addBuilder((args?.[0] ?? {}) as AddBuilderArgs);
+      default:
+        throw invalid(`Unknown command '${c}': this server runs ${this.commands.join(', ')}.`);
+    }
+  }
+
+  /** Build what `prepare` names, reporting progress; resolves with the result once it ended. */
+  private async build(
+    title: string,
+    prepare: StartBuildParams | ((progress: WorkDone) => Promise<StartBuildParams>),
+    builders: BuilderInfo[] | undefined,
+    o: { signal: AbortSignal; abort: () => void; workDoneToken: ProgressToken | undefined },
+  ): Promise<BuildCommandResult> {
+    const progress = await this.progress(title, o.workDoneToken, o.abort);
+    let last = 'ended';
+    try {
+      const params = typeof prepare === 'function' ? await prepare(progress) : prepare;
+      const { ended } = await this.server.startBuild(params, { signal: o.signal, onProgress: (p) => progress.report(progressMessage(p)), ...(builders ? { builders } : {}) });
+      const info = await ended;
+      last = info.status;
+      return commandResult(info);
+    } finally {
+      progress.end(last);
+    }
+  }
+
+  /** Begins a cancellable progress; cancelling it calls `cancel`. */
+  private async progress(title: string, clientToken: ProgressToken | undefined, cancel: () => void): Promise<WorkDone> {
+    let token = clientToken;
+    if (token === undefined) {
+      if (!this.canCreateProgress) return NO_PROGRESS;
+      const created = randomUUID();
+      try {
+        await this.connection.sendRequest(WorkDoneProgressCreateRequest.type, { token: created });
+      } catch (e) {
+        this.connection.console.warn(`The client refused a progress (${(e as Error).message}): the command runs without one.`);
+        return NO_PROGRESS;
+      }
+      token = created;
+    }
+    const t = token;
+    this.cancels.set(t, cancel);
+    void this.connection.sendProgress(WorkDoneProgress.type, t, { kind: 'begin', title, cancellable: true });
+    let ended = false;
+    return {
+      report: (message) => {
+        if (!ended && message) void this.connection.sendProgress(WorkDoneProgress.type, t, { kind: 'report', message });
+      },
+      end: (message) => {
+        if (ended) return;
+        ended = true;
+        this.cancels.delete(t);
+        void this.connection.sendProgress(WorkDoneProgress.type, t, { kind: 'end', message });
+      },
+    };
+  }
+
+  /** A message without a choice (window/showMessage: the connection's showXMessage are requests, which some editors answer with a prompt). */
+  private showMessage(type: MessageType, message: string): void {
+    void this.connection.sendNotification(ShowMessageNotification.type, { type, message });
+  }
+
+  /** Build on…: which builder, asked through window/showMessageRequest. */
+  private async askBuilder(): Promise<BuilderInfo | undefined> {
+    const { builders } = await this.server.listBuilders();
+    if (builders.length === 0) throw new ResponseError(ErrorCodes.InvalidRequest, 'No builder is configured: add one (nixBuilders.builders, nixBuilders.machinesFiles or nix.conf builders) to build on it.');
+    const title = (b: BuilderInfo) => (builders.filter((x) => x.name === b.name).length > 1 ? `${b.name} (${b.uri}, ${b.source.label})` : b.name);
+    const answer = await this.connection.window.showInformationMessage('Build on which builder? (nothing builds on this machine)', ...builders.map((b) => ({ title: title(b) })));
+    return answer ? builders.find((b) => title(b) === answer.title) : undefined;
+  }
+
+  /** Which Builder: the preview for the derivation at or above a line, shown and answered. */
+  private async whichBuilder(args: unknown[] | undefined, signal: AbortSignal): Promise<SchedulePreviewResult> {
+    const [uri, line] = args ?? [];
+    if (typeof uri !== 'string' || typeof line !== 'number') throw invalid(`${ServerCommands.whichBuilder} takes [uri, line] (0-based line of the derivation's attribute).`);
+    const result = await this.server.schedulePreview({ uri, line }, signal);
+    const p = result.preview;
+    const text = p
+      ? [`${result.derivation ? `${result.derivation.attrPath.join('.')}: ` : ''}${p.summary}`, ...p.candidates.map((c) => `${c.eligible ? '✓' : '✗'} ${c.name}: ${c.reason}`)].join('\n')
+      : (result.problem ?? 'No preview.');
+    this.showMessage(p && p.verdict !== 'none' ? MessageType.Info : MessageType.Warning, text);
+    return result;
+  }
+
+  /** Add Builder: adds `entry` to a machines file; without an entry, says how (adding one needs the host, which only the user knows). */
+  private async addBuilder(a: AddBuilderArgs): Promise<EditResult | null> {
+    const file = a.file ?? this.server.machinesFiles()[0];
+    if (typeof a.entry !== 'string' || a.entry.trim() === '') {
+      const example = `ssh://HOST ${a.system ?? 'SYSTEM'}`;
+      const where = file ? `to ${file}` : 'to a machines file listed in nixBuilders.machinesFiles';
+      this.showMessage(
+        MessageType.Info,
+        `Add a builder${a.system ? ` for ${a.system}` : ''}: add a machines entry such as '${example}' ${where}, or run ${ServerCommands.addBuilder} with [{ "entry": "${example}" }].`,
+      );
+      return null;
+    }
+    if (!file) throw new ResponseError(ErrorCodes.InvalidRequest, 'No machines file to add the builder to: give "file", or list one in nixBuilders.machinesFiles.');
+    return this.server.editMachines(file, { kind: 'add', entry: a.entry.trim() });
+  }
+}
