@@ -872,23 +872,9 @@ export interface LocalInput extends TrustInput {
 
 type Verdict = { status: CheckStatus; summary: string; cause?: string; fix?: string; detail?: string; ignoresBuilders?: boolean };
 
-/**
- * Whether this machine can build at all, and whether the local user may pass `--builders`: which
- * store Nix opens (its own writable one, or a nix-daemon's socket) and whether that daemon trusts
- * the user; as root without a daemon, whether the build users exist; the sandbox setting.
- */
-export async function checkLocal(deps: DoctorDeps): Promise<CheckResult<'local-daemon'>> {
-  const started = performance.now();
-  const t = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
-  const done = (d: Verdict): CheckResult<'local-daemon'> => {
-    const r: CheckResult<'local-daemon'> = { id: 'local-daemon', status: d.status, summary: d.summary, durationMs: ms(performance.now() - started) };
-    if (d.ignoresBuilders) r.ignoresBuilders = true;
-    if (d.cause) r.cause = d.cause;
-    if (d.fix) r.fix = d.fix;
-    if (d.detail) r.detail = d.detail;
-    return r;
-  };
-  const env = { ...process.env, ...deps.nix.env };
+/** Which store the local Nix opens with this environment (its `auto` logic), and the facts it follows. */
+export async function localStore(extraEnv: Readonly<Record<string, string>>) {
+  const env = { ...process.env, ...extraEnv };
   const stateDir = env.NIX_STATE_DIR || '/nix/var/nix';
   const socket = env.NIX_DAEMON_SOCKET_PATH || `${stateDir}/daemon-socket/socket`;
   let writable = true;
@@ -906,8 +892,27 @@ export async function checkLocal(deps: DoctorDeps): Promise<CheckResult<'local-d
   const nixos = await fileExists('/etc/NIXOS');
   const nixRemote = env.NIX_REMOTE ?? '';
   const store = { writable, socketExists, socket, stateDir, nixos };
+  return { store, nixRemote, daemon: usesDaemon(nixRemote, store) };
+}
+
+/**
+ * Whether this machine can build at all, and whether the local user may pass `--builders`: which
+ * store Nix opens (its own writable one, or a nix-daemon's socket) and whether that daemon trusts
+ * the user; as root without a daemon, whether the build users exist; the sandbox setting.
+ */
+export async function checkLocal(deps: DoctorDeps): Promise<CheckResult<'local-daemon'>> {
+  const started = performance.now();
+  const t = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
+  const done = (d: Verdict): CheckResult<'local-daemon'> => {
+    const r: CheckResult<'local-daemon'> = { id: 'local-daemon', status: d.status, summary: d.summary, durationMs: ms(performance.now() - started) };
+    if (d.ignoresBuilders) r.ignoresBuilders = true;
+    if (d.cause) r.cause = d.cause;
+    if (d.fix) r.fix = d.fix;
+    if (d.detail) r.detail = d.detail;
+    return r;
+  };
+  const { store, nixRemote, daemon } = await localStore(deps.nix.env);
   const { username: user, uid } = os.userInfo();
-  const daemon = usesDaemon(nixRemote, store);
   const caps = await deps.nix.detect();
   if (!caps.ok) return done({ status: 'error', summary: 'Nix could not be run', cause: caps.message });
   const run = (file: string, args: string[]) => deps.nix.run(file, args, { timeoutMs: t.localMs, ...(deps.signal ? { signal: deps.signal } : {}) });

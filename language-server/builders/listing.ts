@@ -5,6 +5,7 @@ import { nixConfFiles } from '../config';
 import type { Nix } from '../nix/nix';
 import type { BuildersListing, NixStatus, ServerSettings } from '../protocol';
 import { collectBuilders, type NixConfBuilders } from './collect';
+import { localStore } from './doctor';
 
 export async function nixStatus(nix: Nix, workspaceTrusted: boolean): Promise<NixStatus> {
   const caps = await nix.detect();
@@ -19,6 +20,8 @@ export async function nixStatus(nix: Nix, workspaceTrusted: boolean): Promise<Ni
  * NIX_CONFIG). Unknown layers count as the system's.
  */
 async function nixConfBuilders(nix: Nix, client: string): Promise<string | NixConfBuilders> {
+  // Without a daemon (a single-user store) the client's value is all there is.
+  if (!(await localStore(nix.env)).daemon) return client;
   const daemon = await nix.config(undefined, 'system');
   if (!daemon.ok || daemon.value.builders === client) return client;
   // Not the system's: the user's nix.conf, unless NIX_CONFIG (read last) changed it again.
