@@ -122,29 +122,31 @@ export function attributeDefinitions(text: string): AttributeDefinition[] {
 }
 
 /**
- * A position for an attribute path where Nix gave none in the document: that of the deepest
- * attribute of the path that the text writes (as the walker picks Nix's), or null.
+ * Places attribute paths in a text where Nix gave no position in the document: at the deepest
+ * attribute of the path that the text writes (as the walker picks among Nix's), or null.
  */
-export function placeInText(definitions: readonly AttributeDefinition[], lines: readonly string[], attrPath: readonly string[]): WalkerPosition | null {
-  const byPath = new Map(definitions.map((d) => [JSON.stringify(d.path), d]));
-  for (let n = attrPath.length; n > 0; n--) {
-    const d = byPath.get(JSON.stringify(attrPath.slice(0, n)));
-    if (!d) continue;
-    // Nix counts columns in bytes of UTF-8, from 1.
-    const column = Buffer.byteLength((lines[d.line] ?? '').slice(0, d.column), 'utf8') + 1;
-    return { line: d.line + 1, column, inDoc: true, file: null };
-  }
-  return null;
+export function placerFor(text: string): (attrPath: readonly string[]) => WalkerPosition | null {
+  const byPath = new Map(attributeDefinitions(text).map((d) => [JSON.stringify(d.path), d]));
+  const lines = text.split('\n');
+  return (attrPath) => {
+    for (let n = attrPath.length; n > 0; n--) {
+      const d = byPath.get(JSON.stringify(attrPath.slice(0, n)));
+      if (!d) continue;
+      // Nix counts columns in bytes of UTF-8, from 1.
+      const column = Buffer.byteLength((lines[d.line] ?? '').slice(0, d.column), 'utf8') + 1;
+      return { line: d.line + 1, column, inDoc: true, file: null };
+    }
+    return null;
+  };
 }
 
 /** The walker's items, each without a position in the document placed by its text. */
 export function placeUnpositioned<T extends { path: string[]; pos: WalkerPosition | null }>(text: string, items: readonly T[]): T[] {
   if (items.every((i) => i.pos?.inDoc)) return [...items];
-  const definitions = attributeDefinitions(text);
-  const lines = text.split('\n');
+  const place = placerFor(text);
   return items.map((i) => {
     if (i.pos?.inDoc) return i;
-    const pos = placeInText(definitions, lines, i.path);
+    const pos = place(i.path);
     return pos ? { ...i, pos } : i;
   });
 }

@@ -2,7 +2,8 @@
 // positions for: an unsaved document, evaluated from stdin).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { attributeDefinitions, placeInText, placeUnpositioned } from '../../language-server/eval/attrPositions';
+import { attributeDefinitions, placerFor, placeUnpositioned } from '../../language-server/eval/attrPositions';
+import { scanSearchPaths } from '../../language-server/eval/searchPath';
 import { nixTokens } from '../../language-server/eval/nixLexer';
 
 const defs = (text: string) => attributeDefinitions(text).map((d) => [d.path.join('.'), d.line, d.column]);
@@ -77,12 +78,11 @@ test('dynamic names and broken text: no definition for them, the rest still read
 
 test('a path is placed at its deepest written attribute, in Nix’s terms (1-based, UTF-8 byte columns); Nix’s own positions are kept', () => {
   const text = '{\n  /* é😀 */ nested = import ./other.nix // {\n    deep = 1;\n  };\n}\n';
-  const lines = text.split('\n');
-  const d = attributeDefinitions(text);
+  const place = placerFor(text);
   // é is 2 bytes, 😀 4: the name starts at byte 15, UTF-16 column 12.
-  assert.deepEqual(placeInText(d, lines, ['nested', 'deep']), { line: 3, column: 5, inDoc: true, file: null });
-  assert.deepEqual(placeInText(d, lines, ['nested', 'fromOther']), { line: 2, column: 16, inDoc: true, file: null });
-  assert.equal(placeInText(d, lines, ['absent']), null);
+  assert.deepEqual(place(['nested', 'deep']), { line: 3, column: 5, inDoc: true, file: null });
+  assert.deepEqual(place(['nested', 'fromOther']), { line: 2, column: 16, inDoc: true, file: null });
+  assert.equal(place(['absent']), null);
   const nix = { line: 9, column: 9, inDoc: true, file: null };
   const other = { line: 1, column: 3, inDoc: false, file: '/elsewhere/other.nix' };
   assert.deepEqual(
@@ -96,8 +96,9 @@ test('a path is placed at its deepest written attribute, in Nix’s terms (1-bas
   );
 });
 
-test('the lexer: `<…>` inside a string’s ${…} is marked as interpolated; operators are not `=`', () => {
+test('the lexer: `<…>` inside a string’s ${…} is marked as interpolated (and is a search path Nix looks up); operators are not `=`', () => {
   const tokens = nixTokens('{ a = "${<p>}"; b = x == y; }');
   assert.deepEqual(tokens.filter((t) => t.kind === 'spath').map((t) => [t.value, t.interpolated]), [['p', true]]);
+  assert.deepEqual(scanSearchPaths('{ a = "x ${<p>} <q>"; b = \'\'${toString <r>}\'\'; }').map((o) => [o.name, o.column]), [['p', 11], ['r', 39]]);
   assert.deepEqual(tokens.filter((t) => t.text === '=' || t.text === '==').map((t) => t.text), ['=', '=', '==']);
 });
