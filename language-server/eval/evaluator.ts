@@ -10,6 +10,7 @@ import { readDerivations } from '../nix/derivationFile';
 import { flakeSource, localInputFiles, lockedInputs, missingFromCopy, parseLockFile, placeOnTrail, type FlakeInputProblem } from './flake';
 import { walkerExpression, WALKER_PREFIX_LINES, type WalkedDerivation, type WalkedError, type WalkerOutput, type WalkerPosition } from './walker';
 import { argumentArgs } from './arguments';
+import { placeUnpositioned } from './attrPositions';
 import { scanSearchPaths, searchPathArgs } from './searchPath';
 
 export interface EvaluationOptions {
@@ -125,7 +126,9 @@ export async function evaluateDocument(
   switch (result.kind) {
     case 'ok':
       try {
-        return { kind: 'ok', output: JSON.parse(result.stdout) as WalkerOutput, durationMs: result.durationMs, files };
+        const output = JSON.parse(result.stdout) as WalkerOutput;
+        // Text from stdin: Nix 2.16+ gives its attributes no positions.
+        return { kind: 'ok', output: docFile === undefined ? { ...output, items: placeUnpositioned(documentText, output.items) } : output, durationMs: result.durationMs, files };
       } catch (e) {
         return { kind: 'failed', message: `Nix printed something that is not JSON: ${(e as Error).message}` };
       }

@@ -3,6 +3,7 @@
 // `nixBuilders.evaluation.searchPath`, checked before they reach a process.
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
+import { nixTokens } from './nixLexer';
 
 /** A `<name>` or `<name/sub/path>` in a document: 0-based line, UTF-16 columns of `<` and after `>`. */
 export interface SearchPathOccurrence {
@@ -12,59 +13,11 @@ export interface SearchPathOccurrence {
   endColumn: number;
 }
 
-// Nix's lexer: SPATH \<{PATH_CHAR}+(\/{PATH_CHAR}+)*\>, PATH_CHAR [a-zA-Z0-9\.\_\-\+].
-const SPATH = /<([a-zA-Z0-9._\-+]+(?:\/[a-zA-Z0-9._\-+]+)*)>/y;
-
-/** Every `<…>` of a Nix text, outside comments and strings. */
+/** Every `<…>` of a Nix text, outside comments and strings (in a string's `${…}` too: Nix looks those up). */
 export function scanSearchPaths(text: string): SearchPathOccurrence[] {
-  const found: SearchPathOccurrence[] = [];
-  let line = 0;
-  let lineStart = 0;
-  let i = 0;
-  const newlinesUpTo = (end: number) => {
-    for (let j = i; j < end; j++) {
-      if (text[j] === '\n') {
-        line++;
-        lineStart = j + 1;
-      }
-    }
-    i = end;
-  };
-  while (i < text.length) {
-    const c = text[i];
-    if (c === '#') {
-      const end = text.indexOf('\n', i);
-      newlinesUpTo(end < 0 ? text.length : end);
-    } else if (c === '/' && text[i + 1] === '*') {
-      const end = text.indexOf('*/', i + 2);
-      newlinesUpTo(end < 0 ? text.length : end + 2);
-    } else if (c === '"') {
-      let j = i + 1;
-      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
-      newlinesUpTo(Math.min(text.length, j + 1));
-    } else if (c === "'" && text[i + 1] === "'") {
-      // An indented string ends at '' that is not an escape ('''  ''$  ''\x).
-      let j = i + 2;
-      while (j < text.length) {
-        if (text[j] === "'" && text[j + 1] === "'") {
-          if (text[j + 2] === "'" || text[j + 2] === '$') j += 3;
-          else if (text[j + 2] === '\\') j += 4;
-          else break;
-        } else j++;
-      }
-      newlinesUpTo(Math.min(text.length, j + 2));
-    } else if (c === '<') {
-      SPATH.lastIndex = i;
-      const m = SPATH.exec(text);
-      if (m) {
-        found.push({ name: m[1] as string, line, column: i - lineStart, endColumn: i - lineStart + m[0].length });
-        i += m[0].length;
-      } else i++;
-    } else if (c === '\n') {
-      newlinesUpTo(i + 1);
-    } else i++;
-  }
-  return found;
+  return nixTokens(text)
+    .filter((t) => t.kind === 'spath')
+    .map((t) => ({ name: t.value as string, line: t.line, column: t.column, endColumn: t.endColumn }));
 }
 
 /** The `<…>` of a text under a position, if any. */

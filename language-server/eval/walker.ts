@@ -4,7 +4,8 @@
 // The document's text is embedded verbatim between the two halves below, starting on line 2, so
 // what is evaluated is what the editor shows (saved or not). When the editor's text is what is
 // saved, the document is imported from its file instead (`--argstr docFile`): Nix 2.16 and newer
-// report attribute positions (unsafeGetAttrPos) only for files, not for stdin or -E text. Nothing
+// report attribute positions (unsafeGetAttrPos) only for files, not for stdin or -E text (for an
+// unsaved document the evaluator places them by reading its text: attrPositions.ts). Nothing
 // else is ever spliced into Nix code: attribute names, file names and settings reach Nix only as
 // data (`--arg depth N` is a number we format; the working folder is a process option; the user's
 // function arguments are `--arg`s, Nix expressions that Nix parses as it does for nix-build).

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StdioLspClient, type Diagnostic } from './lspClient';
+import { NIX_BIN, nixCommand } from './nixUnderTest';
 
 const ERROR = 1;
 const DEPENDENCY = 'dependency-no-builder';
@@ -70,7 +71,7 @@ before(async () => {
   await writeFile(path.join(dir, 'machines'), 'ssh://b1 x86_64-linux - 1 1 big-parallel\n');
   await nixConf(dir);
   // `prebuilt` is valid here: built once by a Nix that has its features.
-  execFileSync('nix-build', ['--no-out-link', '--option', 'system-features', `kvm ${feature} prebuilt`, '-E', PREBUILT], {
+  execFileSync(nixCommand('nix-build'), ['--no-out-link', '--option', 'system-features', `kvm ${feature} prebuilt`, '-E', PREBUILT], {
     env: { ...process.env, NIX_CONF_DIR: dir },
     stdio: 'pipe',
   });
@@ -83,7 +84,11 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test("a dependency that nothing can build is an error on its dependent's attribute, published after the evaluation's diagnostics", async () => {
+// The server reads the dry run's .drv files from this machine's /nix/store (derivationFile.ts), as
+// for any local Nix; the 2.26 wrappers' store is another folder here, so those tests cannot pass there.
+const storeElsewhere = NIX_BIN ? "the Nix under test keeps its store outside this machine's /nix/store, where the server reads .drv files" : undefined;
+
+test("a dependency that nothing can build is an error on its dependent's attribute, published after the evaluation's diagnostics", { skip: storeElsewhere }, async () => {
   const uri = await openFile(client, dir, 'deps.nix', DOCUMENT);
   const ds = await client.diagnostics(uri, (x) => x.some((d) => d.code === DEPENDENCY));
   const found = ds.filter((d) => d.code === DEPENDENCY) as Published['diagnostics'];
@@ -114,7 +119,7 @@ test("a dependency that nothing can build is an error on its dependent's attribu
   ]);
 });
 
-test('the answer is remembered by derivation: another document with the same derivations has it in its first publish', async () => {
+test('the answer is remembered by derivation: another document with the same derivations has it in its first publish', { skip: storeElsewhere }, async () => {
   const file = path.join(dir, 'src', 'same.nix');
   await writeFile(file, DOCUMENT);
   const uri = pathToFileURL(file).href;

@@ -3,12 +3,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StdioLspClient, type Diagnostic } from './lspClient';
+import { evaluationsIn, hostStorePath } from './nixUnderTest';
 
 const ERROR = 1;
 const INFORMATION = 3;
@@ -47,20 +48,6 @@ after(async () => {
   await client.shutdown();
   await rm(dir, { recursive: true, force: true });
 });
-
-/** The nix-instantiate processes working in `folder` (the document is on their stdin, not in their arguments). */
-function evaluationsIn(folder: string): number[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'nix-instantiate' && readlinkSync(`/proc/${p}/cwd`) === folder;
-      } catch {
-        return false; // gone meanwhile, or a zombie
-      }
-    })
-    .map(Number);
-}
 
 const only = (ds: Diagnostic[], code: string) => {
   const found = ds.filter((d) => d.code === code);
@@ -152,7 +139,7 @@ test('file and attribute names with spaces, quotes, $ and newlines cannot inject
   assert.deepEqual(listing.derivations.map((x) => x.attrPath), [[attr]]);
   // Instantiated, not only evaluated: the .drv exists, so the derivation can be built.
   const drvPath = (listing.derivations[0] as { drvPath?: string } | undefined)?.drvPath ?? '';
-  assert.ok(existsSync(drvPath), `${drvPath} exists`);
+  assert.ok(existsSync(hostStorePath(drvPath)), `${drvPath} exists`);
 });
 
 test('diagnostics follow the machines file: adding an aarch64-linux builder clears the error', async () => {

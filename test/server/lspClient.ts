@@ -2,6 +2,7 @@
 // without vscode-languageclient, to prove the server works for any LSP client.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as path from 'node:path';
+import { NIX_BIN } from './nixUnderTest';
 
 export const SERVER_JS = path.resolve(__dirname, '../../dist/server.js');
 
@@ -134,7 +135,7 @@ export class StdioLspClient {
       processId: process.pid,
       rootUri: rootPath ? `file://${rootPath}` : null,
       capabilities,
-      initializationOptions,
+      initializationOptions: withNixUnderTest(initializationOptions),
     });
     this.notify('initialized', {});
     return result;
@@ -147,4 +148,11 @@ export class StdioLspClient {
     this.notify('exit');
     return exited;
   }
+}
+
+/** The settings with nixBinDir = the Nix under test (nixUnderTest.ts), unless the test chose one. */
+function withNixUnderTest(options: unknown): unknown {
+  const o = (options ?? {}) as { settings?: { nixBinDir?: unknown } };
+  if (NIX_BIN === undefined || o.settings?.nixBinDir !== undefined) return options;
+  return { ...o, settings: { ...o.settings, nixBinDir: NIX_BIN } };
 }

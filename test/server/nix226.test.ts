@@ -145,10 +145,9 @@ test('parse and evaluation errors on 2.26, at their exact position with Nix\'s m
   assert.match(r.message, /infinite recursion encountered/);
 });
 
-// Known defect, in the evaluator (language-server/eval/, not this file's part): an unsaved document
-// is evaluated from stdin, and from Nix 2.16 `unsafeGetAttrPos` gives no position for such text.
-// With 2.26 its diagnostic then sits at 0:0 and it has no code lens (2.8: on `arm`, with lenses).
-test('an unsaved document on 2.26: the diagnostic on its attribute and the lenses there', { skip, todo: skip === undefined ? 'unsaved documents get no positions from Nix 2.16+ (evaluated from stdin)' : undefined }, async () => {
+// An unsaved document is evaluated from stdin, and from Nix 2.16 `unsafeGetAttrPos` gives no
+// position for such text: the server places its attributes by reading the text (attrPositions.ts).
+test('an unsaved document on 2.26: the diagnostic on its attribute and the lenses there', { skip }, async () => {
   const file = path.join(dir, 'src', 'unsaved.nix');
   await writeFile(file, '# the editor has changes not saved yet\n');
   const uri = pathToFileURL(file).href;

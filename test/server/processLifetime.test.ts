@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { fork } from 'node:child_process';
 import { SERVER_JS, StdioLspClient } from './lspClient';
+import { NIX_BIN } from './nixUnderTest';
 
 interface ProcInfo {
   pid: number;
@@ -167,7 +168,7 @@ test('--node-ipc: the editor disconnecting mid-evaluation ends the server and it
   const child = fork(SERVER_JS, ['--node-ipc'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
   try {
     const initialized = new Promise<void>((resolve) => child.on('message', (m: { id?: number }) => m.id === 1 && resolve()));
-    child.send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { processId: process.pid, rootUri: null, capabilities: {}, initializationOptions: { settings: { evaluation: { depth: 3, timeoutSeconds: 3600, allowImportFromDerivation: false } } } } });
+    child.send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { processId: process.pid, rootUri: null, capabilities: {}, initializationOptions: { settings: { ...(NIX_BIN ? { nixBinDir: NIX_BIN } : {}), evaluation: { depth: 3, timeoutSeconds: 3600, allowImportFromDerivation: false } } } } });
     await initialized;
     child.send({ jsonrpc: '2.0', method: 'initialized', params: {} });
     child.send({ jsonrpc: '2.0', method: 'textDocument/didOpen', params: { textDocument: { uri: `file://${file}`, languageId: 'nix', version: 1, text } } });

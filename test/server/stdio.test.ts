@@ -7,10 +7,11 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { StdioLspClient } from './lspClient';
+import { nixCommand } from './nixUnderTest';
 
 let realNixVersion = '';
 before(() => {
-  realNixVersion = /(\d+\.\d+(?:\.\d+)?)/.exec(execFileSync('nix', ['--version'], { encoding: 'utf8' }))?.[1] ?? '';
+  realNixVersion = /(\d+\.\d+(?:\.\d+)?)/.exec(execFileSync(nixCommand('nix'), ['--version'], { encoding: 'utf8' }))?.[1] ?? '';
 });
 
 test('initialize over stdio answers with the server name and reports the real Nix version', async () => {

@@ -11,6 +11,7 @@ import { tmpdir, userInfo } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StdioLspClient } from './lspClient';
+import { nixCommand } from './nixUnderTest';
 
 let dir: string;
 let daemon: ChildProcess;
@@ -32,7 +33,7 @@ before(async () => {
     ['build-users-group =', 'substituters =', 'extra-platforms =', 'system-features = big-parallel', 'trusted-users = nobody', `builders = @${path.join(dir, 'machines')}`, ''].join('\n'),
   );
   socket = path.join(dir, 'socket');
-  daemon = spawn('nix-daemon', [], { env: { ...process.env, NIX_CONF_DIR: dir, NIX_DAEMON_SOCKET_PATH: socket }, stdio: 'ignore' });
+  daemon = spawn(nixCommand('nix-daemon'), [], { env: { ...process.env, NIX_CONF_DIR: dir, NIX_DAEMON_SOCKET_PATH: socket }, stdio: 'ignore' });
   for (let i = 0; !existsSync(socket); i++) {
     assert.ok(i < 400 && daemon.exitCode === null, 'nix-daemon listens');
     await new Promise((r) => setTimeout(r, 25));
