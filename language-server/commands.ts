@@ -20,12 +20,15 @@ import {
   type ProgressToken,
 } from 'vscode-languageserver/node';
 import { randomUUID } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import * as path from 'node:path';
 import { userOf } from './builders/collect';
 import { storeHost } from './nix/storeUri';
 import { parseMachines, type Machine } from './nix/machines';
 import type { Nix } from './nix/nix';
 import { describeResult } from './nix/runner';
 import { isDrvPath } from './nix/storePath';
+import { flakeFixArgs, flakeFixText } from './eval/flake';
 import {
   ServerCommands,
   isBuildUpdate,
@@ -38,6 +41,8 @@ import {
   type BuildProgress,
   type BuildersListing,
   type EditResult,
+  type FixFlakeArgs,
+  type FixFlakeResult,
   type MachinesEdit,
   type SchedulePreviewParams,
   type SchedulePreviewResult,
@@ -84,6 +89,20 @@ function expressionArgs(args: unknown[] | undefined, command: string): BuildExpr
   }
   for (const k of ['builders', 'directory'] as const) if (a[k] !== undefined && typeof a[k] !== 'string') throw invalid(`${command}: "${k}" must be a string.`);
   return a as BuildExpressionArgs;
+}
+
+/** `nix flake lock` may fetch inputs: minutes on a slow network, never forever. */
+const FLAKE_FIX_TIMEOUT_MS = 15 * 60_000;
+
+/** `[{ dir, action, input? }]`, checked: a folder holding flake.nix, one of the three fixes. */
+function fixFlakeArgs(arg: unknown): FixFlakeArgs {
+  const a = arg as Partial<FixFlakeArgs> | undefined;
+  const usage = `${ServerCommands.fixFlake} takes [{ dir, action: "lock" | "archive" | "update-input", input? }]`;
+  if (!a || typeof a !== 'object' || typeof a.dir !== 'string' || !path.isAbsolute(a.dir)) throw invalid(`${usage}: "dir" must be the flake's absolute folder.`);
+  if (a.action !== 'lock' && a.action !== 'archive' && a.action !== 'update-input') throw invalid(`${usage}: unknown action ${JSON.stringify(a.action)}.`);
+  // An input name as flake.nix writes it: never an option or anything else for Nix's command line.
+  if (a.action === 'update-input' && (typeof a.input !== 'string' || !/^[A-Za-z_][A-Za-z0-9_'-]*(\/[A-Za-z_][A-Za-z0-9_'-]*)*$/.test(a.input))) throw invalid(`${usage}: "input" must be an input's name.`);
+  return { dir: a.dir, action: a.action, ...(a.action === 'update-input' ? { input: a.input as string } : {}) };
 }
 
 /** The builders of a `--builders` text, each a BuilderInfo; refused with the entry's problem. */
@@ -224,8 +243,36 @@ export class ServerCommandHandler {
         return this.whichBuilder(args, signal);
       case ServerCommands.addBuilder:
         return this.addBuilder((args?.[0] ?? {}) as AddBuilderArgs);
+      case ServerCommands.fixFlake:
+        return this.fixFlake(args?.[0], { signal, abort, workDoneToken });
       default:
         throw invalid(`Unknown command '${c}': this server runs ${this.commands.join(', ')}.`);
+    }
+  }
+
+  /** A flake input's fix: asks, then runs the command the server makes for it in the flake's folder. */
+  private async fixFlake(arg: unknown, o: { signal: AbortSignal; abort: () => void; workDoneToken: ProgressToken | undefined }): Promise<FixFlakeResult> {
+    const fix = fixFlakeArgs(arg);
+    this.server.checkTrusted();
+    if (!(await stat(path.join(fix.dir, 'flake.nix')).then((st) => st.isFile(), () => false))) throw invalid(`${ServerCommands.fixFlake}: ${fix.dir} holds no flake.nix.`);
+    const command = flakeFixText(fix);
+    const writes = fix.action === 'archive' ? 'It downloads every locked input into the Nix store.' : 'It may download inputs, and it writes flake.lock.';
+    const run = 'Run';
+    const answer = await this.connection.window.showInformationMessage(`Run ${command} in ${fix.dir}? ${writes}`, { title: run }, { title: 'Cancel' });
+    if (answer?.title !== run) return { status: 'not-started', command, message: 'The user did not run it.' };
+    const progress = await this.progress(`Running ${command}`, o.workDoneToken, o.abort);
+    let status: FixFlakeResult['status'] = 'failed';
+    try {
+      const nix = this.server.nix;
+      const result = await nix.run(nix.bin('nix'), flakeFixArgs(fix), { cwd: fix.dir, timeoutMs: FLAKE_FIX_TIMEOUT_MS, signal: o.signal });
+      if (result.kind === 'ok') {
+        status = 'ok';
+        return { status, command };
+      }
+      const tail = result.stderr.trim().split('\n').slice(-8).join('\n');
+      return { status, command, message: `${describeResult(result)}${tail ? `: ${tail}` : ''}` };
+    } finally {
+      progress.end(status);
     }
   }
 

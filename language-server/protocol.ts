@@ -612,7 +612,30 @@ export const ServerCommands = {
   whichBuilder: 'nixBuilders.server.whichBuilder',
   /** `[AddBuilderArgs]`: add a machines entry to a machines file: EditResult; without an entry, says how (window/showMessage). */
   addBuilder: 'nixBuilders.server.addBuilder',
+  /**
+   * `[FixFlakeArgs]`: run `nix flake lock` / `nix flake archive` / `nix flake lock --update-input X`
+   * in a flake's folder (the quick fix of a flake input's problem), after asking the user
+   * (window/showMessageRequest): FixFlakeResult.
+   */
+  fixFlake: 'nixBuilders.server.fixFlake',
 } as const;
+
+/** A flake input's fix: the server makes the command line (the client never sends one). */
+export interface FixFlakeArgs {
+  /** The flake's folder (holding flake.nix). */
+  dir: string;
+  action: 'lock' | 'archive' | 'update-input';
+  /** For `update-input`. */
+  input?: string;
+}
+
+export interface FixFlakeResult {
+  status: 'ok' | 'failed' | 'not-started';
+  /** The command as run: `nix flake lock`. */
+  command: string;
+  /** What went wrong (Nix's last lines), or that the user declined. */
+  message?: string;
+}
 
 export type ServerCommandId = (typeof ServerCommands)[keyof typeof ServerCommands];
 

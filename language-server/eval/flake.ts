@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { CodeActionKind, type CodeAction, type Diagnostic } from 'vscode-languageserver/node';
+import { ServerCommands, type FixFlakeArgs } from '../protocol';
 import { documentRange, type DerivationDiagnostic } from './diagnose';
 import type { WalkerPosition } from './walker';
 
@@ -213,15 +214,24 @@ export interface FlakeInputProblem {
 
 export type FlakeDiagnosticCode = 'flake-input-not-locked' | 'flake-input-not-fetched' | 'flake-input-changed' | 'flake-untracked';
 
-const RUN_FLAKE_COMMAND = 'nixBuilders.runFlakeCommand';
+/** What fixes a flake input's problem; the server makes the command line from it (ServerCommands.fixFlake). */
+export type FlakeFix = FixFlakeArgs;
 
-/** The command that fixes a problem: run in the flake's folder, after the user agreed. */
-export interface FlakeFix {
-  cwd: string;
-  argv: string[];
+const FLAKE_SUBCOMMANDS: Record<FixFlakeArgs['action'], (input?: string) => string[]> = {
+  lock: () => ['flake', 'lock'],
+  archive: () => ['flake', 'archive'],
+  'update-input': (input) => ['flake', 'lock', '--update-input', input ?? ''],
+};
+
+/** The `nix` arguments of a fix (after the binary): never taken from the client, made here. */
+export function flakeFixArgs(fix: FixFlakeArgs): string[] {
+  return ['--extra-experimental-features', 'nix-command flakes', ...FLAKE_SUBCOMMANDS[fix.action](fix.input)];
 }
 
-const NIX_FLAKES = ['nix', '--extra-experimental-features', 'nix-command flakes'];
+/** How a fix reads for the user: `nix flake lock --update-input a`. */
+export function flakeFixText(fix: FixFlakeArgs): string {
+  return ['nix', ...FLAKE_SUBCOMMANDS[fix.action](fix.input)].join(' ');
+}
 
 export interface FlakeFacts {
   /** The flake's folder. */
@@ -298,7 +308,7 @@ export function flakeDiagnostics(
           ...range,
           attrPath: [p.input],
           message: `Input ${p.input} is not in flake.lock: Nix would lock it first (fetching it and writing flake.lock), which Nix Builders does not do on its own; the outputs are not checked.${lockUntracked}\nFix: run nix flake lock in ${facts.dir}.`,
-          data: { fix: { cwd: facts.dir, argv: [...NIX_FLAKES, 'flake', 'lock'] } },
+          data: { fix: { dir: facts.dir, action: 'lock' } },
         };
       case 'not-fetched':
         return {
@@ -307,7 +317,7 @@ export function flakeDiagnostics(
           ...range,
           attrPath: [p.input],
           message: `Input ${p.input} is locked but not in the Nix store${via}: Nix Builders evaluates offline and does not download it; the outputs are not checked.\nFix: run nix flake archive in ${facts.dir} (it fetches every locked input into the store).`,
-          data: { fix: { cwd: facts.dir, argv: [...NIX_FLAKES, 'flake', 'archive'] } },
+          data: { fix: { dir: facts.dir, action: 'archive' } },
         };
       case 'changed':
         return {
@@ -316,7 +326,7 @@ export function flakeDiagnostics(
           ...range,
           attrPath: [p.input],
           message: `Input ${p.input}${via} changed since flake.lock pinned it: Nix (nix build too) still uses the pinned copy, and so do these diagnostics.\nFix: run nix flake lock --update-input ${p.input} in ${facts.dir}.`,
-          data: { fix: { cwd: facts.dir, argv: [...NIX_FLAKES, 'flake', 'lock', '--update-input', p.input] } },
+          data: { fix: { dir: facts.dir, action: 'update-input', input: p.input } },
         };
     }
   })];
@@ -325,14 +335,14 @@ export function flakeDiagnostics(
 const FLAKE_FIXES = new Set<string>(['flake-input-not-locked', 'flake-input-not-fetched', 'flake-input-changed']);
 
 /**
- * Quick fixes that run the command a flake diagnostic names. The command writes flake.lock or
- * downloads: the client runs it only when the user chooses it (VS Code: in a terminal, where it is seen).
+ * Quick fixes that run the command a flake diagnostic names, as the server command
+ * ServerCommands.fixFlake: it writes flake.lock or downloads, so the server asks the user first.
  */
 export function flakeCodeActions(diagnostics: readonly Diagnostic[]): CodeAction[] {
   return diagnostics.flatMap((d) => {
     const fix = (d.data as { fix?: FlakeFix } | undefined)?.fix;
     if (!FLAKE_FIXES.has(String(d.code)) || !fix) return [];
-    const shown = fix.argv.filter((_arg, i) => i === 0 || i > 2).join(' ');
-    return [{ title: `Run ${shown}`, kind: CodeActionKind.QuickFix, diagnostics: [d], isPreferred: true, command: { title: `Run ${shown}`, command: RUN_FLAKE_COMMAND, arguments: [fix] } }];
+    const shown = flakeFixText(fix);
+    return [{ title: `Run ${shown}`, kind: CodeActionKind.QuickFix, diagnostics: [d], isPreferred: true, command: { title: `Run ${shown}`, command: ServerCommands.fixFlake, arguments: [fix] } }];
   });
 }

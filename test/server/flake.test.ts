@@ -174,9 +174,30 @@ test('an input that is not in flake.lock: not fetched, a diagnostic on its line 
   });
   assert.deepEqual(
     actions.map((a) => [a.title, a.command.command, a.command.arguments]),
-    [['Run nix flake lock', 'nixBuilders.runFlakeCommand', [{ cwd: folder, argv: ['nix', '--extra-experimental-features', 'nix-command flakes', 'flake', 'lock'] }]]],
+    [['Run nix flake lock', 'nixBuilders.server.fixFlake', [{ dir: folder, action: 'lock' }]]],
   );
   assert.equal(await readFile(path.join(folder, 'flake.lock'), 'utf8'), lock, 'flake.lock is never written');
+  // The code action's command, as any editor runs it: the server asks first; declined, nothing is written.
+  const asked: string[] = [];
+  const answering = (title: string) => (p: unknown) => {
+    asked.push((p as { message: string }).message);
+    return { title };
+  };
+  client.answers.set('window/showMessageRequest', answering('Cancel'));
+  const command = actions[0]!.command;
+  const declined = await client.request<{ status: string; command: string }>('workspace/executeCommand', { command: command.command, arguments: command.arguments });
+  assert.deepEqual([declined.status, declined.command], ['not-started', 'nix flake lock']);
+  assert.match(asked[0] ?? '', /^Run nix flake lock in .*\? It may download inputs, and it writes flake\.lock\.$/);
+  assert.equal(await readFile(path.join(folder, 'flake.lock'), 'utf8'), lock);
+  // Agreed: Nix locks the new input, and the diagnostics follow the new flake.lock.
+  client.answers.set('window/showMessageRequest', answering('Run'));
+  const ran = await client.request<{ status: string; message?: string }>('workspace/executeCommand', { command: command.command, arguments: command.arguments });
+  assert.equal(ran.status, 'ok', ran.message);
+  assert.match(await readFile(path.join(folder, 'flake.lock'), 'utf8'), /"extra"/);
+  await client.waitForNotification((m) => m.method === 'textDocument/publishDiagnostics' && (m.params as { uri: string }).uri === uri && !JSON.stringify(m.params).includes('flake-input-not-locked'), 60_000);
+  client.answers.delete('window/showMessageRequest');
+  // A command line the client makes up is refused: the server makes it from the action.
+  await assert.rejects(client.request('workspace/executeCommand', { command: command.command, arguments: [{ dir: folder, action: 'update-input', input: '--option' }] }), /"input" must be an input's name/);
 });
 
 test('a locked input that is not in the store is not downloaded: the diagnostic says nix flake archive', async () => {

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Diagnostic } from 'vscode-languageserver/node';
-import { flakeCodeActions, flakeDiagnostics, flakeSource, lockedInputs, parseLockFile, placeOnTrail, sourceStorePath, type LockFile } from '../../language-server/eval/flake';
+import { flakeCodeActions, flakeDiagnostics, flakeFixArgs, flakeSource, lockedInputs, parseLockFile, placeOnTrail, sourceStorePath, type LockFile } from '../../language-server/eval/flake';
 import type { WalkerPosition } from '../../language-server/eval/walker';
 
 const recorded = JSON.parse(readFileSync(path.join(__dirname, '..', 'fixtures', 'nix-2.8.0', 'flake-path-input.json'), 'utf8')) as {
@@ -95,10 +95,12 @@ test('input problems: on the input, with the command that fixes it as a quick fi
   assert.match(ds[1]?.message ?? '', /^Input b is locked but not in the Nix store \(through its input b_dep\)/);
   const lsp: Diagnostic[] = ds.map((d) => ({ range: { start: { line: d.line, character: d.column }, end: { line: d.line, character: d.endColumn } }, message: d.message, code: d.code, source: 'Nix Builders', data: { attrPath: d.attrPath, ...d.data } }));
   assert.deepEqual(flakeCodeActions(lsp).map((a) => [a.title, a.command?.command, a.command?.arguments]), [
-    ['Run nix flake lock --update-input a', 'nixBuilders.runFlakeCommand', [{ cwd: '/src/f', argv: ['nix', '--extra-experimental-features', 'nix-command flakes', 'flake', 'lock', '--update-input', 'a'] }]],
-    ['Run nix flake archive', 'nixBuilders.runFlakeCommand', [{ cwd: '/src/f', argv: ['nix', '--extra-experimental-features', 'nix-command flakes', 'flake', 'archive'] }]],
-    ['Run nix flake lock', 'nixBuilders.runFlakeCommand', [{ cwd: '/src/f', argv: ['nix', '--extra-experimental-features', 'nix-command flakes', 'flake', 'lock'] }]],
+    ['Run nix flake lock --update-input a', 'nixBuilders.server.fixFlake', [{ dir: '/src/f', action: 'update-input', input: 'a' }]],
+    ['Run nix flake archive', 'nixBuilders.server.fixFlake', [{ dir: '/src/f', action: 'archive' }]],
+    ['Run nix flake lock', 'nixBuilders.server.fixFlake', [{ dir: '/src/f', action: 'lock' }]],
   ]);
+  // The command line is the server's own, never the client's.
+  assert.deepEqual(flakeFixArgs({ dir: '/src/f', action: 'update-input', input: 'a' }), ['--extra-experimental-features', 'nix-command flakes', 'flake', 'lock', '--update-input', 'a']);
   // Another diagnostic (not a flake's) gets none.
   assert.deepEqual(flakeCodeActions([{ ...(lsp[0] as Diagnostic), code: 'no-builder-system' }]), []);
 });
