@@ -197,6 +197,14 @@ export interface PlacedPlan {
   facts: ReadonlyMap<string, DerivationFacts>;
 }
 
+/** A store file's text through Nix (`nix store cat`), for a store this process cannot read directly. */
+async function storeFileText(nix: Nix, storePath: string, signal?: AbortSignal): Promise<string | undefined> {
+  const caps = await nix.detect();
+  if (!caps.ok) return undefined;
+  const result = await nix.run(nix.bin('nix'), [...caps.value.nixCommandPrefix, ...caps.value.storeCat, storePath], { timeoutMs: 20_000, ...(signal ? { signal } : {}) });
+  return result.kind === 'ok' ? result.stdout : undefined;
+}
+
 /**
  * What building these derivations would really build — their closure less what is valid here or
  * offered by a substituter, as the dry run says — and where each would build (`place`). The plan
@@ -205,7 +213,7 @@ export interface PlacedPlan {
 export async function placeBuilds(nix: Nix, drvPaths: readonly string[], opts: PlanOptions & { place: (d: DerivationFacts) => Placement }): Promise<PlacedPlan> {
   const { place, ...planOptions } = opts;
   const plan = await planBuild(nix, drvPaths, planOptions);
-  const facts = await readDerivations(plan.toBuild);
+  const facts = await readDerivations(plan.toBuild, { readThroughNix: (drvPath) => storeFileText(nix, drvPath, planOptions.signal) });
   const targets = new Set(drvPaths);
   const builds = plan.toBuild.map((drvPath): PlannedDerivation => {
     const f = facts.get(drvPath);

@@ -126,12 +126,30 @@ export async function readDerivation(drvPath: string): Promise<DerivationFacts |
   return text === undefined ? undefined : parseDerivation(drvPath, text);
 }
 
-/** Read many, a few at a time. */
-export async function readDerivations(drvPaths: readonly string[], concurrency = 64): Promise<Map<string, DerivationFacts>> {
+/**
+ * Read many, a few at a time. `readThroughNix`: for the files that cannot be read here (a store
+ * that is not this machine's /nix/store: another root, a chroot store, a Nix in a container), the
+ * .drv's text as Nix gives it.
+ */
+export async function readDerivations(
+  drvPaths: readonly string[],
+  opts: { concurrency?: number; readThroughNix?: (drvPath: string) => Promise<string | undefined> } = {},
+): Promise<Map<string, DerivationFacts>> {
   const out = new Map<string, DerivationFacts>();
-  await forEachLimited(drvPaths, concurrency, async (p) => {
+  const unread: string[] = [];
+  await forEachLimited(drvPaths, opts.concurrency ?? 64, async (p) => {
     const facts = await readDerivation(p);
     if (facts) out.set(p, facts);
+    else if (isDrvPath(p)) unread.push(p);
   });
+  const read = opts.readThroughNix;
+  if (read) {
+    // One process each: a few at a time.
+    await forEachLimited(unread, 4, async (p) => {
+      const text = await read(p);
+      const facts = text === undefined ? undefined : parseDerivation(p, text);
+      if (facts) out.set(p, facts);
+    });
+  }
   return out;
 }

@@ -58,6 +58,8 @@ export interface NixCapabilities {
   repeatSetting: boolean;
   /** `nix path-info --json` is a map from 2.19 (a list before). */
   pathInfoJsonIsMap: boolean;
+  /** `nix store cat` (2.4+) or `nix cat-store` (2.3): a store file's contents through Nix. */
+  storeCat: readonly string[];
 }
 
 export function capabilitiesFor(version: NixVersion): NixCapabilities {
@@ -78,5 +80,6 @@ export function capabilitiesFor(version: NixVersion): NixCapabilities {
     signPaths: gated ? ['store', 'sign'] : ['sign-paths'],
     repeatSetting: !atLeast(version, 2, 13),
     pathInfoJsonIsMap: atLeast(version, 2, 19),
+    storeCat: gated ? ['store', 'cat'] : ['cat-store'],
   };
 }

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StdioLspClient, type Message } from './lspClient';
+import { hostStorePath } from './nixUnderTest';
 import { isRunning } from '../lab/processes';
 import { ServerCommands, type BuildCommandResult, type BuildPlanInfo } from '../../language-server/protocol';
 
@@ -91,8 +92,8 @@ test('the Build lens runs a server command: it builds, reports $/progress on a t
   assert.deepEqual(result.targets.map((t) => t.attrPath), [['hello']]);
   assert.deepEqual(result.derivations.map((d) => [d.name, d.state, d.machine]), [[name, 'built', '']]);
   assert.equal(result.outputs.length, 1);
-  assert.ok(existsSync(result.outputs[0]!), `${result.outputs[0]} is in the store`);
-  assert.equal((await readFile(result.outputs[0]!, 'utf8')).trim(), 'hi');
+  assert.ok(existsSync(hostStorePath(result.outputs[0]!)), `${result.outputs[0]} is in the store of the Nix under test`);
+  assert.equal((await readFile(hostStorePath(result.outputs[0]!), 'utf8')).trim(), 'hi');
   assert.deepEqual(result.problems, []);
   // No workDoneToken given: the server asked for one, then began, reported and ended it.
   const created = client.serverRequests.slice(before).find((m) => m.method === 'window/workDoneProgress/create');
@@ -207,7 +208,7 @@ test('Build Expression: any expression, given to Nix on stdin with relative path
   const result = await client.request<BuildCommandResult>('workspace/executeCommand', { command: ServerCommands.buildExpression, arguments: [{ expression, directory: dir }], workDoneToken: token });
   assert.equal(result.status, 'built', JSON.stringify(result));
   assert.deepEqual(result.derivations.map((d) => [d.name, d.state, d.machine]), [[name, 'built', '']]);
-  assert.equal((await readFile(result.outputs[0]!, 'utf8')).trim(), 'from pkgs.nix');
+  assert.equal((await readFile(hostStorePath(result.outputs[0]!), 'utf8')).trim(), 'from pkgs.nix');
   const values = progressOf(token);
   assert.deepEqual([values[0]?.kind, values[0]?.title, values[values.length - 1]?.kind], ['begin', 'Building the expression', 'end']);
   assert.ok(values.some((v) => v.message === 'evaluating the expression'));

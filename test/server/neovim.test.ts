@@ -12,6 +12,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { SERVER_JS } from './lspClient';
+import { hostStorePath, NIX_BIN } from './nixUnderTest';
 import type { BuildCommandResult } from '../../language-server/protocol';
 
 const INIT = path.join(__dirname, 'neovim', 'init.lua');
@@ -42,7 +43,7 @@ test('a Build code lens run from Neovim builds the derivation: its output is in 
     await writeFile(file, `{\n  hello = derivation {\n    name = "${name}"; system = builtins.currentSystem; builder = "/bin/sh";\n    args = [ "-c" "echo built by neovim > $out" ];\n  };\n}\n`);
     const resultFile = path.join(dir, 'result.json');
     const snippet = path.join(dir, 'snippet.lua');
-    await writeFile(snippet, await readmeSnippet({ env: { NIX_CONF_DIR: dir } }));
+    await writeFile(snippet, await readmeSnippet({ env: { NIX_CONF_DIR: dir }, ...(NIX_BIN ? { nixBinDir: NIX_BIN } : {}) }));
     const child = spawn('nvim', ['--headless', '-n', '-i', 'NONE', '-u', INIT], {
       cwd: dir,
       env: {
@@ -67,8 +68,8 @@ test('a Build code lens run from Neovim builds the derivation: its output is in 
     assert.equal(result?.status, 'built', JSON.stringify(result));
     assert.deepEqual(result.derivations.map((d) => [d.name, d.state, d.machine]), [[name, 'built', '']]);
     const out = result.outputs[0] ?? '';
-    assert.ok(existsSync(out), `${out} is in the store`);
-    assert.equal((await readFile(out, 'utf8')).trim(), 'built by neovim');
+    assert.ok(existsSync(hostStorePath(out)), `${out} is in the store of the Nix under test`);
+    assert.equal((await readFile(hostStorePath(out), 'utf8')).trim(), 'built by neovim');
     // Neovim got the server's work-done progress (it created the token the server asked for).
     assert.deepEqual([progress[0]?.kind, progress[0]?.title, progress[progress.length - 1]?.kind], ['begin', 'Building hello', 'end']);
   } finally {

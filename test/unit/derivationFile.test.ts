@@ -68,3 +68,18 @@ test('reading files: missing, not a .drv path, or not a derivation gives undefin
   assert.deepEqual([...many.keys()].sort(), [...good].sort());
   assert.equal(many.get(good[0] as string)?.system, 'aarch64-linux');
 });
+
+test('a .drv this process cannot read (a store elsewhere) is read through Nix when a reader is given; only those', async () => {
+  const good = path.join(FIXTURES, 'derivation-features.drv');
+  const text = readFileSync(good, 'utf8');
+  const asked: string[] = [];
+  const many = await readDerivations([good, '/nonexistent/store/abc-elsewhere.drv', 'relative.drv'], {
+    readThroughNix: (p) => {
+      asked.push(p);
+      return Promise.resolve(text);
+    },
+  });
+  assert.deepEqual(asked, ['/nonexistent/store/abc-elsewhere.drv']);
+  assert.equal(many.get('/nonexistent/store/abc-elsewhere.drv')?.system, 'aarch64-linux');
+  assert.equal(many.size, 2);
+});
