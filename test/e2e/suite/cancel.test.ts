@@ -2,29 +2,12 @@
 // asks which (newest first), with one it cancels that one; each build ends cancelled and none of
 // its processes is left.
 import * as assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
 import * as vscode from 'vscode';
 import type { BuildInfo } from '../../../language-server/protocol';
 import type { NixBuildersApi } from '../../../extension/api';
 import { eventually, EXTENSION_ID, workspaceTrusted } from './helpers';
+import { processesMentioning } from '../processes';
 
-/** Live processes whose command line contains `needle`, from /proc. */
-function processesMentioning(needle: string): string[] {
-  const found: string[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-      if (state === 'Z' || state === 'X') continue;
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ');
-      if (cmdline.includes(needle)) found.push(`${entry}: ${cmdline}`);
-    } catch {
-      // The process ended meanwhile.
-    }
-  }
-  return found;
-}
 
 /** Runs a command that shows a quick pick and accepts its first item, polling until the command is done. */
 async function runAndPickFirst(command: string): Promise<void> {
@@ -75,7 +58,7 @@ suite('Nix Builders: Cancel Build from the palette', () => {
     assert.ok(!(alsoCancelled instanceof Error), String(alsoCancelled));
     assert.equal(alsoCancelled.status, 'cancelled');
     assert.deepEqual(api.buildStatus(uri).map((s) => s.state), ['cancelled', 'cancelled']);
-    const left = await eventually('the builds\' processes to end', () => (processesMentioning(salt).length === 0 ? [] : undefined), 60_000).catch(() => processesMentioning(salt));
+    const left = await eventually('the builds\' processes to end', () => (processesMentioning(salt).length === 0 ? [] : undefined), 60_000).catch(() => processesMentioning(salt).map((x) => `${x.pid}: ${x.cmdline}`));
     assert.deepEqual(left, [], 'no process of the cancelled builds is left');
   });
 });

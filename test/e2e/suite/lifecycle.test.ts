@@ -5,34 +5,17 @@
 // And a start that fails (the server's module missing) leaves no dead client: a later request
 // starts a new one.
 import * as assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { NixBuildersApi, ServerState } from '../../../extension/api';
 import { eventually, EXTENSION_ID, workspaceTrusted } from './helpers';
+import { processesMentioning } from '../processes';
 
-/** Live processes whose command line contains `needle`, with their parent: from /proc. */
-function processes(needle: string): Array<{ pid: number; ppid: number; cmdline: string }> {
-  const found: Array<{ pid: number; ppid: number; cmdline: string }> = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (state === 'Z' || state === 'X') continue;
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ');
-      if (cmdline.includes(needle)) found.push({ pid: Number(entry), ppid: Number(ppid), cmdline });
-    } catch {
-      // The process ended meanwhile.
-    }
-  }
-  return found;
-}
 
 /** The language server: the child of this extension host that runs dist/server.js. */
 function serverPid(): number | undefined {
-  return processes('dist/server.js').find((p) => p.ppid === process.pid)?.pid;
+  return processesMentioning('dist/server.js').find((p) => p.ppid === process.pid)?.pid;
 }
 
 suite('Nix Builders: the language server crashes', () => {
@@ -57,7 +40,7 @@ suite('Nix Builders: the language server crashes', () => {
       (b) => ({ resolved: b }),
       (e: Error) => ({ rejected: e }),
     );
-    await eventually('the build to run', () => (processes(`/bin/sleep 600.${salt}`).length > 0 ? true : undefined), 120_000);
+    await eventually('the build to run', () => (processesMentioning(`/bin/sleep 600.${salt}`).length > 0 ? true : undefined), 120_000);
 
     // What the status bar said at each change of the server's state, from the kill on.
     const seen: Array<{ state: ServerState; statusText: string; statusTooltip: string }> = [];
@@ -94,7 +77,7 @@ suite('Nix Builders: the language server crashes', () => {
     // The build's nix-store and its builder, left running by the killed server, are ended by the
     // restarted one (from its registry of process groups).
     // (The restarted server's own evaluation of the open file may name it: not the build.)
-    const buildProcesses = () => processes(salt).filter((p) => !p.cmdline.includes('nix-instantiate'));
+    const buildProcesses = () => processesMentioning(salt).filter((p) => !p.cmdline.includes('nix-instantiate'));
     await eventually('the build of the killed server to end', () => (buildProcesses().length === 0 ? true : undefined), 60_000).catch((e: Error) => {
       throw new Error(`${e.message}; still running: ${buildProcesses().map((p) => p.cmdline).join('; ')}`);
     });

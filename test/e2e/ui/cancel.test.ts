@@ -3,12 +3,13 @@
 // it: the row and the line say cancelled, and no process of the build is left, neither the local
 // nix and ssh nor the build on b2 (the lab's builders run on this machine: /proc shows them all).
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { screenshot, type BrowserSession } from '../browser';
 import { openFromExplorerAndBuild } from './editor';
+import { processesMentioning } from '../processes';
 import { nixBuildersViewRows, openTrustedSession, uiEnv, waitForInline, withScreenshot } from './env';
 
 const env = uiEnv();
@@ -24,23 +25,6 @@ after(async () => {
   await session?.close();
 });
 
-/** Live processes (of every PID namespace: the builders' too) whose command line contains `needle`. */
-function processesMentioning(needle: string): string[] {
-  const found: string[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-      if (state === 'Z' || state === 'X') continue;
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ');
-      if (cmdline.includes(needle)) found.push(`${entry}: ${cmdline}`);
-    } catch {
-      // The process ended meanwhile.
-    }
-  }
-  return found;
-}
 
 /** Polls until `probe` returns true (then true), or `timeoutMs` passed (then false). */
 async function until(probe: () => boolean, timeoutMs: number): Promise<boolean> {
@@ -72,7 +56,7 @@ test('Cancel Build on a running build in the Builds view stops it: cancelled, an
     const building = await waitForInline(page, /^building on b2/, 120_000);
     console.log(`inline status: ${building}`);
     assert.ok(await until(() => processesMentioning(`/bin/sleep 600.${salt}`).length > 0, 60_000), 'the build runs /bin/sleep on b2');
-    console.log(`processes of the build:\n  ${processesMentioning(salt).join('\n  ')}`);
+    console.log(`processes of the build:\n  ${processesMentioning(salt).map((x) => `${x.pid}: ${x.cmdline}`).join('\n  ')}`);
 
     // The Builds view: the running build's row has an inline Cancel Build button.
     await page.locator('.part.activitybar').getByRole('tab', { name: /^Nix Builders/ }).click();
@@ -92,6 +76,6 @@ test('Cancel Build on a running build in the Builds view stops it: cancelled, an
     console.log(`inline status: ${shown}`);
     await screenshot(page, 'builds-view-cancelled.png');
     const gone = await until(() => processesMentioning(salt).length === 0, 60_000);
-    assert.ok(gone, `processes of the cancelled build are left:\n${processesMentioning(salt).join('\n')}`);
+    assert.ok(gone, `processes of the cancelled build are left:\n${processesMentioning(salt).map((x) => `${x.pid}: ${x.cmdline}`).join('\n')}`);
   });
 });
