@@ -22,6 +22,7 @@ export const COMMAND_IDS = [
   'nixBuilders.showOutput',
   'nixBuilders.openSettings',
   'nixBuilders.setEvaluationArguments',
+  'nixBuilders.runServerCommand',
 ] as const;
 
 export type CommandId = (typeof COMMAND_IDS)[number];

@@ -23,10 +23,22 @@ const SERVER_COMMAND_UI: Partial<Record<ServerCommandId, CommandId>> = {
   [ServerCommands.addBuilder]: 'nixBuilders.addBuilder',
 };
 
-/** A lens's or action's server command, as the extension's command of the same action. */
+const SERVER_COMMAND_IDS = new Set<string>(Object.values(ServerCommands));
+
+/**
+ * A lens's or action's server command, as the extension's command of the same action; one without
+ * a UI of its own (e.g. a flake input's fix) runs through nixBuilders.runServerCommand, which sends
+ * it back to the server (the server lists no commands for VS Code to register: see
+ * InitializationOptions.registersServerCommands).
+ */
 export function toUiCommand(c: vscode.Command | undefined): void {
-  const ui = c && SERVER_COMMAND_UI[c.command as ServerCommandId];
-  if (c && ui) c.command = ui;
+  if (!c || !SERVER_COMMAND_IDS.has(c.command)) return;
+  const ui = SERVER_COMMAND_UI[c.command as ServerCommandId];
+  if (ui) c.command = ui;
+  else {
+    c.arguments = [c.command, ...(c.arguments ?? [])];
+    c.command = 'nixBuilders.runServerCommand';
+  }
 }
 
 /** Build attributes of a document (the code lens's arguments, or the derivation under the cursor). */
@@ -262,6 +274,11 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
   'nixBuilders.restartServer': (ctx) => ctx.restart(),
   'nixBuilders.showOutput': (ctx) => ctx.log.show(true),
   'nixBuilders.openSettings': () => vscode.commands.executeCommand('workbench.action.openSettings', '@ext:nix-builders.nix-builders'),
+  'nixBuilders.runServerCommand': async (ctx, command, ...args) => {
+    if (typeof command !== 'string' || !SERVER_COMMAND_IDS.has(command)) return;
+    const result = await ctx.serverCommand<{ status?: string; message?: string } | null>(command as ServerCommandId, args);
+    if (result && typeof result === 'object' && result.status === 'failed') void vscode.window.showErrorMessage(`Nix Builders: ${result.message ?? `${command} failed`}`);
+  },
   'nixBuilders.setEvaluationArguments': async (_ctx, uri, templates) => {
     if (typeof uri !== 'string' || !templates || typeof templates !== 'object') return;
     if (await setEvaluationArguments(vscode.Uri.parse(uri), templates as Record<string, string>)) void vscode.window.showInformationMessage(`Nix Builders: set ${Object.keys(templates).join(', ')} in "nixBuilders.evaluation.arguments".`);

@@ -121,6 +121,7 @@ export class Ctx implements vscode.Disposable {
       settings,
       workspaceTrusted: vscode.workspace.isTrusted,
       clientCommands: [SET_EVALUATION_ARGUMENTS],
+      registersServerCommands: true,
     };
     const clientOptions: LanguageClientOptions = {
       documentSelector: [

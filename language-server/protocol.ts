@@ -53,6 +53,13 @@ export interface InitializationOptions {
   workspaceTrusted?: boolean;
   /** Commands the client runs itself (the VS Code extension's): code actions may carry them. */
   clientCommands?: string[];
+  /**
+   * The client registers the server's commands itself (the VS Code extension does, once for its
+   * life): executeCommandProvider then lists none. vscode-languageclient registers every listed id
+   * as a VS Code command again for each server it starts, and a client that could not be stopped
+   * cleanly keeps its registrations ("command already exists").
+   */
+  registersServerCommands?: boolean;
 }
 
 /**

@@ -209,7 +209,7 @@ export class NixBuildersServer {
         hoverProvider: true,
         codeLensProvider: { resolveProvider: false },
         codeActionProvider: { codeActionKinds: [CodeActionKind.QuickFix] },
-        executeCommandProvider: { commands: [...this.commands.commands] },
+        executeCommandProvider: { commands: options.registersServerCommands === true ? [] : [...this.commands.commands] },
       },
       serverInfo: { name: SERVER_NAME, version: '0.1.0' },
     };
