@@ -274,7 +274,12 @@ export class ServerCommandHandler {
       return target.drvPath;
     };
     const [pa, pb] = [await drvPathOf(a, 'a'), await drvPathOf(b, 'b')];
-    return diffStoreDerivations(this.server.nix, pa, pb, { signal });
+    try {
+      return await diffStoreDerivations(this.server.nix, pa, pb, { signal });
+    } catch (e) {
+      if (signal.aborted) throw new ResponseError(LSPErrorCodes.RequestCancelled, 'The comparison of the derivations was cancelled.');
+      throw e;
+    }
   }
 
   /** A flake input's fix: asks, then runs the command the server makes for it in the flake's folder. */

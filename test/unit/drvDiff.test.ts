@@ -141,3 +141,14 @@ test('structured attributes: each attribute of __json compared alone', () => {
   const b = drv({ name: 'p', seed: 'a', env: { __json: JSON.stringify({ name: 'p', version: '2', list: [1, 2] }) } });
   assert.deepEqual(compareDerivations(parsed(a), parsed(b)).differences, [{ field: 'env', name: '__json.version', a: '1', b: '2' }]);
 });
+
+test('a cancelled comparison stops before reading further', async () => {
+  const a = drv({ name: 'p', seed: 'a' });
+  const b = drv({ name: 'p', seed: 'b' });
+  const read: string[] = [];
+  const s = store(a, b);
+  const controller = new AbortController();
+  controller.abort();
+  await assert.rejects(diffDerivations(a.drvPath, b.drvPath, { read: (p) => (read.push(p), s.read(p)), signal: controller.signal }), { name: 'AbortError' });
+  assert.deepEqual(read, []);
+});
