@@ -29,6 +29,7 @@ import type { Nix } from './nix/nix';
 import { describeResult } from './nix/runner';
 import { isDrvPath } from './nix/storePath';
 import { flakeFixArgs, flakeFixText } from './eval/flake';
+import { diffStoreDerivations } from './check/drvDiff';
 import {
   ServerCommands,
   isBuildUpdate,
@@ -40,6 +41,8 @@ import {
   type BuildPlanInfo,
   type BuildProgress,
   type BuildersListing,
+  type DerivationDiff,
+  type DerivationSide,
   type EditResult,
   type FixFlakeArgs,
   type FixFlakeResult,
@@ -63,6 +66,8 @@ export interface CommandServer {
   nix: Nix;
   evaluationTimeoutMs(): number;
   allowImportFromDerivation(): boolean;
+  /** The derivations of a build request (evaluated afresh), as a build would take them. */
+  buildTargets(p: StartBuildParams): Promise<Array<{ attrPath: string[]; drvPath: string }>>;
 }
 
 /** A builder given as a machines entry (not read from a configured source). */
@@ -245,8 +250,35 @@ export class ServerCommandHandler {
         return this.addBuilder((args?.[0] ?? {}) as AddBuilderArgs);
       case ServerCommands.fixFlake:
         return this.fixFlake(args?.[0], { signal, abort, workDoneToken });
+      case ServerCommands.diffDerivations:
+        return this.diffDerivations(args?.[0], signal);
       default:
         throw invalid(`Unknown command '${c}': this server runs ${this.commands.join(', ')}.`);
+    }
+  }
+
+  /** Why two derivations differ: each side a .drv path or an attribute of a file. */
+  private async diffDerivations(arg: unknown, signal: AbortSignal): Promise<DerivationDiff> {
+    const usage = `${ServerCommands.diffDerivations} takes [{ a, b }], each a .drv path or { uri, attribute } (attribute: ["packages", "x86_64-linux", "hello"] or "packages.x86_64-linux.hello")`;
+    const { a, b } = (arg ?? {}) as { a?: unknown; b?: unknown };
+    const drvPathOf = async (side: unknown, which: string): Promise<string> => {
+      if (typeof side === 'string') {
+        if (!isDrvPath(side)) throw invalid(`${usage}: ${which} is not a .drv path (${side}).`);
+        return side;
+      }
+      const { uri, attribute } = (side ?? {}) as Partial<Exclude<DerivationSide, string>>;
+      const attrPath: unknown = typeof attribute === 'string' ? attribute.split('.') : attribute;
+      if (typeof uri !== 'string' || !Array.isArray(attrPath) || attrPath.length === 0 || !attrPath.every((x) => typeof x === 'string')) throw invalid(`${usage}: ${which} is neither.`);
+      const [target] = await this.server.buildTargets({ uri, attrPaths: [attrPath as string[]] });
+      if (!target) throw invalid(`${usage}: ${which}: ${uri} has no derivation ${attrPath.join('.')}.`);
+      return target.drvPath;
+    };
+    const [pa, pb] = [await drvPathOf(a, 'a'), await drvPathOf(b, 'b')];
+    try {
+      return await diffStoreDerivations(this.server.nix, pa, pb, { signal });
+    } catch (e) {
+      if (signal.aborted) throw new ResponseError(LSPErrorCodes.RequestCancelled, 'The comparison of the derivations was cancelled.');
+      throw e;
     }
   }
 

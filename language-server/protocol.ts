@@ -625,7 +625,44 @@ export const ServerCommands = {
    * (window/showMessageRequest): FixFlakeResult.
    */
   fixFlake: 'nixBuilders.server.fixFlake',
+  /** `[DiffDerivationsArgs]`: why two derivations differ, their first differing inputs recursively (what nix-diff shows): DerivationDiff. */
+  diffDerivations: 'nixBuilders.server.diffDerivations',
 } as const;
+
+/** One side of a derivation comparison: a .drv path, or a derivation attribute of a file (evaluated afresh). */
+export type DerivationSide = string | { uri: string; attribute: string[] | string };
+
+export interface DiffDerivationsArgs {
+  a: DerivationSide;
+  b: DerivationSide;
+}
+
+/**
+ * One difference between two derivations. `a`/`b`: the value on each side (absent: not on that
+ * side, so `a` alone = removed, `b` alone = added). Paths of inputs whose hashes differ make many
+ * values differ: `onlyStorePaths` says a value differs in store path hashes alone.
+ */
+export interface DerivationDifference {
+  field: 'output' | 'outputHashAlgo' | 'outputHash' | 'system' | 'builder' | 'arg' | 'env' | 'inputSource' | 'inputDerivation' | 'inputOutputs';
+  /** The output's, variable's, input's name, or the argument's index. */
+  name?: string;
+  a?: string;
+  b?: string;
+  onlyStorePaths?: boolean;
+  /** Set when the values were shortened: how long they were and where they first differ. */
+  note?: string;
+}
+
+/** Why two derivations differ: their own differences, and the pairs of same-named inputs that differ, compared the same way. */
+export interface DerivationDiff {
+  drvPath: [a: string, b: string];
+  name: string;
+  /** Empty when they are the same derivation. */
+  differences: DerivationDifference[];
+  inputs: Array<{ name: string; diff: DerivationDiff }>;
+  /** Why the comparison stopped here: a .drv that could not be read, the depth bound, a pair compared above. */
+  note?: string;
+}
 
 /** A flake input's fix: the server makes the command line (the client never sends one). */
 export interface FixFlakeArgs {

@@ -198,7 +198,7 @@ export interface PlacedPlan {
 }
 
 /** A store file's text through Nix (`nix store cat`), for a store this process cannot read directly. */
-async function storeFileText(nix: Nix, storePath: string, signal?: AbortSignal): Promise<string | undefined> {
+export async function storeFileText(nix: Nix, storePath: string, signal?: AbortSignal): Promise<string | undefined> {
   const caps = await nix.detect();
   if (!caps.ok) return undefined;
   const result = await nix.run(nix.bin('nix'), [...caps.value.nixCommandPrefix, ...caps.value.storeCat, storePath], { timeoutMs: 20_000, ...(signal ? { signal } : {}) });

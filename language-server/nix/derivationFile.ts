@@ -82,20 +82,73 @@ const strings = (t: ATerm | undefined): string[] => (Array.isArray(t) ? t.filter
 const words = (s: string | undefined) => (s ?? '').split(/\s+/).filter((w) => w.length > 0);
 
 
-/** The facts of a derivation from its .drv text. Undefined when the text is not a derivation. */
-export function parseDerivation(drvPath: string, text: string): DerivationFacts | undefined {
+/** One output of a derivation: its store path (empty for a floating content-addressed one) and, for a fixed or content-addressed output, its hash. */
+export interface DerivationOutput {
+  path: string;
+  /** "sha256", "r:sha256" (recursive), "" (input-addressed). */
+  hashAlgo: string;
+  /** The expected hash of a fixed-output derivation, else "". */
+  hash: string;
+}
+
+/** Everything a .drv file says (what `nix show-derivation` shows). */
+export interface Derivation {
+  drvPath: string;
+  name: string;
+  outputs: Map<string, DerivationOutput>;
+  /** Input derivation → the names of the outputs used from it. */
+  inputDrvs: Map<string, string[]>;
+  inputSrcs: string[];
+  system: string;
+  builder: string;
+  args: string[];
+  env: Map<string, string>;
+}
+
+/** The whole derivation from its .drv text. Undefined when the text is not a derivation. */
+export function parseFullDerivation(drvPath: string, text: string): Derivation | undefined {
   const term = parseATerm(text);
   if (!Array.isArray(term)) return undefined;
   // DrvWithVersion("version", outputs, inputDrvs, inputSrcs, platform, builder, args, env)
   const fields = typeof term[0] === 'string' ? term.slice(1) : term;
   if (fields.length < 7) return undefined;
-  const [, inputDrvs, , platform, , , envTerm] = fields;
+  const [outputsTerm, inputDrvsTerm, inputSrcs, platform, builder, args, envTerm] = fields;
   if (typeof platform !== 'string' || !Array.isArray(envTerm)) return undefined;
   const env = new Map<string, string>();
   for (const pair of envTerm) {
     const [k, v] = strings(pair);
     if (k !== undefined && v !== undefined) env.set(k, v);
   }
+  const outputs = new Map<string, DerivationOutput>();
+  for (const o of Array.isArray(outputsTerm) ? outputsTerm : []) {
+    const [name, path = '', hashAlgo = '', hash = ''] = strings(o);
+    if (name !== undefined) outputs.set(name, { path, hashAlgo, hash });
+  }
+  const inputDrvs = new Map<string, string[]>();
+  for (const e of Array.isArray(inputDrvsTerm) ? inputDrvsTerm : []) {
+    if (!Array.isArray(e) || typeof e[0] !== 'string') continue;
+    // ("…drv",["out"]); with dynamic derivations the outputs may come as (["out"], [children]).
+    const used = Array.isArray(e[1]) && Array.isArray(e[1][0]) ? e[1][0] : e[1];
+    inputDrvs.set(e[0], strings(used));
+  }
+  return {
+    drvPath,
+    name: env.get('name') ?? storeName(drvPath),
+    outputs,
+    inputDrvs,
+    inputSrcs: strings(inputSrcs),
+    system: platform,
+    builder: typeof builder === 'string' ? builder : '',
+    args: strings(args),
+    env,
+  };
+}
+
+/** The facts of a derivation from its .drv text. Undefined when the text is not a derivation. */
+export function parseDerivation(drvPath: string, text: string): DerivationFacts | undefined {
+  const d = parseFullDerivation(drvPath, text);
+  if (!d) return undefined;
+  const env = d.env;
   let features = words(env.get('requiredSystemFeatures'));
   let preferLocal = env.get('preferLocalBuild') === '1';
   const json = env.get('__json');
@@ -110,19 +163,37 @@ export function parseDerivation(drvPath: string, text: string): DerivationFacts 
   }
   return {
     drvPath,
-    name: env.get('name') ?? storeName(drvPath),
-    system: platform,
+    name: d.name,
+    system: d.system,
     requiredSystemFeatures: features,
     preferLocalBuild: preferLocal,
-    inputDrvs: Array.isArray(inputDrvs) ? inputDrvs.flatMap((e) => (Array.isArray(e) && typeof e[0] === 'string' ? [e[0]] : [])) : [],
+    inputDrvs: [...d.inputDrvs.keys()],
   };
+}
+
+/** A .drv file's text from this machine's store (undefined when it cannot be read here). */
+function readDrvText(drvPath: string): Promise<string | undefined> {
+  // The callback readFile: fs.promises.readFile takes more thread-pool round trips per file.
+  return new Promise<string | undefined>((resolve) => readFile(drvPath, 'utf8', (err, data) => resolve(err ? undefined : data)));
+}
+
+/**
+ * The whole derivation, read here or, when this process cannot read the file, through Nix
+ * (`readThroughNix`). Undefined when neither gives a derivation.
+ */
+export async function readFullDerivation(drvPath: string, readThroughNix?: (drvPath: string) => Promise<string | undefined>): Promise<Derivation | undefined> {
+  if (!isDrvPath(drvPath)) return undefined;
+  const local = await readDrvText(drvPath);
+  const parsed = local === undefined ? undefined : parseFullDerivation(drvPath, local);
+  if (parsed || !readThroughNix) return parsed;
+  const text = await readThroughNix(drvPath);
+  return text === undefined ? undefined : parseFullDerivation(drvPath, text);
 }
 
 /** Read and parse a .drv file of the local store. Undefined when it cannot be read or parsed. */
 export async function readDerivation(drvPath: string): Promise<DerivationFacts | undefined> {
   if (!isDrvPath(drvPath)) return undefined;
-  // The callback readFile: fs.promises.readFile takes more thread-pool round trips per file.
-  const text = await new Promise<string | undefined>((resolve) => readFile(drvPath, 'utf8', (err, data) => resolve(err ? undefined : data)));
+  const text = await readDrvText(drvPath);
   return text === undefined ? undefined : parseDerivation(drvPath, text);
 }
 

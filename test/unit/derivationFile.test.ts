@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseATerm, parseDerivation, readDerivation, readDerivations } from '../../language-server/nix/derivationFile';
+import { parseATerm, parseDerivation, parseFullDerivation, readDerivation, readDerivations, readFullDerivation } from '../../language-server/nix/derivationFile';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'nix-2.8.0');
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');
@@ -82,4 +82,41 @@ test('a .drv this process cannot read (a store elsewhere) is read through Nix wh
   assert.deepEqual(asked, ['/nonexistent/store/abc-elsewhere.drv']);
   assert.equal(many.get('/nonexistent/store/abc-elsewhere.drv')?.system, 'aarch64-linux');
   assert.equal(many.size, 2);
+});
+
+test('the whole derivation: outputs, input derivations with the outputs used, sources, builder, arguments, environment', () => {
+  const d = parseFullDerivation('/nix/store/x-top.drv', fixture('derivation-with-inputs.drv'));
+  assert.ok(d);
+  assert.equal(d.name, 'top');
+  assert.deepEqual([...d.outputs], [['out', { path: '/nix/store/1gvq4gjjvy98szk3257h4k0f7xv7vli1-top', hashAlgo: '', hash: '' }]]);
+  assert.deepEqual([...d.inputDrvs], [
+    ['/nix/store/gxn3grf999722csyd82cmbspibsx8lzy-d1.drv', ['out']],
+    ['/nix/store/vd5szn305hi24d4brxwfg9wz09hq5i2a-d0.drv', ['out']],
+  ]);
+  assert.deepEqual(d.inputSrcs, []);
+  assert.equal(d.system, 'x86_64-linux');
+  assert.equal(d.builder, '/bin/sh');
+  assert.equal(d.args[0], '-c');
+  assert.match(d.args[1] ?? '', /echo done > \$out$/);
+  assert.equal(d.env.get('salt'), 's2');
+  assert.equal(d.env.size, 6);
+  // Dynamic derivations' richer input entry: the outputs, then the children.
+  const dyn = parseFullDerivation('/nix/store/x-dyn.drv', 'DrvWithVersion("xp-dyn-drv",[("out","","r:sha256","")],[("/nix/store/a-d.drv",(["out","dev"],[]))],[],"x86_64-linux","/bin/sh",[],[])');
+  assert.deepEqual([...(dyn?.inputDrvs ?? [])], [['/nix/store/a-d.drv', ['out', 'dev']]]);
+  assert.deepEqual(dyn?.outputs.get('out'), { path: '', hashAlgo: 'r:sha256', hash: '' });
+});
+
+test('the whole derivation read here, or through Nix when this process cannot read it', async () => {
+  const good = path.join(FIXTURES, 'derivation-features.drv');
+  const text = readFileSync(good, 'utf8');
+  const asked: string[] = [];
+  const through = (p: string) => {
+    asked.push(p);
+    return Promise.resolve(text);
+  };
+  assert.equal((await readFullDerivation(good, through))?.system, 'aarch64-linux');
+  assert.equal((await readFullDerivation('/nonexistent/store/abc-elsewhere.drv', through))?.system, 'aarch64-linux');
+  assert.equal(await readFullDerivation('/nonexistent/store/abc-elsewhere.drv'), undefined);
+  assert.equal(await readFullDerivation('relative.drv', through), undefined);
+  assert.deepEqual(asked, ['/nonexistent/store/abc-elsewhere.drv']);
 });
