@@ -91,6 +91,20 @@ export class CheckCopies {
   }
 }
 
+/**
+ * --keep-failed keeps the build directory too (`note: keeping build directory '…'`): removed when
+ * it is one of this machine's temporary folder, named as Nix names it for this derivation (the
+ * line is in the same stream as the builder's own output, which may print anything).
+ */
+async function removeKeptBuildDir(stderr: string, drvName: string): Promise<void> {
+  const lines = [...stderr.matchAll(/^note: keeping build directory '([^'\n]+)'$/gm)];
+  const kept = lines.at(-1)?.[1];
+  const prefix = `nix-build-${drvName}.drv-`;
+  const base = kept && path.basename(kept);
+  if (!kept || !base || path.dirname(kept) !== tmpdir() || !base.startsWith(prefix) || !/^\d+$/.test(base.slice(prefix.length))) return;
+  await rm(kept, { recursive: true, force: true }).catch(() => undefined);
+}
+
 export interface CheckOptions {
   rounds: number;
   signal: AbortSignal;
@@ -153,8 +167,7 @@ export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions
     o.report(`rebuilding to compare${o.rounds > 1 ? ` (round ${round}/${o.rounds})` : ''}`);
     const check = await run(['--realise', '--check', '--keep-failed', drvPath]);
     if (check.kind === 'cancelled') throw cancelled();
-    const kept = /note: keeping build directory '([^']+)'/.exec(check.stderr)?.[1];
-    if (kept) await rm(kept, { recursive: true, force: true }).catch(() => undefined);
+    await removeKeptBuildDir(check.stderr, drvName);
     if (check.kind === 'ok') continue;
     if (!(check.kind === 'exit' && check.exitCode === NOT_DETERMINISTIC)) {
       notChecked(`the rebuild failed${o.rounds > 1 ? ` in round ${round}` : ''}: ${why(check)}`);
@@ -172,12 +185,13 @@ export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions
         else Object.assign(x, { status: 'not-checked', reason: `Nix stopped comparing at the first differing output (${named ?? 'not named'}) and left no rebuild of this one` });
         continue;
       }
+      const files = await compareTrees(x.path, rebuild, rewrites);
+      if (files.length === 0) continue;
+      // Copied only when it differs: an output the same as its rebuild needs nothing kept.
       copies ??= await o.copies.create();
       const copy = path.join(copies, `${x.name}-round${round}`);
-      await copyTree(rebuild, copy);
-      const files = await compareTrees(x.path, copy, rewrites);
-      if (files.length > 0) Object.assign(x, { status: 'differs', files, rebuildCopy: copy });
-      else await rm(copy, { recursive: true, force: true });
+      const copied = await copyTree(rebuild, copy).then(() => true, (e: Error) => e.message);
+      Object.assign(x, { status: 'differs', files, ...(copied === true ? { rebuildCopy: copy } : { reason: `the rebuild could not be kept (${copied}): its files are listed, not kept` }) });
     }
   }
   return answer(builtFirst, round);

@@ -4,13 +4,14 @@
 // one Nix names.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StdioLspClient } from './lspClient';
 import { NIX_BIN } from './nixUnderTest';
+import { isRunning } from '../lab/processes';
 import { ServerCommands, type CheckReproducibilityArgs, type CheckReproducibilityResult } from '../../language-server/protocol';
 
 // The check reads both trees from this machine's /nix/store; the 2.26 tier's store is in another root.
@@ -70,7 +71,8 @@ test('a deterministic derivation is reproducible; never built, it is built first
 
 test('two outputs where only the second differs: the first is reproducible, the second differs with its file listed (sizes, hashes, a private copy of the rebuild)', { skip }, async () => {
   const script = 'read u < /proc/sys/kernel/random/uuid; mkdir $out $dev; echo same > $out/a; echo $out > $out/self; echo $u > $dev/b; echo kept > $dev/c';
-  const uri = await openFile('two.nix', `{ two = ${drv(`chk-two-${salt()}`, script, ['out', 'dev'])}; }\n`);
+  const name = `chk-two-${salt()}`;
+  const uri = await openFile('two.nix', `{ two = ${drv(name, script, ['out', 'dev'])}; }\n`);
   const r = await check({ uri, attribute: 'two' });
   assert.equal(r.status, 'differs', JSON.stringify(r));
   const byName = Object.fromEntries(r.outputs.map((o) => [o.name, o]));
@@ -86,6 +88,16 @@ test('two outputs where only the second differs: the first is reproducible, the 
   assert.notEqual(await readFile(path.join(dev.rebuildCopy, 'b'), 'utf8'), await readFile(path.join(dev.path, 'b'), 'utf8'));
   assert.equal(statSync(path.dirname(dev.rebuildCopy)).mode & 0o777, 0o700);
   assert.match(r.summary, /1 of 2 outputs differs \(dev: 1 file\)/);
+  // --keep-failed's build directory is not left behind.
+  assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith(`nix-build-${name}.drv-`)), []);
+});
+
+test('two outputs that both differ: both are listed, though Nix names only the first and stops comparing there', { skip }, async () => {
+  const script = 'read u < /proc/sys/kernel/random/uuid; mkdir $out $dev; echo $u > $out/a; echo $u > $dev/b';
+  const uri = await openFile('both.nix', `{ both = ${drv(`chk-both-${salt()}`, script, ['out', 'dev'])}; }\n`);
+  const r = await check({ uri, attribute: 'both' });
+  assert.deepEqual(r.outputs.map((o) => [o.name, o.status, o.files?.map((f) => f.path)]).sort(), [['dev', 'differs', ['b']], ['out', 'differs', ['a']]], JSON.stringify(r));
+  assert.match(r.summary, /2 of 2 outputs differ \(/);
 });
 
 test('a file that changes every build beside one that does not: only that file is listed', { skip }, async () => {
@@ -108,4 +120,48 @@ test('a rebuild that fails: not checked, with Nix\'s reason; on a builder: not c
   const remote = await check({ uri, attribute: 'fails', builder: 'ssh://b1' });
   assert.equal(remote.status, 'not-checked');
   assert.match(remote.outputs[0]?.reason ?? '', /checking on a builder is not done yet/);
+});
+
+/** Polls `ok` every 100 ms, failing with `what` after `tries`. */
+async function until(ok: () => boolean, what: string, tries = 1200): Promise<void> {
+  for (let i = 0; !ok(); i++) {
+    assert.ok(i < tries, what);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('cancelling the check (window/workDoneProgress/cancel) ends the rebuild\'s process tree and answers cancelled', { skip, timeout: 180_000 }, async () => {
+  const marker = path.join(dir, `slow-${salt()}`);
+  const pidFile = path.join(dir, `pids-${salt()}`);
+  const uri = await openFile('slow.nix', `{ slow = ${drv(`chk-slow-${salt()}`, `if [ -e ${marker} ]; then echo $$ $PPID > ${pidFile}; exec /bin/sleep 600; fi; echo ok > $out`)}; }\n`);
+  assert.equal((await check({ uri, attribute: 'slow' })).status, 'reproducible');
+  await writeFile(marker, '');
+  const token = `cancel-${salt()}`;
+  const answer = check({ uri, attribute: 'slow' }, token).then(() => 'answered', (e: Error) => e.message);
+  await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim().split(/\s+/).length === 2, 'the rebuild started its builder');
+  const pids = readFileSync(pidFile, 'utf8').trim().split(/\s+/).map(Number);
+  assert.ok(pids.every((p) => isRunning(p)));
+  client.notify('window/workDoneProgress/cancel', { token });
+  assert.match(await answer, /cancelled/);
+  await until(() => !pids.some((p) => isRunning(p)), `the builder and its parent are gone: ${pids.join(' ')}`, 300);
+});
+
+test('the rebuild\'s copy lives while the server does: it is removed at the server\'s exit', { skip }, async () => {
+  const own = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
+  let copy: string | undefined;
+  try {
+    await own.initialize({ settings: { env: { NIX_CONF_DIR: dir } } }, dir);
+    const file = path.join(dir, 'exit.nix');
+    const text = `{ x = ${drv(`chk-exit-${salt()}`, 'read u < /proc/sys/kernel/random/uuid; echo $u > $out')}; }\n`;
+    await writeFile(file, text);
+    const uri = pathToFileURL(file).href;
+    own.open(uri, text);
+    const r = await own.request<CheckReproducibilityResult>('workspace/executeCommand', { command: ServerCommands.checkReproducibility, arguments: [{ uri, attribute: 'x' }] });
+    assert.deepEqual(r.outputs[0]?.files?.map((f) => [f.path, f.kind]), [['.', 'changed']]);
+    copy = r.outputs[0]?.rebuildCopy;
+    assert.ok(copy && existsSync(copy), `the copy ${copy} exists while the server runs`);
+  } finally {
+    await own.shutdown();
+  }
+  assert.equal(existsSync(path.dirname(copy)), false, `${copy} was removed at exit`);
 });
