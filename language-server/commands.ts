@@ -29,7 +29,7 @@ import type { Nix } from './nix/nix';
 import { describeResult } from './nix/runner';
 import { isDrvPath } from './nix/storePath';
 import { flakeFixArgs, flakeFixText } from './eval/flake';
-import { CheckCopies, checkDerivation } from './check/check';
+import { CheckCopies, checkDerivation, outputsOf } from './check/check';
 import {
   ServerCommands,
   isBuildUpdate,
@@ -310,7 +310,8 @@ export class ServerCommandHandler {
       if (a.builder !== undefined) {
         const reason = 'checking on a builder is not done yet: check on this machine (leave "builder" out)';
         last = 'not checked';
-        return { drvPath: target.drvPath, machine: a.builder, rounds: 0, builtFirst: false, status: 'not-checked', summary: `not checked: ${reason}`, outputs: target.outputs.map((name) => ({ name, path: '', status: 'not-checked', reason })) };
+        const outputs = (await outputsOf(this.server.nix, target.drvPath, o.signal)).map((x) => ({ ...x, status: 'not-checked' as const, reason }));
+        return { drvPath: target.drvPath, machine: a.builder, rounds: 0, builtFirst: false, status: 'not-checked', summary: `not checked: ${reason}`, outputs };
       }
       const result = await checkDerivation(this.server.nix, target.drvPath, { rounds: a.rounds, signal: o.signal, report: (m) => progress.report(m), copies: this.checkCopies });
       last = result.summary;

@@ -120,16 +120,20 @@ function outputName(drvName: string, outPath: string): string {
   return name === drvName ? 'out' : name.startsWith(`${drvName}-`) ? name.slice(drvName.length + 1) : name;
 }
 
-/** Rebuild `drvPath` on this machine and compare every output. */
-export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions): Promise<CheckReproducibilityResult> {
-  const store = nix.bin('nix-store');
-  const run = (args: string[]) => nix.run(store, args, { timeoutMs: 0, signal: o.signal });
-  const query = await run(['--query', '--outputs', drvPath]);
+/** The outputs of a derivation: name and store path. */
+export async function outputsOf(nix: Nix, drvPath: string, signal: AbortSignal): Promise<Array<{ name: string; path: string }>> {
+  const query = await nix.run(nix.bin('nix-store'), ['--query', '--outputs', drvPath], { timeoutMs: 60_000, signal });
   if (query.kind === 'cancelled') throw cancelled();
   if (query.kind !== 'ok') throw new ResponseError(ErrorCodes.InvalidRequest, `The outputs of ${drvPath} are not known (${why(query)}). Is it a derivation of this machine's store?`);
+  return query.stdout.split('\n').filter((l) => l.startsWith('/')).map((p) => ({ name: outputName(storeName(drvPath), p), path: p }));
+}
+
+/** Rebuild `drvPath` on this machine and compare every output. */
+export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions): Promise<CheckReproducibilityResult> {
+  const run = (args: string[]) => nix.run(nix.bin('nix-store'), args, { timeoutMs: 0, signal: o.signal });
   const drvName = storeName(drvPath);
-  const paths = query.stdout.split('\n').filter((l) => l.startsWith('/'));
-  const outputs: OutputCheck[] = paths.map((p) => ({ name: outputName(drvName, p), path: p, status: 'reproducible' }));
+  const outputs: OutputCheck[] = (await outputsOf(nix, drvPath, o.signal)).map((x) => ({ ...x, status: 'reproducible' }));
+  const paths = outputs.map((x) => x.path);
   const answer = (builtFirst: boolean, rounds: number): CheckReproducibilityResult => {
     const differs = outputs.filter((x) => x.status === 'differs');
     const unchecked = outputs.filter((x) => x.status === 'not-checked');
@@ -178,6 +182,12 @@ export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions
       if (x.status !== 'reproducible') continue;
       // The named output's rebuild is its .check; another output's stays at its fallback path (a
       // .check of another output is an earlier check's).
+      if (!(await exists(x.path))) {
+        // A store this process does not see at its paths (another root, a container): never "the same" for want of files.
+        const unreadable = `this process cannot read ${x.path} (the store is not at its paths here), so the trees were not compared`;
+        Object.assign(x, x.path === named ? { status: 'differs', files: [], reason: `Nix says it differs; ${unreadable}` } : { status: 'not-checked', reason: unreadable });
+        continue;
+      }
       const candidate = x.path === named ? `${x.path}.check` : fallbackPath(drvPath, x.path);
       const rebuild = (await exists(candidate)) ? candidate : undefined;
       if (!rebuild) {
