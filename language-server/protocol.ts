@@ -692,8 +692,9 @@ export interface OutputCheck {
 
 export interface CheckReproducibilityResult {
   drvPath: string;
-  /** Where it was rebuilt: 'this machine'. */
+  /** Where it was rebuilt: 'this machine' (or the builder asked for). */
   machine: string;
+  /** The rebuilds run: fewer than asked once every output differs, or when a rebuild failed. */
   rounds: number;
   /** The outputs were not valid: built first (then rebuilt to compare). */
   builtFirst: boolean;

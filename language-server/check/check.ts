@@ -80,11 +80,6 @@ export class CheckCopies {
     return dir;
   }
 
-  /** The folders kept now, oldest first. */
-  kept(): readonly string[] {
-    return this.dirs;
-  }
-
   async dispose(): Promise<void> {
     process.removeListener('exit', this.onExit);
     for (const d of this.dirs.splice(0)) await rm(d, { recursive: true, force: true });
@@ -180,14 +175,14 @@ export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions
     const named = /output '([^']+)' differs/.exec(check.stderr)?.[1];
     for (const x of outputs) {
       if (x.status !== 'reproducible') continue;
-      // The named output's rebuild is its .check; another output's stays at its fallback path (a
-      // .check of another output is an earlier check's).
       if (!(await exists(x.path))) {
         // A store this process does not see at its paths (another root, a container): never "the same" for want of files.
         const unreadable = `this process cannot read ${x.path} (the store is not at its paths here), so the trees were not compared`;
         Object.assign(x, x.path === named ? { status: 'differs', files: [], reason: `Nix says it differs; ${unreadable}` } : { status: 'not-checked', reason: unreadable });
         continue;
       }
+      // The named output's rebuild is its .check; another output's stays at its fallback path (a
+      // .check of another output is an earlier check's).
       const candidate = x.path === named ? `${x.path}.check` : fallbackPath(drvPath, x.path);
       const rebuild = (await exists(candidate)) ? candidate : undefined;
       if (!rebuild) {
