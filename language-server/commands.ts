@@ -30,6 +30,7 @@ import { describeResult } from './nix/runner';
 import { isDrvPath } from './nix/storePath';
 import { flakeFixArgs, flakeFixText } from './eval/flake';
 import { diffStoreDerivations } from './check/drvDiff';
+import { CheckCopies, checkDerivation, outputsOf } from './check/check';
 import {
   ServerCommands,
   isBuildUpdate,
@@ -43,6 +44,9 @@ import {
   type BuildersListing,
   type DerivationDiff,
   type DerivationSide,
+  type CheckReproducibilityArgs,
+  type CheckReproducibilityResult,
+  type DerivationInfo,
   type EditResult,
   type FixFlakeArgs,
   type FixFlakeResult,
@@ -54,6 +58,8 @@ import {
 
 /** What the commands need of the server. */
 export interface CommandServer {
+  /** The derivations a build request names (the file evaluated afresh); refused when the workspace is not trusted. */
+  buildTargets(p: StartBuildParams): Promise<DerivationInfo[]>;
   startBuild(p: StartBuildParams, o: { builders?: BuilderInfo[]; signal: AbortSignal; onProgress: (p: BuildProgress) => void }): Promise<{ info: BuildInfo; ended: Promise<BuildInfo> }>;
   planBuild(p: StartBuildParams, o: { builders?: BuilderInfo[]; signal: AbortSignal }): Promise<BuildPlanInfo>;
   listBuilders(): Promise<BuildersListing>;
@@ -66,8 +72,6 @@ export interface CommandServer {
   nix: Nix;
   evaluationTimeoutMs(): number;
   allowImportFromDerivation(): boolean;
-  /** The derivations of a build request (evaluated afresh), as a build would take them. */
-  buildTargets(p: StartBuildParams): Promise<Array<{ attrPath: string[]; drvPath: string }>>;
 }
 
 /** A builder given as a machines entry (not read from a configured source). */
@@ -94,6 +98,19 @@ function expressionArgs(args: unknown[] | undefined, command: string): BuildExpr
   }
   for (const k of ['builders', 'directory'] as const) if (a[k] !== undefined && typeof a[k] !== 'string') throw invalid(`${command}: "${k}" must be a string.`);
   return a as BuildExpressionArgs;
+}
+
+/** `[{ uri, attribute, builder?, rounds? }]`, checked; the attribute as a list. */
+function checkArgs(arg: unknown): { uri: string; attrPath: string[]; builder?: string; rounds: number } {
+  const a = arg as Partial<CheckReproducibilityArgs> | undefined;
+  const usage = `${ServerCommands.checkReproducibility} takes [{ uri, attribute, builder?, rounds? }]`;
+  if (!a || typeof a !== 'object' || typeof a.uri !== 'string') throw invalid(`${usage}: "uri" must be the document's URI.`);
+  const attrPath = typeof a.attribute === 'string' ? a.attribute.split('.') : a.attribute;
+  if (!Array.isArray(attrPath) || attrPath.length === 0 || !attrPath.every((s) => typeof s === 'string' && s !== '')) throw invalid(`${usage}: "attribute" must be the attribute path, dotted ("packages.x86_64-linux.hello") or a list of names.`);
+  if (a.builder !== undefined && typeof a.builder !== 'string') throw invalid(`${usage}: "builder" must be a builder's name or store URI.`);
+  const rounds = a.rounds ?? 1;
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) throw invalid(`${usage}: "rounds" must be a whole number from 1 to 100.`);
+  return { uri: a.uri, attrPath, ...(a.builder !== undefined ? { builder: a.builder } : {}), rounds };
 }
 
 /** `nix flake lock` may fetch inputs: minutes on a slow network, never forever. */
@@ -178,6 +195,8 @@ export class ServerCommandHandler {
   private canCreateProgress = false;
   /** Running commands' progress tokens → cancel. */
   private readonly cancels = new Map<ProgressToken, () => void>();
+  /** The rebuilds' copies of the newest check answers. */
+  private readonly checkCopies = new CheckCopies();
 
   constructor(
     private readonly connection: Connection,
@@ -252,6 +271,8 @@ export class ServerCommandHandler {
         return this.fixFlake(args?.[0], { signal, abort, workDoneToken });
       case ServerCommands.diffDerivations:
         return this.diffDerivations(args?.[0], signal);
+      case ServerCommands.checkReproducibility:
+        return this.checkReproducibility(args?.[0], { signal, abort, workDoneToken });
       default:
         throw invalid(`Unknown command '${c}': this server runs ${this.commands.join(', ')}.`);
     }
@@ -305,6 +326,28 @@ export class ServerCommandHandler {
       return { status, command, message: `${describeResult(result)}${tail ? `: ${tail}` : ''}` };
     } finally {
       progress.end(status);
+    }
+  }
+
+  /** Check Reproducibility: rebuild the attribute's derivation and compare every output. */
+  private async checkReproducibility(arg: unknown, o: { signal: AbortSignal; abort: () => void; workDoneToken: ProgressToken | undefined }): Promise<CheckReproducibilityResult> {
+    const a = checkArgs(arg);
+    const [target] = await this.server.buildTargets({ uri: a.uri, attrPaths: [a.attrPath] });
+    if (!target) throw invalid(`${ServerCommands.checkReproducibility}: no derivation at ${a.attrPath.join('.')}.`);
+    const progress = await this.progress(`Checking ${a.attrPath.join('.')} for reproducibility`, o.workDoneToken, o.abort);
+    let last = 'ended';
+    try {
+      if (a.builder !== undefined) {
+        const reason = 'checking on a builder is not done yet: check on this machine (leave "builder" out)';
+        last = 'not checked';
+        const outputs = (await outputsOf(this.server.nix, target.drvPath, o.signal)).map((x) => ({ ...x, status: 'not-checked' as const, reason }));
+        return { drvPath: target.drvPath, machine: a.builder, rounds: 0, builtFirst: false, status: 'not-checked', summary: `not checked: ${reason}`, outputs };
+      }
+      const result = await checkDerivation(this.server.nix, target.drvPath, { rounds: a.rounds, signal: o.signal, report: (m) => progress.report(m), copies: this.checkCopies });
+      last = result.summary;
+      return result;
+    } finally {
+      progress.end(last);
     }
   }
 

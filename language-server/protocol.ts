@@ -627,6 +627,12 @@ export const ServerCommands = {
   fixFlake: 'nixBuilders.server.fixFlake',
   /** `[DiffDerivationsArgs]`: why two derivations differ, their first differing inputs recursively (what nix-diff shows): DerivationDiff. */
   diffDerivations: 'nixBuilders.server.diffDerivations',
+  /**
+   * `[CheckReproducibilityArgs]`: rebuild a derivation and compare every output with the first
+   * build: CheckReproducibilityResult. Without the `server.` of the others: issue 11 names this id
+   * for every editor (`workspace/executeCommand nixBuilders.checkReproducibility`), so it is kept.
+   */
+  checkReproducibility: 'nixBuilders.checkReproducibility',
 } as const;
 
 /** One side of a derivation comparison: a .drv path, or a derivation attribute of a file (evaluated afresh). */
@@ -679,6 +685,60 @@ export interface FixFlakeResult {
   command: string;
   /** What went wrong (Nix's last lines), or that the user declined. */
   message?: string;
+}
+
+export interface CheckReproducibilityArgs {
+  /** The document the attribute is in. */
+  uri: string;
+  /** The derivation's attribute path: dotted ("packages.x86_64-linux.hello") or a list. */
+  attribute: string | string[];
+  /** A builder's name or store URI; absent: this machine. */
+  builder?: string;
+  /** How many rebuilds (default 1). */
+  rounds?: number;
+}
+
+/** One side of a differing file. A NAR keeps only these. */
+export interface FileSide {
+  type: 'file' | 'directory' | 'symlink';
+  size?: number;
+  sha256?: string;
+  executable?: boolean;
+  target?: string;
+}
+
+export interface FileDifference {
+  /** Relative to the output ('.': the output itself). */
+  path: string;
+  kind: 'changed' | 'only-in-first' | 'only-in-rebuild' | 'mode' | 'symlink-target' | 'type';
+  first?: FileSide;
+  rebuild?: FileSide;
+}
+
+export interface OutputCheck {
+  name: string;
+  path: string;
+  status: 'reproducible' | 'differs' | 'not-checked';
+  /** Why it was not checked (the first build failed, the rebuild failed, timed out, …). */
+  reason?: string;
+  /** For `differs`: what differs. */
+  files?: FileDifference[];
+  /** For `differs`: a copy of the rebuild's tree (Nix's `.check` path is not a GC root), kept while the answer is among the server's newest; removed at the server's exit. */
+  rebuildCopy?: string;
+}
+
+export interface CheckReproducibilityResult {
+  drvPath: string;
+  /** Where it was rebuilt: 'this machine' (or the builder asked for). */
+  machine: string;
+  /** The rebuilds run: fewer than asked once every output differs, or when a rebuild failed. */
+  rounds: number;
+  /** The outputs were not valid: built first (then rebuilt to compare). */
+  builtFirst: boolean;
+  /** 'reproducible': every output; 'differs': at least one; 'not-checked': none could be compared. */
+  status: 'reproducible' | 'differs' | 'not-checked';
+  summary: string;
+  outputs: OutputCheck[];
 }
 
 export type ServerCommandId = (typeof ServerCommands)[keyof typeof ServerCommands];

@@ -123,6 +123,7 @@ export class NixBuildersServer {
     this.watcher = new FilesWatcher(() => this.invalidate());
     this.builds = new Builds(connection, this.nix);
     this.commands = new ServerCommandHandler(connection, {
+      buildTargets: (p) => this.buildTargets(p),
       startBuild: (p, o) => this.startBuild(p, o),
       planBuild: (p, o) => this.planBuild(p, o.signal, o.builders),
       listBuilders: () => this.listBuilders(),
@@ -133,7 +134,6 @@ export class NixBuildersServer {
       nix: this.nix,
       evaluationTimeoutMs: () => evaluationOptions(this.settings).timeoutMs,
       allowImportFromDerivation: () => this.settings.evaluation.allowImportFromDerivation,
-      buildTargets: (p) => this.buildTargets(p),
     });
     this.diagnostics = new DocumentDiagnostics(connection, this.nix, async (uri) => ({
       trusted: this.workspaceTrusted,

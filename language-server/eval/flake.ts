@@ -38,7 +38,7 @@ export async function flakeSource(flakeDir: string): Promise<FlakeSource> {
 const NIX32 = '0123456789abcdfghijklmnpqrsvwxyz';
 
 /** Nix's base-32 (least significant bits first, its own alphabet). */
-function nix32(bytes: Buffer): string {
+export function nix32(bytes: Buffer): string {
   let out = '';
   for (let n = Math.ceil((bytes.length * 8) / 5) - 1; n >= 0; n--) {
     const b = n * 5;

@@ -1,0 +1,203 @@
+// Check a derivation's reproducibility on this machine: build it first when its outputs are not
+// valid, rebuild it with `nix-store --realise --check --keep-failed` for N rounds, and compare every
+// output's two trees here (Nix names only the first differing output, and stops comparing there).
+//
+// Where a rebuild's tree is (Nix 2.8, read from its source and seen on this machine): Nix rebuilds
+// a valid output at a "fallback" path (makeFallbackPath: "rewrite:<drv>:<output path>"), compares
+// the outputs one by one, rewriting each one's fallback hash to the real one as it goes, and on the
+// first difference moves that rebuild to `<output>.check` (with --keep-failed) and stops: the
+// others stay at their fallback paths, invalid, with the fallback hashes in them. Neither is a GC
+// root, so what a difference needs is copied out of the store (CheckCopies).
+import { createHash } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { lstat, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { ErrorCodes, LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
+import { nix32 } from '../eval/flake';
+import type { Nix } from '../nix/nix';
+import { describeResult, type RunResult } from '../nix/runner';
+import { hashPart, storeName } from '../nix/storePath';
+import type { CheckReproducibilityResult, OutputCheck } from '../protocol';
+import { compareTrees, copyTree, type Rewrites } from './treeDiff';
+
+/** The store path Nix 2.8 rebuilds the valid output `outPath` of `drvPath` at (makeFallbackPath). */
+export function fallbackPath(drvPath: string, outPath: string): string {
+  const storeDir = path.dirname(outPath);
+  const name = storeName(outPath);
+  const s = `rewrite:${path.basename(drvPath)}:${path.basename(outPath)}:sha256:${'0'.repeat(64)}:${storeDir}:${name}`;
+  const digest = createHash('sha256').update(s).digest();
+  const compressed = Buffer.alloc(20);
+  digest.forEach((b, i) => (compressed[i % 20] ^= b));
+  return `${storeDir}/${nix32(compressed)}-${name}`;
+}
+
+/** Nix's exit code when the only failure is an output that differs from its rebuild (104). */
+const NOT_DETERMINISTIC = 0x68;
+
+/**
+ * What a failed build's exit code says (Nix's Worker::exitStatus: 0x60 | 4 a build failed, with 1
+ * it timed out, with 2 a hash mismatched; 8 not deterministic; 1 for anything else).
+ */
+export function decodeBuildExit(code: number | undefined): string[] {
+  if (code === undefined || (code & ~0x0f) !== 0x60) return [];
+  return [
+    ...(code & 0x04 && !(code & 0x03) ? ['a build failed'] : []),
+    ...(code & 0x01 ? ['a build timed out'] : []),
+    ...(code & 0x02 ? ['a fixed-output hash did not match'] : []),
+    ...(code & 0x08 ? ['an output differs from its rebuild'] : []),
+  ];
+}
+
+/** The last meaningful lines of Nix's stderr. */
+const tail = (stderr: string, n = 6) =>
+  stderr.split('\n').map((l) => l.trim()).filter((l) => l && !/^(warning:|this derivation will be built|these \d+ derivations|building '|checking outputs of|note: keeping build directory|\/nix\/store\/)/.test(l)).slice(-n).join('\n');
+
+const why = (result: RunResult) => {
+  const bits = result.kind === 'exit' ? decodeBuildExit(result.exitCode) : [];
+  const last = tail(result.stderr);
+  return `${describeResult(result)}${bits.length ? ` (${bits.join(', ')})` : ''}${last ? `: ${last}` : ''}`;
+};
+
+const exists = (p: string) => lstat(p).then(() => true, () => false);
+
+/** The rebuilds' copies that answers still show: the newest `limit`, all removed at the process's exit. */
+export class CheckCopies {
+  private readonly dirs: string[] = [];
+  private readonly onExit = () => {
+    for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  };
+
+  constructor(private readonly limit = 10) {
+    process.once('exit', this.onExit);
+  }
+
+  /** A new private (0700) folder for one answer's copies; the oldest beyond the limit go. */
+  async create(): Promise<string> {
+    const dir = await mkdtemp(path.join(tmpdir(), 'nix-builders-check-'));
+    this.dirs.push(dir);
+    for (const old of this.dirs.splice(0, Math.max(0, this.dirs.length - this.limit))) await rm(old, { recursive: true, force: true });
+    return dir;
+  }
+
+  async dispose(): Promise<void> {
+    process.removeListener('exit', this.onExit);
+    for (const d of this.dirs.splice(0)) await rm(d, { recursive: true, force: true });
+  }
+}
+
+/**
+ * --keep-failed keeps the build directory too (`note: keeping build directory '…'`): removed when
+ * it is one of this machine's temporary folder, named as Nix names it for this derivation (the
+ * line is in the same stream as the builder's own output, which may print anything).
+ */
+async function removeKeptBuildDir(stderr: string, drvName: string): Promise<void> {
+  const lines = [...stderr.matchAll(/^note: keeping build directory '([^'\n]+)'$/gm)];
+  const kept = lines.at(-1)?.[1];
+  const prefix = `nix-build-${drvName}.drv-`;
+  const base = kept && path.basename(kept);
+  if (!kept || !base || path.dirname(kept) !== tmpdir() || !base.startsWith(prefix) || !/^\d+$/.test(base.slice(prefix.length))) return;
+  await rm(kept, { recursive: true, force: true }).catch(() => undefined);
+}
+
+export interface CheckOptions {
+  rounds: number;
+  signal: AbortSignal;
+  report: (message: string) => void;
+  copies: CheckCopies;
+}
+
+const cancelled = () => new ResponseError(LSPErrorCodes.RequestCancelled, 'The reproducibility check was cancelled.');
+
+/** The name of the output at `outPath` of the derivation named `drvName`. */
+function outputName(drvName: string, outPath: string): string {
+  const name = storeName(outPath);
+  return name === drvName ? 'out' : name.startsWith(`${drvName}-`) ? name.slice(drvName.length + 1) : name;
+}
+
+/** The outputs of a derivation: name and store path. */
+export async function outputsOf(nix: Nix, drvPath: string, signal: AbortSignal): Promise<Array<{ name: string; path: string }>> {
+  const query = await nix.run(nix.bin('nix-store'), ['--query', '--outputs', drvPath], { timeoutMs: 60_000, signal });
+  if (query.kind === 'cancelled') throw cancelled();
+  if (query.kind !== 'ok') throw new ResponseError(ErrorCodes.InvalidRequest, `The outputs of ${drvPath} are not known (${why(query)}). Is it a derivation of this machine's store?`);
+  return query.stdout.split('\n').filter((l) => l.startsWith('/')).map((p) => ({ name: outputName(storeName(drvPath), p), path: p }));
+}
+
+/** Rebuild `drvPath` on this machine and compare every output. */
+export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions): Promise<CheckReproducibilityResult> {
+  const run = (args: string[]) => nix.run(nix.bin('nix-store'), args, { timeoutMs: 0, signal: o.signal });
+  const drvName = storeName(drvPath);
+  const outputs: OutputCheck[] = (await outputsOf(nix, drvPath, o.signal)).map((x) => ({ ...x, status: 'reproducible' }));
+  const paths = outputs.map((x) => x.path);
+  const answer = (builtFirst: boolean, rounds: number): CheckReproducibilityResult => {
+    const differs = outputs.filter((x) => x.status === 'differs');
+    const unchecked = outputs.filter((x) => x.status === 'not-checked');
+    const status = differs.length > 0 ? 'differs' : unchecked.length > 0 ? 'not-checked' : 'reproducible';
+    const summary =
+      differs.length > 0
+        ? `not reproducible: ${differs.length} of ${outputs.length} output${outputs.length === 1 ? '' : 's'} differ${differs.length === 1 ? 's' : ''} (${differs.map((d) => `${d.name}: ${d.files?.length ?? 0} file${d.files?.length === 1 ? '' : 's'}`).join(', ')})`
+        : unchecked.length > 0
+          ? `not checked: ${unchecked.map((u) => `${u.name}: ${u.reason}`).join('; ')}`
+          : `reproducible: ${outputs.length} output${outputs.length === 1 ? '' : 's'} the same in ${rounds} rebuild${rounds === 1 ? '' : 's'}`;
+    return { drvPath, machine: 'this machine', rounds, builtFirst, status, summary, outputs };
+  };
+  const notChecked = (reason: string) => {
+    for (const x of outputs) if (x.status !== 'differs') Object.assign(x, { status: 'not-checked', reason });
+  };
+
+  const validity = await run(['--check-validity', '--print-invalid', ...paths]);
+  if (validity.kind === 'cancelled') throw cancelled();
+  const builtFirst = validity.kind !== 'ok' || validity.stdout.trim() !== '';
+  if (builtFirst) {
+    o.report('building it first (its outputs are not valid)');
+    const first = await run(['--realise', drvPath]);
+    if (first.kind === 'cancelled') throw cancelled();
+    if (first.kind !== 'ok') {
+      notChecked(`the first build failed: ${why(first)}`);
+      return answer(true, 0);
+    }
+  }
+  // Every output's fallback hash reads as its real one in a rebuild that Nix did not rewrite.
+  const rewrites: Rewrites = paths.map((p) => [hashPart(fallbackPath(drvPath, p)), hashPart(p)] as const);
+  let copies: string | undefined;
+  let round = 0;
+  while (round < o.rounds && outputs.some((x) => x.status === 'reproducible')) {
+    round++;
+    o.report(`rebuilding to compare${o.rounds > 1 ? ` (round ${round}/${o.rounds})` : ''}`);
+    const check = await run(['--realise', '--check', '--keep-failed', drvPath]);
+    if (check.kind === 'cancelled') throw cancelled();
+    await removeKeptBuildDir(check.stderr, drvName);
+    if (check.kind === 'ok') continue;
+    if (!(check.kind === 'exit' && check.exitCode === NOT_DETERMINISTIC)) {
+      notChecked(`the rebuild failed${o.rounds > 1 ? ` in round ${round}` : ''}: ${why(check)}`);
+      break;
+    }
+    const named = /output '([^']+)' differs/.exec(check.stderr)?.[1];
+    for (const x of outputs) {
+      if (x.status !== 'reproducible') continue;
+      if (!(await exists(x.path))) {
+        // A store this process does not see at its paths (another root, a container): never "the same" for want of files.
+        const unreadable = `this process cannot read ${x.path} (the store is not at its paths here), so the trees were not compared`;
+        Object.assign(x, x.path === named ? { status: 'differs', files: [], reason: `Nix says it differs; ${unreadable}` } : { status: 'not-checked', reason: unreadable });
+        continue;
+      }
+      // The named output's rebuild is its .check; another output's stays at its fallback path (a
+      // .check of another output is an earlier check's).
+      const candidate = x.path === named ? `${x.path}.check` : fallbackPath(drvPath, x.path);
+      const rebuild = (await exists(candidate)) ? candidate : undefined;
+      if (!rebuild) {
+        if (x.path === named) Object.assign(x, { status: 'differs', files: [], reason: 'Nix says it differs, but left no rebuild to compare (is keep-failed refused by the daemon?)' });
+        else Object.assign(x, { status: 'not-checked', reason: `Nix stopped comparing at the first differing output (${named ?? 'not named'}) and left no rebuild of this one` });
+        continue;
+      }
+      const files = await compareTrees(x.path, rebuild, rewrites);
+      if (files.length === 0) continue;
+      // Copied only when it differs: an output the same as its rebuild needs nothing kept.
+      copies ??= await o.copies.create();
+      const copy = path.join(copies, `${x.name}-round${round}`);
+      const copied = await copyTree(rebuild, copy).then(() => true, (e: Error) => e.message);
+      Object.assign(x, { status: 'differs', files, ...(copied === true ? { rebuildCopy: copy } : { reason: `the rebuild could not be kept (${copied}): its files are listed, not kept` }) });
+    }
+  }
+  return answer(builtFirst, round);
+}
