@@ -8,8 +8,7 @@
 // compared with real builders, which do their part of the work on their own machines.
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
-import { userOf } from '../language-server/builders/collect';
-import { storeHost } from '../language-server/nix/storeUri';
+import { adHocBuilder } from '../language-server/builders/collect';
 import { checkAll, checkBuilder, type DoctorDeps } from '../language-server/builders/doctor';
 import { parseMachineLine } from '../language-server/nix/machines';
 import { Nix } from '../language-server/nix/nix';
@@ -40,10 +39,7 @@ export async function benchDoctor(): Promise<void> {
     const builders: BuilderInfo[] = Array.from({ length: BUILDERS }, (_, i) => {
       const labBuilder = lab.builders[i % lab.builders.length]!;
       const machine = parseMachineLine(labBuilder.machinesLine).machine!;
-      const info: BuilderInfo = { ...machine, id: `bench:${i}`, name: storeHost(machine.uri), source: { label: 'benchmark' } };
-      const user = userOf(machine.uri);
-      if (user) info.user = user;
-      return info;
+      return adHocBuilder(machine, `bench:${i}`, 'benchmark');
     });
     // Warm up (ssh, nix and the lab's daemons).
     await checkBuilder(builders[0]!, deps);

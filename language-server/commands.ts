@@ -22,9 +22,8 @@ import {
 import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import { userOf } from './builders/collect';
-import { storeHost } from './nix/storeUri';
-import { parseMachines, type Machine } from './nix/machines';
+import { adHocBuilder } from './builders/collect';
+import { parseMachines } from './nix/machines';
 import type { Nix } from './nix/nix';
 import { describeResult } from './nix/runner';
 import { isDrvPath } from './nix/storePath';
@@ -72,11 +71,6 @@ export interface CommandServer {
   nix: Nix;
   evaluationTimeoutMs(): number;
   allowImportFromDerivation(): boolean;
-}
-
-/** A builder given as a machines entry (not read from a configured source). */
-export function adHocBuilder(machine: Machine, id: string, label: string): BuilderInfo {
-  return { ...machine, id, name: storeHost(machine.uri), user: userOf(machine.uri), source: { label } };
 }
 
 const invalid = (message: string) => new ResponseError(ErrorCodes.InvalidParams, message);

@@ -63,7 +63,8 @@ import type { BuilderHealth, CheckResult } from './protocol';
 import type { CancellationToken, CodeLens, FileEvent, Hover } from 'vscode-languageserver/node';
 import { Builds } from './builds/builds';
 import { buildTargets, placementOf } from './builds/placement';
-import { adHocBuilder, ServerCommandHandler } from './commands';
+import { ServerCommandHandler } from './commands';
+import { adHocBuilder } from './builders/collect';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
 

@@ -53,6 +53,12 @@ export function userOf(uri: string): string | undefined {
   return parseStoreUri(uri)?.user;
 }
 
+/** A builder given as a machines entry, not read from a configured source (a probe, a command's --builders). */
+export function adHocBuilder(machine: Machine, id: string, label: string): BuilderInfo {
+  const user = userOf(machine.uri);
+  return { ...machine, id, name: storeHost(machine.uri), ...(user ? { user } : {}), source: { label } };
+}
+
 const MAX_INCLUDE_DEPTH = 8;
 
 /**

@@ -4,7 +4,7 @@
 import { readFile, realpath } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Nix } from '../nix/nix';
-import { describeResult } from '../nix/runner';
+import { describeResult, type RunResult } from '../nix/runner';
 import { classify, mostImportant, type NixProblem } from '../nix/classifier';
 import { readDerivations } from '../nix/derivationFile';
 import { flakeSource, localInputFiles, lockedInputs, missingFromCopy, parseLockFile, placeOnTrail, type FlakeInputProblem } from './flake';
@@ -122,16 +122,31 @@ export async function evaluateDocument(
     timeoutMs: opts.timeoutMs,
     signal,
   });
-  const { files, rest: stderr } = evaluatedFiles(result.stderr, docFile);
+  const { files } = evaluatedFiles(result.stderr, docFile);
+  return evaluationResult(result, docFile, files, async (stdout) => {
+    const output = JSON.parse(stdout) as WalkerOutput;
+    // Text from stdin: Nix 2.16+ gives its attributes no positions.
+    return docFile === undefined ? { ...output, items: placeUnpositioned(documentText, output.items) } : output;
+  });
+}
+
+/**
+ * A walker run's outcome as an evaluation result: `walked` reads its JSON (a parse error of it is
+ * 'failed'); `files`, what the evaluation depends on. The `-v` lines are in no message.
+ */
+async function evaluationResult(result: RunResult, docFile: string | undefined, files: string[], walked: (stdout: string) => Promise<WalkerOutput>): Promise<EvaluationResult> {
+  const { rest: stderr } = evaluatedFiles(result.stderr, docFile);
   switch (result.kind) {
-    case 'ok':
+    case 'ok': {
+      let output: WalkerOutput;
       try {
-        const output = JSON.parse(result.stdout) as WalkerOutput;
-        // Text from stdin: Nix 2.16+ gives its attributes no positions.
-        return { kind: 'ok', output: docFile === undefined ? { ...output, items: placeUnpositioned(documentText, output.items) } : output, durationMs: result.durationMs, files };
+        output = await walked(result.stdout);
       } catch (e) {
-        return { kind: 'failed', message: `Nix printed something that is not JSON: ${(e as Error).message}` };
+        if (!(e instanceof SyntaxError)) throw e;
+        return { kind: 'failed', message: `Nix printed something that is not JSON: ${e.message}` };
       }
+      return { kind: 'ok', output, durationMs: result.durationMs, files };
+    }
     case 'exit':
       return { kind: 'error', error: locateEvalError(stderr, docFile), stderr, files };
     case 'timed-out':
@@ -224,33 +239,17 @@ async function evaluateFlake(
     timeoutMs: opts.timeoutMs,
     signal,
   });
-  const { files: read, rest: stderr } = evaluatedFiles(result.stderr, docFile);
+  const { files: read } = evaluatedFiles(result.stderr, docFile);
   const files = [...new Set([...read, ...dependencies])];
-  switch (result.kind) {
-    case 'ok': {
-      let raw: FlakeWalkerOutput;
-      try {
-        raw = JSON.parse(result.stdout) as FlakeWalkerOutput;
-      } catch (e) {
-        return { kind: 'failed', message: `Nix printed something that is not JSON: ${(e as Error).message}` };
-      }
-      const untracked = source.type === 'git' && raw.copy !== undefined ? await missingFromCopy(read, source, raw.copy) : [];
-      const output: WalkerOutput = {
-        kind: raw.kind,
-        flake: { inputs: raw.inputs ?? [], facts: { dir, source, lockUntracked: lockText !== undefined && raw.lockSeen === false, untracked } },
-        items: await flakeItems(documentText.split('\n'), raw.items),
-      };
-      return { kind: 'ok', output, durationMs: result.durationMs, files };
-    }
-    case 'exit':
-      return { kind: 'error', error: locateEvalError(stderr, docFile), stderr, files };
-    case 'timed-out':
-      return { kind: 'timed-out', timeoutMs: result.timeoutMs, files };
-    case 'cancelled':
-      return { kind: 'cancelled' };
-    case 'spawn-failed':
-      return { kind: 'failed', message: describeResult(result) };
-  }
+  return evaluationResult(result, docFile, files, async (stdout) => {
+    const raw = JSON.parse(stdout) as FlakeWalkerOutput;
+    const untracked = source.type === 'git' && raw.copy !== undefined ? await missingFromCopy(read, source, raw.copy) : [];
+    return {
+      kind: raw.kind,
+      flake: { inputs: raw.inputs ?? [], facts: { dir, source, lockUntracked: lockText !== undefined && raw.lockSeen === false, untracked } },
+      items: await flakeItems(documentText.split('\n'), raw.items),
+    };
+  });
 }
 
 /** The flake walker's items at the attributes the document writes; an app as the derivation that builds its program. */

@@ -187,6 +187,7 @@ in
 `;
 
 import type { FlakeFacts, FlakeInputProblem } from './flake';
+import type { DerivationInfo } from '../protocol';
 
 export interface WalkerPosition {
   /** 1-based: in the document when `inDoc`, else in `file`. */
@@ -196,15 +197,10 @@ export interface WalkerPosition {
   file: string | null;
 }
 
-export interface WalkedDerivation {
+/** A derivation as the walker describes it: DerivationInfo's facts, at its path and Nix's position. */
+export interface WalkedDerivation extends Pick<DerivationInfo, 'name' | 'drvPath' | 'system' | 'requiredSystemFeatures' | 'preferLocalBuild' | 'outputs'> {
   path: string[];
   pos: WalkerPosition | null;
-  name: string;
-  drvPath: string;
-  system: string;
-  requiredSystemFeatures: string[];
-  preferLocalBuild: boolean;
-  outputs: string[];
 }
 
 export interface WalkedError {

@@ -10,8 +10,7 @@ import { tmpdir } from 'node:os';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { once } from 'node:events';
-import { userOf } from '../../language-server/builders/collect';
-import { storeHost } from '../../language-server/nix/storeUri';
+import { adHocBuilder } from '../../language-server/builders/collect';
 import { checkAll, checkBuilder, checkLocal, type DoctorDeps } from '../../language-server/builders/doctor';
 import { testBuild } from '../../language-server/builders/testBuild';
 import { classify, mostImportant } from '../../language-server/nix/classifier';
@@ -136,10 +135,7 @@ after(async () => {
 function builderOf(line: string): BuilderInfo {
   const { machine, error } = parseMachineLine(line);
   assert.ok(machine, error);
-  const info: BuilderInfo = { ...machine, id: `test:${machine.uri}`, name: storeHost(machine.uri), source: { label: 'the test machines line' } };
-  const user = userOf(machine.uri);
-  if (user) info.user = user;
-  return info;
+  return adHocBuilder(machine, `test:${machine.uri}`, 'the test machines line');
 }
 
 const labBuilder = (name: string) => builderOf(lab.builder(name).machinesLine);

@@ -9,8 +9,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { userOf } from '../../language-server/builders/collect';
-import { storeHost } from '../../language-server/nix/storeUri';
+import { adHocBuilder } from '../../language-server/builders/collect';
 import { checkAll, checkBuilder, type DoctorDeps } from '../../language-server/builders/doctor';
 import { testBuild } from '../../language-server/builders/testBuild';
 import { planBuild } from '../../language-server/builds/plan';
@@ -50,10 +49,7 @@ after(async () => {
 function builderOf(line: string): BuilderInfo {
   const { machine, error } = parseMachineLine(line);
   assert.ok(machine, error);
-  const info: BuilderInfo = { ...machine, id: `test:${machine.uri}`, name: storeHost(machine.uri), source: { label: 'the test machines line' } };
-  const user = userOf(machine.uri);
-  if (user) info.user = user;
-  return info;
+  return adHocBuilder(machine, `test:${machine.uri}`, 'the test machines line');
 }
 
 const labBuilder = (name: string) => builderOf(lab.builder(name).machinesLine);
