@@ -633,7 +633,183 @@ export const ServerCommands = {
    * for every editor (`workspace/executeCommand nixBuilders.checkReproducibility`), so it is kept.
    */
   checkReproducibility: 'nixBuilders.checkReproducibility',
+  /** `[CompareMachinesArgs]`: build one derivation independently on several machines and compare their outputs' NAR hashes, and what substituters serve: CompareMachinesResult. */
+  compareMachines: 'nixBuilders.server.compareMachines',
+  /** `[DiffoscopeArgs]`: diffoscope's report on one differing output of a check the server answered: DiffoscopeResult. */
+  diffoscope: 'nixBuilders.server.diffoscope',
+  /** `[SetUpNixConfArgs]`: the diff-hook + run-diff-hook (and `repeat` before 2.13) lines and hook script: NixConfSetUpResult. */
+  setUpDiffHook: 'nixBuilders.server.setUpDiffHook',
+  /** `[PushToCacheArgs]`: sign and push an attribute's closure to a store, then verify it: PushToCacheResult. Issue 12 names this id for every editor. */
+  pushToCache: 'nixBuilders.pushToCache',
+  /** `[VerifyCacheArgs]`: what a cache already holds of an attribute's closure (or of paths): signed by a trusted key, substitutable: CacheVerification. */
+  verifyCache: 'nixBuilders.server.verifyCache',
+  /** `[GenerateKeyArgs]`: a signing key pair with the installed Nix's command; the secret file 0600: GeneratedKey (never the secret). */
+  generateKey: 'nixBuilders.server.generateKey',
+  /** `[]`: the substituters in priority order, push targets, signing keys, the push queue: CachesInfo. */
+  listCaches: 'nixBuilders.server.listCaches',
+  /** `[SetUpNixConfArgs]`: the queueing post-build-hook script and its nix.conf line: NixConfSetUpResult. */
+  setUpPostBuildHook: 'nixBuilders.server.setUpPostBuildHook',
 } as const;
+
+// ---- Issue 11 (check across machines, diffoscope, diff-hook) ----
+
+export interface CompareMachinesArgs {
+  uri: string;
+  attribute: string | string[];
+  /** Builders' names or store URIs; 'local' (or absent, as one of them) is this machine. At least two sides with `substituters`. */
+  machines: string[];
+  /** Also ask the configured substituters for the outputs' narinfo (default true). */
+  substituters?: boolean;
+}
+
+export interface MachineOutputHash {
+  /** 'this machine', a builder's name, or a substituter's URI. */
+  machine: string;
+  source: 'built' | 'substituter';
+  /** `sha256:<nix32>` as Nix prints it; absent when it could not be had (`reason`). */
+  narHash?: string;
+  reason?: string;
+}
+
+export interface CompareMachinesResult {
+  drvPath: string;
+  status: 'same' | 'differs' | 'not-checked';
+  /** "built the same on b1 and here; the cache's copy differs". */
+  summary: string;
+  outputs: Array<{ name: string; path: string; status: 'same' | 'differs' | 'not-checked'; hashes: MachineOutputHash[]; files?: FileDifference[]; firstCopy?: string; otherCopy?: string }>;
+}
+
+export interface DiffoscopeArgs {
+  /** The check's derivation and the output's name, as in a CheckReproducibilityResult the server answered. */
+  drvPath: string;
+  output: string;
+  /** Ignore timestamps and ordering noise (default: the nixBuilders setting). */
+  ignoreNoise?: boolean;
+}
+
+export interface DiffoscopeResult {
+  status: 'report' | 'not-installed' | 'failed';
+  /** A text report file the editor can open. */
+  reportFile?: string;
+  /** How to install it (not-installed) or why it failed. */
+  message?: string;
+}
+
+export interface SetUpNixConfArgs {
+  /** The nix.conf to edit (default: the one Nix reads for this user; the system one when writable). */
+  nixConf?: string;
+  /** Show the lines only, write nothing. */
+  dryRun?: boolean;
+  /** post-build-hook: where the queue is (default: the server's). */
+  queueDir?: string;
+}
+
+export interface NixConfSetUpResult {
+  /** 'written': the file was edited (backup kept); 'paste': not writable here, the lines are for the user to paste. */
+  status: 'written' | 'paste' | 'failed';
+  nixConf: string;
+  backup?: string;
+  /** The lines added or changed, as they stand in the file. */
+  lines: string[];
+  /** The hook script the server wrote (0755). */
+  script?: string;
+  /** What else the user must do: restart the daemon, be a trusted user, … */
+  notes: string[];
+  message?: string;
+}
+
+// ---- Issue 12 (push to cache) ----
+
+export interface PushToCacheArgs {
+  uri: string;
+  attribute: string | string[];
+  /** The target store URI: file://…, ssh://…, ssh-ng://…, s3://bucket?region=…&endpoint=…&profile=… */
+  to: string;
+  /** A secret key file to sign with (default: nixBuilders.cache.signingKeyFile, then secret-key-files). */
+  keyFile?: string;
+}
+
+export interface CacheVerification {
+  status: 'verified' | 'problems' | 'not-verified';
+  /** Paths checked, and per path what is wrong. */
+  checked: number;
+  problems: Array<{ path?: string; problem: 'unsigned' | 'untrusted-key' | 'missing' | 'not-substitutable' | 'other'; message: string; fix?: string }>;
+  /** The public keys the check trusted (the consumers' trusted-public-keys). */
+  trustedKeys: string[];
+  /** A fresh temporary store substituted the top path from the target. */
+  substituted?: boolean;
+  summary: string;
+}
+
+export interface PushToCacheResult {
+  status: 'pushed' | 'failed' | 'cancelled' | 'not-started';
+  to: string;
+  /** "Pushed 12 paths (30 already in the cache) to file:///…, signed by cache-1". */
+  summary: string;
+  pushed: string[];
+  skipped: Array<{ path: string; why: string }>;
+  signed: { status: 'signed' | 'unsigned' | 'already-signed'; keyName?: string; message?: string };
+  verification?: CacheVerification;
+  problems: string[];
+}
+
+export interface VerifyCacheArgs {
+  /** The store to check. */
+  store: string;
+  /** What to check: an attribute's closure, or paths. */
+  uri?: string;
+  attribute?: string | string[];
+  paths?: string[];
+  /** Keys the consumers trust (default: trusted-public-keys of the effective configuration, plus the extension's keys). */
+  trustedPublicKeys?: string[];
+}
+
+export interface GenerateKeyArgs {
+  /** The key's name (`cache.example.org-1`). */
+  keyName: string;
+  /** Where to write the secret key (0600; refused if it exists). */
+  secretKeyFile: string;
+}
+
+export interface GeneratedKey {
+  keyName: string;
+  secretKeyFile: string;
+  /** `name:base64`. */
+  publicKey: string;
+  /** The public key written beside the secret (`<secret>.pub`). */
+  publicKeyFile: string;
+}
+
+export interface CacheInfo {
+  uri: string;
+  /** Position in Nix's priority order (lower first). */
+  priority?: number;
+  origin: 'substituters' | 'push-target';
+  reachable: 'yes' | 'no' | 'unknown';
+  /** nix-cache-info's fields (StoreDir, WantMassQuery, Priority). */
+  cacheInfo?: Record<string, string>;
+  /** Whether a key in trusted-public-keys matches the cache's (from the cache's signatures, or a key configured for it); undefined: not known. */
+  keyTrusted?: boolean;
+  message?: string;
+}
+
+export interface PushQueueStatus {
+  dir: string;
+  depth: number;
+  pushed: number;
+  lastError?: string;
+  /** Whether a worker is running (in this server, or standalone). */
+  worker: 'server' | 'standalone' | 'none';
+}
+
+export interface CachesInfo {
+  caches: CacheInfo[];
+  keys: Array<{ secretKeyFile: string; origin: 'secret-key-files' | 'nixBuilders'; keyName?: string; publicKey?: string; problem?: string }>;
+  trustedPublicKeys: string[];
+  queue?: PushQueueStatus;
+  /** Copy-ready consumer configuration for the first push target. */
+  consumerSnippets?: { nixConf: string; flakeNixConfig: string; nixos: string };
+}
 
 /** One side of a derivation comparison: a .drv path, or a derivation attribute of a file (evaluated afresh). */
 export type DerivationSide = string | { uri: string; attribute: string[] | string };
@@ -713,6 +889,10 @@ export interface FileDifference {
   kind: 'changed' | 'only-in-first' | 'only-in-rebuild' | 'mode' | 'symlink-target' | 'type';
   first?: FileSide;
   rebuild?: FileSide;
+  /** For a changed file: whether both sides are text (UTF-8 without NUL): a diff editor shows it. */
+  text?: boolean;
+  /** For a changed binary file: the first differing byte's offset and up to 16 bytes of each side from the 16-aligned offset before it, as hex. */
+  firstDifference?: { offset: number; first: string; rebuild: string };
 }
 
 export interface OutputCheck {
@@ -725,6 +905,8 @@ export interface OutputCheck {
   files?: FileDifference[];
   /** For `differs`: a copy of the rebuild's tree (Nix's `.check` path is not a GC root), kept while the answer is among the server's newest; removed at the server's exit. */
   rebuildCopy?: string;
+  /** For `differs` when the first build is not readable here at `path` (a builder's store): a local copy of it. */
+  firstCopy?: string;
 }
 
 export interface CheckReproducibilityResult {
@@ -795,4 +977,8 @@ export const Notifications = {
   buildProgress: new NotificationType<BuildProgress>('nixBuilders/buildProgress'),
   /** Client -> server: workspace trust was granted. */
   workspaceTrust: new NotificationType<WorkspaceTrustParams>('nixBuilders/workspaceTrust'),
+  /** Server -> client: the caches, keys or push queue changed; list them again. */
+  cachesChanged: new NotificationType0('nixBuilders/cachesChanged'),
+  /** Server -> client: a check answered (so views and diagnostics can show it). */
+  checkFinished: new NotificationType<{ uri: string; attribute: string[]; result: CheckReproducibilityResult }>('nixBuilders/checkFinished'),
 } as const;
