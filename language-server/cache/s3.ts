@@ -144,6 +144,7 @@ interface StagedPath {
   narinfoKey: string;
   narinfo: Buffer;
   narKey: string;
+  narBytes: number;
   /** `<hash>.ls`, when the staging wrote NAR listings. */
   listingKey?: string;
   references: string[];
@@ -163,6 +164,12 @@ async function readStaged(stagingDir: string): Promise<{ cacheInfo: Buffer; path
     if (!info || !url || url.includes('://') || url.startsWith('/') || url.split('/').includes('..')) {
       throw new S3UploadError('not-a-cache', `${path.join(stagingDir, name)} is not a narinfo of a staged cache (${info ? `URL '${url ?? ''}'` : 'no StorePath'}): stage again with nix copy --to file://${stagingDir} …`);
     }
+    const narBytes = await stat(path.join(stagingDir, url)).then(
+      (st) => st.size,
+      (e: NodeJS.ErrnoException) => {
+        throw new S3UploadError('not-a-cache', `The staged cache ${stagingDir} lacks ${url}, the NAR of ${info.storePath} (${e.code ?? e.message}): stage again with nix copy --to file://${stagingDir} …`, { cause: e });
+      },
+    );
     const hash = name.slice(0, -'.narinfo'.length);
     const references = /^References:(.*)$/m.exec(narinfo.toString('utf8'))?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
     paths.push({
@@ -170,6 +177,7 @@ async function readStaged(stagingDir: string): Promise<{ cacheInfo: Buffer; path
       narinfoKey: name,
       narinfo,
       narKey: url,
+      narBytes,
       ...(names.has(`${hash}.ls`) ? { listingKey: `${hash}.ls` } : {}),
       // References are base names (<hash>-<name>); a path's reference to itself is no dependency.
       references: references.map((r) => r.slice(0, r.indexOf('-') < 0 ? r.length : r.indexOf('-'))).filter((h) => h !== hash),
@@ -195,9 +203,9 @@ export const uploadStagedCache = async (o: { stagingDir: string; to: string; sig
     ...(target.endpoint ? { endpoint: target.endpoint } : {}),
     forcePathStyle: target.forcePathStyle,
     ...(target.profile ? { profile: target.profile } : {}),
-    // As Nix's S3 store: connect within 5 s, a request within 600 s; the SDK retries what is
-    // transient (throttling, 5xx, connection errors), 3 attempts in all.
-    requestHandler: { connectionTimeout: 5_000, requestTimeout: 600_000 },
+    // As Nix's S3 store: connect within 5 s, each request (a part of a large NAR is one) within
+    // 600 s; the SDK retries what is transient (throttling, 5xx, timeouts, connection errors), 3 attempts in all.
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 600_000, throwOnRequestTimeout: true },
     // Checksums only where S3 requires them: the SDK's default trailing checksums (aws-chunked)
     // are not understood by many S3-compatible services.
     requestChecksumCalculation: 'WHEN_REQUIRED',
@@ -276,10 +284,7 @@ export const uploadStagedCache = async (o: { stagingDir: string; to: string; sig
 
     // The NARs (and listings) of every missing path, each unless the bucket has it already.
     await forEachLimited(missing, PARALLEL, async (p) => {
-      if (!(await exists(p.narKey))) {
-        const file = path.join(o.stagingDir, p.narKey);
-        await put(p.narKey, { file, size: (await stat(file)).size }, 'application/x-nix-nar', p.storePath);
-      }
+      if (!(await exists(p.narKey))) await put(p.narKey, { file: path.join(o.stagingDir, p.narKey), size: p.narBytes }, 'application/x-nix-nar', p.storePath);
       if (p.listingKey) await put(p.listingKey, await readFile(path.join(o.stagingDir, p.listingKey)), 'application/json', p.storePath);
     });
 
@@ -307,7 +312,7 @@ export const uploadStagedCache = async (o: { stagingDir: string; to: string; sig
         uploaded.push(p.storePath);
       });
     }
-    o.onProgress(`Uploaded ${uploaded.length} paths to ${where}${present.size ? `, ${present.size} already there` : ''}`);
+    o.onProgress(`Uploaded ${uploaded.length} path${uploaded.length === 1 ? '' : 's'} to ${where}${present.size ? `, ${present.size} already there` : ''}`);
     return { uploaded, skipped: staged.paths.filter((p) => present.has(p.storePath)).map((p) => p.storePath) };
   } finally {
     client.destroy();

@@ -26,7 +26,7 @@ const salt = () => `${Date.now()}-${process.pid}-${Math.random().toString(36).sl
 const nixEnv = () => ({ ...process.env, NIX_CONF_DIR: dir });
 const run = async (name: string, args: string[]) => (await execFileAsync(nixCommand(name), args, { env: nixEnv(), maxBuffer: 64 * 1024 * 1024 })).stdout.trim();
 
-const BUCKETS = ['cache', 'cache2', 'cache3', 'cache4'];
+const BUCKETS = ['cache', 'cache2', 'cache3', 'cache4', 'cache5'];
 const target = (bucket: string, extra = '') => `s3://${bucket}?region=eu-west-1&endpoint=${server.url.replace('http://', '')}&scheme=http&profile=nb-test${extra}`;
 const httpCache = (bucket: string) => `${server.url}/${bucket}`;
 
@@ -61,11 +61,11 @@ const drv = (name: string, dep?: string) =>
   `derivation { name = "${name}"; system = builtins.currentSystem; builder = "/bin/sh"; PATH = "/usr/bin:/bin"; args = [ "-c" (${JSON.stringify(`mkdir $out; echo ${name} > $out/data; echo `)} + ${dep ? `(${dep}).outPath` : '""'} + " > $out/dep") ]; }`;
 
 /** Builds `expr` here, signs its closure with the test's key and stages it into a fresh file:// cache: the top path, its closure and the staging folder. */
-async function stage(expr: string): Promise<{ top: string; closure: string[]; staging: string }> {
+async function stage(expr: string, params = ''): Promise<{ top: string; closure: string[]; staging: string }> {
   const top = await run('nix-build', ['--no-out-link', '-E', expr]);
   await run('nix', [...NIX_COMMAND, 'store', 'sign', '--key-file', secretKey, '-r', top]);
   const staging = await mkdtemp(path.join(dir, 'staging-'));
-  await run('nix', [...NIX_COMMAND, 'copy', '--to', `file://${staging}`, top]);
+  await run('nix', [...NIX_COMMAND, 'copy', '--to', `file://${staging}${params}`, top]);
   const closure = (await run('nix-store', ['--query', '--requisites', top])).split('\n').sort();
   return { top, closure, staging };
 }
@@ -171,6 +171,21 @@ test('a second upload skips every path already in the bucket; a closure that add
   assert.equal((await substitutesInto(httpCache('cache2'), added[0] as string)).valid, true);
 });
 
+test('a NAR larger than a part goes up in parts, with its bytes as they go, and substitutes', async () => {
+  // 40 MB that do not compress, staged uncompressed: 3 parts of 16 MiB.
+  const name = `nb-s3-large-${salt()}`;
+  const { top, staging } = await stage(
+    `derivation { name = "${name}"; system = builtins.currentSystem; builder = "/bin/sh"; PATH = "/usr/bin:/bin"; args = [ "-c" "mkdir $out; head -c 40000000 /dev/urandom > $out/blob" ]; }`,
+    '?compression=none',
+  );
+  const r = await upload(staging, target('cache5'));
+  assert.deepEqual(r.uploaded, [top]);
+  const parts = r.progress.filter((m) => /^Uploading nar\/\S+\.nar: \d+\.\d MiB of 38\.1 MiB$/.test(m));
+  assert.ok(parts.length >= 2, `progress per part with bytes: ${r.progress.join('\n')}`);
+  const got = await substitutesInto(httpCache('cache5'), top);
+  assert.equal(got.valid, true, got.stderr);
+});
+
 test('cancelling stops the upload as a cancelled error, and the bucket never holds a narinfo whose NAR is missing', async () => {
   const { top, staging } = await twoPaths();
   const ac = new AbortController();
@@ -208,6 +223,10 @@ test('wrong credentials, a missing bucket, no credentials and an unreachable end
   await fails(target('cache4').replace('profile=nb-test', 'profile=nb-absent'), 'no-credentials', /No AWS credentials for .* from profile 'nb-absent'.*Add \[nb-absent\] with aws_access_key_id/);
   await fails(target('cache4').replace('&profile=nb-test', ''), 'no-credentials', /from the default AWS credential chain.*Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/);
   await fails(`s3://cache4?endpoint=127.0.0.1:1&scheme=http&profile=nb-test`, 'unreachable', /Cannot reach s3:\/\/cache4 at http:\/\/127\.0\.0\.1:1 \(ECONNREFUSED.*check endpoint= and scheme=/);
+  // A staged cache that lost a NAR is refused before anything is sent.
+  const nars = await readdir(path.join(staging, 'nar'));
+  await rm(path.join(staging, 'nar', nars[0] as string));
+  await fails(target('cache4'), 'not-a-cache', new RegExp(`The staged cache .* lacks nar/${nars[0]}, the NAR of /nix/store/.*: stage again with nix copy`));
   // Nothing was written by any of them.
   assert.deepEqual(await readdir(path.join(server.directory, 'cache4')).catch(() => []), []);
 });
