@@ -152,12 +152,17 @@ test("a staged closure is uploaded, NARs first and the narinfos dependencies fir
   assert.equal((await substitutesInto(httpCache('cache'), top, otherKey)).valid, false, 'only a store that trusts the key substitutes');
 });
 
-test('a second upload skips every path already in the bucket; a closure that adds a path uploads only that one (and not the NARs it shares)', async () => {
+test('a second upload (credentials from the environment) skips every path already in the bucket; a closure that adds a path uploads only that one (and not the NARs it shares)', async () => {
   const { dep, top, topExpr, staging } = await twoPaths();
   const first = await upload(staging, target('cache2'));
   assert.equal(first.uploaded.length, 2);
 
-  const again = await upload(staging, target('cache2'));
+  // This time without profile=: the SDK's default chain, here the environment's keys.
+  Object.assign(process.env, { AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey });
+  const again = await upload(staging, target('cache2').replace('&profile=nb-test', '')).finally(() => {
+    delete process.env.AWS_ACCESS_KEY_ID;
+    delete process.env.AWS_SECRET_ACCESS_KEY;
+  });
   assert.deepEqual(again.uploaded, []);
   assert.deepEqual(again.skipped.slice().sort(), [dep, top].sort());
   assert.deepEqual(again.progress.filter((m) => m.startsWith('Uploading ')), [], again.progress.join('\n'));
