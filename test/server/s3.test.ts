@@ -27,7 +27,7 @@ const nixEnv = () => ({ ...process.env, NIX_CONF_DIR: dir });
 const run = async (name: string, args: string[]) => (await execFileAsync(nixCommand(name), args, { env: nixEnv(), maxBuffer: 64 * 1024 * 1024 })).stdout.trim();
 
 const BUCKETS = ['cache', 'cache2', 'cache3', 'cache4', 'cache5'];
-const target = (bucket: string, extra = '') => `s3://${bucket}?region=eu-west-1&endpoint=${server.url.replace('http://', '')}&scheme=http&profile=nb-test${extra}`;
+const target = (bucket: string) => `s3://${bucket}?region=eu-west-1&endpoint=${server.url.replace('http://', '')}&scheme=http&profile=nb-test`;
 const httpCache = (bucket: string) => `${server.url}/${bucket}`;
 
 before(async () => {
