@@ -195,7 +195,7 @@ export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions
       // Copied only when it differs: an output the same as its rebuild needs nothing kept.
       copies ??= await o.copies.create();
       const copy = path.join(copies, `${x.name}-round${round}`);
-      const copied = await copyTree(rebuild, copy).then(() => true, (e: Error) => e.message);
+      const copied = await copyTree(rebuild, copy, rewrites).then(() => true, (e: Error) => e.message);
       Object.assign(x, { status: 'differs', files, ...(copied === true ? { rebuildCopy: copy } : { reason: `the rebuild could not be kept (${copied}): its files are listed, not kept` }) });
     }
   }
