@@ -30,7 +30,9 @@ import { isDrvPath } from './nix/storePath';
 import { flakeFixArgs, flakeFixText } from './eval/flake';
 import { diffStoreDerivations } from './check/drvDiff';
 import { CheckCopies, checkDerivation, outputsOf } from './check/check';
+import { CheckAnswers, diffoscopeArgsOf, runDiffoscope } from './check/diffoscope';
 import {
+  Notifications,
   ServerCommands,
   isBuildUpdate,
   type AddBuilderArgs,
@@ -71,6 +73,10 @@ export interface CommandServer {
   nix: Nix;
   evaluationTimeoutMs(): number;
   allowImportFromDerivation(): boolean;
+  /** nixBuilders.check.diffoscopeIgnoreNoise. */
+  diffoscopeIgnoreNoise(): boolean;
+  /** A check answered: its diagnostic on the attribute (or none when reproducible). */
+  checkFinished(uri: string, attrPath: string[], result: CheckReproducibilityResult): void;
 }
 
 const invalid = (message: string) => new ResponseError(ErrorCodes.InvalidParams, message);
@@ -191,6 +197,8 @@ export class ServerCommandHandler {
   private readonly cancels = new Map<ProgressToken, () => void>();
   /** The rebuilds' copies of the newest check answers. */
   private readonly checkCopies = new CheckCopies();
+  /** The newest check answers, which diffoscope may compare. */
+  private readonly checkAnswers = new CheckAnswers();
 
   constructor(
     private readonly connection: Connection,
@@ -265,8 +273,13 @@ export class ServerCommandHandler {
         return this.fixFlake(args?.[0], { signal, abort, workDoneToken });
       case ServerCommands.diffDerivations:
         return this.diffDerivations(args?.[0], signal);
-      case ServerCommands.checkReproducibility:
-        return this.checkReproducibility(args?.[0], { signal, abort, workDoneToken });
+      case ServerCommands.checkReproducibility: {
+        const result = await this.checkReproducibility(args?.[0], { signal, abort, workDoneToken });
+        this.checkFinished(args?.[0], result);
+        return result;
+      }
+      case ServerCommands.diffoscope:
+        return runDiffoscope(this.server.nix, this.checkAnswers, diffoscopeArgsOf(args?.[0]), { ignoreNoise: this.server.diffoscopeIgnoreNoise(), signal });
       default:
         throw invalid(`Unknown command '${c}': this server runs ${this.commands.join(', ')}.`);
     }
@@ -343,6 +356,14 @@ export class ServerCommandHandler {
     } finally {
       progress.end(last);
     }
+  }
+
+  /** A check's answer is remembered (for diffoscope), shown on the attribute, and told to the client. */
+  private checkFinished(arg: unknown, result: CheckReproducibilityResult): void {
+    const { uri, attrPath } = checkArgs(arg);
+    this.checkAnswers.remember(result);
+    this.server.checkFinished(uri, attrPath, result);
+    void this.connection.sendNotification(Notifications.checkFinished, { uri, attribute: attrPath, result });
   }
 
   /** Build what `prepare` names, reporting progress; resolves with the result once it ended. */

@@ -28,6 +28,12 @@ export interface BuildSettings {
   cores?: number;
 }
 
+/** Reproducibility checks (nixBuilders.check.*). */
+export interface CheckSettings {
+  /** diffoscope ignores times and metadata noise unless a request says otherwise. */
+  diffoscopeIgnoreNoise: boolean;
+}
+
 export interface ServerSettings {
   nixBinDir: string;
   env: Record<string, string>;
@@ -35,6 +41,8 @@ export interface ServerSettings {
   builders: string[];
   evaluation: EvaluationSettings;
   build: BuildSettings;
+  /** Absent: the defaults (a client that sends only what it knows). */
+  check?: CheckSettings;
 }
 
 export const DEFAULT_SETTINGS: ServerSettings = {
@@ -44,6 +52,7 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   builders: [],
   evaluation: { depth: 3, timeoutSeconds: 30, allowImportFromDerivation: false, arguments: {}, searchPath: [] },
   build: { remoteOnly: false },
+  check: { diffoscopeIgnoreNoise: true },
 };
 
 /** `initializationOptions` of the initialize request. Any LSP client may omit them. */

@@ -135,6 +135,8 @@ export class NixBuildersServer {
       nix: this.nix,
       evaluationTimeoutMs: () => evaluationOptions(this.settings).timeoutMs,
       allowImportFromDerivation: () => this.settings.evaluation.allowImportFromDerivation,
+      diffoscopeIgnoreNoise: () => this.settings.check?.diffoscopeIgnoreNoise ?? true,
+      checkFinished: (uri, attrPath, result) => this.diagnostics.checkFinished(uri, attrPath, result),
     });
     this.diagnostics = new DocumentDiagnostics(connection, this.nix, async (uri) => ({
       trusted: this.workspaceTrusted,
