@@ -28,7 +28,7 @@ import type { Nix } from './nix/nix';
 import { describeResult } from './nix/runner';
 import { isDrvPath } from './nix/storePath';
 import { flakeFixArgs, flakeFixText } from './eval/flake';
-import { diffStoreDerivations } from './check/drvDiff';
+import { diffStoreDerivations, drvPathAtRevision } from './check/drvDiff';
 import { CheckCopies, checkDerivation, outputsOf } from './check/check';
 import { CheckAnswers, diffoscopeArgsOf, runDiffoscope } from './check/diffoscope';
 import {
@@ -287,16 +287,17 @@ export class ServerCommandHandler {
 
   /** Why two derivations differ: each side a .drv path or an attribute of a file. */
   private async diffDerivations(arg: unknown, signal: AbortSignal): Promise<DerivationDiff> {
-    const usage = `${ServerCommands.diffDerivations} takes [{ a, b }], each a .drv path or { uri, attribute } (attribute: ["packages", "x86_64-linux", "hello"] or "packages.x86_64-linux.hello")`;
+    const usage = `${ServerCommands.diffDerivations} takes [{ a, b }], each a .drv path or { uri, attribute, revision? } (attribute: ["packages", "x86_64-linux", "hello"] or "packages.x86_64-linux.hello"; revision: a git commit, "HEAD")`;
     const { a, b } = (arg ?? {}) as { a?: unknown; b?: unknown };
     const drvPathOf = async (side: unknown, which: string): Promise<string> => {
       if (typeof side === 'string') {
         if (!isDrvPath(side)) throw invalid(`${usage}: ${which} is not a .drv path (${side}).`);
         return side;
       }
-      const { uri, attribute } = (side ?? {}) as Partial<Exclude<DerivationSide, string>>;
+      const { uri, attribute, revision } = (side ?? {}) as Partial<Exclude<DerivationSide, string>>;
       const attrPath: unknown = typeof attribute === 'string' ? attribute.split('.') : attribute;
       if (typeof uri !== 'string' || !Array.isArray(attrPath) || attrPath.length === 0 || !attrPath.every((x) => typeof x === 'string')) throw invalid(`${usage}: ${which} is neither.`);
+      if (revision !== undefined) return drvPathAtRevision(this.server, { uri, attrPath: attrPath as string[], revision }, signal);
       const [target] = await this.server.buildTargets({ uri, attrPaths: [attrPath as string[]] });
       if (!target) throw invalid(`${usage}: ${which}: ${uri} has no derivation ${attrPath.join('.')}.`);
       return target.drvPath;

@@ -820,8 +820,12 @@ export interface CachesInfo {
   consumerSnippets?: { nixConf: string; flakeNixConfig: string; nixos: string };
 }
 
-/** One side of a derivation comparison: a .drv path, or a derivation attribute of a file (evaluated afresh). */
-export type DerivationSide = string | { uri: string; attribute: string[] | string };
+/**
+ * One side of a derivation comparison: a .drv path, or a derivation attribute of a file (evaluated
+ * afresh), with `revision` as the file is in that git commit of its repository ('HEAD': the last
+ * commit; the whole repository's tree at that commit, so imports are the commit's too).
+ */
+export type DerivationSide = string | { uri: string; attribute: string[] | string; revision?: 'HEAD' | (string & {}) };
 
 export interface DiffDerivationsArgs {
   a: DerivationSide;
