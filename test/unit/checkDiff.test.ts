@@ -1,5 +1,6 @@
 // The tree comparison of a reproducibility check (two trees read with Node in chunks: text or the
-// first differing bytes), the private copy of a rebuild, where Nix leaves a rebuild (its fallback path), its exit bits, and the bounded copies.
+// first differing bytes), the private copy of a rebuild, where Nix leaves a rebuild (its fallback
+// path), its exit bits, the bounded copies, and diffoscope's arguments.
 import { test } from 'node:test';
 import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
@@ -9,6 +10,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { compareTrees, copyTree, TEXT_LIMIT } from '../../language-server/check/treeDiff';
 import { CheckCopies, decodeBuildExit, fallbackPath } from '../../language-server/check/check';
+import { diffoscopeArgs } from '../../language-server/check/diffoscope';
+import { parseSettings } from '../../language-server/config';
 
 async function tree(root: string, files: Record<string, string | { link: string } | { exec: string } | 'dir'>): Promise<string> {
   await mkdir(root, { recursive: true });
@@ -195,4 +198,13 @@ test('copyTree makes the rewrites, so that the copy reads as it was compared', a
   } finally {
     await rm(d, { recursive: true, force: true });
   }
+});
+
+test('diffoscope\'s arguments: the folders\' own metadata always ignored; with noise ignored (nixBuilders.check.diffoscopeIgnoreNoise, on unless false) archive members\' too and dates and times masked', () => {
+  assert.deepEqual(diffoscopeArgs('/nix/store/a-x', '/tmp/c/out-round1', '/tmp/c/r.txt', false), ['--text', '/tmp/c/r.txt', '--output-empty', '--exclude-directory-metadata=yes', '--', '/nix/store/a-x', '/tmp/c/out-round1']);
+  const noisy = diffoscopeArgs('/nix/store/a-x', '/tmp/c/out-round1', '/tmp/c/r.txt', true);
+  assert.deepEqual(noisy.slice(3, -3), ['--exclude-directory-metadata=recursive', '--diff-mask=[0-9]{4}-[0-9]{2}-[0-9]{2}', '--diff-mask=[0-9]{1,2}:[0-9]{2}:[0-9]{2}']);
+  assert.equal(parseSettings(undefined).check?.diffoscopeIgnoreNoise, true);
+  assert.equal(parseSettings({ check: { diffoscopeIgnoreNoise: false } }).check?.diffoscopeIgnoreNoise, false);
+  assert.equal(parseSettings({ check: { diffoscopeIgnoreNoise: 'no' as unknown as boolean } }).check?.diffoscopeIgnoreNoise, true);
 });
