@@ -1,9 +1,10 @@
 // The diagnostic a reproducibility check leaves on its attribute: "not reproducible: 1 of 2 outputs
 // differs (dev: 1 file)", shown while the attribute evaluates to the derivation that was checked
 // (a new .drv path hides it; the same one again shows it again), until a check of the attribute
-// says it is reproducible. A check that could not compare anything changes nothing.
-import { DiagnosticSeverity, type Diagnostic } from 'vscode-languageserver/node';
-import type { CheckReproducibilityResult } from '../protocol';
+// says it is reproducible. A check that could not compare anything changes nothing. Its quick fixes:
+// check again, diffoscope's report of each differing output.
+import { CodeActionKind, DiagnosticSeverity, type CodeAction, type Diagnostic } from 'vscode-languageserver/node';
+import { ServerCommands, type CheckReproducibilityArgs, type CheckReproducibilityResult, type DiffoscopeArgs } from '../protocol';
 import { documentRange } from '../eval/diagnose';
 import type { WalkerOutput } from '../eval/walker';
 
@@ -55,4 +56,21 @@ export class CheckDiagnostics {
       return [{ range: { start: { line: r.line, character: r.column }, end: { line: r.line, character: r.endColumn } }, severity: DiagnosticSeverity.Warning, source, code: NOT_REPRODUCIBLE, message: s.result.summary, data }];
     });
   }
+}
+
+/** On a check's diagnostic: check again, and diffoscope's report of each output that differs. */
+export function checkCodeActions(uri: string, diagnostics: readonly Diagnostic[], source: string): CodeAction[] {
+  return diagnostics
+    .filter((d) => d.source === source && d.code === NOT_REPRODUCIBLE && d.data !== undefined)
+    .flatMap((d) => {
+      const data = d.data as CheckDiagnosticData;
+      const again: CheckReproducibilityArgs = { uri, attribute: data.attrPath, ...(data.machine !== 'this machine' ? { builder: data.machine } : {}) };
+      return [
+        { title: 'Check reproducibility again', kind: CodeActionKind.QuickFix, diagnostics: [d], command: { title: 'Check Reproducibility', command: ServerCommands.checkReproducibility, arguments: [again] } },
+        ...data.outputs.map((output) => {
+          const args: DiffoscopeArgs = { drvPath: data.drvPath, output };
+          return { title: `diffoscope's report of output '${output}'`, kind: CodeActionKind.QuickFix, diagnostics: [d], command: { title: 'diffoscope', command: ServerCommands.diffoscope, arguments: [args] } };
+        }),
+      ];
+    });
 }

@@ -1,7 +1,7 @@
 // The diagnostic a reproducibility check leaves on its attribute, from a plain LSP client against
 // real Nix: published with the check's summary at the attribute's name, hidden while the document
 // evaluates the attribute to another derivation, shown again for the same one, and removed by a
-// check that finds it reproducible; and nixBuilders/checkFinished after each check.
+// check that finds it reproducible; its quick fixes; and nixBuilders/checkFinished after each check.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -63,6 +63,12 @@ test('a check that differs leaves a warning on the attribute until its derivatio
   assert.equal(d?.severity, 2, 'a warning');
   assert.deepEqual(d?.range, { start: { line: 1, character: 2 }, end: { line: 1, character: 5 } });
   assert.deepEqual(d?.data, { attrPath: ['pkg'], drvPath: r.drvPath, machine: 'this machine', outputs: ['dev'] });
+  // Its quick fixes: check again, diffoscope's report of the differing output.
+  const actions = await client.request<Array<{ title: string; command: { command: string; arguments: unknown[] } }>>('textDocument/codeAction', { textDocument: { uri }, range: d!.range, context: { diagnostics: [d] } });
+  assert.deepEqual(actions.map((a) => [a.title, a.command.command, a.command.arguments]), [
+    ['Check reproducibility again', ServerCommands.checkReproducibility, [{ uri, attribute: ['pkg'] }]],
+    ["diffoscope's report of output 'dev'", ServerCommands.diffoscope, [{ drvPath: r.drvPath, output: 'dev' }]],
+  ]);
   const finished = await client.waitForNotification((m) => m.method === Notifications.checkFinished.method);
   assert.deepEqual(finished.params, { uri, attribute: ['pkg'], result: r });
 
