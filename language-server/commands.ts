@@ -49,6 +49,9 @@ import {
   type EditResult,
   type FixFlakeArgs,
   type FixFlakeResult,
+  type CachesInfo,
+  type GeneratedKey,
+  type GenerateKeyArgs,
   type MachinesEdit,
   type SchedulePreviewParams,
   type SchedulePreviewResult,
@@ -71,6 +74,9 @@ export interface CommandServer {
   nix: Nix;
   evaluationTimeoutMs(): number;
   allowImportFromDerivation(): boolean;
+  /** A signing key pair (cache/keys.ts); the caches and keys then changed. */
+  generateKey(args: GenerateKeyArgs, signal: AbortSignal): Promise<GeneratedKey>;
+  listCaches(signal: AbortSignal): Promise<CachesInfo>;
 }
 
 const invalid = (message: string) => new ResponseError(ErrorCodes.InvalidParams, message);
@@ -267,6 +273,13 @@ export class ServerCommandHandler {
         return this.diffDerivations(args?.[0], signal);
       case ServerCommands.checkReproducibility:
         return this.checkReproducibility(args?.[0], { signal, abort, workDoneToken });
+      case ServerCommands.generateKey: {
+        const a = (args?.[0] ?? {}) as Partial<GenerateKeyArgs>;
+        if (typeof a.keyName !== 'string' || typeof a.secretKeyFile !== 'string') throw invalid(`${c} takes [{ keyName, secretKeyFile }]: the key's name ("cache.example.org-1") and the absolute path of the secret key file to create.`);
+        return this.server.generateKey({ keyName: a.keyName, secretKeyFile: a.secretKeyFile }, signal);
+      }
+      case ServerCommands.listCaches:
+        return this.server.listCaches(signal);
       default:
         throw invalid(`Unknown command '${c}': this server runs ${this.commands.join(', ')}.`);
     }

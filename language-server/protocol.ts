@@ -28,6 +28,14 @@ export interface BuildSettings {
   cores?: number;
 }
 
+/** Binary caches the user pushes to (section `nixBuilders.cache`). */
+export interface CacheSettings {
+  /** Store URIs to push to (`nixBuilders.cache.pushTargets`), in the user's order. */
+  pushTargets: string[];
+  /** `nixBuilders.cache.signingKeyFile`: a secret key file to sign pushes with; '' for none. */
+  signingKeyFile: string;
+}
+
 export interface ServerSettings {
   nixBinDir: string;
   env: Record<string, string>;
@@ -35,6 +43,8 @@ export interface ServerSettings {
   builders: string[];
   evaluation: EvaluationSettings;
   build: BuildSettings;
+  /** Absent from a client that sends none: no push targets, no key of the extension's. */
+  cache?: CacheSettings;
 }
 
 export const DEFAULT_SETTINGS: ServerSettings = {
@@ -809,6 +819,8 @@ export interface CachesInfo {
   queue?: PushQueueStatus;
   /** Copy-ready consumer configuration for the first push target. */
   consumerSnippets?: { nixConf: string; flakeNixConfig: string; nixos: string };
+  /** Why the substituters and keys of the Nix configuration could not be read (Nix missing, …). */
+  problem?: string;
 }
 
 /** One side of a derivation comparison: a .drv path, or a derivation attribute of a file (evaluated afresh). */

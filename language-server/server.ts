@@ -40,8 +40,14 @@ import {
   type InitializationOptions,
   type NixStatus,
   type ServerSettings,
+  type CacheSettings,
+  type GeneratedKey,
+  type GenerateKeyArgs,
+  type PushQueueStatus,
   SET_EVALUATION_ARGUMENTS,
 } from './protocol';
+
+const NO_CACHE_SETTINGS: CacheSettings = { pushTargets: [], signingKeyFile: '' };
 import { evaluationOptions, parseSettings } from './config';
 import type { EvaluationOptions } from './eval/evaluator';
 import { argumentsActionsFor } from './eval/arguments';
@@ -65,6 +71,8 @@ import { Builds } from './builds/builds';
 import { buildTargets, placementOf } from './builds/placement';
 import { ServerCommandHandler } from './commands';
 import { adHocBuilder } from './builders/collect';
+import { generateKey, KeyArgumentError } from './cache/keys';
+import { listCaches } from './cache/caches';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
 
@@ -113,6 +121,8 @@ export class NixBuildersServer {
   private untrustedNoticeSent = false;
   /** The doctor's last verdict per builder id (for the scheduling preview). */
   private readonly health = new Map<string, BuilderHealth>();
+  /** The push queue's state (cache/queue.ts), when one is connected. */
+  private readonly queueStatus: (() => Promise<PushQueueStatus | undefined>) | undefined = undefined;
   /** The doctor's local check (does the local nix-daemon ignore our --builders?): its last run, or one made when needed. */
   private localCheck: Promise<CheckResult<'local-daemon'> | undefined> | undefined;
 
@@ -135,6 +145,8 @@ export class NixBuildersServer {
       nix: this.nix,
       evaluationTimeoutMs: () => evaluationOptions(this.settings).timeoutMs,
       allowImportFromDerivation: () => this.settings.evaluation.allowImportFromDerivation,
+      generateKey: (a, signal) => this.generateKey(a, signal),
+      listCaches: (signal) => listCaches({ nix: this.nix, cache: this.settings.cache ?? NO_CACHE_SETTINGS, ...(this.queueStatus ? { queueStatus: this.queueStatus } : {}) }, signal),
     });
     this.diagnostics = new DocumentDiagnostics(connection, this.nix, async (uri) => ({
       trusted: this.workspaceTrusted,
@@ -289,6 +301,7 @@ export class NixBuildersServer {
     this.listing = undefined;
     this.localCheck = undefined;
     void this.connection.sendNotification(Notifications.buildersChanged);
+    void this.connection.sendNotification(Notifications.cachesChanged);
     for (const doc of this.documents.all()) this.documentChanged(doc, 0);
   }
 
@@ -378,6 +391,18 @@ export class NixBuildersServer {
       substituters: listing.local?.substituters ?? [],
       ...(signal ? { signal } : {}),
     });
+  }
+
+  /** A signing key pair; a refused argument is the request's error, said as is. */
+  private async generateKey(a: GenerateKeyArgs, signal: AbortSignal): Promise<GeneratedKey> {
+    try {
+      const key = await generateKey(this.nix, a, signal);
+      this.connection.console.info(`Generated the signing key ${key.keyName}: secret in ${key.secretKeyFile} (0600), public key ${key.publicKey}.`);
+      void this.connection.sendNotification(Notifications.cachesChanged);
+      return key;
+    } catch (e) {
+      throw new ResponseError(e instanceof KeyArgumentError ? ErrorCodes.InvalidParams : ErrorCodes.InternalError, (e as Error).message);
+    }
   }
 
   private checkTrusted(): void {
