@@ -426,7 +426,7 @@ export class NixBuildersServer {
   async codeLenses(uri: string, signal?: AbortSignal): Promise<CodeLens[]> {
     if (!this.workspaceTrusted || !this.documents.get(uri)) return [];
     const { derivations } = await this.derivations(uri, signal);
-    return codeLensesFor(uri, derivations);
+    return codeLensesFor(uri, derivations, { pushTargets: this.settings.cache?.pushTargets ?? [] });
   }
 
   async hover(uri: string, line: number, character: number, signal?: AbortSignal): Promise<Hover | null> {

@@ -155,6 +155,25 @@ test('push targets, the signing keys (the extension\'s first, then secret-key-fi
   await client.waitForNotification((m) => m.method === 'window/logMessage' && /"nixBuilders.cache.pushTargets": "not a store" is not a store URI/.test((m.params as { message: string }).message));
 });
 
+test('the Push to cache lens: on derivation attributes, to the first push target, only when push targets are configured', async () => {
+  const file = path.join(dir, 'lens.nix');
+  const text = `{\n  top = derivation { name = "nb-lens-${process.pid}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; };\n  n = 1;\n}\n`;
+  await writeFile(file, text);
+  const uri = `file://${file}`;
+  client.open(uri, text);
+  type Lens = { range: { start: { line: number } }; command: { title: string; command: string; arguments: unknown[] } };
+  const lenses = () => client.request<Lens[]>('textDocument/codeLens', { textDocument: { uri } });
+  const settings = (pushTargets: string[]) => client.notify('workspace/didChangeConfiguration', { settings: { nixBuilders: { env: { NIX_CONF_DIR: dir }, cache: { pushTargets, signingKeyFile: key.secretKeyFile } } } });
+  settings([]);
+  const without = await lenses();
+  assert.ok(without.some((l) => l.command.title === 'Build'), JSON.stringify(without));
+  assert.ok(!without.some((l) => l.command.command === ServerCommands.pushToCache));
+  const target = `file://${path.join(dir, 'push-target')}`;
+  settings([target, `file://${path.join(dir, 'second')}`]);
+  const push = (await lenses()).filter((l) => l.command.command === ServerCommands.pushToCache);
+  assert.deepEqual(push.map((l) => [l.range.start.line, l.command.title, l.command.arguments]), [[1, 'Push to cache', [{ uri, attribute: ['top'], to: target }]]]);
+});
+
 test('the secret key is in nothing the server sent or printed', async () => {
   const secret = (await readFile(key.secretKeyFile, 'utf8')).trim();
   const secretData = secret.slice(secret.indexOf(':') + 1);
