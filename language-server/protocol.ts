@@ -774,8 +774,11 @@ export interface VerifyCacheArgs {
   trustedPublicKeys?: string[];
 }
 
+/** A key name the server takes: what Nix accepts, and that no command line can read as an option (`cache.example.org-1`). */
+export const SIGNING_KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
+
 export interface GenerateKeyArgs {
-  /** The key's name (`cache.example.org-1`). */
+  /** The key's name (`cache.example.org-1`): SIGNING_KEY_NAME. */
   keyName: string;
   /** Where to write the secret key (0600; refused if it exists). */
   secretKeyFile: string;

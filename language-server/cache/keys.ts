@@ -12,14 +12,11 @@ import * as path from 'node:path';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
 import { atLeast, type NixCapabilities } from '../nix/version';
-import type { CachesInfo, GeneratedKey, GenerateKeyArgs } from '../protocol';
+import { SIGNING_KEY_NAME, type CachesInfo, type GeneratedKey, type GenerateKeyArgs } from '../protocol';
 
 export type SigningKey = CachesInfo['keys'][number];
 
 const KEY_TIMEOUT_MS = 30_000;
-
-/** A key name Nix accepts and that no command line can read as an option: `cache.example.org-1`. */
-export const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 
 /** `nix key generate-secret` exists from Nix 2.6; before it, `nix-store --generate-binary-cache-key`. */
 export const hasNixKey = (caps: NixCapabilities): boolean => atLeast(caps.version, 2, 6);
@@ -85,7 +82,7 @@ export class KeyArgumentError extends Error {}
  */
 export async function generateKey(nix: Nix, args: GenerateKeyArgs, signal?: AbortSignal): Promise<GeneratedKey> {
   const { keyName, secretKeyFile } = args;
-  if (typeof keyName !== 'string' || !KEY_NAME.test(keyName)) throw new KeyArgumentError(`The key name ${JSON.stringify(keyName)} cannot be used: give letters, digits, ".", "-", "_" or "+" (no ":" or blank), e.g. "cache.example.org-1".`);
+  if (typeof keyName !== 'string' || !SIGNING_KEY_NAME.test(keyName)) throw new KeyArgumentError(`The key name ${JSON.stringify(keyName)} cannot be used: give letters, digits, ".", "-", "_" or "+" (no ":" or blank), e.g. "cache.example.org-1".`);
   if (typeof secretKeyFile !== 'string' || !path.isAbsolute(secretKeyFile)) throw new KeyArgumentError(`The secret key file must be an absolute path (given: ${JSON.stringify(secretKeyFile)}).`);
   const dir = path.dirname(secretKeyFile);
   const isDir = await fs.stat(dir).then((s) => s.isDirectory(), () => false);

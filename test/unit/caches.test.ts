@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { publicKeyOf, KEY_NAME } from '../../language-server/cache/keys';
+import { publicKeyOf } from '../../language-server/cache/keys';
+import { SIGNING_KEY_NAME as KEY_NAME } from '../../language-server/protocol';
 import { consumerSnippets, parseCacheInfo, signatureKeyNames } from '../../language-server/cache/caches';
 import { parseSettings } from '../../language-server/config';
 
