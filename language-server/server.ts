@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   CodeActionKind,
+  CodeLensRefreshRequest,
   DidChangeWatchedFilesNotification,
   ErrorCodes,
   ExecuteCommandRequest,
@@ -43,7 +44,6 @@ import {
   type CacheSettings,
   type GeneratedKey,
   type GenerateKeyArgs,
-  type PushQueueStatus,
   SET_EVALUATION_ARGUMENTS,
 } from './protocol';
 
@@ -105,6 +105,8 @@ export class NixBuildersServer {
   private workspaceTrusted = true;
   private canPullConfiguration = false;
   private canRegisterFileWatchers = false;
+  /** The client asks for the code lenses again when told (workspace/codeLens/refresh): settings change them (Push to cache). */
+  private canRefreshCodeLenses = false;
   /** Commands the client runs itself, which code actions may carry. */
   private clientCommands = new Set<string>();
   /** Each document's evaluation settings (its folder's), pulled once per configuration. */
@@ -121,8 +123,6 @@ export class NixBuildersServer {
   private untrustedNoticeSent = false;
   /** The doctor's last verdict per builder id (for the scheduling preview). */
   private readonly health = new Map<string, BuilderHealth>();
-  /** The push queue's state (cache/queue.ts), when one is connected. */
-  private readonly queueStatus: (() => Promise<PushQueueStatus | undefined>) | undefined = undefined;
   /** The doctor's local check (does the local nix-daemon ignore our --builders?): its last run, or one made when needed. */
   private localCheck: Promise<CheckResult<'local-daemon'> | undefined> | undefined;
 
@@ -146,7 +146,7 @@ export class NixBuildersServer {
       evaluationTimeoutMs: () => evaluationOptions(this.settings).timeoutMs,
       allowImportFromDerivation: () => this.settings.evaluation.allowImportFromDerivation,
       generateKey: (a, signal) => this.generateKey(a, signal),
-      listCaches: (signal) => listCaches({ nix: this.nix, cache: this.settings.cache ?? NO_CACHE_SETTINGS, ...(this.queueStatus ? { queueStatus: this.queueStatus } : {}) }, signal),
+      listCaches: (signal) => listCaches({ nix: this.nix, cache: this.settings.cache ?? NO_CACHE_SETTINGS }, signal),
     });
     this.diagnostics = new DocumentDiagnostics(connection, this.nix, async (uri) => ({
       trusted: this.workspaceTrusted,
@@ -216,6 +216,7 @@ export class NixBuildersServer {
     this.clientCommands = new Set(Array.isArray(options.clientCommands) ? options.clientCommands.filter((c) => typeof c === 'string') : []);
     this.canPullConfiguration = params.capabilities.workspace?.configuration === true;
     this.canRegisterFileWatchers = params.capabilities.workspace?.didChangeWatchedFiles?.dynamicRegistration === true;
+    this.canRefreshCodeLenses = params.capabilities.workspace?.codeLens?.refreshSupport === true;
     this.commands.initialize(params.capabilities);
     return {
       capabilities: {
@@ -253,6 +254,7 @@ export class NixBuildersServer {
     this.scopedOptions.clear();
     this.problemsSaid.clear();
     this.invalidate();
+    if (this.canRefreshCodeLenses) void this.connection.sendRequest(CodeLensRefreshRequest.type).catch(this.failed('Refreshing the code lenses'));
   }
 
   private applySettings(s: Partial<ServerSettings> | undefined): void {

@@ -18,6 +18,15 @@ import { generateKey, publicKeyOf } from '../../language-server/cache/keys';
 import { Nix } from '../../language-server/nix/nix';
 import { ExecaRunner } from '../../language-server/nix/runner';
 
+/** Polls a condition of the client's state (bounded). */
+async function eventually(ok: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 const SERVER = path.join(__dirname, '../../language-server/main.ts');
 const X = ['--extra-experimental-features', 'nix-command'];
 const OTHER_KEY = 'cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=';
@@ -43,7 +52,7 @@ before(async () => {
   const salt = `${Date.now()}-${process.pid}`;
   storePath = run('nix-build', ['--no-out-link', '-E', `derivation { name = "nb-cache-${salt}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${salt} > $out" ]; }`]).split('\n').pop() as string;
   client = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
-  await client.initialize({ settings: { env: { NIX_CONF_DIR: dir } } }, dir);
+  await client.initialize({ settings: { env: { NIX_CONF_DIR: dir } } }, dir, { workspace: { codeLens: { refreshSupport: true } } });
   client.notify('$/setTrace', { value: 'verbose' });
 });
 
@@ -155,7 +164,7 @@ test('push targets, the signing keys (the extension\'s first, then secret-key-fi
   await client.waitForNotification((m) => m.method === 'window/logMessage' && /"nixBuilders.cache.pushTargets": "not a store" is not a store URI/.test((m.params as { message: string }).message));
 });
 
-test('the Push to cache lens: on derivation attributes, to the first push target, only when push targets are configured', async () => {
+test('the Push to cache lens: on derivation attributes, to the first push target, only when push targets are configured; the editor is told to ask again when they change', async () => {
   const file = path.join(dir, 'lens.nix');
   const text = `{\n  top = derivation { name = "nb-lens-${process.pid}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; };\n  n = 1;\n}\n`;
   await writeFile(file, text);
@@ -169,7 +178,11 @@ test('the Push to cache lens: on derivation attributes, to the first push target
   assert.ok(without.some((l) => l.command.title === 'Build'), JSON.stringify(without));
   assert.ok(!without.some((l) => l.command.command === ServerCommands.pushToCache));
   const target = `file://${path.join(dir, 'push-target')}`;
+  const refreshes = () => client.serverRequests.filter((m) => m.method === 'workspace/codeLens/refresh').length;
+  const before = refreshes();
   settings([target, `file://${path.join(dir, 'second')}`]);
+  // An editor with the file open asks again: the server tells it to.
+  await eventually(() => refreshes() > before);
   const push = (await lenses()).filter((l) => l.command.command === ServerCommands.pushToCache);
   assert.deepEqual(push.map((l) => [l.range.start.line, l.command.title, l.command.arguments]), [[1, 'Push to cache', [{ uri, attribute: ['top'], to: target }]]]);
 });
