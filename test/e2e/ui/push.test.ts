@@ -1,6 +1,6 @@
 // UI test: a signing key generated from the command palette (its name asked, the secret saved where
 // the save dialog says, then "Sign Pushes with It"), a file:// push target set in the settings, and
-// the Caches view showing both; then the "Push to cache" code lens pushes a derivation's closure,
+// the Caches view showing both, and the consumer's nix.conf lines copied; then the "Push to cache" code lens pushes a derivation's closure,
 // signed by that key, and the summary and the Caches view say so. Screenshots are kept.
 import * as assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -37,6 +37,7 @@ before(async () => {
   writeSettings({});
   session = await openTrustedSession(env, 'ui-push-open-failure');
   page = session.page;
+  await session.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(env.codeServerUrl).origin });
   await page.locator('.part.activitybar').getByRole('tab', { name: /^Nix Builders/ }).click();
 });
 
@@ -95,6 +96,12 @@ test('Generate Signing Key… from the palette: a 0600 secret where the save dia
     await cachesRow(new RegExp(`^${escapeRegExp(target)}\\s*reachable · key trusted`)).waitFor({ timeout: 60_000 });
     console.log(`Caches view: ${(await nixBuildersViewRows(page, 'Caches').allInnerTexts()).map((t) => t.replace(/\s+/g, ' ')).join(' | ')}`);
     await screenshot(page, 'caches-view-key-and-target.png');
+
+    // What a consumer of the push target adds to nix.conf, on the clipboard.
+    await runCommandThatAsks(page, 'Nix Builders: Copy Consumer Configuration', 'Configuration for the consumers of');
+    await page.locator('.quick-input-widget .monaco-list-row', { hasText: 'nix.conf' }).first().click();
+    await eventually(async () => (await notificationTexts(page)).find((t) => t === `Copied the nix.conf configuration for ${target}.`), 30_000);
+    assert.equal(await page.evaluate(() => (globalThis as unknown as { navigator: { clipboard: { readText(): Promise<string> } } }).navigator.clipboard.readText()), `extra-substituters = ${target}\nextra-trusted-public-keys = ${publicKey}\n`);
 
     // With a push target, derivation attributes have a Push to cache lens.
     const salt = `${Date.now()}`;
