@@ -46,8 +46,6 @@ import {
   type GenerateKeyArgs,
   SET_EVALUATION_ARGUMENTS,
 } from './protocol';
-
-const NO_CACHE_SETTINGS: CacheSettings = { pushTargets: [], signingKeyFile: '' };
 import { evaluationOptions, parseSettings } from './config';
 import type { EvaluationOptions } from './eval/evaluator';
 import { argumentsActionsFor } from './eval/arguments';
@@ -73,6 +71,8 @@ import { ServerCommandHandler } from './commands';
 import { adHocBuilder } from './builders/collect';
 import { generateKey, KeyArgumentError } from './cache/keys';
 import { listCaches } from './cache/caches';
+
+const NO_CACHE_SETTINGS: CacheSettings = { pushTargets: [], signingKeyFile: '' };
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
 
