@@ -42,6 +42,7 @@ import {
   type NixStatus,
   type ServerSettings,
   type CacheSettings,
+  type CachesInfo,
   type GeneratedKey,
   type GenerateKeyArgs,
   SET_EVALUATION_ARGUMENTS,
@@ -116,6 +117,8 @@ export class NixBuildersServer {
   private readonly nix: Nix;
   private readonly documents = new TextDocuments(TextDocument);
   private readonly watcher: FilesWatcher;
+  /** The signing key files the Caches view lists: a change (a chmod, a new key) lists them again. */
+  private readonly keyFilesWatcher = new FilesWatcher(() => void this.connection.sendNotification(Notifications.cachesChanged));
   private listing: Promise<BuildersListing> | undefined;
   private readonly diagnostics: DocumentDiagnostics;
   private readonly builds: Builds;
@@ -146,7 +149,7 @@ export class NixBuildersServer {
       evaluationTimeoutMs: () => evaluationOptions(this.settings).timeoutMs,
       allowImportFromDerivation: () => this.settings.evaluation.allowImportFromDerivation,
       generateKey: (a, signal) => this.generateKey(a, signal),
-      listCaches: (signal) => listCaches({ nix: this.nix, cache: this.settings.cache ?? NO_CACHE_SETTINGS }, signal),
+      listCaches: (signal) => this.listCaches(signal),
     });
     this.diagnostics = new DocumentDiagnostics(connection, this.nix, async (uri) => ({
       trusted: this.workspaceTrusted,
@@ -198,6 +201,7 @@ export class NixBuildersServer {
     });
     connection.onShutdown(() => {
       this.watcher.dispose();
+      this.keyFilesWatcher.dispose();
       this.diagnostics.dispose();
       this.builds.dispose();
     });
@@ -393,6 +397,12 @@ export class NixBuildersServer {
       substituters: listing.local?.substituters ?? [],
       ...(signal ? { signal } : {}),
     });
+  }
+
+  private async listCaches(signal: AbortSignal): Promise<CachesInfo> {
+    const info = await listCaches({ nix: this.nix, cache: this.settings.cache ?? NO_CACHE_SETTINGS }, signal);
+    this.keyFilesWatcher.setFiles(info.keys.map((k) => k.secretKeyFile));
+    return info;
   }
 
   /** A signing key pair; a refused argument is the request's error, said as is. */

@@ -136,7 +136,7 @@ test('listCaches: file:// caches in the order real Nix substitutes from them, th
   assert.match(untrusted.caches[1]?.message ?? '', /signed by test-cache-1, not in trusted-public-keys/);
 });
 
-test('push targets, the signing keys (the extension\'s first, then secret-key-files, with their problems) and the consumer snippets; cachesChanged when the settings change', async () => {
+test('push targets, the signing keys (the extension\'s first, then secret-key-files, with their problems) and the consumer snippets; cachesChanged when the settings or a key file change', async () => {
   const loose = path.join(dir, 'keys', 'loose.sec');
   await writeFile(loose, await readFile(key.secretKeyFile));
   chmodSync(loose, 0o644);
@@ -157,6 +157,12 @@ test('push targets, the signing keys (the extension\'s first, then secret-key-fi
   assert.equal(info.keys[0]?.problem, undefined);
   assert.match(info.keys[1]?.problem ?? '', /can be read by others \(mode 644\).*chmod 600/);
   assert.match(info.keys[2]?.problem ?? '', /does not exist/);
+  // Fixing a key's mode is seen: the client is told to list again. (A change of the configuration
+  // says so too, right after buildersChanged: this one comes alone.)
+  const from = client.notifications.length;
+  chmodSync(loose, 0o600);
+  await eventually(() => client.notifications.some((m, i) => i >= from && m.method === 'nixBuilders/cachesChanged' && client.notifications[i - 1]?.method !== 'nixBuilders/buildersChanged'));
+  assert.equal((await listCaches()).keys[1]?.problem, undefined);
   assert.equal(info.consumerSnippets?.nixConf, `extra-substituters = ${target}\nextra-trusted-public-keys = ${key.publicKey}\n`);
   assert.equal(info.consumerSnippets?.flakeNixConfig, `nixConfig = {\n  extra-substituters = [ "${target}" ];\n  extra-trusted-public-keys = [ "${key.publicKey}" ];\n};\n`);
   assert.equal(info.consumerSnippets?.nixos, `nix.settings.substituters = [ "${target}" ];\nnix.settings.trusted-public-keys = [ "${key.publicKey}" ];\n`);
