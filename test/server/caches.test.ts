@@ -8,6 +8,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, statSync } from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -134,6 +136,35 @@ test('listCaches: file:// caches in the order real Nix substitutes from them, th
   const untrusted = await listCaches();
   assert.deepEqual(untrusted.caches.filter((c) => c.reachable === 'yes').map((c) => [c.uri, c.keyTrusted]), [[a, false], [b, false]]);
   assert.match(untrusted.caches[1]?.message ?? '', /signed by test-cache-1, not in trusted-public-keys/);
+});
+
+test('listCaches over HTTP: a served cache answers with its nix-cache-info, one without it cannot be used, a closed port is unreachable', async () => {
+  const cacheDir = path.join(dir, 'cache-a');
+  const server = http.createServer((req, res) => {
+    const file = path.join(cacheDir, path.normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
+    readFile(file).then(
+      (body) => res.end(body),
+      () => res.writeHead(404).end(),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const served = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const closed = http.createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const refused = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+  try {
+    await nixConf([`substituters = ${served}/?priority=7 ${served}/nothing ${refused}`]);
+    const info = await listCaches();
+    const byUri = Object.fromEntries(info.caches.map((c) => [c.uri, c]));
+    assert.deepEqual([byUri[`${served}/?priority=7`]?.reachable, byUri[`${served}/?priority=7`]?.priority, byUri[`${served}/?priority=7`]?.cacheInfo], ['yes', 7, { StoreDir: '/nix/store' }]);
+    assert.equal(byUri[`${served}/nothing`]?.reachable, 'no');
+    assert.match(byUri[`${served}/nothing`]?.message ?? '', /has no nix-cache-info: Nix cannot use it/);
+    assert.equal(byUri[refused]?.reachable, 'no');
+    assert.match(byUri[refused]?.message ?? '', /cannot be read/);
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
 });
 
 test('push targets, the signing keys (the extension\'s first, then secret-key-files, with their problems) and the consumer snippets; cachesChanged when the settings or a key file change', async () => {
