@@ -84,7 +84,7 @@ async function showPushResult(ctx: Ctx, r: PushToCacheResult): Promise<void> {
     return showLog(await vscode.window.showErrorMessage(`${r.summary} — but ${v.summary}${first ? `: ${first.message}${first.fix ? ` Fix: ${first.fix}` : ''}` : ''}`, 'Show Log'));
   }
   if (r.signed.status === 'unsigned') return showLog(await vscode.window.showWarningMessage(`${r.summary} — ${r.signed.message ?? 'the paths are not signed: Nix substitutes them only where require-sigs is false.'}`, 'Show Log'));
-  await showLog(await vscode.window.showInformationMessage(v ? `${r.summary} — ${v.summary}` : r.summary, 'Show Log'));
+  await showLog(await vscode.window.showInformationMessage(v && !r.summary.includes(v.summary) ? `${r.summary} — ${v.summary}` : r.summary, 'Show Log'));
 }
 
 function showVerification(ctx: Ctx, store: string, v: CacheVerification): void {

@@ -41,19 +41,21 @@ export function parseSettings(s: Partial<ServerSettings> | undefined, problems: 
   };
 }
 
-/** `nixBuilders.cache`: push targets that are store URIs, a signing key file that is an absolute path. */
+/** `nixBuilders.cache`: push targets that are store URIs, a signing key file that is an absolute path (`~/`: the home folder). */
 function cacheSettings(x: Partial<CacheSettings> | undefined, problems: SettingsProblems): CacheSettings {
   const pushTargets = (Array.isArray(x?.pushTargets) ? x.pushTargets : []).filter((t): t is string => {
     const ok = typeof t === 'string' && parseStoreUri(t.trim()) !== undefined && t.trim() !== '';
     if (!ok) problems.push(`"nixBuilders.cache.pushTargets": ${JSON.stringify(t)} is not a store URI (file:///var/cache/nix, ssh://host, ssh-ng://host, s3://bucket?region=…); it is ignored.`);
     return ok;
   });
-  let signingKeyFile = typeof x?.signingKeyFile === 'string' ? x.signingKeyFile.trim() : '';
-  if (signingKeyFile !== '' && !path.isAbsolute(signingKeyFile)) {
-    problems.push(`"nixBuilders.cache.signingKeyFile": ${JSON.stringify(signingKeyFile)} is not an absolute path; it is ignored.`);
-    signingKeyFile = '';
+  const targets = { pushTargets: pushTargets.map((t) => t.trim()) };
+  const file = typeof x?.signingKeyFile === 'string' ? x.signingKeyFile.trim().replace(/^~(?=\/)/, os.homedir()) : '';
+  if (file === '') return targets;
+  if (!path.isAbsolute(file)) {
+    problems.push(`"nixBuilders.cache.signingKeyFile": ${JSON.stringify(file)} is not an absolute path; it is ignored.`);
+    return targets;
   }
-  return { pushTargets: pushTargets.map((t) => t.trim()), signingKeyFile };
+  return { ...targets, signingKeyFile: file };
 }
 
 /** `nixBuilders.evaluation.arguments`: the entries that can be passed as `--arg`. */

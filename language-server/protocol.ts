@@ -31,9 +31,9 @@ export interface BuildSettings {
 /** Binary caches the user pushes to (section `nixBuilders.cache`). */
 export interface CacheSettings {
   /** Store URIs to push to (`nixBuilders.cache.pushTargets`), in the user's order. */
-  pushTargets: string[];
-  /** `nixBuilders.cache.signingKeyFile`: a secret key file to sign pushes with; '' for none. */
-  signingKeyFile: string;
+  pushTargets?: string[];
+  /** `nixBuilders.cache.signingKeyFile`: the secret key pushes sign with (before nix.conf's secret-key-files). */
+  signingKeyFile?: string;
 }
 
 export interface ServerSettings {

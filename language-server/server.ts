@@ -73,7 +73,7 @@ import { adHocBuilder } from './builders/collect';
 import { generateKey, KeyArgumentError } from './cache/keys';
 import { listCaches } from './cache/caches';
 
-const NO_CACHE_SETTINGS: CacheSettings = { pushTargets: [], signingKeyFile: '' };
+const NO_CACHE_SETTINGS: CacheSettings = {};
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
 

@@ -34,12 +34,13 @@ export async function listCaches(src: CachesSources, signal?: AbortSignal): Prom
   const queue = await src.queueStatus?.().catch(() => undefined);
   const substituters = config.ok ? config.value.substituters : [];
   const trustedPublicKeys = config.ok ? config.value.trustedPublicKeys : [];
-  const keys = await listSigningKeys(src.cache.signingKeyFile, config.ok ? config.value.secretKeyFiles : []);
+  const keys = await listSigningKeys(src.cache.signingKeyFile ?? '', config.ok ? config.value.secretKeyFiles : []);
   const pushKey = keys.find((k) => k.publicKey !== undefined);
   const probe = (uri: string, i: number, origin: CacheInfo['origin']) => probeCache(uri, origin, { trustedPublicKeys, pushKey, read: src.read ?? readBinaryCacheFile, timeoutMs: src.requestTimeoutMs ?? 5_000, signal }).then((c) => ({ c, i }));
   const ordered = (await Promise.all(substituters.map((s, i) => probe(s, i, 'substituters')))).sort((a, b) => (a.c.priority ?? 0) - (b.c.priority ?? 0) || a.i - b.i);
-  const targets = await Promise.all(src.cache.pushTargets.map((t, i) => probe(t, i, 'push-target')));
-  const first = src.cache.pushTargets[0];
+  const pushTargets = src.cache.pushTargets ?? [];
+  const targets = await Promise.all(pushTargets.map((t, i) => probe(t, i, 'push-target')));
+  const first = pushTargets[0];
   return {
     caches: [...ordered, ...targets].map((x) => x.c),
     keys,

@@ -4,6 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { publicKeyOf } from '../../language-server/cache/keys';
 import { SIGNING_KEY_NAME as KEY_NAME } from '../../language-server/protocol';
 import { consumerSnippets, parseCacheInfo, signatureKeyNames } from '../../language-server/cache/caches';
@@ -50,7 +52,8 @@ test('consumer snippets: strings quoted for Nix; without a key they say that Nix
 test('nixBuilders.cache settings: store URIs only, an absolute key file only', () => {
   const problems: string[] = [];
   const s = parseSettings({ cache: { pushTargets: ['file:///var/cache/nix', ' ssh-ng://b1 ', 'no uri', 7 as unknown as string], signingKeyFile: 'relative.sec' } }, problems);
-  assert.deepEqual(s.cache, { pushTargets: ['file:///var/cache/nix', 'ssh-ng://b1'], signingKeyFile: '' });
+  assert.deepEqual(s.cache, { pushTargets: ['file:///var/cache/nix', 'ssh-ng://b1'] });
   assert.equal(problems.length, 3, problems.join('\n'));
-  assert.deepEqual(parseSettings(undefined).cache, { pushTargets: [], signingKeyFile: '' });
+  assert.deepEqual(parseSettings(undefined).cache, { pushTargets: [] });
+  assert.deepEqual(parseSettings({ cache: { signingKeyFile: '~/keys/k.sec' } }).cache, { pushTargets: [], signingKeyFile: path.join(os.homedir(), 'keys/k.sec') });
 });
