@@ -25,7 +25,7 @@ const cacheDir = path.join(dir, 'cache');
 const target = `file://${cacheDir}`;
 const KEY_NAME = 'e2e-cache-1';
 
-const writeNixConf = (lines: string[]) => writeFileSync(path.join(confDir, 'nix.conf'), ['build-users-group =', 'substituters =', 'builders =', ...lines, ''].join('\n'));
+const writeNixConf = (lines: string[]) => writeFileSync(path.join(confDir, 'nix.conf'), ['build-users-group =', 'substituters =', 'builders =', 'sandbox = false', ...lines, ''].join('\n'));
 const writeSettings = (extra: Record<string, unknown>) =>
   writeFileSync(settingsFile, JSON.stringify({ ...JSON.parse(originalSettings), 'nixBuilders.env': { ...labNixEnv(env), NIX_CONF_DIR: confDir }, 'nixBuilders.machinesFiles': [], ...extra }, null, 2));
 
