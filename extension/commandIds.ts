@@ -23,6 +23,12 @@ export const COMMAND_IDS = [
   'nixBuilders.openSettings',
   'nixBuilders.setEvaluationArguments',
   'nixBuilders.runServerCommand',
+  'nixBuilders.refreshCaches',
+  'nixBuilders.generateSigningKey',
+  'nixBuilders.pushToCache',
+  'nixBuilders.verifyCache',
+  'nixBuilders.copyConsumerConfiguration',
+  'nixBuilders.copyPublicKey',
 ] as const;
 
 export type CommandId = (typeof COMMAND_IDS)[number];

@@ -4,8 +4,9 @@
 // changes (a crash, its restart after one, a failed start) drive the status bar, the
 // `nixBuilders.serverReady` context and the builds waited for, like rust-analyzer's and
 // vscode-eslint's clients do; a client whose start failed is dropped, so the next call makes a new one.
+import { randomUUID } from 'node:crypto';
 import * as vscode from 'vscode';
-import { ExecuteCommandRequest, LanguageClient, State, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
+import { ExecuteCommandRequest, LanguageClient, State, TransportKind, WorkDoneProgress, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
 import {
   isBuildUpdate,
   Notifications,
@@ -25,6 +26,8 @@ import {
   type SchedulePreviewResult,
   type TestBuildResult,
   SET_EVALUATION_ARGUMENTS,
+  ServerCommands,
+  type CachesInfo,
   type ServerCommandId,
 } from '../language-server/protocol';
 import type { Machine } from '../language-server/nix/machines';
@@ -32,6 +35,7 @@ import type { NixBuildersApi, ServerState } from './api';
 import { registerCommands, toUiCommand } from './commands';
 import { affectsServer, logsInOutput, serverSettings } from './config';
 import { BuildersView } from './views/buildersView';
+import { CachesView } from './views/cachesView';
 import { BuildDecorations, BuildsView } from './views/buildsView';
 import { BuildStore } from './buildState';
 import { BUILD_LOG_SCHEME, BuildLogDocuments } from './views/buildLogDocument';
@@ -50,6 +54,8 @@ export class Ctx implements vscode.Disposable {
   /** Every build's state, merged from the server's notifications. */
   private readonly builds = new BuildStore();
   private readonly buildsView = new BuildsView(this.builds);
+  /** The caches, keys and push queue, as the server lists them. */
+  readonly cachesView = new CachesView(() => this.serverCommand<CachesInfo>(ServerCommands.listCaches, []));
   private readonly buildDecorations: BuildDecorations;
   /** Build logs as read-only documents. */
   readonly buildLogs = new BuildLogDocuments({ buildLog: (b, d) => this.buildLog(b, d), failureOf: (b, d) => this.builds.derivation(b, d)?.failure });
@@ -78,6 +84,7 @@ export class Ctx implements vscode.Disposable {
       this.buildersTree,
       this.buildDecorations,
       vscode.window.registerTreeDataProvider('nixBuilders.builds', this.buildsView),
+      vscode.window.registerTreeDataProvider('nixBuilders.caches', this.cachesView),
       this.buildLogs,
       vscode.workspace.registerTextDocumentContentProvider(BUILD_LOG_SCHEME, this.buildLogs),
       vscode.workspace.onDidCloseTextDocument((d) => {
@@ -93,6 +100,7 @@ export class Ctx implements vscode.Disposable {
         if (affectsServer(e)) {
           this.trace.addSecrets(serverSettings().env);
           this.buildersView.refresh();
+          this.cachesView.refresh();
         }
       }),
       vscode.workspace.onDidGrantWorkspaceTrust(() => {
@@ -153,6 +161,7 @@ export class Ctx implements vscode.Disposable {
       client.onNotification(Notifications.buildersChanged, () => this.buildersView.refresh()),
       client.onNotification(Notifications.builderHealth, (h) => this.buildersView.setHealth(h)),
       client.onNotification(Notifications.buildProgress, (b) => this.buildChanged(b)),
+      client.onNotification(Notifications.cachesChanged, () => this.cachesView.refresh()),
       client.onDidChangeState((e) => this.clientStateChanged(client, e.newState)),
     );
     this.setServerState('starting');
@@ -192,6 +201,7 @@ export class Ctx implements vscode.Disposable {
     this.setServerState('running');
     if (status.problem) void vscode.window.showErrorMessage(status.problem);
     this.buildersView.refresh();
+    this.cachesView.refresh();
   }
 
   /** The server and its builds are gone: the builds that ran end, whoever waits for one gets `reason`. */
@@ -358,9 +368,23 @@ export class Ctx implements vscode.Disposable {
     return (await this.runningClient()).sendRequest(Requests.planBuild, params, token);
   }
 
-  /** One of the server's LSP commands (workspace/executeCommand); cancelling the token cancels it. */
-  async serverCommand<T>(command: ServerCommandId, args: unknown[], token?: vscode.CancellationToken): Promise<T> {
-    return (await this.runningClient()).sendRequest(ExecuteCommandRequest.type, { command, arguments: args }, token) as Promise<T>;
+  /**
+   * One of the server's LSP commands (workspace/executeCommand); cancelling the token cancels it.
+   * With `onProgress`, the command's work-done progress (on a token of ours) comes to it instead of
+   * a progress of the server's own.
+   */
+  async serverCommand<T>(command: ServerCommandId, args: unknown[], token?: vscode.CancellationToken, onProgress?: (message: string) => void): Promise<T> {
+    const client = await this.runningClient();
+    if (!onProgress) return client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args }, token) as Promise<T>;
+    const workDoneToken = randomUUID();
+    const progress = client.onProgress(WorkDoneProgress.type, workDoneToken, (v) => {
+      if (v.kind !== 'end' && v.message) onProgress(v.message);
+    });
+    try {
+      return (await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args, workDoneToken }, token)) as T;
+    } finally {
+      progress.dispose();
+    }
   }
 
   async derivations(uri: string) {
