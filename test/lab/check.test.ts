@@ -1,0 +1,195 @@
+// Reproducibility on real builders (one lab for the file): a check on b1 that really rebuilds there
+// (its store holds the rebuild, this machine's holds nothing of it) and brings back what differs;
+// the naive `--check --builders` way, which passes the same nondeterministic derivation; a check on
+// b5 (Nix 2.26) when it can run; cancelling a remote check ends the builder's processes; and
+// compareMachines: two builders, this machine, and a file:// cache holding a differing copy.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
+import { adHocBuilder } from '../../language-server/builders/collect';
+import { CheckCopies, fallbackPath, type CheckOptions } from '../../language-server/check/check';
+import { compareMachines, type Machine } from '../../language-server/check/compareMachines';
+import { checkOnBuilder } from '../../language-server/check/remoteCheck';
+import { parseMachineLine } from '../../language-server/nix/machines';
+import { Nix } from '../../language-server/nix/nix';
+import { ExecaRunner } from '../../language-server/nix/runner';
+import type { BuilderInfo } from '../../language-server/protocol';
+import { buildersOption, runClient, startLab, type Lab } from './lab';
+import { nix226 } from './nix226';
+
+const found = nix226();
+
+let lab: Lab;
+let nix: Nix;
+let copies: CheckCopies;
+let scratch: string;
+
+before(async () => {
+  lab = await startLab(found.skip === undefined ? { nix226: found.dir } : {});
+  nix = new Nix(new ExecaRunner(), { binDir: '', env: lab.env });
+  copies = new CheckCopies();
+  scratch = await mkdtemp(path.join(tmpdir(), 'nb-rcheck-'));
+});
+
+after(async () => {
+  await copies?.dispose();
+  await lab?.stop();
+  if (scratch) await rm(scratch, { recursive: true, force: true });
+});
+
+function builder(name: string): BuilderInfo {
+  const { machine, error } = parseMachineLine(lab.builder(name).machinesLine);
+  assert.ok(machine, error);
+  return adHocBuilder(machine, `test:${machine.uri}`, 'the lab');
+}
+
+const nixString = (s: string) => JSON.stringify(s).replace(/\$\{/g, '\\${');
+/** A derivation run by /bin/sh (builders have an empty PATH: builtins and absolute paths only). */
+const derivation = (name: string, script: string) =>
+  `derivation { name = ${nixString(name)}; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" ${nixString(script)} ]; salt = ${nixString(randomUUID())}; }`;
+/** A folder with a file that changes every build (a UUID) beside one that does not. */
+const NONDETERMINISTIC = 'read -r t < /proc/sys/kernel/random/uuid; /bin/mkdir $out; printf "%s\\n" "$t" > $out/stamp; printf "constant\\n" > $out/constant';
+const DETERMINISTIC = '/bin/mkdir $out; printf "same\\n" > $out/a; /bin/ln -s a $out/link';
+
+async function instantiate(expression: string): Promise<{ drv: string; out: string }> {
+  const r = await runClient(lab, 'nix-instantiate', ['-E', expression]);
+  assert.equal(r.code, 0, r.stderr);
+  const drv = r.stdout.trim().split('\n').pop() ?? '';
+  const q = await runClient(lab, 'nix-store', ['--query', '--outputs', drv]);
+  assert.equal(q.code, 0, q.stderr);
+  return { drv, out: q.stdout.trim() };
+}
+
+const options = (messages: string[] = [], signal = new AbortController().signal): CheckOptions => ({ rounds: 1, signal, report: (m) => messages.push(m), copies });
+
+for (const name of ['b1', 'b5']) {
+  const skip = name === 'b5' ? found.skip : undefined;
+
+  test(`a nondeterministic derivation checked on ${name} differs in exactly the changing file; the rebuild ran on ${name}, this machine built nothing`, { skip }, async () => {
+    const { drv, out } = await instantiate(derivation(`rc-nondet-${name}`, NONDETERMINISTIC));
+    const messages: string[] = [];
+    const r = await checkOnBuilder(nix, builder(name), drv, options(messages));
+    assert.equal(r.status, 'differs', JSON.stringify(r));
+    assert.equal(r.machine, name);
+    assert.equal(r.builtFirst, true);
+    assert.ok(messages.some((m) => m === `building it on ${name} first (its outputs are not there)`), messages.join('\n'));
+    const o = r.outputs[0];
+    assert.deepEqual(o?.files?.map((f) => [f.path, f.kind]), [['stamp', 'changed']]);
+    // Both trees were brought from the builder: the copies hold what its store holds.
+    assert.ok(o?.firstCopy && o.rebuildCopy);
+    const stamp = (dir: string) => readFileSync(path.join(dir, 'stamp'), 'utf8');
+    const remoteStore = path.join(lab.builder(name).storeRoot, 'store');
+    assert.equal(stamp(o.firstCopy), stamp(path.join(remoteStore, path.basename(out))));
+    assert.equal(stamp(o.rebuildCopy), stamp(path.join(remoteStore, path.basename(fallbackPath(drv, out)))));
+    assert.notEqual(stamp(o.firstCopy), stamp(o.rebuildCopy));
+    assert.ok(lab.hasStorePath(name, out), `${name}'s store has the output`);
+    assert.ok(lab.hasStorePath(name, fallbackPath(drv, out)), `${name}'s store has the rebuild`);
+    assert.ok(!existsSync(out) && !existsSync(fallbackPath(drv, out)), 'this machine built neither');
+  });
+
+  test(`a deterministic derivation checked on ${name} is reproducible (built there first, then checked again without building)`, { skip }, async () => {
+    const { drv, out } = await instantiate(derivation(`rc-det-${name}`, DETERMINISTIC));
+    const r = await checkOnBuilder(nix, builder(name), drv, options());
+    assert.equal(r.status, 'reproducible', JSON.stringify(r));
+    assert.equal(r.builtFirst, true);
+    // Nix 2.8 leaves a rebuild that matched at its fallback path; 2.26 removes it.
+    if (name === 'b1') assert.ok(lab.hasStorePath(name, fallbackPath(drv, out)), `${name}'s store has the rebuild`);
+    const again = await checkOnBuilder(nix, builder(name), drv, { ...options(), rounds: 2 });
+    assert.equal(again.status, 'reproducible', JSON.stringify(again));
+    assert.equal(again.builtFirst, false);
+    assert.equal(again.rounds, 2);
+    assert.ok(!existsSync(out), 'this machine built nothing');
+  });
+}
+
+test('the naive way, nix-build --check --builders b1 --max-jobs 0, passes the same nondeterministic derivation (exit 0: nothing was compared)', async () => {
+  const { drv, out } = await instantiate(derivation('rc-naive', NONDETERMINISTIC));
+  const b1 = buildersOption([lab.builder('b1')]);
+  const built = await runClient(lab, 'nix-build', ['--no-out-link', '--max-jobs', '0', '--builders', b1, drv]);
+  assert.equal(built.code, 0, built.stderr);
+  const naive = await runClient(lab, 'nix-build', ['--no-out-link', '--check', '--max-jobs', '0', '--builders', b1, drv]);
+  assert.equal(naive.code, 0, `the naive check passed it: ${naive.stderr}`);
+  assert.doesNotMatch(naive.stderr, /may not be deterministic/);
+  // The same derivation checked for real on b1 differs.
+  const r = await checkOnBuilder(nix, builder('b1'), drv, options());
+  assert.equal(r.status, 'differs', JSON.stringify(r));
+  assert.deepEqual(r.outputs[0]?.files?.map((f) => f.path), ['stamp']);
+  await runClient(lab, 'nix-store', ['--delete', out]);
+});
+
+test('cancelling a check on b1 ends its processes there', async () => {
+  const marker = `rc-cancel-${randomUUID()}`;
+  const { drv } = await instantiate(derivation('rc-cancel', `: ${marker}; /bin/sleep 600; /bin/mkdir $out`));
+  const controller = new AbortController();
+  const running = checkOnBuilder(nix, builder('b1'), drv, options([], controller.signal));
+  const onB1 = () => lab.processIds().filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
+    } catch {
+      return false;
+    }
+  });
+  await until(() => onB1().length > 0, 'the build started on b1');
+  controller.abort();
+  await assert.rejects(running, (e: unknown) => e instanceof ResponseError && e.code === LSPErrorCodes.RequestCancelled);
+  await until(() => onB1().length === 0, `the build on b1 ended: ${onB1().join(' ')}`);
+});
+
+test('compareMachines: a nondeterministic derivation built on b1 and b2 differs in its changing file; a deterministic one is the same on b1 and here', async () => {
+  const nd = await instantiate(derivation('rc-cmp-nondet', NONDETERMINISTIC));
+  const both: Machine[] = [{ kind: 'builder', builder: builder('b1') }, { kind: 'builder', builder: builder('b2') }];
+  const r = await compareMachines(nix, nd.drv, both, { ...options(), substituters: [] });
+  assert.equal(r.status, 'differs', JSON.stringify(r));
+  const o = r.outputs[0];
+  assert.deepEqual(o?.hashes.map((h) => [h.machine, h.source, /^sha256:/.test(h.narHash ?? '')]), [['b1', 'built', true], ['b2', 'built', true]]);
+  assert.deepEqual(o?.files?.map((f) => [f.path, f.kind]), [['stamp', 'changed']]);
+  assert.ok(o?.firstCopy && o.otherCopy);
+  assert.match(r.summary, /^built differently on b1 and b2 \(out: 1 file\)$/);
+  assert.ok(lab.hasStorePath('b1', nd.out) && lab.hasStorePath('b2', nd.out) && !existsSync(nd.out));
+
+  const det = await instantiate(derivation('rc-cmp-det', DETERMINISTIC));
+  const same = await compareMachines(nix, det.drv, [{ kind: 'builder', builder: builder('b1') }, { kind: 'local' }], { ...options(), substituters: [] });
+  assert.equal(same.status, 'same', JSON.stringify(same));
+  assert.equal(same.summary, 'built the same on b1 and here');
+  await runClient(lab, 'nix-store', ['--delete', det.out]);
+});
+
+test('compareMachines with a file:// cache that holds a differing copy: "built the same on b1 and here; the cache\'s copy differs"', async () => {
+  // The output reads a flag file: present when the cache's copy was built, gone for the comparison.
+  const flag = path.join(scratch, `flag-${randomUUID()}`);
+  const { drv, out } = await instantiate(derivation('rc-cache', `/bin/mkdir $out; if [ -e ${flag} ]; then printf "cached\\n" > $out/a; else printf "built\\n" > $out/a; fi`));
+  const cache = `file://${path.join(scratch, 'cache')}`;
+  await writeFile(flag, '');
+  const local = await runClient(lab, 'nix-store', ['--option', 'builders', '', '--realise', drv]);
+  assert.equal(local.code, 0, local.stderr);
+  const pushed = await runClient(lab, 'nix', ['copy', '--to', cache, out]);
+  assert.equal(pushed.code, 0, pushed.stderr);
+  const deleted = await runClient(lab, 'nix-store', ['--delete', out]);
+  assert.equal(deleted.code, 0, deleted.stderr);
+  await rm(flag);
+
+  const r = await compareMachines(nix, drv, [{ kind: 'builder', builder: builder('b1') }, { kind: 'local' }], { ...options(), substituters: [cache, 'ssh://b2'] });
+  assert.equal(r.status, 'differs', JSON.stringify(r));
+  assert.equal(r.summary, `built the same on b1 and here; ${cache}'s copy differs`);
+  const hashes = r.outputs[0]?.hashes ?? [];
+  assert.equal(hashes[0]?.narHash, hashes[1]?.narHash);
+  assert.notEqual(hashes[2]?.narHash, hashes[0]?.narHash);
+  assert.deepEqual(hashes.map((h) => [h.machine, h.source]), [['b1', 'built'], ['this machine', 'built'], [cache, 'substituter'], ['ssh://b2', 'substituter']]);
+  assert.match(hashes[3]?.reason ?? '', /not asked/);
+  const one = await compareMachines(nix, drv, [{ kind: 'builder', builder: builder('b1') }, { kind: 'local' }], { ...options(), substituters: [cache] });
+  assert.equal(one.summary, "built the same on b1 and here; the cache's copy differs");
+  await runClient(lab, 'nix-store', ['--delete', out]);
+});
+
+/** Polls `ok` every 100 ms, failing with `what` after `tries`. */
+async function until(ok: () => boolean, what: string, tries = 600): Promise<void> {
+  for (let i = 0; !ok(); i++) {
+    assert.ok(i < tries, what);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
