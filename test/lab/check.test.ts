@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
+import { pathToFileURL } from 'node:url';
 import { adHocBuilder } from '../../language-server/builders/collect';
 import { CheckCopies, fallbackPath, type CheckOptions } from '../../language-server/check/check';
 import { compareMachines, type Machine } from '../../language-server/check/compareMachines';
@@ -18,7 +18,8 @@ import { checkOnBuilder } from '../../language-server/check/remoteCheck';
 import { parseMachineLine } from '../../language-server/nix/machines';
 import { Nix } from '../../language-server/nix/nix';
 import { ExecaRunner } from '../../language-server/nix/runner';
-import type { BuilderInfo } from '../../language-server/protocol';
+import { ServerCommands, type BuilderInfo, type CheckReproducibilityResult, type CompareMachinesResult } from '../../language-server/protocol';
+import { StdioLspClient } from '../server/lspClient';
 import { buildersOption, runClient, startLab, type Lab } from './lab';
 import { nix226 } from './nix226';
 
@@ -28,15 +29,20 @@ let lab: Lab;
 let nix: Nix;
 let copies: CheckCopies;
 let scratch: string;
+/** The server against the lab: its builders are the lab's machines file (nix.conf builders). */
+let client: StdioLspClient;
 
 before(async () => {
   lab = await startLab(found.skip === undefined ? { nix226: found.dir } : {});
   nix = new Nix(new ExecaRunner(), { binDir: '', env: lab.env });
   copies = new CheckCopies();
   scratch = await mkdtemp(path.join(tmpdir(), 'nb-rcheck-'));
+  client = new StdioLspClient(process.env, ['--import', 'tsx', path.join(__dirname, '../../language-server/main.ts')]);
+  await client.initialize({ settings: { env: lab.env } }, scratch, { window: { workDoneProgress: true } });
 });
 
 after(async () => {
+  await client?.shutdown();
   await copies?.dispose();
   await lab?.stop();
   if (scratch) await rm(scratch, { recursive: true, force: true });
@@ -122,11 +128,34 @@ test('the naive way, nix-build --check --builders b1 --max-jobs 0, passes the sa
   await runClient(lab, 'nix-store', ['--delete', out]);
 });
 
-test('cancelling a check on b1 ends its processes there', async () => {
+async function openFile(name: string, text: string): Promise<string> {
+  const file = path.join(scratch, name);
+  await writeFile(file, text);
+  const uri = pathToFileURL(file).href;
+  client.open(uri, text);
+  return uri;
+}
+
+const command = <T>(id: string, arg: unknown, workDoneToken?: string) =>
+  client.request<T>('workspace/executeCommand', { command: id, arguments: [arg], ...(workDoneToken ? { workDoneToken } : {}) });
+
+test('the command on a builder named as listBuilders names it: checked on b1, its progress said so', async () => {
+  const uri = await openFile('nd.nix', `{ nd = ${derivation('rc-cmd-nondet', NONDETERMINISTIC)}; }\n`);
+  const token = `check-${randomUUID()}`;
+  const r = await command<CheckReproducibilityResult>(ServerCommands.checkReproducibility, { uri, attribute: 'nd', builder: 'b1' }, token);
+  assert.equal(r.status, 'differs', JSON.stringify(r));
+  assert.equal(r.machine, 'b1');
+  assert.deepEqual(r.outputs[0]?.files?.map((f) => f.path), ['stamp']);
+  const messages = client.notifications.filter((m) => m.method === '$/progress' && (m.params as { token: string }).token === token).map((m) => (m.params as { value: { message?: string } }).value.message);
+  assert.ok(messages.includes('rebuilding on b1 to compare'), JSON.stringify(messages));
+  assert.ok(!existsSync(r.outputs[0]?.path ?? '/'), 'this machine built nothing');
+});
+
+test('cancelling a check on b1 (window/workDoneProgress/cancel) ends its processes there', async () => {
   const marker = `rc-cancel-${randomUUID()}`;
-  const { drv } = await instantiate(derivation('rc-cancel', `: ${marker}; /bin/sleep 600; /bin/mkdir $out`));
-  const controller = new AbortController();
-  const running = checkOnBuilder(nix, builder('b1'), drv, options([], controller.signal));
+  const uri = await openFile('slow.nix', `{ slow = ${derivation('rc-cancel', `: ${marker}; /bin/sleep 600; /bin/mkdir $out`)}; }\n`);
+  const token = `cancel-${randomUUID()}`;
+  const answer = command(ServerCommands.checkReproducibility, { uri, attribute: 'slow', builder: 'b1' }, token).then(() => 'answered', (e: Error) => e.message);
   const onB1 = () => lab.processIds().filter((pid) => {
     try {
       return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
@@ -135,8 +164,8 @@ test('cancelling a check on b1 ends its processes there', async () => {
     }
   });
   await until(() => onB1().length > 0, 'the build started on b1');
-  controller.abort();
-  await assert.rejects(running, (e: unknown) => e instanceof ResponseError && e.code === LSPErrorCodes.RequestCancelled);
+  client.notify('window/workDoneProgress/cancel', { token });
+  assert.match(await answer, /cancelled/);
   await until(() => onB1().length === 0, `the build on b1 ended: ${onB1().join(' ')}`);
 });
 
@@ -152,11 +181,12 @@ test('compareMachines: a nondeterministic derivation built on b1 and b2 differs 
   assert.match(r.summary, /^built differently on b1 and b2 \(out: 1 file\)$/);
   assert.ok(lab.hasStorePath('b1', nd.out) && lab.hasStorePath('b2', nd.out) && !existsSync(nd.out));
 
-  const det = await instantiate(derivation('rc-cmp-det', DETERMINISTIC));
-  const same = await compareMachines(nix, det.drv, [{ kind: 'builder', builder: builder('b1') }, { kind: 'local' }], { ...options(), substituters: [] });
+  const uri = await openFile('det.nix', `{ det = ${derivation('rc-cmp-det', DETERMINISTIC)}; }\n`);
+  const same = await command<CompareMachinesResult>(ServerCommands.compareMachines, { uri, attribute: 'det', machines: ['b1', 'local'] });
   assert.equal(same.status, 'same', JSON.stringify(same));
   assert.equal(same.summary, 'built the same on b1 and here');
-  await runClient(lab, 'nix-store', ['--delete', det.out]);
+  assert.deepEqual(same.outputs[0]?.hashes.map((h) => h.machine), ['b1', 'this machine']);
+  await runClient(lab, 'nix-store', ['--delete', same.outputs[0]?.path ?? '']);
 });
 
 test('compareMachines with a file:// cache that holds a differing copy: "built the same on b1 and here; the cache\'s copy differs"', async () => {
