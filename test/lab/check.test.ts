@@ -113,6 +113,18 @@ for (const name of ['b1', 'b5']) {
   });
 }
 
+test('the 2.26 client (whose store this process cannot read) checks on b1 all the same: the trees come from b1', { skip: found.skip }, async () => {
+  if (found.skip !== undefined) return;
+  const client226 = new Nix(new ExecaRunner(), { binDir: found.bin, env: lab.env });
+  const inst = await client226.run(client226.bin('nix-instantiate'), ['-E', derivation('rc-from-226', NONDETERMINISTIC)], { timeoutMs: 60_000 });
+  assert.equal(inst.kind, 'ok', inst.stderr);
+  const drv = inst.stdout.trim().split('\n').pop() ?? '';
+  const r = await checkOnBuilder(client226, builder('b1'), drv, options());
+  assert.equal(r.status, 'differs', JSON.stringify(r));
+  assert.deepEqual(r.outputs[0]?.files?.map((f) => [f.path, f.kind]), [['stamp', 'changed']]);
+  assert.ok(lab.hasStorePath('b1', fallbackPath(drv, r.outputs[0]?.path ?? '')), "b1's store has the rebuild");
+});
+
 test('the naive way, nix-build --check --builders b1 --max-jobs 0, passes the same nondeterministic derivation (exit 0: nothing was compared)', async () => {
   const { drv, out } = await instantiate(derivation('rc-naive', NONDETERMINISTIC));
   const b1 = buildersOption([lab.builder('b1')]);
