@@ -8,7 +8,7 @@
 // for every failure, the bits are not forwarded): the first build and the rebuild are read from
 // the builder's store over SSH (`nix-store --dump`, the same SSH layer as the doctor), unpacked
 // here and compared file by file, as a local check compares them.
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import { adHocBuilder } from '../builders/collect';
@@ -291,6 +291,8 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
           const files = await compareTrees(first, copy, rewrites);
           if (files.length > 0) Object.assign(x, { status: 'differs', files, firstCopy: first, rebuildCopy: copy });
           else if (x.path === named) Object.assign(x, { status: 'differs', files: [], firstCopy: first, rebuildCopy: copy, reason: `Nix on ${machine} says it differs, but its trees read the same here` });
+          // The same: nothing of this rebuild needs keeping.
+          else await rm(copy, { recursive: true, force: true });
         } catch (e) {
           if (o.signal.aborted) throw cancelled();
           const reason = `its trees on ${machine} could not be brought here: ${(e as Error).message}`;
@@ -300,6 +302,10 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
     }
   } finally {
     session?.close();
+    for (const x of outputs) {
+      const first = firstCopies.get(x.name);
+      if (first && x.status !== 'differs') await rm(first, { recursive: true, force: true });
+    }
   }
   return answer(builtFirst, round);
 }

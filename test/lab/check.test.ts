@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -112,6 +112,24 @@ for (const name of ['b1', 'b5']) {
     assert.ok(!existsSync(out), 'this machine built nothing');
   });
 }
+
+test('two outputs on b1: only the second differs (the first is reproducible, nothing of it kept); both differ (both listed, though Nix names only the first)', async () => {
+  const twoOutputs = (name: string, script: string) => derivation(name, script).replace('builder =', 'outputs = [ "out" "dev" ]; builder =');
+  const onlyDev = await instantiate(twoOutputs('rc-two', 'read -r t < /proc/sys/kernel/random/uuid; /bin/mkdir $out $dev; printf "same\\n" > $out/a; printf "%s\\n" "$out" > $out/self; printf "%s\\n" "$t" > $dev/b'));
+  const r = await checkOnBuilder(nix, builder('b1'), onlyDev.drv, options());
+  assert.equal(r.status, 'differs', JSON.stringify(r));
+  const [out, dev] = r.outputs;
+  assert.equal(out?.status, 'reproducible', JSON.stringify(out));
+  assert.equal(dev?.status, 'differs');
+  assert.deepEqual(dev?.files?.map((f) => [f.path, f.kind]), [['b', 'changed']]);
+  assert.ok(dev?.rebuildCopy && existsSync(dev.rebuildCopy));
+  assert.deepEqual(readdirSync(path.dirname(dev.rebuildCopy)).sort(), ['dev-first', 'dev-round1']);
+
+  const both = await instantiate(twoOutputs('rc-both', 'read -r t < /proc/sys/kernel/random/uuid; /bin/mkdir $out $dev; printf "%s\\n" "$t" > $out/a; printf "%s\\n" "$dev" > $dev/self; printf "%s\\n" "$t" > $dev/b'));
+  const r2 = await checkOnBuilder(nix, builder('b1'), both.drv, options());
+  assert.deepEqual(r2.outputs.map((x) => [x.name, x.status, x.files?.map((f) => f.path)]), [['out', 'differs', ['a']], ['dev', 'differs', ['b']]]);
+  assert.equal(r2.summary, 'not reproducible: 2 of 2 outputs differ (out: 1 file, dev: 1 file)');
+});
 
 test('the 2.26 client (whose store this process cannot read) checks on b1 all the same: the trees come from b1', { skip: found.skip }, async () => {
   if (found.skip !== undefined) return;
