@@ -23,7 +23,7 @@ import { parseMachinesHostKey, type PublicKey } from '../remote/hostKeys';
 import { connectOpenSsh } from '../remote/openssh';
 import { shScript } from '../remote/shellQuote';
 import { resolveSshConfig } from '../remote/sshConfig';
-import { connectSsh, type RemoteSession } from '../remote/sshSession';
+import { connectSsh, type ExecResult, type RemoteSession } from '../remote/sshSession';
 import { cancelled, checkAnswer, fallbackPath, outputsOf, why, type CheckOptions } from './check';
 import { compareTrees, type Rewrites } from './treeDiff';
 
@@ -109,20 +109,36 @@ export async function connectBuilder(b: BuilderInfo, nix: Nix, signal: AbortSign
 /** The NAR bytes read per SSH run (base64: 4/3 of it stays below the session's output limit). */
 const NAR_CHUNK = 2 * 1024 * 1024;
 
-/** The tree at `storePath` on the builder as a NAR (`nix-store --dump` there, base64 over SSH, in chunks). */
+/**
+ * The tree at `storePath` on the builder as a NAR: `nix-store --dump` there into a temporary file
+ * (once), read back in chunks as base64 over SSH, the file removed after.
+ */
 export async function dumpRemote(session: RemoteSession, nixStore: string, storePath: string, signal: AbortSignal): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for (let offset = 0; ; offset += NAR_CHUNK) {
-    const script = '"$1" --dump "$2" | tail -c +"$3" | head -c "$4" | base64 || exit 3\n[ -e "$2" ] || exit 4';
-    const r = await session.run(shScript(script, [nixStore, storePath, String(offset + 1), String(NAR_CHUNK)]), { timeoutMs: 300_000, signal });
+  const fail = (r: ExecResult, what: string): never => {
+    const said = r.kind === 'failed' ? r.message : r.kind !== 'exit' ? 'no answer in time' : `exit ${r.code}: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`;
+    throw new Error(`${what} ${storePath} on ${session.alias} failed (${said})`);
+  };
+  const exec = async (script: string, args: string[]) => {
+    const r = await session.run(shScript(script, args), { timeoutMs: 300_000, signal });
     if (r.kind === 'cancelled') throw cancelled();
-    if (r.kind !== 'exit' || r.code !== 0) {
-      const said = r.kind === 'failed' ? r.message : r.kind !== 'exit' ? 'no answer within 5 min' : r.code === 4 ? 'it is not there (any more)' : `exit ${r.code}: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`;
-      throw new Error(`reading ${storePath} on ${session.alias} failed (${said})`);
+    return r;
+  };
+  const dumped = await exec('[ -e "$2" ] || { echo "it is not there (any more)" >&2; exit 4; }\nf=$(mktemp) || exit 3\n"$1" --dump "$2" > "$f" || { rm -f "$f"; exit 3; }\nwc -c < "$f"; printf "%s\\n" "$f"', [nixStore, storePath]);
+  const [sizeText, file] = dumped.stdout.trim().split('\n').map((l) => l.trim());
+  const size = Number(sizeText);
+  if (dumped.kind !== 'exit' || dumped.code !== 0 || !file?.startsWith('/') || !Number.isInteger(size)) return fail(dumped, 'dumping');
+  try {
+    const chunks: Buffer[] = [];
+    for (let offset = 0; offset < size; offset += NAR_CHUNK) {
+      const r = await exec('tail -c +"$2" "$1" | head -c "$3" | base64', [file, String(offset + 1), String(NAR_CHUNK)]);
+      if (r.kind !== 'exit' || r.code !== 0) fail(r, 'reading');
+      chunks.push(Buffer.from(r.stdout.replace(/\s+/g, ''), 'base64'));
     }
-    const chunk = Buffer.from(r.stdout.replace(/\s+/g, ''), 'base64');
-    chunks.push(chunk);
-    if (chunk.length < NAR_CHUNK) return Buffer.concat(chunks);
+    const nar = Buffer.concat(chunks);
+    if (nar.length !== size) throw new Error(`reading ${storePath} on ${session.alias} gave ${nar.length} of ${size} bytes`);
+    return nar;
+  } finally {
+    await session.run(shScript('rm -f "$1"', [file]), { timeoutMs: 30_000 });
   }
 }
 
