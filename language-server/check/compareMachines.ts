@@ -30,12 +30,19 @@ export interface CompareOptions {
 const LOCAL = 'this machine';
 const nameOf = (m: Machine) => (m.kind === 'local' ? LOCAL : m.builder.name);
 
-/** Build on one machine (its outputs already there count as its build) and read the NAR hashes. */
-async function buildOn(nix: Nix, m: Machine, drvPath: string, paths: readonly string[], o: CompareOptions): Promise<{ hashes: Map<string, string> } | { reason: string }> {
+/**
+ * Build on one machine and read the NAR hashes. Its inputs may come from its caches; the
+ * derivation itself is built by the machine (not handed to a builder, not substituted). Outputs
+ * already in its store are not built again: `prebuilt` says so.
+ */
+async function buildOn(nix: Nix, m: Machine, drvPath: string, paths: readonly string[], o: CompareOptions): Promise<{ hashes: Map<string, string>; prebuilt: boolean } | { reason: string }> {
   const run = (file: string, args: string[]) => nix.run(file, args, { timeoutMs: 0, signal: o.signal });
+  const done = <T extends { kind: string }>(r: T): T => {
+    if (r.kind === 'cancelled') throw cancelled();
+    return r;
+  };
   const nixStore = nix.bin('nix-store');
-  // Built by the machine itself: not handed to a builder, not fetched from a cache.
-  const own = ['--option', 'builders', '', '--option', 'substitute', 'false'];
+  const here = ['--option', 'builders', ''];
   let storeArgs: string[] = [];
   if (m.kind === 'builder') {
     const caps = await nix.detect();
@@ -43,20 +50,25 @@ async function buildOn(nix: Nix, m: Machine, drvPath: string, paths: readonly st
     const method = remoteMethod(caps.value);
     if (!method.ok) return { reason: method.reason };
     const store = builderStore(m.builder);
-    const copied = await run(nix.bin('nix'), method.copyDerivation(drvPath, store));
-    if (copied.kind === 'cancelled') throw cancelled();
+    const copied = done(await run(nix.bin('nix'), method.copyDerivation(drvPath, store)));
     if (copied.kind !== 'ok') return { reason: `the derivation could not be copied to ${m.builder.name}: ${why(copied)}` };
     storeArgs = ['--store', store];
   }
-  o.report(`building on ${nameOf(m)}`);
-  const built = await run(nixStore, [...storeArgs, ...own, '--realise', drvPath]);
-  if (built.kind === 'cancelled') throw cancelled();
-  if (built.kind !== 'ok') return { reason: `the build on ${nameOf(m)} failed: ${why(built)}` };
-  const query = await run(nixStore, [...storeArgs, '--query', '--hash', ...paths]);
-  if (query.kind === 'cancelled') throw cancelled();
+  const validity = done(await run(nixStore, [...storeArgs, '--check-validity', '--print-invalid', ...paths]));
+  const prebuilt = validity.kind === 'ok' && validity.stdout.trim() === '';
+  if (!prebuilt) {
+    const inputs = done(await run(nixStore, ['--query', '--references', drvPath]));
+    const inputDrvs = inputs.kind === 'ok' ? inputs.stdout.split('\n').filter((l) => l.endsWith('.drv')) : [];
+    o.report(`building on ${nameOf(m)}`);
+    const ready = inputDrvs.length > 0 ? done(await run(nixStore, [...storeArgs, ...here, '--realise', ...inputDrvs])) : undefined;
+    if (ready && ready.kind !== 'ok') return { reason: `the inputs could not be built or fetched on ${nameOf(m)}: ${why(ready)}` };
+    const built = done(await run(nixStore, [...storeArgs, ...here, '--option', 'substitute', 'false', '--realise', drvPath]));
+    if (built.kind !== 'ok') return { reason: `the build on ${nameOf(m)} failed: ${why(built)}` };
+  }
+  const query = done(await run(nixStore, [...storeArgs, '--query', '--hash', ...paths]));
   const lines = query.stdout.split('\n').filter((l) => l.startsWith('sha256:'));
   if (query.kind !== 'ok' || lines.length !== paths.length) return { reason: `the NAR hashes on ${nameOf(m)} could not be read: ${why(query)}` };
-  return { hashes: new Map(paths.map((p, i) => [p, lines[i] as string])) };
+  return { hashes: new Map(paths.map((p, i) => [p, lines[i] as string])), prebuilt };
 }
 
 /** Each substituter's NarHash of each path (file:// and http(s):// caches; other stores are not asked). */
@@ -101,7 +113,8 @@ export async function compareMachines(nix: Nix, drvPath: string, machines: reado
     const hashes: MachineOutputHash[] = machines.map((m, i) => {
       const b = builds[i];
       const hash = b && 'hashes' in b ? b.hashes.get(x.path) : undefined;
-      return { machine: nameOf(m), source: 'built', ...(hash ? { narHash: hash } : { reason: b && 'reason' in b ? b.reason : 'not built' }) };
+      if (!b || 'reason' in b || !hash) return { machine: nameOf(m), source: 'built', reason: b && 'reason' in b ? b.reason : 'not built' };
+      return { machine: nameOf(m), source: 'built', narHash: hash, ...(b.prebuilt ? { note: 'already in its store: not built now' } : {}) };
     });
     hashes.push(...(caches.get(x.path) ?? []));
     const known = hashes.filter((h) => h.narHash);
@@ -155,7 +168,7 @@ export function summarise(outputs: CompareMachinesResult['outputs'], machines: r
   if (reference !== undefined) {
     const same = built.filter((m) => hashOf(m).join() === hashOf(reference).join());
     const other = built.filter((m) => !same.includes(m));
-    if (built.length === 1) parts.push(`built on ${here(reference)} only`);
+    if (built.length === 1) parts.push(reference === LOCAL ? 'built here' : `built on ${reference}`);
     else if (other.length === 0) parts.push(`built the same on ${list(built.map(here))}`);
     else {
       const differing = outputs.filter((x) => x.status === 'differs').map((x) => `${x.name}${x.files ? `: ${x.files.length} file${x.files.length === 1 ? '' : 's'}` : ''}`);

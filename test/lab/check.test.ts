@@ -259,6 +259,32 @@ test('compareMachines with a file:// cache that holds a differing copy: "built t
   await runClient(lab, 'nix-store', ['--delete', out]);
 });
 
+test('compareMachines builds the derivation itself but takes its inputs from the caches; an output already there is said to be', async () => {
+  // Both read a flag file: present when the cache's copies were built, gone for the comparison.
+  const flag = path.join(scratch, `flag-${randomUUID()}`);
+  const script = `/bin/mkdir $out; if [ -e ${flag} ]; then printf "cached\\n" > $out/a; else printf "built\\n" > $out/a; fi`;
+  const input = derivation('rc-input', script);
+  const { drv, out } = await instantiate(derivation('rc-top', `${script}; printf "%s\\n" "$input" > $out/input`).replace('builder =', `input = ${input}; builder =`));
+  const inputOut = (await runClient(lab, 'nix-store', ['--query', '--references', drv])).stdout.split('\n').find((l) => l.endsWith('.drv'));
+  assert.ok(inputOut);
+  const inputPath = (await runClient(lab, 'nix-store', ['--query', '--outputs', inputOut])).stdout.trim();
+  const cache = `file://${path.join(scratch, 'cache2')}`;
+  await writeFile(flag, '');
+  assert.equal((await runClient(lab, 'nix-store', ['--option', 'builders', '', '--realise', drv])).code, 0);
+  assert.equal((await runClient(lab, 'nix', ['copy', '--to', cache, out])).code, 0);
+  assert.equal((await runClient(lab, 'nix-store', ['--delete', out, inputPath])).code, 0);
+  await rm(flag);
+
+  const cached = new Nix(new ExecaRunner(), { binDir: '', env: { ...lab.env, NIX_CONFIG: `substituters = ${cache}\nrequire-sigs = false` } });
+  const r = await compareMachines(cached, drv, [{ kind: 'local' }], { ...options(), substituters: [cache] });
+  assert.equal(r.summary, "built here; the cache's copy differs", JSON.stringify(r));
+  assert.equal(readFileSync(path.join(out, 'a'), 'utf8'), 'built\n', 'the derivation itself was built here');
+  assert.equal(readFileSync(path.join(inputPath, 'a'), 'utf8'), 'cached\n', 'its input came from the cache');
+  const again = await compareMachines(cached, drv, [{ kind: 'local' }], { ...options(), substituters: [cache] });
+  assert.equal(again.outputs[0]?.hashes[0]?.note, 'already in its store: not built now');
+  await runClient(lab, 'nix-store', ['--delete', out, inputPath]);
+});
+
 /** Polls `ok` every 100 ms, failing with `what` after `tries`. */
 async function until(ok: () => boolean, what: string, tries = 600): Promise<void> {
   for (let i = 0; !ok(); i++) {

@@ -100,9 +100,10 @@ const out = (hashes: Array<[string, 'built' | 'substituter', string | undefined]
   ...(files !== undefined ? { files: Array.from({ length: files }, (_, i) => ({ path: `f${i}`, kind: 'changed' as const })) } : {}),
 });
 
-test('the summary across machines: the same here and on b1, the cache\'s copy differs; built differently; not built; no cache copy', () => {
+test('the summary across machines: the same here and on b1, the cache\'s copy differs; built differently; not built; no cache copy; here alone', () => {
+  assert.equal(summarise([out([['this machine', 'built', 'h1'], ['file:///c', 'substituter', 'h2']], 'differs')], ['this machine']), "built here; the cache's copy differs");
   assert.equal(summarise([out([['b1', 'built', 'h1'], ['this machine', 'built', 'h1'], ['file:///c', 'substituter', 'h2']], 'differs')], ['b1', 'this machine']), "built the same on b1 and here; the cache's copy differs");
   assert.equal(summarise([out([['b1', 'built', 'h1'], ['this machine', 'built', 'h1'], ['file:///c', 'substituter', 'h1']], 'same')], ['b1', 'this machine']), "built the same on b1 and here; the cache's copy is the same");
   assert.equal(summarise([out([['b1', 'built', 'h1'], ['b2', 'built', 'h2']], 'differs', 1)], ['b1', 'b2']), 'built differently on b1 and b2 (out: 1 file)');
-  assert.equal(summarise([out([['b1', 'built', 'h1'], ['b2', 'built', undefined], ['file:///c', 'substituter', undefined]], 'not-checked')], ['b1', 'b2']), 'built on b1 only; not built on b2; the cache has no copy');
+  assert.equal(summarise([out([['b1', 'built', 'h1'], ['b2', 'built', undefined], ['file:///c', 'substituter', undefined]], 'not-checked')], ['b1', 'b2']), 'built on b1; not built on b2; the cache has no copy');
 });
