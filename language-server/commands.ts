@@ -29,8 +29,10 @@ import { describeResult } from './nix/runner';
 import { isDrvPath } from './nix/storePath';
 import { flakeFixArgs, flakeFixText } from './eval/flake';
 import { diffStoreDerivations, drvPathAtRevision } from './check/drvDiff';
-import { CheckCopies, checkDerivation, outputsOf } from './check/check';
+import { CheckCopies, checkDerivation } from './check/check';
 import { CheckAnswers, diffoscopeArgsOf, runDiffoscope } from './check/diffoscope';
+import { checkOnBuilder, findBuilder } from './check/remoteCheck';
+import { runCompareMachines } from './check/compareMachines';
 import {
   Notifications,
   ServerCommands,
@@ -293,6 +295,8 @@ export class ServerCommandHandler {
       }
       case ServerCommands.listCaches:
         return this.server.listCaches(signal);
+      case ServerCommands.compareMachines:
+        return runCompareMachines(args?.[0], { server: this.server, copies: this.checkCopies, signal, progress: (title) => this.progress(title, workDoneToken, abort) });
       default:
         throw invalid(`Unknown command '${c}': this server runs ${this.commands.join(', ')}.`);
     }
@@ -358,13 +362,10 @@ export class ServerCommandHandler {
     const progress = await this.progress(`Checking ${a.attrPath.join('.')} for reproducibility`, o.workDoneToken, o.abort);
     let last = 'ended';
     try {
-      if (a.builder !== undefined) {
-        const reason = 'checking on a builder is not done yet: check on this machine (leave "builder" out)';
-        last = 'not checked';
-        const outputs = (await outputsOf(this.server.nix, target.drvPath, o.signal)).map((x) => ({ ...x, status: 'not-checked' as const, reason }));
-        return { drvPath: target.drvPath, machine: a.builder, rounds: 0, builtFirst: false, status: 'not-checked', summary: `not checked: ${reason}`, outputs };
-      }
-      const result = await checkDerivation(this.server.nix, target.drvPath, { rounds: a.rounds, signal: o.signal, report: (m) => progress.report(m), copies: this.checkCopies });
+      const options = { rounds: a.rounds, signal: o.signal, report: (m: string) => progress.report(m), copies: this.checkCopies };
+      const result = a.builder !== undefined
+        ? await checkOnBuilder(this.server.nix, findBuilder(a.builder, (await this.server.listBuilders()).builders), target.drvPath, options)
+        : await checkDerivation(this.server.nix, target.drvPath, options);
       last = result.summary;
       return result;
     } finally {

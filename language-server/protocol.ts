@@ -688,6 +688,8 @@ export interface MachineOutputHash {
   /** `sha256:<nix32>` as Nix prints it; absent when it could not be had (`reason`). */
   narHash?: string;
   reason?: string;
+  /** `built`: the output was in that machine's store already, so it was not built for this comparison. */
+  note?: string;
 }
 
 export interface CompareMachinesResult {

@@ -21,6 +21,8 @@ export interface NarInfo {
   fileSize?: number;
   /** Unpacked size. */
   narSize?: number;
+  /** The unpacked NAR's hash, `sha256:<nix32>` as Nix writes it. */
+  narHash?: string;
 }
 
 /** `Key: value` lines. Undefined without a StorePath. */
@@ -46,6 +48,8 @@ export function parseNarInfo(text: string): NarInfo | undefined {
   if (fileSize !== undefined) info.fileSize = fileSize;
   const narSize = num('NarSize');
   if (narSize !== undefined) info.narSize = narSize;
+  const narHash = fields.get('NarHash');
+  if (narHash) info.narHash = narHash;
   return info;
 }
 

@@ -53,13 +53,14 @@ export function decodeBuildExit(code: number | undefined): string[] {
 const tail = (stderr: string, n = 6) =>
   stderr.split('\n').map((l) => l.trim()).filter((l) => l && !/^(warning:|this derivation will be built|these \d+ derivations|building '|checking outputs of|note: keeping build directory|\/nix\/store\/)/.test(l)).slice(-n).join('\n');
 
-const why = (result: RunResult) => {
+/** A failed run said briefly: how it ended, the exit bits decoded, Nix's last lines. */
+export const why = (result: RunResult) => {
   const bits = result.kind === 'exit' ? decodeBuildExit(result.exitCode) : [];
   const last = tail(result.stderr);
   return `${describeResult(result)}${bits.length ? ` (${bits.join(', ')})` : ''}${last ? `: ${last}` : ''}`;
 };
 
-const exists = (p: string) => lstat(p).then(() => true, () => false);
+export const exists = (p: string) => lstat(p).then(() => true, () => false);
 
 /** How many of the newest check answers keep their copies (and are remembered for diffoscope). */
 export const KEPT_ANSWERS = 10;
@@ -110,7 +111,7 @@ export interface CheckOptions {
   copies: CheckCopies;
 }
 
-const cancelled = () => new ResponseError(LSPErrorCodes.RequestCancelled, 'The reproducibility check was cancelled.');
+export const cancelled = () => new ResponseError(LSPErrorCodes.RequestCancelled, 'The reproducibility check was cancelled.');
 
 /** The name of the output at `outPath` of the derivation named `drvName`. */
 function outputName(drvName: string, outPath: string): string {
@@ -126,24 +127,27 @@ export async function outputsOf(nix: Nix, drvPath: string, signal: AbortSignal):
   return query.stdout.split('\n').filter((l) => l.startsWith('/')).map((p) => ({ name: outputName(storeName(drvPath), p), path: p }));
 }
 
+/** The answer of a check of `drvPath` on `machine` whose outputs stand as given. */
+export function checkAnswer(drvPath: string, machine: string, outputs: OutputCheck[], builtFirst: boolean, rounds: number): CheckReproducibilityResult {
+  const differs = outputs.filter((x) => x.status === 'differs');
+  const unchecked = outputs.filter((x) => x.status === 'not-checked');
+  const status = differs.length > 0 ? 'differs' : unchecked.length > 0 ? 'not-checked' : 'reproducible';
+  const summary =
+    differs.length > 0
+      ? `not reproducible: ${differs.length} of ${outputs.length} output${outputs.length === 1 ? '' : 's'} differ${differs.length === 1 ? 's' : ''} (${differs.map((d) => `${d.name}: ${d.files?.length ?? 0} file${d.files?.length === 1 ? '' : 's'}`).join(', ')})`
+      : unchecked.length > 0
+        ? `not checked: ${unchecked.map((u) => `${u.name}: ${u.reason}`).join('; ')}`
+        : `reproducible: ${outputs.length} output${outputs.length === 1 ? '' : 's'} the same in ${rounds} rebuild${rounds === 1 ? '' : 's'}`;
+  return { drvPath, machine, rounds, builtFirst, status, summary, outputs };
+}
+
 /** Rebuild `drvPath` on this machine and compare every output. */
 export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions): Promise<CheckReproducibilityResult> {
   const run = (args: string[]) => nix.run(nix.bin('nix-store'), args, { timeoutMs: 0, signal: o.signal });
   const drvName = storeName(drvPath);
   const outputs: OutputCheck[] = (await outputsOf(nix, drvPath, o.signal)).map((x) => ({ ...x, status: 'reproducible' }));
   const paths = outputs.map((x) => x.path);
-  const answer = (builtFirst: boolean, rounds: number): CheckReproducibilityResult => {
-    const differs = outputs.filter((x) => x.status === 'differs');
-    const unchecked = outputs.filter((x) => x.status === 'not-checked');
-    const status = differs.length > 0 ? 'differs' : unchecked.length > 0 ? 'not-checked' : 'reproducible';
-    const summary =
-      differs.length > 0
-        ? `not reproducible: ${differs.length} of ${outputs.length} output${outputs.length === 1 ? '' : 's'} differ${differs.length === 1 ? 's' : ''} (${differs.map((d) => `${d.name}: ${d.files?.length ?? 0} file${d.files?.length === 1 ? '' : 's'}`).join(', ')})`
-        : unchecked.length > 0
-          ? `not checked: ${unchecked.map((u) => `${u.name}: ${u.reason}`).join('; ')}`
-          : `reproducible: ${outputs.length} output${outputs.length === 1 ? '' : 's'} the same in ${rounds} rebuild${rounds === 1 ? '' : 's'}`;
-    return { drvPath, machine: 'this machine', rounds, builtFirst, status, summary, outputs };
-  };
+  const answer = (builtFirst: boolean, rounds: number) => checkAnswer(drvPath, 'this machine', outputs, builtFirst, rounds);
   const notChecked = (reason: string) => {
     for (const x of outputs) if (x.status !== 'differs') Object.assign(x, { status: 'not-checked', reason });
   };

@@ -107,7 +107,7 @@ test('a file that changes every build beside one that does not: only that file i
   assert.deepEqual(r.outputs[0]?.files?.map((f) => [f.path, f.kind]), [['sub/changing', 'changed']]);
 });
 
-test('a rebuild that fails: not checked, with Nix\'s reason; on a builder: not checked, said so', async () => {
+test('a rebuild that fails: not checked, with Nix\'s reason; on a builder that cannot be reached: not checked, said why', async () => {
   const marker = path.join(dir, `marker-${salt()}`);
   const uri = await openFile('fails.nix', `{ fails = ${drv(`chk-fails-${salt()}`, `if [ -e ${marker} ]; then echo the marker is there >&2; exit 3; fi; echo ok > $out`)}; }\n`);
   const first = await check({ uri, attribute: 'fails' });
@@ -119,7 +119,7 @@ test('a rebuild that fails: not checked, with Nix\'s reason; on a builder: not c
   assert.match(r.outputs[0]?.reason ?? '', /^the rebuild failed: \S*nix-store exited with code 100 \(a build failed\): .*the marker is there/s);
   const remote = await check({ uri, attribute: 'fails', builder: 'ssh://b1' });
   assert.equal(remote.status, 'not-checked');
-  assert.match(remote.outputs[0]?.reason ?? '', /checking on a builder is not done yet/);
+  assert.match(remote.outputs[0]?.reason ?? '', /^the derivation could not be copied to b1: /);
   assert.deepEqual(remote.outputs.map((x) => [x.name, x.path]), first.outputs.map((x) => [x.name, x.path]));
 });
 

@@ -18,13 +18,14 @@ const FIXTURES = path.join(__dirname, '..', 'fixtures', 'nix-2.8.0');
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');
 const PATH = '/nix/store/kj5fmy9qscw8aja65ygzhngx1i9sj816-top';
 
-test('narinfo: store path, sizes, compression', () => {
+test('narinfo: store path, sizes, compression, NAR hash', () => {
   assert.deepEqual(parseNarInfo(fixture('cache.narinfo')), {
     storePath: PATH,
     url: 'nar/1mg4msy99nq6krrbjkwldj1mxpjlzkpycssl82xfmzlj3kxzlkvi.nar.xz',
     compression: 'xz',
     fileSize: 128,
     narSize: 120,
+    narHash: 'sha256:1qb2jcq9fnc2nwxw6lkaz11jmnsmq2p1kmyykj0xifafmhkzw3mj',
   });
   assert.equal(parseNarInfo(''), undefined);
   assert.equal(parseNarInfo('<html>404</html>'), undefined);
