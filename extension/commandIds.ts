@@ -23,6 +23,11 @@ export const COMMAND_IDS = [
   'nixBuilders.openSettings',
   'nixBuilders.setEvaluationArguments',
   'nixBuilders.runServerCommand',
+  'nixBuilders.checkReproducibility',
+  'nixBuilders.checkReproducibilityOn',
+  'nixBuilders.openCheckDifference',
+  'nixBuilders.openDiffoscopeReport',
+  'nixBuilders.whyDerivationsDiffer',
 ] as const;
 
 export type CommandId = (typeof COMMAND_IDS)[number];

@@ -5,7 +5,8 @@
 // `nixBuilders.serverReady` context and the builds waited for, like rust-analyzer's and
 // vscode-eslint's clients do; a client whose start failed is dropped, so the next call makes a new one.
 import * as vscode from 'vscode';
-import { ExecuteCommandRequest, LanguageClient, State, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
+import { randomUUID } from 'node:crypto';
+import { ExecuteCommandRequest, LanguageClient, State, TransportKind, WorkDoneProgress, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
 import {
   isBuildUpdate,
   Notifications,
@@ -26,6 +27,7 @@ import {
   type TestBuildResult,
   SET_EVALUATION_ARGUMENTS,
   type ServerCommandId,
+  type CheckReproducibilityResult,
 } from '../language-server/protocol';
 import type { Machine } from '../language-server/nix/machines';
 import type { NixBuildersApi, ServerState } from './api';
@@ -37,6 +39,8 @@ import { BuildStore } from './buildState';
 import { BUILD_LOG_SCHEME, BuildLogDocuments } from './views/buildLogDocument';
 import { BuildTaskProvider, TASK_TYPE } from './tasks';
 import { RedactingChannel } from './redact';
+import { CheckStore, type CheckEntry } from './checkState';
+import { CHECK_DOC_SCHEME, CheckDocuments } from './views/checkDocument';
 
 const STOP_TIMEOUT_MS = 5000;
 
@@ -49,7 +53,11 @@ export class Ctx implements vscode.Disposable {
   private checkedOnce = false;
   /** Every build's state, merged from the server's notifications. */
   private readonly builds = new BuildStore();
-  private readonly buildsView = new BuildsView(this.builds);
+  /** The reproducibility checks answered, shown in the Builds view. */
+  readonly checks = new CheckStore();
+  private readonly buildsView = new BuildsView(this.builds, this.checks);
+  /** What a check shows that is no file (a binary's first differing bytes, why two derivations differ). */
+  readonly checkDocuments = new CheckDocuments();
   private readonly buildDecorations: BuildDecorations;
   /** Build logs as read-only documents. */
   readonly buildLogs = new BuildLogDocuments({ buildLog: (b, d) => this.buildLog(b, d), failureOf: (b, d) => this.builds.derivation(b, d)?.failure });
@@ -80,8 +88,10 @@ export class Ctx implements vscode.Disposable {
       vscode.window.registerTreeDataProvider('nixBuilders.builds', this.buildsView),
       this.buildLogs,
       vscode.workspace.registerTextDocumentContentProvider(BUILD_LOG_SCHEME, this.buildLogs),
+      vscode.workspace.registerTextDocumentContentProvider(CHECK_DOC_SCHEME, this.checkDocuments),
       vscode.workspace.onDidCloseTextDocument((d) => {
         if (d.uri.scheme === BUILD_LOG_SCHEME) this.buildLogs.forget(d.uri);
+        if (d.uri.scheme === CHECK_DOC_SCHEME) this.checkDocuments.forget(d.uri);
       }),
       vscode.tasks.registerTaskProvider(TASK_TYPE, new BuildTaskProvider(this)),
       this.buildersTree.onDidChangeVisibility((e) => {
@@ -153,6 +163,7 @@ export class Ctx implements vscode.Disposable {
       client.onNotification(Notifications.buildersChanged, () => this.buildersView.refresh()),
       client.onNotification(Notifications.builderHealth, (h) => this.buildersView.setHealth(h)),
       client.onNotification(Notifications.buildProgress, (b) => this.buildChanged(b)),
+      client.onNotification(Notifications.checkFinished, (c) => void this.addCheck(c.uri, c.attribute, c.result)),
       client.onDidChangeState((e) => this.clientStateChanged(client, e.newState)),
     );
     this.setServerState('starting');
@@ -358,9 +369,30 @@ export class Ctx implements vscode.Disposable {
     return (await this.runningClient()).sendRequest(Requests.planBuild, params, token);
   }
 
-  /** One of the server's LSP commands (workspace/executeCommand); cancelling the token cancels it. */
-  async serverCommand<T>(command: ServerCommandId, args: unknown[], token?: vscode.CancellationToken): Promise<T> {
-    return (await this.runningClient()).sendRequest(ExecuteCommandRequest.type, { command, arguments: args }, token) as Promise<T>;
+  /**
+   * One of the server's LSP commands (workspace/executeCommand); cancelling the token cancels it.
+   * With `onProgress`, the command's work-done progress ($/progress on a token of this request) is
+   * reported there instead of in a progress of its own.
+   */
+  async serverCommand<T>(command: ServerCommandId, args: unknown[], token?: vscode.CancellationToken, onProgress?: (message: string) => void): Promise<T> {
+    const client = await this.runningClient();
+    if (!onProgress) return client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args }, token) as Promise<T>;
+    const workDoneToken = randomUUID();
+    const sub = client.onProgress(WorkDoneProgress.type, workDoneToken, (v) => {
+      if (v.kind !== 'end' && v.message) onProgress(v.message);
+    });
+    try {
+      return (await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args, workDoneToken }, token)) as T;
+    } finally {
+      sub.dispose();
+    }
+  }
+
+  /** A check answered (by a command of this window, or the server's checkFinished): kept and shown in the Builds view. */
+  addCheck(uri: string, attribute: readonly string[], result: CheckReproducibilityResult): CheckEntry {
+    const entry = this.checks.add(uri, attribute, result);
+    this.buildsView.checksChanged();
+    return entry;
   }
 
   async derivations(uri: string) {

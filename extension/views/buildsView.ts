@@ -7,13 +7,16 @@ import * as vscode from 'vscode';
 import type { BuildInfo, DrvSnapshot, TransferSnapshot } from '../../language-server/protocol';
 import { storeHost } from '../../language-server/nix/storeUri';
 import { drvStatus, groupDerivations, RUNNING_BUILD, targetStatus, transferKey, type BuildStore, type DrvGroup } from '../buildState';
+import type { CheckStore } from '../checkState';
+import { CheckNodes, isCheckNode, type CheckNode } from './checkNodes';
 
 type Node =
   | { kind: 'build'; buildId: string }
   | { kind: 'group'; buildId: string; group: DrvGroup | 'transfers'; count: number }
   | { kind: 'drv'; build: BuildInfo; drv: DrvSnapshot }
   | { kind: 'transfer'; build: BuildInfo; transfer: TransferSnapshot; inGroup?: boolean }
-  | { kind: 'more'; buildId: string; group: string; count: number };
+  | { kind: 'more'; buildId: string; group: string; count: number }
+  | CheckNode;
 
 /** Up to this many derivations, all are listed directly under their build. */
 const LIST_ALL = 30;
@@ -40,7 +43,20 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
   /** One node object per build, so an update can refresh just that build's subtree. */
   private readonly buildNodes = new Map<string, Extract<Node, { kind: 'build' }>>();
 
-  constructor(private readonly store: BuildStore) {}
+  /** The reproducibility checks, listed before the builds. */
+  private readonly checks: CheckNodes;
+
+  constructor(
+    private readonly store: BuildStore,
+    checks: CheckStore,
+  ) {
+    this.checks = new CheckNodes(checks);
+  }
+
+  /** A check was added or replaced. */
+  checksChanged(): void {
+    this.changed.fire(undefined);
+  }
 
   /** The build changed (its merged state is in the store). */
   update(buildId: string): void {
@@ -56,11 +72,13 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
 
   getChildren(node?: Node): Node[] {
     if (!node) {
-      return this.store
+      const builds = this.store
         .all()
         .reverse()
-        .map((b) => this.buildNodes.get(b.buildId) ?? { kind: 'build', buildId: b.buildId });
+        .map((b): Node => this.buildNodes.get(b.buildId) ?? { kind: 'build', buildId: b.buildId });
+      return [...this.checks.roots(), ...builds];
     }
+    if (isCheckNode(node)) return this.checks.children(node);
     if (node.kind !== 'build' && node.kind !== 'group') return [];
     const build = this.store.get(node.buildId);
     if (!build) return [];
@@ -94,6 +112,7 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
   }
 
   getTreeItem(node: Node): vscode.TreeItem {
+    if (isCheckNode(node)) return this.checks.item(node);
     switch (node.kind) {
       case 'build':
         return this.buildItem(node.buildId);
