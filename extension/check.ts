@@ -19,6 +19,7 @@ import {
   type CheckEntry,
 } from './checkState';
 import { checkOfNode } from './views/checkNodes';
+import { attributeOfNode } from './views/buildsView';
 import {
   ServerCommands,
   type CheckReproducibilityArgs,
@@ -79,13 +80,15 @@ async function pickDerivation(derivations: readonly DerivationInfo[], placeHolde
   return picked?.d;
 }
 
-/** The command's arguments: the lens's `{ uri, attribute }`, a check's row (check it again), or the editor's derivation. */
+/** The command's arguments: the lens's `{ uri, attribute }`, a check's row (check it again), a built attribute's row, or the editor's derivation. */
 async function checkTarget(ctx: Ctx, arg: unknown): Promise<CheckReproducibilityArgs | undefined> {
   const row = checkOfNode(arg);
   if (row) {
     const entry = ctx.checks.get(row.key);
     return entry && { uri: entry.uri, attribute: entry.attribute, ...(entry.result.machine !== 'this machine' ? { builder: entry.result.machine } : {}) };
   }
+  const built = attributeOfNode(arg);
+  if (built) return built;
   const given = arg as Partial<CheckReproducibilityArgs> | undefined;
   if (typeof given?.uri === 'string' && (typeof given.attribute === 'string' || Array.isArray(given.attribute))) return given as CheckReproducibilityArgs;
   return attributeOfEditor(ctx, 'Check which derivation for reproducibility?');

@@ -159,6 +159,17 @@ export function buildIdOfNode(node: unknown): string | undefined {
   return n?.kind === 'build' && typeof n.buildId === 'string' ? n.buildId : undefined;
 }
 
+/** The context value of a finished derivation that is an attribute of a file: Check Reproducibility (package.json) shows on these. */
+export const BUILT_ATTRIBUTE = 'drv-built-attribute';
+
+/** The attribute of a Builds view row of a finished derivation that a build was asked for (a command's argument when run from the row). */
+export function attributeOfNode(node: unknown): { uri: string; attribute: string[] } | undefined {
+  const n = node as Partial<Extract<Node, { kind: 'drv' }>> | undefined;
+  if (n?.kind !== 'drv' || !n.build?.uri || !n.drv) return undefined;
+  const target = n.build.targets.find((t) => t.drvPath === n.drv?.drvPath && t.attrPath.length > 0);
+  return target && { uri: n.build.uri, attribute: target.attrPath };
+}
+
 function transferItem(build: BuildInfo, t: TransferSnapshot, inGroup: boolean): vscode.TreeItem {
   const item = new vscode.TreeItem(t.name, vscode.TreeItemCollapsibleState.None);
   // Ids are unique in the whole tree: a running transfer is listed under its build and in the group.
@@ -178,6 +189,7 @@ function drvItem(build: BuildInfo, d: DrvSnapshot): vscode.TreeItem {
   item.tooltip = `${d.drvPath}\n${d.lastLogLine ?? ''}${d.failure ? `\n${d.failure}` : ''}`;
   item.iconPath = new vscode.ThemeIcon(d.state === 'built' ? 'pass' : d.state === 'failed' ? 'error' : d.state === 'building' ? 'loading~spin' : 'circle-outline');
   item.command = { command: 'nixBuilders.showBuildLog', title: 'Show Log', arguments: [build.buildId, d.drvPath] };
+  if ((d.state === 'built' || d.state === 'substituted') && build.uri && build.targets.some((t) => t.drvPath === d.drvPath && t.attrPath.length > 0)) item.contextValue = BUILT_ATTRIBUTE;
   return item;
 }
 

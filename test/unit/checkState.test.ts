@@ -100,7 +100,7 @@ test('why two derivations differ: each input under its parent, indented, with it
   const diff: DerivationDiff = {
     drvPath: ['/nix/store/a-top.drv', '/nix/store/b-top.drv'],
     name: 'top',
-    differences: [{ field: 'inputDerivation', name: 'dep', a: '/nix/store/a-dep.drv', b: '/nix/store/b-dep.drv', onlyStorePaths: true }],
+    differences: [{ field: 'env', name: 'dep', a: '/nix/store/a-dep', b: '/nix/store/b-dep', onlyStorePaths: true }],
     inputs: [
       {
         name: 'dep',
@@ -116,7 +116,7 @@ test('why two derivations differ: each input under its parent, indented, with it
       'top',
       '  a: file:///nix/store/a-top.drv',
       '  b: file:///nix/store/b-top.drv',
-      '  input derivation dep: "/nix/store/a-dep.drv" → "/nix/store/b-dep.drv" (only store path hashes differ)',
+      '  environment variable dep: "/nix/store/a-dep" → "/nix/store/b-dep" (only store path hashes differ)',
       '  input dep differs:',
       '    dep',
       '      a: file:///nix/store/a-dep.drv',

@@ -1,0 +1,87 @@
+// Check Reproducibility and Why Do These Derivations Differ? in the real extension host, against the
+// real server and Nix: a binary file that differs opens as its sizes and hashes (no diff editor),
+// a text file in the diff editor on the first build and the kept rebuild; two attributes whose
+// inputs differ in a variable show that input and the variable.
+import * as assert from 'node:assert/strict';
+import * as vscode from 'vscode';
+import { workspaceTrusted } from './helpers';
+import type { CheckReproducibilityResult } from '../../../language-server/protocol';
+
+const salt = () => `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+
+async function writeWorkspaceFile(name: string, text: string): Promise<vscode.Uri> {
+  const folder = vscode.workspace.workspaceFolders?.[0];
+  assert.ok(folder, 'a workspace folder is open');
+  const uri = vscode.Uri.joinPath(folder.uri, name);
+  await vscode.workspace.fs.writeFile(uri, Buffer.from(text));
+  await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(uri));
+  return uri;
+}
+
+suite('Nix Builders: reproducibility checks', () => {
+  test('a differing binary file opens as its sizes and hashes; a differing text file in the diff editor, first build ↔ rebuild', async function () {
+    this.timeout(180_000);
+    await workspaceTrusted();
+    const script = "mkdir $out; printf 'bin\\000' > $out/blob; cat /proc/sys/kernel/random/uuid >> $out/blob; cat /proc/sys/kernel/random/uuid > $out/text";
+    const uri = await writeWorkspaceFile(
+      'check-suite.nix',
+      `{\n  twofiles = derivation { name = "suite-check-${salt()}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true; PATH = "/usr/bin:/bin"; args = [ "-c" ${JSON.stringify(script)} ]; };\n}\n`,
+    );
+    try {
+      const result = await vscode.commands.executeCommand<CheckReproducibilityResult>('nixBuilders.checkReproducibility', { uri: uri.toString(), attribute: ['twofiles'] });
+      assert.equal(result?.status, 'differs', JSON.stringify(result));
+      const out = result.outputs[0];
+      assert.deepEqual(out?.files?.map((f) => f.path).sort(), ['blob', 'text']);
+      const key = `${result.machine}:${result.drvPath}`;
+
+      await vscode.commands.executeCommand('nixBuilders.openCheckDifference', key, 'out', 'blob');
+      const doc = vscode.window.activeTextEditor?.document;
+      assert.equal(doc?.uri.scheme, 'nix-builders-check');
+      const text = doc.getText();
+      assert.match(text, /^blob in output out \(\/nix\/store\/[^)]+\)\nchanged/);
+      assert.match(text, /first build: 41 B \(41 bytes\)\n {2}sha256 [0-9a-f]{64}\n/);
+      assert.match(text, /rebuild: 41 B \(41 bytes\)\n {2}sha256 [0-9a-f]{64}\n {2}at \/.*\/out-round1\/blob\n/);
+
+      await vscode.commands.executeCommand('nixBuilders.openCheckDifference', key, 'out', 'text');
+      const tab = vscode.window.tabGroups.activeTabGroup.activeTab;
+      assert.ok(tab?.input instanceof vscode.TabInputTextDiff, `a diff editor is open: ${tab?.label}`);
+      assert.equal(tab.label, 'text (first build ↔ rebuild)');
+      assert.equal(tab.input.original.fsPath, `${out?.path}/text`);
+      assert.equal(tab.input.modified.fsPath, `${out?.rebuildCopy}/text`);
+    } finally {
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      await vscode.workspace.fs.delete(uri);
+    }
+  });
+
+  test('Why do these derivations differ? Two attributes whose same-named input differs in a variable: that input and the variable', async function () {
+    this.timeout(120_000);
+    await workspaceTrusted();
+    const s = salt();
+    const drv = (name: string, extra: string) => `derivation { name = "${name}"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" ": > $out" ]; ${extra} }`;
+    const uri = await writeWorkspaceFile(
+      'why-differ.nix',
+      [
+        'rec {',
+        `  dep1 = ${drv(`dep-${s}`, 'GREETING = "hi";')};`,
+        `  dep2 = ${drv(`dep-${s}`, 'GREETING = "hello";')};`,
+        `  a = ${drv(`top-${s}`, 'dep = dep1;')};`,
+        `  b = ${drv(`top-${s}`, 'dep = dep2;')};`,
+        '}',
+        '',
+      ].join('\n'),
+    );
+    try {
+      await vscode.commands.executeCommand('nixBuilders.whyDerivationsDiffer', { a: { uri: uri.toString(), attribute: ['a'] }, b: { uri: uri.toString(), attribute: ['b'] } });
+      const doc = vscode.window.activeTextEditor?.document;
+      assert.equal(doc?.uri.scheme, 'nix-builders-check');
+      const text = doc.getText();
+      assert.match(text, /^Why a and b differ\n\ntop-/);
+      assert.match(text, new RegExp(`\\n {2}input dep-${s} differs:\\n {4}dep-${s}\\n {6}a: file:///nix/store/[^\\n]+\\.drv\\n {6}b: file:///nix/store/[^\\n]+\\.drv\\n`));
+      assert.match(text, /\n {6}environment variable GREETING: "hi" → "hello"\n/);
+    } finally {
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      await vscode.workspace.fs.delete(uri);
+    }
+  });
+});
