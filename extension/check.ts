@@ -156,7 +156,7 @@ async function showCheckMessage(ctx: Ctx, entry: CheckEntry): Promise<void> {
   const text = `Nix Builders: ${checkMessage(entry.attribute, r)}`;
   const openable = firstOpenable(r);
   const differing = r.outputs.find((o) => o.status === 'differs');
-  const [openDiff, diffoscope, show] = ['Open Difference', 'Open Diffoscope Report', 'Show in Builds View'];
+  const [openDiff, diffoscope, show] = ['Open Diff', 'Diffoscope Report', 'Show Check'];
   const buttons = [...(openable ? [openDiff] : []), ...(differing ? [diffoscope] : []), show];
   const choice = await (r.status === 'reproducible' ? vscode.window.showInformationMessage(text, show) : vscode.window.showWarningMessage(text, ...buttons));
   if (choice === openDiff && openable) await openDifference(ctx, entry.key, openable.output.name, openable.file.path);

@@ -2,13 +2,15 @@
 // beside a constant one. It is built first (never built before), rebuilt and compared on this
 // machine; the notification says what differs, the Builds view lists the check with its one
 // differing file, and a click on the file opens VS Code's diff editor on the first build and the
-// rebuild. Screenshots are kept.
+// rebuild. Screenshots are kept. A check is cancelled from its progress notification: its build's
+// processes end.
 import * as assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { notificationTexts, screenshot, type BrowserSession } from '../browser';
+import { processesMentioning } from '../processes';
 import { eventually, nixBuildersViewRows, openFromExplorer, openTrustedSession, uiEnv, withScreenshot } from './env';
 
 const env = uiEnv();
@@ -87,5 +89,36 @@ test('Check reproducibility: the lens rebuilds a derivation that writes the time
       texts.some((t) => /nondet: not reproducible: 1 of 1 output differs \(out: 1 file\)\. It had not been built: it was built first/.test(t)),
       JSON.stringify(texts),
     );
+  });
+});
+
+test('a check is cancelled from its progress notification: it says so, and its build ends', { timeout: 180_000 }, async () => {
+  await withScreenshot(page, 'ui-check-cancel-failure', async () => {
+    // Never built, so the check builds it first: a build that would sleep for ten minutes (the
+    // salt in its command line marks its processes).
+    const salt = `${Date.now()}`;
+    const file = 'check-cancel.nix';
+    writeFileSync(
+      path.join(env.workspace, file),
+      ['{', '  slow = derivation {', `    name = "ui-check-cancel-${salt}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true;`, `    args = [ "-c" "/bin/sleep 600.${salt}; : > $out" ];`, '  };', '}', ''].join('\n'),
+    );
+    await openFromExplorer(page, file);
+    const lens = page.locator('.codelens-decoration a', { hasText: /^Check reproducibility$/ });
+    await lens.first().waitFor({ timeout: 60_000 });
+    await lens.first().click();
+    await eventually(async () => (processesMentioning(`/bin/sleep 600.${salt}`).length > 0 ? true : undefined), 60_000);
+
+    // The progress notification (in the notification centre: toasts are hidden in smoke-test mode) has Cancel.
+    await notificationTexts(page);
+    const progress = page.locator('.notifications-center .notification-list-item', { hasText: 'Checking slow for reproducibility' }).first();
+    await progress.waitFor({ timeout: 30_000 });
+    await screenshot(page, 'check-progress.png');
+    await progress.hover();
+    await progress.locator('.monaco-button', { hasText: /^Cancel$/ }).click();
+
+    await page.locator('.notifications-center .notification-list-item-message', { hasText: 'Checking slow for reproducibility: cancelled.' }).first().waitFor({ timeout: 60_000 });
+    await eventually(async () => (processesMentioning(salt).length === 0 ? true : undefined), 60_000).catch(() => {
+      throw new Error(`processes of the cancelled check are left:\n${processesMentioning(salt).map((x) => `${x.pid}: ${x.cmdline}`).join('\n')}`);
+    });
   });
 });
