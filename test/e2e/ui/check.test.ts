@@ -59,6 +59,8 @@ test('Check reproducibility: the lens rebuilds a derivation that writes the time
     const rows = nixBuildersViewRows(page, 'Builds');
     const checkRow = rows.filter({ hasText: /^Check nondet/ }).first();
     await checkRow.waitFor({ timeout: 180_000 });
+    // One row per check (the answer and the server's checkFinished of it are the same check).
+    assert.equal(await rows.filter({ hasText: /^Check nondet/ }).count(), 1);
     assert.match(await checkRow.innerText(), /not reproducible: 1 of 1 output differs \(out: 1 file\)/);
     await rows.filter({ hasText: /^out\s*differs: 1 file/ }).first().waitFor({ timeout: 10_000 });
     const timeRow = rows.filter({ has: page.locator('.label-name', { hasText: /^time$/ }) }).first();
@@ -66,6 +68,13 @@ test('Check reproducibility: the lens rebuilds a derivation that writes the time
     assert.match(await timeRow.innerText(), /changed: 21 B → 21 B/);
     assert.equal(await rows.filter({ has: page.locator('.label-name', { hasText: /^constant$/ }) }).count(), 0, 'the constant file is not listed');
     await screenshot(page, 'check-builds-view.png');
+
+    // AFTER-MERGE(diagnostics): once the branch that publishes the "not reproducible" diagnostic is
+    // merged, this test also asserts it in the Problems panel, here, while the file is still open
+    // (the diff editor below replaces its preview tab): remove the `//   ` of the 3 lines below.
+    //   await page.keyboard.press('Control+Shift+M');
+    //   await page.locator('.markers-panel .monaco-list-row', { hasText: 'not reproducible: 1 of 1 output differs (out: 1 file)' }).first().waitFor({ timeout: 30_000 });
+    //   await screenshot(page, 'check-problems.png');
 
     // A click on the file: the diff editor, first build ↔ rebuild, each side one different time.
     await timeRow.click();
@@ -76,12 +85,6 @@ test('Check reproducibility: the lens rebuilds a derivation that writes the time
     }, 30_000);
     assert.notEqual(first, rebuild);
     await screenshot(page, 'check-diff-editor.png');
-
-    // AFTER-MERGE(diagnostics): once the branch that publishes the "not reproducible" diagnostic is
-    // merged, this test also asserts it in the Problems panel:
-    //   await page.keyboard.press('Control+Shift+M');
-    //   await page.locator('.markers-panel .monaco-list-row', { hasText: 'not reproducible: 1 of 1 output differs (out: 1 file)' }).first().waitFor({ timeout: 30_000 });
-    //   await screenshot(page, 'check-problems.png');
 
     // The notification says it (toasts are hidden in smoke-test mode: the notification centre).
     const texts = await notificationTexts(page);
