@@ -7,6 +7,8 @@ import type { Ctx } from './ctx';
 import { checkRounds } from './config';
 import {
   attributePath,
+  checkActions,
+  checkDiagnosticData,
   checkMessage,
   derivationDiffText,
   describeFile,
@@ -16,7 +18,9 @@ import {
   fileSides,
   firstOpenable,
   looksLikeText,
+  NOT_REPRODUCIBLE,
   type CheckEntry,
+  type CheckStore,
 } from './checkState';
 import { checkOfNode } from './views/checkNodes';
 import { attributeOfNode } from './views/buildsView';
@@ -226,6 +230,29 @@ export async function openDiffoscopeReport(ctx: Ctx, key: unknown, output: unkno
   if (r.status === 'report' && r.reportFile) await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(vscode.Uri.file(r.reportFile)), { preview: true });
   else if (r.status === 'not-installed') void vscode.window.showInformationMessage(`Nix Builders: ${r.message ?? 'diffoscope is not installed (Debian: apt install diffoscope).'}`);
   else void vscode.window.showErrorMessage(`Nix Builders: diffoscope failed: ${r.message ?? 'it gave no report'}`);
+}
+
+/** The quick fixes of the server's "not reproducible" diagnostic: the links to its check. */
+export class CheckCodeActions implements vscode.CodeActionProvider {
+  static readonly kinds = [vscode.CodeActionKind.QuickFix];
+
+  constructor(private readonly checks: CheckStore) {}
+
+  provideCodeActions(document: vscode.TextDocument, _range: vscode.Range, context: vscode.CodeActionContext): vscode.CodeAction[] {
+    return context.diagnostics.flatMap((d) => {
+      const code = typeof d.code === 'object' ? d.code.value : d.code;
+      // vscode-languageclient keeps the LSP diagnostic's `data` on the diagnostic.
+      const data = code === NOT_REPRODUCIBLE ? checkDiagnosticData((d as { data?: unknown }).data) : undefined;
+      if (!data) return [];
+      return checkActions(this.checks, document.uri.toString(), data).map((a, i) => {
+        const action = new vscode.CodeAction(a.title, vscode.CodeActionKind.QuickFix);
+        action.diagnostics = [d];
+        action.isPreferred = i === 0;
+        action.command = { title: a.title, command: a.command, arguments: a.arguments };
+        return action;
+      });
+    });
+  }
 }
 
 /** A side at the last commit: the diffDerivations argument's `revision` (the attribute as the file is in git's HEAD). */

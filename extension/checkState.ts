@@ -3,7 +3,7 @@
 // file's difference, the hex view of its first differing bytes, why two derivations differ).
 // Pure: no `vscode` import, so it is unit-tested.
 import * as path from 'node:path';
-import type { CheckReproducibilityResult, DerivationDiff, DerivationDifference, FileDifference, FileSide, OutputCheck } from '../language-server/protocol';
+import type { CheckReproducibilityArgs, CheckReproducibilityResult, DerivationDiff, DerivationDifference, FileDifference, FileSide, OutputCheck } from '../language-server/protocol';
 
 /** Checks kept: the server keeps the rebuilds' copies of its newest 10 answers, so older ones could not be opened. */
 export const CHECK_HISTORY = 10;
@@ -151,6 +151,46 @@ export function firstOpenable(r: CheckReproducibilityResult): { output: OutputCh
     if (file) return { output, file };
   }
   return undefined;
+}
+
+/** The code of the server's diagnostic on an attribute whose check differed ("not reproducible: 1 of 2 outputs differs (dev: 1 file)"). */
+export const NOT_REPRODUCIBLE = 'not-reproducible';
+
+/** What that diagnostic carries (its `data`): the check it shows. */
+export interface CheckDiagnosticData {
+  attrPath: string[];
+  drvPath: string;
+  machine: string;
+}
+
+export function checkDiagnosticData(data: unknown): CheckDiagnosticData | undefined {
+  const d = data as Partial<CheckDiagnosticData> | undefined;
+  const ok = Array.isArray(d?.attrPath) && d.attrPath.every((x) => typeof x === 'string') && typeof d.drvPath === 'string' && typeof d.machine === 'string';
+  return ok ? (d as CheckDiagnosticData) : undefined;
+}
+
+/** A quick fix's title, command and arguments (commands.ts's ids). */
+export interface CheckAction {
+  title: string;
+  command: 'nixBuilders.openCheckDifference' | 'nixBuilders.openDiffoscopeReport' | 'nixBuilders.checkReproducibility';
+  arguments: unknown[];
+}
+
+/**
+ * The links from a "not reproducible" diagnostic to its check: what differs and diffoscope's
+ * report while the check is kept here, and always checking it again.
+ */
+export function checkActions(store: CheckStore, uri: string, data: CheckDiagnosticData): CheckAction[] {
+  const entry = store.get(`${data.machine}:${data.drvPath}`);
+  const attr = data.attrPath.join('.');
+  const actions: CheckAction[] = [];
+  const open = entry && firstOpenable(entry.result);
+  if (entry && open) actions.push({ title: `Show what differs: ${diffTitle(open.output, open.file)}`, command: 'nixBuilders.openCheckDifference', arguments: [entry.key, open.output.name, open.file.path] });
+  const differing = entry?.result.outputs.find((o) => o.status === 'differs');
+  if (entry && differing) actions.push({ title: `Open diffoscope's report on ${attr} (${differing.name})`, command: 'nixBuilders.openDiffoscopeReport', arguments: [entry.key, differing.name] });
+  const args: CheckReproducibilityArgs = { uri, attribute: data.attrPath, ...(data.machine !== 'this machine' ? { builder: data.machine } : {}) };
+  actions.push({ title: `Check ${attr} for reproducibility again`, command: 'nixBuilders.checkReproducibility', arguments: [args] });
+  return actions;
 }
 
 const FIELD_LABEL: Record<DerivationDifference['field'], string> = {

@@ -32,6 +32,7 @@ import {
 import type { Machine } from '../language-server/nix/machines';
 import type { NixBuildersApi, ServerState } from './api';
 import { registerCommands, toUiCommand } from './commands';
+import { CheckCodeActions } from './check';
 import { affectsServer, logsInOutput, serverSettings } from './config';
 import { BuildersView } from './views/buildersView';
 import { BuildDecorations, BuildsView } from './views/buildsView';
@@ -89,6 +90,7 @@ export class Ctx implements vscode.Disposable {
       this.buildLogs,
       vscode.workspace.registerTextDocumentContentProvider(BUILD_LOG_SCHEME, this.buildLogs),
       vscode.workspace.registerTextDocumentContentProvider(CHECK_DOC_SCHEME, this.checkDocuments),
+      vscode.languages.registerCodeActionsProvider({ language: 'nix' }, new CheckCodeActions(this.checks), { providedCodeActionKinds: CheckCodeActions.kinds }),
       vscode.workspace.onDidCloseTextDocument((d) => {
         if (d.uri.scheme === BUILD_LOG_SCHEME) this.buildLogs.forget(d.uri);
         if (d.uri.scheme === CHECK_DOC_SCHEME) this.checkDocuments.forget(d.uri);

@@ -1,7 +1,8 @@
 // Check Reproducibility and Why Do These Derivations Differ? in the real extension host, against the
-// real server and Nix: a binary file that differs opens as its sizes and hashes (no diff editor),
-// a text file in the diff editor on the first build and the kept rebuild; two attributes whose
-// inputs differ in a variable show that input and the variable.
+// real server and Nix: the quick fixes of a "not reproducible" diagnostic link to the check; a
+// binary file that differs opens as its sizes and hashes (no diff editor), a text file in the diff
+// editor on the first build and the kept rebuild; two attributes whose inputs differ in a variable
+// show that input and the variable.
 import * as assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import { workspaceTrusted } from './helpers';
@@ -19,7 +20,7 @@ async function writeWorkspaceFile(name: string, text: string): Promise<vscode.Ur
 }
 
 suite('Nix Builders: reproducibility checks', () => {
-  test('a differing binary file opens as its sizes and hashes; a differing text file in the diff editor, first build ↔ rebuild', async function () {
+  test('the diagnostic’s quick fixes link to the check; a differing binary file opens as its sizes and hashes; a differing text file in the diff editor, first build ↔ rebuild', async function () {
     this.timeout(180_000);
     await workspaceTrusted();
     const script = "mkdir $out; printf 'bin\\000' > $out/blob; cat /proc/sys/kernel/random/uuid >> $out/blob; cat /proc/sys/kernel/random/uuid > $out/text";
@@ -33,6 +34,24 @@ suite('Nix Builders: reproducibility checks', () => {
       const out = result.outputs[0];
       assert.deepEqual(out?.files?.map((f) => f.path).sort(), ['blob', 'text']);
       const key = `${result.machine}:${result.drvPath}`;
+
+      // The quick fixes of the server's "not reproducible" diagnostic (its code and data, as the server sends them) link to this check.
+      const diagnostics = vscode.languages.createDiagnosticCollection('check-suite');
+      try {
+        const range = new vscode.Range(1, 2, 1, 10);
+        const diagnostic = Object.assign(new vscode.Diagnostic(range, result.summary, vscode.DiagnosticSeverity.Warning), {
+          code: 'not-reproducible',
+          data: { attrPath: ['twofiles'], drvPath: result.drvPath, machine: result.machine, outputs: ['out'] },
+        });
+        diagnostics.set(uri, [diagnostic]);
+        const actions = await vscode.commands.executeCommand<vscode.CodeAction[]>('vscode.executeCodeActionProvider', uri, range);
+        const titles = actions.map((a) => a.title);
+        assert.ok(titles.some((t) => /^Show what differs: (blob|text) \(first build ↔ rebuild\)$/.test(t)), JSON.stringify(titles));
+        assert.ok(titles.includes("Open diffoscope's report on twofiles (out)"), JSON.stringify(titles));
+        assert.ok(titles.includes('Check twofiles for reproducibility again'), JSON.stringify(titles));
+      } finally {
+        diagnostics.dispose();
+      }
 
       await vscode.commands.executeCommand('nixBuilders.openCheckDifference', key, 'out', 'blob');
       const doc = vscode.window.activeTextEditor?.document;
