@@ -5,7 +5,7 @@
 // show that input and the variable.
 import * as assert from 'node:assert/strict';
 import * as vscode from 'vscode';
-import { workspaceTrusted } from './helpers';
+import { eventually, workspaceTrusted } from './helpers';
 import type { CheckReproducibilityResult } from '../../../language-server/protocol';
 
 const salt = () => `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
@@ -68,6 +68,39 @@ suite('Nix Builders: reproducibility checks', () => {
       assert.equal(tab.input.original.fsPath, `${out?.path}/text`);
       assert.equal(tab.input.modified.fsPath, `${out?.rebuildCopy}/text`);
     } finally {
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      await vscode.workspace.fs.delete(uri);
+    }
+  });
+
+  test('Check Reproducibility on…: this machine, as many rebuilds as nixBuilders.check.rounds offers', async function () {
+    this.timeout(180_000);
+    await workspaceTrusted();
+    const uri = await writeWorkspaceFile(
+      'check-on.nix',
+      `{\n  same = derivation { name = "suite-check-on-${salt()}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true; args = [ "-c" "echo same > $out" ]; };\n}\n`,
+    );
+    const config = () => vscode.workspace.getConfiguration('nixBuilders');
+    try {
+      await config().update('check.rounds', 2, vscode.ConfigurationTarget.Workspace);
+      let done = false;
+      const running = vscode.commands.executeCommand<CheckReproducibilityResult>('nixBuilders.checkReproducibilityOn', { uri: uri.toString(), attribute: ['same'] }).then((r) => {
+        done = true;
+        return r;
+      });
+      // Which machine (This machine, the first) and how many rounds (offered: the setting's 2): accepted as offered.
+      await eventually(
+        'the questions answered',
+        async () => {
+          if (!done) await vscode.commands.executeCommand('workbench.action.acceptSelectedQuickOpenItem');
+          return done ? true : undefined;
+        },
+        150_000,
+      );
+      const result = await running;
+      assert.deepEqual([result?.machine, result?.status, result?.builtFirst, result?.rounds], ['this machine', 'reproducible', true, 2], JSON.stringify(result));
+    } finally {
+      await config().update('check.rounds', undefined, vscode.ConfigurationTarget.Workspace);
       await vscode.commands.executeCommand('workbench.action.closeAllEditors');
       await vscode.workspace.fs.delete(uri);
     }
