@@ -7,6 +7,7 @@ import type { Ctx } from './ctx';
 import { checkRounds } from './config';
 import {
   attributePath,
+  CHECK_HISTORY,
   checkActions,
   checkDiagnosticData,
   checkMessage,
@@ -171,7 +172,7 @@ async function showCheckMessage(ctx: Ctx, entry: CheckEntry): Promise<void> {
 function checkOutput(ctx: Ctx, key: unknown, output: unknown) {
   const entry = typeof key === 'string' ? ctx.checks.get(key) : undefined;
   if (!entry) {
-    void vscode.window.showInformationMessage('That check is no longer kept (the newest 10 are): check the derivation again.');
+    void vscode.window.showInformationMessage(`That check is no longer kept (the newest ${CHECK_HISTORY} are): check the derivation again.`);
     return undefined;
   }
   const o = entry.result.outputs.find((x) => x.name === output);
@@ -199,7 +200,7 @@ export async function openDifference(ctx: Ctx, key: unknown, output: unknown, fi
   const { first, rebuild } = fileSides(o, f);
   for (const side of [first, rebuild]) {
     if (side && !(await exists(side))) {
-      void vscode.window.showWarningMessage(`${side} is gone (the server keeps the rebuilds of its newest 10 checks while it runs): check ${found.entry.attribute.join('.')} again.`);
+      void vscode.window.showWarningMessage(`${side} is gone (the server keeps the rebuilds of its newest ${CHECK_HISTORY} checks while it runs): check ${found.entry.attribute.join('.')} again.`);
       return;
     }
   }
