@@ -28,9 +28,11 @@ import type { Nix } from './nix/nix';
 import { describeResult } from './nix/runner';
 import { isDrvPath } from './nix/storePath';
 import { flakeFixArgs, flakeFixText } from './eval/flake';
-import { diffStoreDerivations } from './check/drvDiff';
+import { diffStoreDerivations, drvPathAtRevision } from './check/drvDiff';
 import { CheckCopies, checkDerivation, outputsOf } from './check/check';
+import { CheckAnswers, diffoscopeArgsOf, runDiffoscope } from './check/diffoscope';
 import {
+  Notifications,
   ServerCommands,
   isBuildUpdate,
   type AddBuilderArgs,
@@ -71,6 +73,10 @@ export interface CommandServer {
   nix: Nix;
   evaluationTimeoutMs(): number;
   allowImportFromDerivation(): boolean;
+  /** nixBuilders.check.diffoscopeIgnoreNoise. */
+  diffoscopeIgnoreNoise(): boolean;
+  /** A check answered: its diagnostic on the attribute (or none when reproducible). */
+  checkFinished(uri: string, attrPath: string[], result: CheckReproducibilityResult): void;
 }
 
 const invalid = (message: string) => new ResponseError(ErrorCodes.InvalidParams, message);
@@ -191,6 +197,8 @@ export class ServerCommandHandler {
   private readonly cancels = new Map<ProgressToken, () => void>();
   /** The rebuilds' copies of the newest check answers. */
   private readonly checkCopies = new CheckCopies();
+  /** The newest check answers, which diffoscope may compare. */
+  private readonly checkAnswers = new CheckAnswers();
 
   constructor(
     private readonly connection: Connection,
@@ -265,8 +273,13 @@ export class ServerCommandHandler {
         return this.fixFlake(args?.[0], { signal, abort, workDoneToken });
       case ServerCommands.diffDerivations:
         return this.diffDerivations(args?.[0], signal);
-      case ServerCommands.checkReproducibility:
-        return this.checkReproducibility(args?.[0], { signal, abort, workDoneToken });
+      case ServerCommands.checkReproducibility: {
+        const result = await this.checkReproducibility(args?.[0], { signal, abort, workDoneToken });
+        this.checkFinished(args?.[0], result);
+        return result;
+      }
+      case ServerCommands.diffoscope:
+        return runDiffoscope(this.server.nix, this.checkAnswers, diffoscopeArgsOf(args?.[0]), { ignoreNoise: this.server.diffoscopeIgnoreNoise(), signal });
       default:
         throw invalid(`Unknown command '${c}': this server runs ${this.commands.join(', ')}.`);
     }
@@ -274,16 +287,17 @@ export class ServerCommandHandler {
 
   /** Why two derivations differ: each side a .drv path or an attribute of a file. */
   private async diffDerivations(arg: unknown, signal: AbortSignal): Promise<DerivationDiff> {
-    const usage = `${ServerCommands.diffDerivations} takes [{ a, b }], each a .drv path or { uri, attribute } (attribute: ["packages", "x86_64-linux", "hello"] or "packages.x86_64-linux.hello")`;
+    const usage = `${ServerCommands.diffDerivations} takes [{ a, b }], each a .drv path or { uri, attribute, revision? } (attribute: ["packages", "x86_64-linux", "hello"] or "packages.x86_64-linux.hello"; revision: a git commit, "HEAD")`;
     const { a, b } = (arg ?? {}) as { a?: unknown; b?: unknown };
     const drvPathOf = async (side: unknown, which: string): Promise<string> => {
       if (typeof side === 'string') {
         if (!isDrvPath(side)) throw invalid(`${usage}: ${which} is not a .drv path (${side}).`);
         return side;
       }
-      const { uri, attribute } = (side ?? {}) as Partial<Exclude<DerivationSide, string>>;
+      const { uri, attribute, revision } = (side ?? {}) as Partial<Exclude<DerivationSide, string>>;
       const attrPath: unknown = typeof attribute === 'string' ? attribute.split('.') : attribute;
       if (typeof uri !== 'string' || !Array.isArray(attrPath) || attrPath.length === 0 || !attrPath.every((x) => typeof x === 'string')) throw invalid(`${usage}: ${which} is neither.`);
+      if (revision !== undefined) return drvPathAtRevision(this.server, { uri, attrPath: attrPath as string[], revision }, signal);
       const [target] = await this.server.buildTargets({ uri, attrPaths: [attrPath as string[]] });
       if (!target) throw invalid(`${usage}: ${which}: ${uri} has no derivation ${attrPath.join('.')}.`);
       return target.drvPath;
@@ -343,6 +357,14 @@ export class ServerCommandHandler {
     } finally {
       progress.end(last);
     }
+  }
+
+  /** A check's answer is remembered (for diffoscope), shown on the attribute, and told to the client. */
+  private checkFinished(arg: unknown, result: CheckReproducibilityResult): void {
+    const { uri, attrPath } = checkArgs(arg);
+    this.checkAnswers.remember(result);
+    this.server.checkFinished(uri, attrPath, result);
+    void this.connection.sendNotification(Notifications.checkFinished, { uri, attribute: attrPath, result });
   }
 
   /** Build what `prepare` names, reporting progress; resolves with the result once it ended. */

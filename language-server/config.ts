@@ -36,6 +36,7 @@ export function parseSettings(s: Partial<ServerSettings> | undefined, problems: 
       maxJobs: typeof s?.build?.maxJobs === 'number' && s.build.maxJobs >= 0 ? Math.floor(s.build.maxJobs) : undefined,
       cores: typeof s?.build?.cores === 'number' && s.build.cores >= 0 ? Math.floor(s.build.cores) : undefined,
     },
+    check: { diffoscopeIgnoreNoise: s?.check?.diffoscopeIgnoreNoise !== false },
   };
 }
 

@@ -28,6 +28,12 @@ export interface BuildSettings {
   cores?: number;
 }
 
+/** Reproducibility checks (nixBuilders.check.*). */
+export interface CheckSettings {
+  /** diffoscope ignores times and metadata noise unless a request says otherwise. */
+  diffoscopeIgnoreNoise: boolean;
+}
+
 export interface ServerSettings {
   nixBinDir: string;
   env: Record<string, string>;
@@ -35,6 +41,8 @@ export interface ServerSettings {
   builders: string[];
   evaluation: EvaluationSettings;
   build: BuildSettings;
+  /** Absent: the defaults (a client that sends only what it knows). */
+  check?: CheckSettings;
 }
 
 export const DEFAULT_SETTINGS: ServerSettings = {
@@ -44,6 +52,7 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   builders: [],
   evaluation: { depth: 3, timeoutSeconds: 30, allowImportFromDerivation: false, arguments: {}, searchPath: [] },
   build: { remoteOnly: false },
+  check: { diffoscopeIgnoreNoise: true },
 };
 
 /** `initializationOptions` of the initialize request. Any LSP client may omit them. */
@@ -811,8 +820,12 @@ export interface CachesInfo {
   consumerSnippets?: { nixConf: string; flakeNixConfig: string; nixos: string };
 }
 
-/** One side of a derivation comparison: a .drv path, or a derivation attribute of a file (evaluated afresh). */
-export type DerivationSide = string | { uri: string; attribute: string[] | string };
+/**
+ * One side of a derivation comparison: a .drv path, or a derivation attribute of a file (evaluated
+ * afresh), with `revision` as the file is in that git commit of its repository ('HEAD': the last
+ * commit; the whole repository's tree at that commit, so imports are the commit's too).
+ */
+export type DerivationSide = string | { uri: string; attribute: string[] | string; revision?: 'HEAD' | (string & {}) };
 
 export interface DiffDerivationsArgs {
   a: DerivationSide;

@@ -47,7 +47,8 @@ import type { EvaluationOptions } from './eval/evaluator';
 import { argumentsActionsFor } from './eval/arguments';
 import { originOf, resolveSearchPath, searchPathAt } from './eval/searchPath';
 import { FilesWatcher } from './util/watch';
-import { DocumentDiagnostics, type FileChange } from './eval/documentDiagnostics';
+import { DIAGNOSTIC_SOURCE, DocumentDiagnostics, type FileChange } from './eval/documentDiagnostics';
+import { checkCodeActions } from './check/checkDiagnostics';
 import { codeActionsFor, codeLensesFor, derivationAt, derivationNear, documentDerivations, hoverFor, searchPathHoverFor } from './eval/lenses';
 import { flakeCodeActions } from './eval/flake';
 import { machinesDiagnostics } from './builders/machinesDiagnostics';
@@ -135,6 +136,8 @@ export class NixBuildersServer {
       nix: this.nix,
       evaluationTimeoutMs: () => evaluationOptions(this.settings).timeoutMs,
       allowImportFromDerivation: () => this.settings.evaluation.allowImportFromDerivation,
+      diffoscopeIgnoreNoise: () => this.settings.check?.diffoscopeIgnoreNoise ?? true,
+      checkFinished: (uri, attrPath, result) => this.diagnostics.checkFinished(uri, attrPath, result),
     });
     this.diagnostics = new DocumentDiagnostics(connection, this.nix, async (uri) => ({
       trusted: this.workspaceTrusted,
@@ -174,6 +177,7 @@ export class NixBuildersServer {
       ...codeActionsFor(p.textDocument.uri, p.context.diagnostics),
       ...argumentsActionsFor(p.textDocument.uri, p.context.diagnostics, this.clientCommands.has(SET_EVALUATION_ARGUMENTS)),
       ...flakeCodeActions(p.context.diagnostics),
+      ...checkCodeActions(p.textDocument.uri, p.context.diagnostics, DIAGNOSTIC_SOURCE),
     ]);
     // Not onExecuteCommand: that takes the client's workDoneToken out of the params.
     connection.onRequest(ExecuteCommandRequest.type, (p, token) => this.commands.execute(p, token));

@@ -61,6 +61,9 @@ const why = (result: RunResult) => {
 
 const exists = (p: string) => lstat(p).then(() => true, () => false);
 
+/** How many of the newest check answers keep their copies (and are remembered for diffoscope). */
+export const KEPT_ANSWERS = 10;
+
 /** The rebuilds' copies that answers still show: the newest `limit`, all removed at the process's exit. */
 export class CheckCopies {
   private readonly dirs: string[] = [];
@@ -68,7 +71,7 @@ export class CheckCopies {
     for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   };
 
-  constructor(private readonly limit = 10) {
+  constructor(private readonly limit = KEPT_ANSWERS) {
     process.once('exit', this.onExit);
   }
 
@@ -195,7 +198,7 @@ export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions
       // Copied only when it differs: an output the same as its rebuild needs nothing kept.
       copies ??= await o.copies.create();
       const copy = path.join(copies, `${x.name}-round${round}`);
-      const copied = await copyTree(rebuild, copy).then(() => true, (e: Error) => e.message);
+      const copied = await copyTree(rebuild, copy, rewrites).then(() => true, (e: Error) => e.message);
       Object.assign(x, { status: 'differs', files, ...(copied === true ? { rebuildCopy: copy } : { reason: `the rebuild could not be kept (${copied}): its files are listed, not kept` }) });
     }
   }

@@ -1,12 +1,16 @@
 // Why two derivations differ (what nix-diff shows: a cache miss, an unexpected rebuild): their own
 // differences — outputs, system, builder, arguments, environment, input sources, input derivations
 // and the outputs used from each — and, for an input derivation of the same name with another path
-// on each side, the same comparison of that pair, recursively (bounded, each pair once).
+// on each side, the same comparison of that pair, recursively (bounded, each pair once). A side may
+// be an attribute as it is in a git commit (gitRevision.ts).
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import type { Nix } from '../nix/nix';
 import { readFullDerivation, type Derivation } from '../nix/derivationFile';
 import { storeName } from '../nix/storePath';
 import { storeFileText } from '../builds/plan';
-import type { DerivationDiff, DerivationDifference } from '../protocol';
+import { ServerCommands, type DerivationDiff, type DerivationDifference, type DerivationInfo, type StartBuildParams } from '../protocol';
+import { fileAtRevision } from './gitRevision';
 
 /** Values longer than this are shortened around their first difference. */
 const MAX_VALUE = 240;
@@ -148,4 +152,21 @@ export async function diffDerivations(
 /** The comparison on this machine's store: each .drv read here, or through Nix where this process cannot read it. */
 export function diffStoreDerivations(nix: Nix, a: string, b: string, o: { signal?: AbortSignal; maxDepth?: number } = {}): Promise<DerivationDiff> {
   return diffDerivations(a, b, { ...o, read: (p) => readFullDerivation(p, (q) => storeFileText(nix, q, o.signal)) });
+}
+
+/** The derivation of `attrPath` in the file at `uri` as it is in `revision` of its git repository (evaluated in a temporary checkout, removed after). */
+export async function drvPathAtRevision(
+  server: { nix: Nix; buildTargets(p: StartBuildParams): Promise<DerivationInfo[]> },
+  side: { uri: string; attrPath: string[]; revision: string },
+  signal?: AbortSignal,
+): Promise<string> {
+  if (!side.uri.startsWith('file:')) throw new ResponseError(ErrorCodes.InvalidParams, `${ServerCommands.diffDerivations}: a revision is of a file in a git work tree; ${side.uri} is not a file.`);
+  const at = await fileAtRevision(server.nix, fileURLToPath(side.uri), side.revision, signal);
+  try {
+    const [target] = await server.buildTargets({ uri: pathToFileURL(at.file).href, attrPaths: [side.attrPath] });
+    if (!target) throw new ResponseError(ErrorCodes.InvalidParams, `${ServerCommands.diffDerivations}: ${side.uri} has no derivation ${side.attrPath.join('.')} in ${side.revision} (${at.commit.slice(0, 12)}).`);
+    return target.drvPath;
+  } finally {
+    await at.dispose();
+  }
 }

@@ -19,7 +19,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DiagnosticSeverity, type Connection, type Diagnostic } from 'vscode-languageserver/node';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
 import type { Nix } from '../nix/nix';
-import type { BuildersListing } from '../protocol';
+import type { BuildersListing, CheckReproducibilityResult } from '../protocol';
+import { CheckDiagnostics } from '../check/checkDiagnostics';
 import { splitBuilders, type BuildersIgnored } from '../builders/ignoredBuilders';
 import { FilesWatcher } from '../util/watch';
 import { DependencyCheck, dependencyDiagnostics, type DependencyProblem } from './dependencies';
@@ -88,6 +89,10 @@ export class DocumentDiagnostics {
   private seen = new Map<string, string>();
   /** File changes are handled one batch after the other (each awaits the files' state). */
   private changesHandled: Promise<void> = Promise.resolve();
+  /** What reproducibility checks found, shown on their attributes. */
+  private readonly checks = new CheckDiagnostics();
+  /** Each document's last published evaluation diagnostics, so that a check's can be added without evaluating again. */
+  private readonly published = new Map<string, { version: number; text: string; output: WalkerOutput | undefined; diagnostics: Diagnostic[] }>();
 
   constructor(
     private readonly connection: Connection,
@@ -116,6 +121,7 @@ export class DocumentDiagnostics {
   close(uri: string): void {
     this.cancel(uri);
     this.latest.delete(uri);
+    this.published.delete(uri);
     this.watchDependencies();
     void this.connection.sendDiagnostics({ uri, diagnostics: [] });
   }
@@ -161,12 +167,11 @@ export class DocumentDiagnostics {
     const ctx = await this.context(doc.uri);
     if (abort.signal.aborted) return;
     const { problems, unknown } = this.dependencies.known(drvPaths, ctx);
-    const publish = (found: ReadonlyMap<string, readonly DependencyProblem[]>) =>
-      this.connection.sendDiagnostics({
-        uri: doc.uri,
-        version: doc.version,
-        diagnostics: [...evaluation.diagnostics, ...dependencyDiagnostics(doc.getText(), output, found).map(lspDiagnostic)],
-      });
+    const publish = (found: ReadonlyMap<string, readonly DependencyProblem[]>) => {
+      const diagnostics = [...evaluation.diagnostics, ...dependencyDiagnostics(doc.getText(), output, found).map(lspDiagnostic)];
+      this.published.set(doc.uri, { version: doc.version, text: doc.getText(), output, diagnostics });
+      return this.sendWithChecks(doc.uri);
+    };
     await publish(problems);
     if (unknown.length === 0 || !ctx.trusted || !ctx.listing.local) return done();
     const checked = await this.dependencies.check(unknown, ctx, abort.signal);
@@ -178,6 +183,18 @@ export class DocumentDiagnostics {
     }
     if ([...checked.problems.values()].every((list) => list.length === 0)) return;
     await publish(new Map([...problems, ...checked.problems]));
+  }
+
+  /** A reproducibility check of `attrPath` answered: its diagnostic is shown (or removed) at once. */
+  checkFinished(uri: string, attrPath: string[], result: CheckReproducibilityResult): void {
+    if (this.checks.record(uri, attrPath, result)) void this.sendWithChecks(uri);
+  }
+
+  /** The document's last published diagnostics with its checks' (nothing before its first evaluation). */
+  private sendWithChecks(uri: string): Promise<void> {
+    const p = this.published.get(uri);
+    if (!p) return Promise.resolve();
+    return this.connection.sendDiagnostics({ uri, version: p.version, diagnostics: [...p.diagnostics, ...this.checks.diagnostics(uri, p.text, p.output, DIAGNOSTIC_SOURCE)] });
   }
 
   /**

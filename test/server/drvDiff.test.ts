@@ -2,18 +2,22 @@
 // whose only difference is an environment variable of a dependency two levels down. The answer
 // names the chain of dependencies down to it and the variable with both values; a side given as a
 // .drv path answers the same. On Nix 2.26 (its store in another root) the .drv files are read
-// through Nix.
+// through Nix. A side at a git revision is the file as it is in that commit, its imports too (a
+// real repository in a temporary folder), and a flake there is the commit's (`self.rev`).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StdioLspClient } from './lspClient';
 import { NIX_BIN, hostStorePath } from './nixUnderTest';
 import { ServerCommands, type DerivationDiff } from '../../language-server/protocol';
+
+const SERVER = path.join(__dirname, '../../language-server/main.ts');
 
 let dir: string;
 let client: StdioLspClient;
@@ -34,7 +38,7 @@ in {
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'nb-drvdiff-'));
   await writeFile(path.join(dir, 'nix.conf'), ['build-users-group =', 'substituters =', 'sandbox = false', 'builders =', ''].join('\n'));
-  client = new StdioLspClient();
+  client = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
   await client.initialize({ settings: { env: { NIX_CONF_DIR: dir } } }, dir);
 });
 
@@ -81,4 +85,63 @@ test('two attributes differing in a variable two levels down: the chain top → 
 test('a side that is neither a .drv path nor an attribute of a file is refused, saying what the command takes', async () => {
   await assert.rejects(diff('hello', '/nix/store/x.drv'), /takes \[\{ a, b \}\].*a is not a \.drv path/);
   await assert.rejects(diff('/nix/store/x.drv', { uri: 'file:///x.nix' }), /b is neither/);
+});
+
+/** A git repository at `root` with `files` committed (as this test's own user, no global configuration). */
+function commit(root: string, message: string): string {
+  const git = (...args: string[]) => execFileSync('git', ['-C', root, '-c', 'user.name=Test', '-c', 'user.email=test@example.invalid', '-c', 'commit.gpgsign=false', ...args], { encoding: 'utf8' }).trim();
+  if (!existsSync(path.join(root, '.git'))) git('init', '--quiet');
+  git('add', '--all');
+  git('commit', '--quiet', '-m', message);
+  return git('rev-parse', 'HEAD');
+}
+
+const revisionTrees = () => readdirSync(tmpdir()).filter((f) => f.startsWith('nix-builders-revision-'));
+
+test('this attribute now and at the last commit: the variable changed since, and one of an imported file read as the commit has it; the checkout is removed after', async () => {
+  const repo = path.join(dir, `repo-${salt}`);
+  await mkdir(repo);
+  const mk = (flavour: string) => `let lib = import ./lib.nix; in { pkg = derivation { name = "rev-${salt}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; flavour = "${flavour}"; greeting = lib.greeting; }; }\n`;
+  await writeFile(path.join(repo, 'default.nix'), mk('vanilla'));
+  await writeFile(path.join(repo, 'lib.nix'), '{ greeting = "hello"; }\n');
+  commit(repo, 'first');
+  await writeFile(path.join(repo, 'default.nix'), mk('chocolate'));
+  await writeFile(path.join(repo, 'lib.nix'), '{ greeting = "hi"; }\n');
+  const uri = pathToFileURL(path.join(repo, 'default.nix')).href;
+  const before = revisionTrees();
+
+  const tree = await diff({ uri, attribute: 'pkg', revision: 'HEAD' }, { uri, attribute: 'pkg' });
+  assert.deepEqual(tree.differences.filter((d) => d.field === 'env' && d.name !== 'out'), [
+    { field: 'env', name: 'flavour', a: 'vanilla', b: 'chocolate' },
+    { field: 'env', name: 'greeting', a: 'hello', b: 'hi' },
+  ]);
+  assert.deepEqual(revisionTrees(), before, 'the temporary checkout is gone');
+
+  // Committed: HEAD is what the file says now, HEAD~1 the first commit.
+  commit(repo, 'second');
+  assert.deepEqual((await diff({ uri, attribute: 'pkg', revision: 'HEAD' }, { uri, attribute: 'pkg' })).differences, []);
+  assert.deepEqual((await diff({ uri, attribute: 'pkg', revision: 'HEAD~1' }, { uri, attribute: 'pkg' })).drvPath, tree.drvPath);
+});
+
+test('a flake at a revision is that commit (self.rev); a revision that is not a commit, an option, or a file not in the commit are refused', async () => {
+  const repo = path.join(dir, `flake-${salt}`);
+  await mkdir(repo);
+  const flake = (extra: string) =>
+    `{ outputs = { self }: { packages.x86_64-linux.default = derivation { name = "flake-rev-${salt}"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; rev = self.rev or "dirty";${extra} }; }; }\n`;
+  await writeFile(path.join(repo, 'flake.nix'), flake(''));
+  const rev = commit(repo, 'flake');
+  await writeFile(path.join(repo, 'flake.nix'), flake(' more = "1";'));
+  const uri = pathToFileURL(path.join(repo, 'flake.nix')).href;
+  const attribute = 'packages.x86_64-linux.default';
+  const tree = await diff({ uri, attribute, revision: 'HEAD' }, { uri, attribute });
+  assert.deepEqual(tree.differences.filter((d) => d.field === 'env' && d.name !== 'out'), [
+    { field: 'env', name: 'more', b: '1' },
+    { field: 'env', name: 'rev', a: rev, b: 'dirty' },
+  ]);
+
+  await assert.rejects(diff({ uri, attribute, revision: 'no-such-branch' }, { uri, attribute }), /no-such-branch is not a commit of /);
+  await assert.rejects(diff({ uri, attribute, revision: '--output=/tmp/x' }, { uri, attribute }), /"revision" must be a git revision/);
+  await writeFile(path.join(repo, 'new.nix'), '{ }\n');
+  await assert.rejects(diff({ uri: pathToFileURL(path.join(repo, 'new.nix')).href, attribute: 'x', revision: 'HEAD' }, { uri, attribute }), /new\.nix is not in HEAD \([0-9a-f]{12}\) of .*: it was added later, or moved/);
+  await assert.rejects(diff({ uri: pathToFileURL(path.join(dir, 'flavours.nix')).href, attribute: 'vanilla', revision: 'HEAD' }, { uri, attribute }), /is not in a git work tree/);
 });

@@ -1,13 +1,17 @@
-// The tree comparison of a reproducibility check (two trees read with Node), the private copy of a
-// rebuild, where Nix leaves a rebuild (its fallback path), its exit bits, and the bounded copies.
+// The tree comparison of a reproducibility check (two trees read with Node in chunks: text or the
+// first differing bytes), the private copy of a rebuild, where Nix leaves a rebuild (its fallback
+// path), its exit bits, the bounded copies, and diffoscope's arguments.
 import { test } from 'node:test';
+import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { existsSync, lstatSync, readlinkSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { compareTrees, copyTree } from '../../language-server/check/treeDiff';
+import { compareTrees, copyTree, TEXT_LIMIT } from '../../language-server/check/treeDiff';
 import { CheckCopies, decodeBuildExit, fallbackPath } from '../../language-server/check/check';
+import { diffoscopeArgs } from '../../language-server/check/diffoscope';
+import { parseSettings } from '../../language-server/config';
 
 async function tree(root: string, files: Record<string, string | { link: string } | { exec: string } | 'dir'>): Promise<string> {
   await mkdir(root, { recursive: true });
@@ -116,4 +120,91 @@ test('CheckCopies keeps the newest folders only, each private, and removes the r
   } finally {
     await copies.dispose();
   }
+});
+
+test('a changed text file says text; a binary one gives the first differing byte with 16 bytes of each side from the 16-aligned offset before it', async () => {
+  const d = await mkdtemp(path.join(tmpdir(), 'nb-checkdiff-'));
+  try {
+    const bin = (s: string) => Buffer.concat([Buffer.from('\u0000ELF'), Buffer.from(s)]);
+    const a = await tree(path.join(d, 'a'), { 'doc.txt': 'héllo\nworld\n', 'latin1.txt': 'x' });
+    const b = await tree(path.join(d, 'b'), { 'doc.txt': 'héllo\nthere\n', 'latin1.txt': 'y' });
+    await writeFile(path.join(a, 'prog'), bin('0123456789abcdefghijKLMNOPQRSTUVWXYZ'));
+    await writeFile(path.join(b, 'prog'), bin('0123456789abcdefghijKLMNOPQRSTUVWXYz'));
+    // Not UTF-8 (a Latin-1 é), without any NUL.
+    await writeFile(path.join(b, 'latin1.txt'), Buffer.from([0x63, 0x61, 0x66, 0xe9]));
+    await writeFile(path.join(a, 'short'), bin('abc'));
+    await writeFile(path.join(b, 'short'), bin('abcdef'));
+    const diff = Object.fromEntries((await compareTrees(a, b)).map((f) => [f.path, f]));
+    assert.equal(diff['doc.txt']?.text, true);
+    assert.equal(diff['doc.txt']?.firstDifference, undefined);
+    assert.equal(diff['latin1.txt']?.text, false);
+    assert.deepEqual(diff['latin1.txt']?.firstDifference, { offset: 0, first: '78', rebuild: '636166e9' });
+    const prog = diff.prog;
+    assert.equal(prog?.text, false);
+    // The 'Z' at offset 4 + 35 = 39: shown from 32.
+    assert.deepEqual(prog?.firstDifference, {
+      offset: 39,
+      first: Buffer.from('STUVWXYZ').toString('hex'),
+      rebuild: Buffer.from('STUVWXYz').toString('hex'),
+    });
+    // One side a prefix of the other: they differ where the shorter ends.
+    assert.deepEqual(diff.short?.firstDifference, { offset: 7, first: bin('abc').toString('hex'), rebuild: bin('abcdef').toString('hex') });
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+test('files are read in chunks: a difference past the first chunk is found, a fallback hash across a chunk\'s edge reads as the real one, a big text file is not offered as text', async () => {
+  const d = await mkdtemp(path.join(tmpdir(), 'nb-checkdiff-'));
+  const real = 'a'.repeat(32);
+  const fallback = 'b'.repeat(32);
+  try {
+    await mkdir(path.join(d, 'a'));
+    await mkdir(path.join(d, 'b'));
+    // The hash starts 10 bytes before the end of the first 64 KiB chunk.
+    const text = (hash: string, tail: string) => `${'x'.repeat(64 * 1024 - 10)}${hash}${'y'.repeat(100_000)}${tail}`;
+    await writeFile(path.join(d, 'a', 'edge'), text(real, 'same'));
+    await writeFile(path.join(d, 'b', 'edge'), text(fallback, 'same'));
+    await writeFile(path.join(d, 'a', 'far'), text(real, 'one'));
+    await writeFile(path.join(d, 'b', 'far'), text(fallback, 'two'));
+    await writeFile(path.join(d, 'a', 'big'), 'z'.repeat(TEXT_LIMIT) + 'one');
+    await writeFile(path.join(d, 'b', 'big'), 'z'.repeat(TEXT_LIMIT) + 'two');
+    const diff = await compareTrees(path.join(d, 'a'), path.join(d, 'b'), [[fallback, real]]);
+    assert.deepEqual(diff.map((f) => [f.path, f.text, f.firstDifference?.offset]), [
+      ['big', false, TEXT_LIMIT],
+      ['far', true, undefined],
+    ]);
+    const big = diff[0]!;
+    // TEXT_LIMIT is 16-aligned: the bytes shown start at the difference, and each side has 3 left.
+    assert.deepEqual(big.firstDifference, { offset: TEXT_LIMIT, first: Buffer.from('one').toString('hex'), rebuild: Buffer.from('two').toString('hex') });
+    assert.equal(big.first?.sha256, createHash('sha256').update('z'.repeat(TEXT_LIMIT) + 'one').digest('hex'));
+    const far = diff[1]!;
+    assert.equal(far.rebuild?.sha256, createHash('sha256').update(text(real, 'two')).digest('hex'), 'the rebuild\'s hash is of its rewritten bytes');
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+test('copyTree makes the rewrites, so that the copy reads as it was compared', async () => {
+  const d = await mkdtemp(path.join(tmpdir(), 'nb-checkdiff-'));
+  const real = 'a'.repeat(32);
+  const fallback = 'b'.repeat(32);
+  try {
+    const src = await tree(path.join(d, 'src'), { 'bin/run': { exec: `#!/nix/store/${fallback}-sh/bin/sh` }, self: { link: `/nix/store/${fallback}-x/bin` } });
+    await copyTree(src, path.join(d, 'copy'), [[fallback, real]]);
+    assert.equal(await readFile(path.join(d, 'copy', 'bin', 'run'), 'utf8'), `#!/nix/store/${real}-sh/bin/sh`);
+    assert.equal(lstatSync(path.join(d, 'copy', 'bin', 'run')).mode & 0o777, 0o700);
+    assert.equal(readlinkSync(path.join(d, 'copy', 'self')), `/nix/store/${real}-x/bin`);
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+test('diffoscope\'s arguments: the folders\' own metadata always ignored; with noise ignored (nixBuilders.check.diffoscopeIgnoreNoise, on unless false) archive members\' too and dates and times masked', () => {
+  assert.deepEqual(diffoscopeArgs('/nix/store/a-x', '/tmp/c/out-round1', '/tmp/c/r.txt', false), ['--text', '/tmp/c/r.txt', '--output-empty', '--exclude-directory-metadata=yes', '--', '/nix/store/a-x', '/tmp/c/out-round1']);
+  const noisy = diffoscopeArgs('/nix/store/a-x', '/tmp/c/out-round1', '/tmp/c/r.txt', true);
+  assert.deepEqual(noisy.slice(3, -3), ['--exclude-directory-metadata=recursive', '--diff-mask=[0-9]{4}-[0-9]{2}-[0-9]{2}', '--diff-mask=[0-9]{1,2}:[0-9]{2}:[0-9]{2}']);
+  assert.equal(parseSettings(undefined).check?.diffoscopeIgnoreNoise, true);
+  assert.equal(parseSettings({ check: { diffoscopeIgnoreNoise: false } }).check?.diffoscopeIgnoreNoise, false);
+  assert.equal(parseSettings({ check: { diffoscopeIgnoreNoise: 'no' as unknown as boolean } }).check?.diffoscopeIgnoreNoise, true);
 });
