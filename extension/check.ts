@@ -8,12 +8,12 @@ import { checkRounds } from './config';
 import {
   attributePath,
   CHECK_HISTORY,
-  checkActions,
   checkDiagnosticData,
   checkMessage,
   derivationDiffText,
   describeFile,
   diffTitle,
+  differenceAction,
   differenceDocument,
   fileLabel,
   fileSides,
@@ -25,6 +25,7 @@ import {
 } from './checkState';
 import { checkOfNode } from './views/checkNodes';
 import { attributeOfNode } from './views/buildsView';
+import { storeName } from '../language-server/nix/storePath';
 import {
   ServerCommands,
   type CheckReproducibilityArgs,
@@ -212,16 +213,23 @@ export async function openDifference(ctx: Ctx, key: unknown, output: unknown, fi
   await vscode.window.showTextDocument(doc, { preview: true });
 }
 
+/** Which output: the server's `DiffoscopeArgs` (its quick fix's), a differing output's row, or a check's key and an output's name. */
+function diffoscopeTarget(ctx: Ctx, first: unknown, output: unknown): DiffoscopeArgs | undefined {
+  const given = first as Partial<DiffoscopeArgs> | undefined;
+  if (typeof given?.drvPath === 'string' && typeof given.output === 'string') return { drvPath: given.drvPath, output: given.output };
+  const row = checkOfNode(first);
+  const found = row ? checkOutput(ctx, row.key, row.output) : checkOutput(ctx, first, output);
+  return found && { drvPath: found.entry.result.drvPath, output: found.output.name };
+}
+
 /** diffoscope's report on a differing output (the server runs it), opened in the editor; without diffoscope, how to install it. */
-export async function openDiffoscopeReport(ctx: Ctx, key: unknown, output: unknown): Promise<void> {
-  const row = checkOfNode(key);
-  const found = row ? checkOutput(ctx, row.key, row.output) : checkOutput(ctx, key, output);
-  if (!found) return;
-  const args: DiffoscopeArgs = { drvPath: found.entry.result.drvPath, output: found.output.name };
+export async function openDiffoscopeReport(ctx: Ctx, first: unknown, output: unknown): Promise<void> {
+  const args = diffoscopeTarget(ctx, first, output);
+  if (!args) return;
   let r: DiffoscopeResult;
   try {
     r = await vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: `diffoscope: ${found.entry.attribute.join('.')} (${found.output.name})`, cancellable: true },
+      { location: vscode.ProgressLocation.Notification, title: `diffoscope: ${storeName(args.drvPath)} (${args.output})`, cancellable: true },
       (_progress, token) => ctx.serverCommand<DiffoscopeResult>(ServerCommands.diffoscope, [args], token),
     );
   } catch (e) {
@@ -233,25 +241,24 @@ export async function openDiffoscopeReport(ctx: Ctx, key: unknown, output: unkno
   else void vscode.window.showErrorMessage(`Nix Builders: diffoscope failed: ${r.message ?? 'it gave no report'}`);
 }
 
-/** The quick fixes of the server's "not reproducible" diagnostic: the links to its check. */
+/** The quick fix of the server's "not reproducible" diagnostic that only the editor has: the diff editor on what differs. */
 export class CheckCodeActions implements vscode.CodeActionProvider {
   static readonly kinds = [vscode.CodeActionKind.QuickFix];
 
   constructor(private readonly checks: CheckStore) {}
 
-  provideCodeActions(document: vscode.TextDocument, _range: vscode.Range, context: vscode.CodeActionContext): vscode.CodeAction[] {
+  provideCodeActions(_document: vscode.TextDocument, _range: vscode.Range, context: vscode.CodeActionContext): vscode.CodeAction[] {
     return context.diagnostics.flatMap((d) => {
       const code = typeof d.code === 'object' ? d.code.value : d.code;
       // vscode-languageclient keeps the LSP diagnostic's `data` on the diagnostic.
       const data = code === NOT_REPRODUCIBLE ? checkDiagnosticData((d as { data?: unknown }).data) : undefined;
-      if (!data) return [];
-      return checkActions(this.checks, document.uri.toString(), data).map((a, i) => {
-        const action = new vscode.CodeAction(a.title, vscode.CodeActionKind.QuickFix);
-        action.diagnostics = [d];
-        action.isPreferred = i === 0;
-        action.command = { title: a.title, command: a.command, arguments: a.arguments };
-        return action;
-      });
+      const link = data && differenceAction(this.checks, data);
+      if (!link) return [];
+      const action = new vscode.CodeAction(link.title, vscode.CodeActionKind.QuickFix);
+      action.diagnostics = [d];
+      action.isPreferred = true;
+      action.command = { title: link.title, command: 'nixBuilders.openCheckDifference', arguments: link.arguments };
+      return [action];
     });
   }
 }

@@ -3,9 +3,9 @@
 // file's difference, the hex view of its first differing bytes, why two derivations differ).
 // Pure: no `vscode` import, so it is unit-tested.
 import * as path from 'node:path';
-import type { CheckReproducibilityArgs, CheckReproducibilityResult, DerivationDiff, DerivationDifference, FileDifference, FileSide, OutputCheck } from '../language-server/protocol';
+import type { CheckReproducibilityResult, DerivationDiff, DerivationDifference, FileDifference, FileSide, OutputCheck } from '../language-server/protocol';
 
-/** Checks kept: the server keeps the rebuilds' copies of its newest 10 answers, so older ones could not be opened. */
+/** Checks kept: the server keeps the rebuilds' copies of its newest 10 answers (KEPT_ANSWERS of language-server/check/check.ts), so older ones could not be opened. */
 export const CHECK_HISTORY = 10;
 
 export interface CheckEntry {
@@ -169,28 +169,15 @@ export function checkDiagnosticData(data: unknown): CheckDiagnosticData | undefi
   return ok ? (d as CheckDiagnosticData) : undefined;
 }
 
-/** A quick fix's title, command and arguments (commands.ts's ids). */
-export interface CheckAction {
-  title: string;
-  command: 'nixBuilders.openCheckDifference' | 'nixBuilders.openDiffoscopeReport' | 'nixBuilders.checkReproducibility';
-  arguments: unknown[];
-}
-
 /**
- * The links from a "not reproducible" diagnostic to its check: what differs and diffoscope's
- * report while the check is kept here, and always checking it again.
+ * The link from a "not reproducible" diagnostic to what differs (the diff editor on its first
+ * differing file) while this window keeps the check; the server's own quick fixes check again and
+ * open diffoscope's report.
  */
-export function checkActions(store: CheckStore, uri: string, data: CheckDiagnosticData): CheckAction[] {
+export function differenceAction(store: CheckStore, data: CheckDiagnosticData): { title: string; arguments: [key: string, output: string, file: string] } | undefined {
   const entry = store.get(`${data.machine}:${data.drvPath}`);
-  const attr = data.attrPath.join('.');
-  const actions: CheckAction[] = [];
   const open = entry && firstOpenable(entry.result);
-  if (entry && open) actions.push({ title: `Show what differs: ${diffTitle(open.output, open.file)}`, command: 'nixBuilders.openCheckDifference', arguments: [entry.key, open.output.name, open.file.path] });
-  const differing = entry?.result.outputs.find((o) => o.status === 'differs');
-  if (entry && differing) actions.push({ title: `Open diffoscope's report on ${attr} (${differing.name})`, command: 'nixBuilders.openDiffoscopeReport', arguments: [entry.key, differing.name] });
-  const args: CheckReproducibilityArgs = { uri, attribute: data.attrPath, ...(data.machine !== 'this machine' ? { builder: data.machine } : {}) };
-  actions.push({ title: `Check ${attr} for reproducibility again`, command: 'nixBuilders.checkReproducibility', arguments: [args] });
-  return actions;
+  return entry && open && { title: `Show what differs: ${diffTitle(open.output, open.file)}`, arguments: [entry.key, open.output.name, open.file.path] };
 }
 
 const FIELD_LABEL: Record<DerivationDifference['field'], string> = {

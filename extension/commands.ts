@@ -23,6 +23,7 @@ const SERVER_COMMAND_UI: Partial<Record<ServerCommandId, CommandId>> = {
   [ServerCommands.whichBuilder]: 'nixBuilders.previewSchedule',
   [ServerCommands.addBuilder]: 'nixBuilders.addBuilder',
   [ServerCommands.checkReproducibility]: 'nixBuilders.checkReproducibility',
+  [ServerCommands.diffoscope]: 'nixBuilders.openDiffoscopeReport',
 };
 
 const SERVER_COMMAND_IDS = new Set<string>(Object.values(ServerCommands));
@@ -283,7 +284,7 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
   'nixBuilders.checkReproducibility': (ctx, arg) => checkReproducibility(ctx, arg),
   'nixBuilders.checkReproducibilityOn': (ctx, arg) => checkReproducibilityOn(ctx, arg),
   'nixBuilders.openCheckDifference': (ctx, key, output, file) => openDifference(ctx, key, output, file),
-  'nixBuilders.openDiffoscopeReport': (ctx, key, output) => openDiffoscopeReport(ctx, key, output),
+  'nixBuilders.openDiffoscopeReport': (ctx, first, output) => openDiffoscopeReport(ctx, first, output),
   'nixBuilders.whyDerivationsDiffer': (ctx, arg) => whyDerivationsDiffer(ctx, arg),
   'nixBuilders.setEvaluationArguments': async (_ctx, uri, templates) => {
     if (typeof uri !== 'string' || !templates || typeof templates !== 'object') return;

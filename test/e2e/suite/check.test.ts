@@ -1,5 +1,6 @@
 // Check Reproducibility and Why Do These Derivations Differ? in the real extension host, against the
-// real server and Nix: the quick fixes of a "not reproducible" diagnostic link to the check; a
+// real server and Nix: the quick fixes of the "not reproducible" diagnostic (diffoscope's report opens
+// in the editor, the diff editor on what differs); a
 // binary file that differs opens as its sizes and hashes (no diff editor), a text file in the diff
 // editor on the first build and the kept rebuild; two attributes whose inputs differ in a variable
 // show that input and the variable.
@@ -35,23 +36,20 @@ suite('Nix Builders: reproducibility checks', () => {
       assert.deepEqual(out?.files?.map((f) => f.path).sort(), ['blob', 'text']);
       const key = `${result.machine}:${result.drvPath}`;
 
-      // The quick fixes of the server's "not reproducible" diagnostic (its code and data, as the server sends them) link to this check.
-      const diagnostics = vscode.languages.createDiagnosticCollection('check-suite');
-      try {
-        const range = new vscode.Range(1, 2, 1, 10);
-        const diagnostic = Object.assign(new vscode.Diagnostic(range, result.summary, vscode.DiagnosticSeverity.Warning), {
-          code: 'not-reproducible',
-          data: { attrPath: ['twofiles'], drvPath: result.drvPath, machine: result.machine, outputs: ['out'] },
-        });
-        diagnostics.set(uri, [diagnostic]);
-        const actions = await vscode.commands.executeCommand<vscode.CodeAction[]>('vscode.executeCodeActionProvider', uri, range);
-        const titles = actions.map((a) => a.title);
-        assert.ok(titles.some((t) => /^Show what differs: (blob|text) \(first build ↔ rebuild\)$/.test(t)), JSON.stringify(titles));
-        assert.ok(titles.includes("Open diffoscope's report on twofiles (out)"), JSON.stringify(titles));
-        assert.ok(titles.includes('Check twofiles for reproducibility again'), JSON.stringify(titles));
-      } finally {
-        diagnostics.dispose();
-      }
+      // The server's "not reproducible" diagnostic on the attribute: its quick fixes (the server's, and
+      // the editor's link to what differs); the server's diffoscope fix opens the report in the editor.
+      const diagnostic = await eventually('the "not reproducible" diagnostic', () => vscode.languages.getDiagnostics(uri).find((d) => d.code === 'not-reproducible'));
+      assert.equal(diagnostic.message, result.summary);
+      const actions = await vscode.commands.executeCommand<vscode.CodeAction[]>('vscode.executeCodeActionProvider', uri, diagnostic.range);
+      const titles = actions.map((a) => a.title);
+      assert.ok(titles.some((t) => /^Show what differs: text \(first build ↔ rebuild\)$/.test(t)), JSON.stringify(titles));
+      assert.ok(titles.includes('Check reproducibility again'), JSON.stringify(titles));
+      const diffoscope = actions.find((a) => a.title === "diffoscope's report of output 'out'")?.command;
+      assert.ok(diffoscope, JSON.stringify(titles));
+      await vscode.commands.executeCommand(diffoscope.command, ...(diffoscope.arguments ?? []));
+      const report = vscode.window.activeTextEditor?.document;
+      assert.notEqual(report?.uri.toString(), uri.toString(), 'a report is open, not the Nix file');
+      assert.match(report?.getText() ?? '', new RegExp(`^--- ${out?.path}\n\\+\\+\\+ ${out?.rebuildCopy}\n[\\s\\S]*blob`));
 
       await vscode.commands.executeCommand('nixBuilders.openCheckDifference', key, 'out', 'blob');
       const doc = vscode.window.activeTextEditor?.document;
@@ -60,6 +58,8 @@ suite('Nix Builders: reproducibility checks', () => {
       assert.match(text, /^blob in output out \(\/nix\/store\/[^)]+\)\nchanged/);
       assert.match(text, /first build: 41 B \(41 bytes\)\n {2}sha256 [0-9a-f]{64}\n/);
       assert.match(text, /rebuild: 41 B \(41 bytes\)\n {2}sha256 [0-9a-f]{64}\n {2}at \/.*\/out-round1\/blob\n/);
+      // The first differing bytes in hex (the server's firstDifference): 'bin\0' and the start of each uuid.
+      assert.match(text, /The bytes first differ at byte \d+:\n\nfirst {4}00000000 {2}62 69 6e 00 [\s\S]*\nrebuild {2}00000000 {2}62 69 6e 00 [^\n]*\n {29,}\^\^ byte \d+/);
 
       await vscode.commands.executeCommand('nixBuilders.openCheckDifference', key, 'out', 'text');
       const tab = vscode.window.tabGroups.activeTabGroup.activeTab;

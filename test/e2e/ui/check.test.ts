@@ -1,8 +1,8 @@
 // UI test: the "Check reproducibility" code lens on a derivation that writes the time into one file
 // beside a constant one. It is built first (never built before), rebuilt and compared on this
-// machine; the notification says what differs, the Builds view lists the check with its one
-// differing file, and a click on the file opens VS Code's diff editor on the first build and the
-// rebuild. Screenshots are kept. A check is cancelled from its progress notification: its build's
+// machine; the notification says what differs, the server's diagnostic is in the Problems panel,
+// the Builds view lists the check with its one differing file, and a click on the file opens VS
+// Code's diff editor on the first build and the rebuild. Screenshots are kept. A check is cancelled from its progress notification: its build's
 // processes end.
 import * as assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -69,12 +69,11 @@ test('Check reproducibility: the lens rebuilds a derivation that writes the time
     assert.equal(await rows.filter({ has: page.locator('.label-name', { hasText: /^constant$/ }) }).count(), 0, 'the constant file is not listed');
     await screenshot(page, 'check-builds-view.png');
 
-    // AFTER-MERGE(diagnostics): once the branch that publishes the "not reproducible" diagnostic is
-    // merged, this test also asserts it in the Problems panel, here, while the file is still open
-    // (the diff editor below replaces its preview tab): remove the `//   ` of the 3 lines below.
-    //   await page.keyboard.press('Control+Shift+M');
-    //   await page.locator('.markers-panel .monaco-list-row', { hasText: 'not reproducible: 1 of 1 output differs (out: 1 file)' }).first().waitFor({ timeout: 30_000 });
-    //   await screenshot(page, 'check-problems.png');
+    // The server's diagnostic on the attribute, in the Problems panel (while the file is still open:
+    // the diff editor below replaces its preview tab).
+    await page.keyboard.press('Control+Shift+M');
+    await page.locator('.markers-panel .monaco-list-row', { hasText: 'not reproducible: 1 of 1 output differs (out: 1 file)' }).first().waitFor({ timeout: 30_000 });
+    await screenshot(page, 'check-problems.png');
 
     // A click on the file: the diff editor, first build ↔ rebuild, each side one different time.
     await timeRow.click();
