@@ -5,6 +5,7 @@
 // editor on the first build and the kept rebuild; two attributes whose inputs differ in a variable
 // show that input and the variable.
 import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as vscode from 'vscode';
 import { eventually, workspaceTrusted } from './helpers';
 import type { CheckReproducibilityResult } from '../../../language-server/protocol';
@@ -134,6 +135,33 @@ suite('Nix Builders: reproducibility checks', () => {
     } finally {
       await vscode.commands.executeCommand('workbench.action.closeAllEditors');
       await vscode.workspace.fs.delete(uri);
+    }
+  });
+
+  test('Why do these derivations differ? This attribute now and at the last commit (HEAD)', async function () {
+    this.timeout(120_000);
+    await workspaceTrusted();
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    assert.ok(folder, 'a workspace folder is open');
+    const dir = vscode.Uri.joinPath(folder.uri, `why-head-${salt()}`);
+    const uri = vscode.Uri.joinPath(dir, 'default.nix');
+    const text = (v: string) => `{\n  x = derivation { name = "why-head"; system = "x86_64-linux"; builder = "/bin/sh"; V = "${v}"; args = [ "-c" ": > $out" ]; };\n}\n`;
+    try {
+      await vscode.workspace.fs.writeFile(uri, Buffer.from(text('committed')));
+      const git = (...args: string[]) => execFileSync('git', ['-C', dir.fsPath, '-c', 'user.name=e2e', '-c', 'user.email=e2e@example.invalid', ...args]);
+      git('init', '-q');
+      git('add', 'default.nix');
+      git('commit', '-qm', 'committed');
+      await vscode.workspace.fs.writeFile(uri, Buffer.from(text('edited')));
+      await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(uri));
+      await vscode.commands.executeCommand('nixBuilders.whyDerivationsDiffer', { a: { uri: uri.toString(), attribute: ['x'] }, b: { uri: uri.toString(), attribute: ['x'], revision: 'HEAD' } });
+      const doc = vscode.window.activeTextEditor?.document;
+      assert.equal(doc?.uri.scheme, 'nix-builders-check');
+      assert.match(doc.getText(), /^Why x and x at HEAD differ\n\nwhy-head\n/);
+      assert.match(doc.getText(), /\n {2}environment variable V: "edited" → "committed"\n/);
+    } finally {
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      await vscode.workspace.fs.delete(dir, { recursive: true });
     }
   });
 });
