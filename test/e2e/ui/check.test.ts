@@ -11,7 +11,8 @@ import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { notificationTexts, screenshot, type BrowserSession } from '../browser';
 import { processesMentioning } from '../processes';
-import { eventually, nixBuildersViewRows, openFromExplorer, openTrustedSession, uiEnv, withScreenshot } from './env';
+import { openFromExplorerAndBuild } from './editor';
+import { escapeRegExp, eventually, nixBuildersViewRows, openFromExplorer, openTrustedSession, uiEnv, withScreenshot } from './env';
 
 const env = uiEnv();
 let session: BrowserSession;
@@ -122,5 +123,34 @@ test('a check is cancelled from its progress notification: it says so, and its b
     await eventually(async () => (processesMentioning(salt).length === 0 ? true : undefined), 60_000).catch(() => {
       throw new Error(`processes of the cancelled check are left:\n${processesMentioning(salt).map((x) => `${x.pid}: ${x.cmdline}`).join('\n')}`);
     });
+  });
+});
+
+test('Check Reproducibility from a built attribute in the Builds view: a deterministic derivation is reproducible', { timeout: 180_000 }, async () => {
+  await withScreenshot(page, 'ui-check-from-builds-failure', async () => {
+    const name = `ui-check-same-${Date.now()}`;
+    const file = 'check-same.nix';
+    writeFileSync(
+      path.join(env.workspace, file),
+      ['{', '  same = derivation {', `    name = "${name}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true;`, '    args = [ "-c" "echo same > $out" ];', '  };', '}', ''].join('\n'),
+    );
+    await openFromExplorerAndBuild(page, file);
+    await page.locator('.part.activitybar').getByRole('tab', { name: /^Nix Builders/ }).click();
+    const rows = nixBuildersViewRows(page, 'Builds');
+    const drvRow = rows.filter({ has: page.locator('.label-name', { hasText: new RegExp(`^${escapeRegExp(name)}$`) }) }).filter({ hasText: /built here/ }).first();
+    await drvRow.waitFor({ timeout: 120_000 });
+
+    // Its context menu: Check Reproducibility (the menu ignores a click right after it opened: the keyboard chooses).
+    await drvRow.click({ button: 'right' });
+    const entry = page.locator('.context-view .action-item', { has: page.locator('.action-label', { hasText: /^Check Reproducibility$/ }) }).first();
+    await entry.hover();
+    await eventually(async () => ((await entry.getAttribute('class'))?.includes('focused') ? true : undefined), 10_000);
+    await page.keyboard.press('Enter');
+
+    const checkRow = rows.filter({ hasText: /^Check same/ }).first();
+    await checkRow.waitFor({ timeout: 120_000 });
+    assert.match(await checkRow.innerText(), /reproducible: 1 output the same in 1 rebuild/);
+    await rows.filter({ hasText: /^out\s*reproducible/ }).first().waitFor({ timeout: 10_000 });
+    await screenshot(page, 'check-reproducible-from-builds-view.png');
   });
 });
