@@ -28,6 +28,12 @@ export const COMMAND_IDS = [
   'nixBuilders.openCheckDifference',
   'nixBuilders.openDiffoscopeReport',
   'nixBuilders.whyDerivationsDiffer',
+  'nixBuilders.refreshCaches',
+  'nixBuilders.generateSigningKey',
+  'nixBuilders.pushToCache',
+  'nixBuilders.verifyCache',
+  'nixBuilders.copyConsumerConfiguration',
+  'nixBuilders.copyPublicKey',
 ] as const;
 
 export type CommandId = (typeof COMMAND_IDS)[number];

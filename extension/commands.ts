@@ -9,6 +9,7 @@ import { buildIdOfNode } from './views/buildsView';
 import { ServerCommands, type BuildCommandResult, type BuildExpressionArgs, type BuilderInfo, type BuildPlanInfo, type SchedulePreviewParams, type ServerCommandId } from '../language-server/protocol';
 import { setEvaluationArguments } from './config';
 import { checkReproducibility, checkReproducibilityOn, isCancellation, openDiffoscopeReport, openDifference, whyDerivationsDiffer } from './check';
+import { CACHE_COMMANDS } from './cacheCommands';
 
 /**
  * The server's code lens and code action commands (for any editor) run here through the
@@ -24,6 +25,7 @@ const SERVER_COMMAND_UI: Partial<Record<ServerCommandId, CommandId>> = {
   [ServerCommands.addBuilder]: 'nixBuilders.addBuilder',
   [ServerCommands.checkReproducibility]: 'nixBuilders.checkReproducibility',
   [ServerCommands.diffoscope]: 'nixBuilders.openDiffoscopeReport',
+  [ServerCommands.pushToCache]: 'nixBuilders.pushToCache',
 };
 
 const SERVER_COMMAND_IDS = new Set<string>(Object.values(ServerCommands));
@@ -290,6 +292,7 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
     if (typeof uri !== 'string' || !templates || typeof templates !== 'object') return;
     if (await setEvaluationArguments(vscode.Uri.parse(uri), templates as Record<string, string>)) void vscode.window.showInformationMessage(`Nix Builders: set ${Object.keys(templates).join(', ')} in "nixBuilders.evaluation.arguments".`);
   },
+  ...CACHE_COMMANDS,
 };
 
 export function registerCommands(ctx: Ctx): vscode.Disposable[] {

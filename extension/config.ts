@@ -32,7 +32,21 @@ export function serverSettings(): ServerSettings {
       maxJobs: c.get<number | null>('build.maxJobs', null) ?? undefined,
       cores: c.get<number | null>('build.cores', null) ?? undefined,
     },
+    cache: {
+      pushTargets: strings('cache.pushTargets'),
+      signingKeyFile: c.get<string>('cache.signingKeyFile', '').trim(),
+    },
   };
+}
+
+/** The push targets (nixBuilders.cache.pushTargets), as set. */
+export function pushTargets(): string[] {
+  return vscode.workspace.getConfiguration(SECTION).get<unknown[]>('cache.pushTargets', []).filter((v): v is string => typeof v === 'string');
+}
+
+/** Sets `nixBuilders.cache.signingKeyFile` (user settings: a key is the user's, not a folder's). */
+export async function setSigningKeyFile(file: string): Promise<void> {
+  await vscode.workspace.getConfiguration(SECTION).update('cache.signingKeyFile', file, vscode.ConfigurationTarget.Global);
 }
 
 /** True when a change event touches a setting that the server must know about. */

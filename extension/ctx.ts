@@ -4,8 +4,8 @@
 // changes (a crash, its restart after one, a failed start) drive the status bar, the
 // `nixBuilders.serverReady` context and the builds waited for, like rust-analyzer's and
 // vscode-eslint's clients do; a client whose start failed is dropped, so the next call makes a new one.
-import * as vscode from 'vscode';
 import { randomUUID } from 'node:crypto';
+import * as vscode from 'vscode';
 import { ExecuteCommandRequest, LanguageClient, State, TransportKind, WorkDoneProgress, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
 import {
   isBuildUpdate,
@@ -26,6 +26,8 @@ import {
   type SchedulePreviewResult,
   type TestBuildResult,
   SET_EVALUATION_ARGUMENTS,
+  ServerCommands,
+  type CachesInfo,
   type ServerCommandId,
   type CheckReproducibilityResult,
 } from '../language-server/protocol';
@@ -35,6 +37,7 @@ import { registerCommands, toUiCommand } from './commands';
 import { CheckCodeActions } from './check';
 import { affectsServer, logsInOutput, serverSettings } from './config';
 import { BuildersView } from './views/buildersView';
+import { CachesView } from './views/cachesView';
 import { BuildDecorations, BuildsView } from './views/buildsView';
 import { BuildStore } from './buildState';
 import { BUILD_LOG_SCHEME, BuildLogDocuments } from './views/buildLogDocument';
@@ -59,6 +62,8 @@ export class Ctx implements vscode.Disposable {
   private readonly buildsView = new BuildsView(this.builds, this.checks);
   /** What a check shows that is no file (a binary's first differing bytes, why two derivations differ). */
   readonly checkDocuments = new CheckDocuments();
+  /** The caches, keys and push queue, as the server lists them. */
+  readonly cachesView = new CachesView(() => this.serverCommand<CachesInfo>(ServerCommands.listCaches, []));
   private readonly buildDecorations: BuildDecorations;
   /** Build logs as read-only documents. */
   readonly buildLogs = new BuildLogDocuments({ buildLog: (b, d) => this.buildLog(b, d), failureOf: (b, d) => this.builds.derivation(b, d)?.failure });
@@ -87,6 +92,7 @@ export class Ctx implements vscode.Disposable {
       this.buildersTree,
       this.buildDecorations,
       vscode.window.registerTreeDataProvider('nixBuilders.builds', this.buildsView),
+      vscode.window.registerTreeDataProvider('nixBuilders.caches', this.cachesView),
       this.buildLogs,
       vscode.workspace.registerTextDocumentContentProvider(BUILD_LOG_SCHEME, this.buildLogs),
       vscode.workspace.registerTextDocumentContentProvider(CHECK_DOC_SCHEME, this.checkDocuments),
@@ -105,6 +111,7 @@ export class Ctx implements vscode.Disposable {
         if (affectsServer(e)) {
           this.trace.addSecrets(serverSettings().env);
           this.buildersView.refresh();
+          this.cachesView.refresh();
         }
       }),
       vscode.workspace.onDidGrantWorkspaceTrust(() => {
@@ -166,6 +173,7 @@ export class Ctx implements vscode.Disposable {
       client.onNotification(Notifications.builderHealth, (h) => this.buildersView.setHealth(h)),
       client.onNotification(Notifications.buildProgress, (b) => this.buildChanged(b)),
       client.onNotification(Notifications.checkFinished, (c) => void this.addCheck(c.uri, c.attribute, c.result)),
+      client.onNotification(Notifications.cachesChanged, () => this.cachesView.refresh()),
       client.onDidChangeState((e) => this.clientStateChanged(client, e.newState)),
     );
     this.setServerState('starting');
@@ -205,6 +213,7 @@ export class Ctx implements vscode.Disposable {
     this.setServerState('running');
     if (status.problem) void vscode.window.showErrorMessage(status.problem);
     this.buildersView.refresh();
+    this.cachesView.refresh();
   }
 
   /** The server and its builds are gone: the builds that ran end, whoever waits for one gets `reason`. */
@@ -373,20 +382,20 @@ export class Ctx implements vscode.Disposable {
 
   /**
    * One of the server's LSP commands (workspace/executeCommand); cancelling the token cancels it.
-   * With `onProgress`, the command's work-done progress ($/progress on a token of this request) is
-   * reported there instead of in a progress of its own.
+   * With `onProgress`, the command's work-done progress (on a token of ours) comes to it instead of
+   * a progress of the server's own.
    */
   async serverCommand<T>(command: ServerCommandId, args: unknown[], token?: vscode.CancellationToken, onProgress?: (message: string) => void): Promise<T> {
     const client = await this.runningClient();
     if (!onProgress) return client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args }, token) as Promise<T>;
     const workDoneToken = randomUUID();
-    const sub = client.onProgress(WorkDoneProgress.type, workDoneToken, (v) => {
+    const progress = client.onProgress(WorkDoneProgress.type, workDoneToken, (v) => {
       if (v.kind !== 'end' && v.message) onProgress(v.message);
     });
     try {
       return (await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args, workDoneToken }, token)) as T;
     } finally {
-      sub.dispose();
+      progress.dispose();
     }
   }
 

@@ -51,6 +51,9 @@ import {
   type EditResult,
   type FixFlakeArgs,
   type FixFlakeResult,
+  type CachesInfo,
+  type GeneratedKey,
+  type GenerateKeyArgs,
   type MachinesEdit,
   type SchedulePreviewParams,
   type SchedulePreviewResult,
@@ -77,6 +80,9 @@ export interface CommandServer {
   diffoscopeIgnoreNoise(): boolean;
   /** A check answered: its diagnostic on the attribute (or none when reproducible). */
   checkFinished(uri: string, attrPath: string[], result: CheckReproducibilityResult): void;
+  /** A signing key pair (cache/keys.ts); the caches and keys then changed. */
+  generateKey(args: GenerateKeyArgs, signal: AbortSignal): Promise<GeneratedKey>;
+  listCaches(signal: AbortSignal): Promise<CachesInfo>;
 }
 
 const invalid = (message: string) => new ResponseError(ErrorCodes.InvalidParams, message);
@@ -280,6 +286,13 @@ export class ServerCommandHandler {
       }
       case ServerCommands.diffoscope:
         return runDiffoscope(this.server.nix, this.checkAnswers, diffoscopeArgsOf(args?.[0]), { ignoreNoise: this.server.diffoscopeIgnoreNoise(), signal });
+      case ServerCommands.generateKey: {
+        const a = (args?.[0] ?? {}) as Partial<GenerateKeyArgs>;
+        if (typeof a.keyName !== 'string' || typeof a.secretKeyFile !== 'string') throw invalid(`${c} takes [{ keyName, secretKeyFile }]: the key's name ("cache.example.org-1") and the absolute path of the secret key file to create.`);
+        return this.server.generateKey({ keyName: a.keyName, secretKeyFile: a.secretKeyFile }, signal);
+      }
+      case ServerCommands.listCaches:
+        return this.server.listCaches(signal);
       default:
         throw invalid(`Unknown command '${c}': this server runs ${this.commands.join(', ')}.`);
     }

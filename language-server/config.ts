@@ -3,7 +3,8 @@
 // replaced by its default.
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEFAULT_SETTINGS, type ServerSettings } from './protocol';
+import { DEFAULT_SETTINGS, type CacheSettings, type ServerSettings } from './protocol';
+import { parseStoreUri } from './nix/storeUri';
 import type { EvaluationOptions } from './eval/evaluator';
 import { argumentProblem } from './eval/arguments';
 import { searchPathEntryProblem } from './eval/searchPath';
@@ -37,7 +38,25 @@ export function parseSettings(s: Partial<ServerSettings> | undefined, problems: 
       cores: typeof s?.build?.cores === 'number' && s.build.cores >= 0 ? Math.floor(s.build.cores) : undefined,
     },
     check: { diffoscopeIgnoreNoise: s?.check?.diffoscopeIgnoreNoise !== false },
+    cache: cacheSettings(s?.cache, problems),
   };
+}
+
+/** `nixBuilders.cache`: push targets that are store URIs, a signing key file that is an absolute path (`~/`: the home folder). */
+function cacheSettings(x: Partial<CacheSettings> | undefined, problems: SettingsProblems): CacheSettings {
+  const pushTargets = (Array.isArray(x?.pushTargets) ? x.pushTargets : []).filter((t): t is string => {
+    const ok = typeof t === 'string' && parseStoreUri(t.trim()) !== undefined && t.trim() !== '';
+    if (!ok) problems.push(`"nixBuilders.cache.pushTargets": ${JSON.stringify(t)} is not a store URI (file:///var/cache/nix, ssh://host, ssh-ng://host, s3://bucket?region=…); it is ignored.`);
+    return ok;
+  });
+  const targets = { pushTargets: pushTargets.map((t) => t.trim()) };
+  const file = typeof x?.signingKeyFile === 'string' ? x.signingKeyFile.trim().replace(/^~(?=\/)/, os.homedir()) : '';
+  if (file === '') return targets;
+  if (!path.isAbsolute(file)) {
+    problems.push(`"nixBuilders.cache.signingKeyFile": ${JSON.stringify(file)} is not an absolute path; it is ignored.`);
+    return targets;
+  }
+  return { ...targets, signingKeyFile: file };
 }
 
 /** `nixBuilders.evaluation.arguments`: the entries that can be passed as `--arg`. */

@@ -34,6 +34,14 @@ export interface CheckSettings {
   diffoscopeIgnoreNoise: boolean;
 }
 
+/** Binary caches the user pushes to (section `nixBuilders.cache`). */
+export interface CacheSettings {
+  /** Store URIs to push to (`nixBuilders.cache.pushTargets`), in the user's order. */
+  pushTargets?: string[];
+  /** `nixBuilders.cache.signingKeyFile`: the secret key pushes sign with (before nix.conf's secret-key-files). */
+  signingKeyFile?: string;
+}
+
 export interface ServerSettings {
   nixBinDir: string;
   env: Record<string, string>;
@@ -43,6 +51,8 @@ export interface ServerSettings {
   build: BuildSettings;
   /** Absent: the defaults (a client that sends only what it knows). */
   check?: CheckSettings;
+  /** Absent from a client that sends none: no push targets, no key of the extension's. */
+  cache?: CacheSettings;
 }
 
 export const DEFAULT_SETTINGS: ServerSettings = {
@@ -773,8 +783,11 @@ export interface VerifyCacheArgs {
   trustedPublicKeys?: string[];
 }
 
+/** A key name the server takes: what Nix accepts, and that no command line can read as an option (`cache.example.org-1`). */
+export const SIGNING_KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
+
 export interface GenerateKeyArgs {
-  /** The key's name (`cache.example.org-1`). */
+  /** The key's name (`cache.example.org-1`): SIGNING_KEY_NAME. */
   keyName: string;
   /** Where to write the secret key (0600; refused if it exists). */
   secretKeyFile: string;
@@ -818,6 +831,8 @@ export interface CachesInfo {
   queue?: PushQueueStatus;
   /** Copy-ready consumer configuration for the first push target. */
   consumerSnippets?: { nixConf: string; flakeNixConfig: string; nixos: string };
+  /** Why the substituters and keys of the Nix configuration could not be read (Nix missing, …). */
+  problem?: string;
 }
 
 /**

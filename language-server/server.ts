@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   CodeActionKind,
+  CodeLensRefreshRequest,
   DidChangeWatchedFilesNotification,
   ErrorCodes,
   ExecuteCommandRequest,
@@ -40,6 +41,10 @@ import {
   type InitializationOptions,
   type NixStatus,
   type ServerSettings,
+  type CacheSettings,
+  type CachesInfo,
+  type GeneratedKey,
+  type GenerateKeyArgs,
   SET_EVALUATION_ARGUMENTS,
 } from './protocol';
 import { evaluationOptions, parseSettings } from './config';
@@ -66,6 +71,10 @@ import { Builds } from './builds/builds';
 import { buildTargets, placementOf } from './builds/placement';
 import { ServerCommandHandler } from './commands';
 import { adHocBuilder } from './builders/collect';
+import { generateKey, KeyArgumentError } from './cache/keys';
+import { listCaches } from './cache/caches';
+
+const NO_CACHE_SETTINGS: CacheSettings = {};
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
 
@@ -98,6 +107,8 @@ export class NixBuildersServer {
   private workspaceTrusted = true;
   private canPullConfiguration = false;
   private canRegisterFileWatchers = false;
+  /** The client asks for the code lenses again when told (workspace/codeLens/refresh): settings change them (Push to cache). */
+  private canRefreshCodeLenses = false;
   /** Commands the client runs itself, which code actions may carry. */
   private clientCommands = new Set<string>();
   /** Each document's evaluation settings (its folder's), pulled once per configuration. */
@@ -107,6 +118,8 @@ export class NixBuildersServer {
   private readonly nix: Nix;
   private readonly documents = new TextDocuments(TextDocument);
   private readonly watcher: FilesWatcher;
+  /** The signing key files the Caches view lists: a change (a chmod, a new key) lists them again. */
+  private readonly keyFilesWatcher = new FilesWatcher(() => void this.connection.sendNotification(Notifications.cachesChanged));
   private listing: Promise<BuildersListing> | undefined;
   private readonly diagnostics: DocumentDiagnostics;
   private readonly builds: Builds;
@@ -138,6 +151,8 @@ export class NixBuildersServer {
       allowImportFromDerivation: () => this.settings.evaluation.allowImportFromDerivation,
       diffoscopeIgnoreNoise: () => this.settings.check?.diffoscopeIgnoreNoise ?? true,
       checkFinished: (uri, attrPath, result) => this.diagnostics.checkFinished(uri, attrPath, result),
+      generateKey: (a, signal) => this.generateKey(a, signal),
+      listCaches: (signal) => this.listCaches(signal),
     });
     this.diagnostics = new DocumentDiagnostics(connection, this.nix, async (uri) => ({
       trusted: this.workspaceTrusted,
@@ -190,6 +205,7 @@ export class NixBuildersServer {
     });
     connection.onShutdown(() => {
       this.watcher.dispose();
+      this.keyFilesWatcher.dispose();
       this.diagnostics.dispose();
       this.builds.dispose();
     });
@@ -208,6 +224,7 @@ export class NixBuildersServer {
     this.clientCommands = new Set(Array.isArray(options.clientCommands) ? options.clientCommands.filter((c) => typeof c === 'string') : []);
     this.canPullConfiguration = params.capabilities.workspace?.configuration === true;
     this.canRegisterFileWatchers = params.capabilities.workspace?.didChangeWatchedFiles?.dynamicRegistration === true;
+    this.canRefreshCodeLenses = params.capabilities.workspace?.codeLens?.refreshSupport === true;
     this.commands.initialize(params.capabilities);
     return {
       capabilities: {
@@ -245,6 +262,7 @@ export class NixBuildersServer {
     this.scopedOptions.clear();
     this.problemsSaid.clear();
     this.invalidate();
+    if (this.canRefreshCodeLenses) void this.connection.sendRequest(CodeLensRefreshRequest.type).catch(this.failed('Refreshing the code lenses'));
   }
 
   private applySettings(s: Partial<ServerSettings> | undefined): void {
@@ -293,6 +311,7 @@ export class NixBuildersServer {
     this.listing = undefined;
     this.localCheck = undefined;
     void this.connection.sendNotification(Notifications.buildersChanged);
+    void this.connection.sendNotification(Notifications.cachesChanged);
     for (const doc of this.documents.all()) this.documentChanged(doc, 0);
   }
 
@@ -384,6 +403,24 @@ export class NixBuildersServer {
     });
   }
 
+  private async listCaches(signal: AbortSignal): Promise<CachesInfo> {
+    const info = await listCaches({ nix: this.nix, cache: this.settings.cache ?? NO_CACHE_SETTINGS }, signal);
+    this.keyFilesWatcher.setFiles(info.keys.map((k) => k.secretKeyFile));
+    return info;
+  }
+
+  /** A signing key pair; a refused argument is the request's error, said as is. */
+  private async generateKey(a: GenerateKeyArgs, signal: AbortSignal): Promise<GeneratedKey> {
+    try {
+      const key = await generateKey(this.nix, a, signal);
+      this.connection.console.info(`Generated the signing key ${key.keyName}: secret in ${key.secretKeyFile} (0600), public key ${key.publicKey}.`);
+      void this.connection.sendNotification(Notifications.cachesChanged);
+      return key;
+    } catch (e) {
+      throw new ResponseError(e instanceof KeyArgumentError ? ErrorCodes.InvalidParams : ErrorCodes.InternalError, (e as Error).message);
+    }
+  }
+
   private checkTrusted(): void {
     if (!this.workspaceTrusted) throw new ResponseError(ErrorCodes.InvalidRequest, 'This workspace is not trusted: Nix Builders does not build its derivations.');
   }
@@ -405,7 +442,7 @@ export class NixBuildersServer {
   async codeLenses(uri: string, signal?: AbortSignal): Promise<CodeLens[]> {
     if (!this.workspaceTrusted || !this.documents.get(uri)) return [];
     const { derivations } = await this.derivations(uri, signal);
-    return codeLensesFor(uri, derivations);
+    return codeLensesFor(uri, derivations, { pushTargets: this.settings.cache?.pushTargets ?? [] });
   }
 
   async hover(uri: string, line: number, character: number, signal?: AbortSignal): Promise<Hover | null> {

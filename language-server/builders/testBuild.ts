@@ -49,7 +49,7 @@ export function testBuildAnswer(run: TestBuildRun): TestBuildResult {
 const DEFAULT_TIMEOUT_MS = 120_000;
 
 /** A Nix string literal. */
-function nixString(text: string): string {
+export function nixString(text: string): string {
   return JSON.stringify(text).replace(/\$\{/g, '\\${');
 }
 

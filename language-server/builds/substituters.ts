@@ -49,10 +49,14 @@ export function parseNarInfo(text: string): NarInfo | undefined {
   return info;
 }
 
-/** The Priority of a `nix-cache-info` (Nix's default is 50). */
+/**
+ * The Priority of a `nix-cache-info`. Without one, a cache has the store's default priority, 0
+ * (measured on Nix 2.8 and 2.26: a file:// cache whose nix-cache-info has no Priority, as `nix copy`
+ * writes it, is asked before one with Priority 1 listed first).
+ */
 export function cachePriority(text: string | undefined): number {
   const m = /^Priority:\s*(\d+)\s*$/m.exec(text ?? '');
-  return m ? Number(m[1]) : 50;
+  return m ? Number(m[1]) : 0;
 }
 
 /** Reads one file of a binary cache: its text, undefined when it is not there; throws when the cache cannot be asked. */
@@ -98,7 +102,7 @@ export interface FindOptions {
 }
 
 /** `?priority=N` in a substituter's URL overrides its nix-cache-info (Nix ≥ 2.4). */
-function urlPriority(substituter: string): number | undefined {
+export function urlPriority(substituter: string): number | undefined {
   const p = parseStoreUri(substituter)?.params.get('priority');
   return p !== undefined && /^\d+$/.test(p) ? Number(p) : undefined;
 }
@@ -122,7 +126,7 @@ export async function findSubstituters(paths: readonly string[], substituters: r
     return false;
   });
   // Nix's order: by priority, stable. A cache without nix-cache-info is one Nix cannot open
-  // (a file:// cache is created by Nix when missing: empty, priority 50).
+  // (a file:// cache is created by Nix when missing: empty, priority 0).
   const withPriority = await Promise.all(
     readable.map(async (s, i) => {
       try {

@@ -14,6 +14,8 @@ export interface NixConfig {
   buildersUseSubstitutes: boolean;
   substituters: string[];
   trustedPublicKeys: string[];
+  /** Keys Nix signs locally built paths with. */
+  secretKeyFiles: string[];
   trustedUsers: string[];
   /** Everything, for settings we do not type. */
   raw: ReadonlyMap<string, string>;
@@ -51,6 +53,7 @@ export function toNixConfig(raw: ReadonlyMap<string, string>): NixConfig {
     buildersUseSubstitutes: raw.get('builders-use-substitutes') === 'true',
     substituters: words(raw.get('substituters')),
     trustedPublicKeys: words(raw.get('trusted-public-keys')),
+    secretKeyFiles: words(raw.get('secret-key-files')),
     trustedUsers: words(raw.get('trusted-users')),
     raw,
   };

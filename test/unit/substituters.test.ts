@@ -31,10 +31,10 @@ test('narinfo: store path, sizes, compression', () => {
   assert.deepEqual(parseNarInfo('StorePath: /nix/store/x\nFileSize: -1\nNarSize: lots'), { storePath: '/nix/store/x' });
 });
 
-test('cache priority: Nix default 50 when absent (2.8 file:// caches write none)', () => {
-  assert.equal(cachePriority(fixture('nix-cache-info.txt')), 50);
+test('cache priority: the store default 0 when absent (2.8 file:// caches write none; real Nix\'s order: test/server/caches.test.ts)', () => {
+  assert.equal(cachePriority(fixture('nix-cache-info.txt')), 0);
   assert.equal(cachePriority('StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n'), 40);
-  assert.equal(cachePriority(undefined), 50);
+  assert.equal(cachePriority(undefined), 0);
 });
 
 /** An in-memory set of caches: substituter -> file -> text; 'down' throws like an unreachable host. */
