@@ -189,7 +189,7 @@ function drvItem(build: BuildInfo, d: DrvSnapshot): vscode.TreeItem {
   item.tooltip = `${d.drvPath}\n${d.lastLogLine ?? ''}${d.failure ? `\n${d.failure}` : ''}`;
   item.iconPath = new vscode.ThemeIcon(d.state === 'built' ? 'pass' : d.state === 'failed' ? 'error' : d.state === 'building' ? 'loading~spin' : 'circle-outline');
   item.command = { command: 'nixBuilders.showBuildLog', title: 'Show Log', arguments: [build.buildId, d.drvPath] };
-  if ((d.state === 'built' || d.state === 'substituted') && build.uri && build.targets.some((t) => t.drvPath === d.drvPath && t.attrPath.length > 0)) item.contextValue = BUILT_ATTRIBUTE;
+  if ((d.state === 'built' || d.state === 'substituted') && attributeOfNode({ kind: 'drv', build, drv: d })) item.contextValue = BUILT_ATTRIBUTE;
   return item;
 }
 
