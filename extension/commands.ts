@@ -8,6 +8,7 @@ import { buildLogUri, errorLine, LOG_HEADER_LINES } from './views/buildLogDocume
 import { buildIdOfNode } from './views/buildsView';
 import { ServerCommands, type BuildCommandResult, type BuildExpressionArgs, type BuilderInfo, type BuildPlanInfo, type SchedulePreviewParams, type ServerCommandId } from '../language-server/protocol';
 import { setEvaluationArguments } from './config';
+import { checkReproducibility, checkReproducibilityOn, isCancellation, openDiffoscopeReport, openDifference, whyDerivationsDiffer } from './check';
 import { CACHE_COMMANDS } from './cacheCommands';
 
 /**
@@ -22,6 +23,8 @@ const SERVER_COMMAND_UI: Partial<Record<ServerCommandId, CommandId>> = {
   [ServerCommands.plan]: 'nixBuilders.planBuild',
   [ServerCommands.whichBuilder]: 'nixBuilders.previewSchedule',
   [ServerCommands.addBuilder]: 'nixBuilders.addBuilder',
+  [ServerCommands.checkReproducibility]: 'nixBuilders.checkReproducibility',
+  [ServerCommands.diffoscope]: 'nixBuilders.openDiffoscopeReport',
   [ServerCommands.pushToCache]: 'nixBuilders.pushToCache',
 };
 
@@ -200,8 +203,7 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
         ctx.planBuild({ uri: docUri, attrPaths }, token),
       );
     } catch (e) {
-      const message = e instanceof Error ? e.message : String(e);
-      if (!(e instanceof vscode.CancellationError) && !/cancel/i.test(message)) void vscode.window.showErrorMessage(`Planning the build failed: ${message}`);
+      if (!isCancellation(e)) void vscode.window.showErrorMessage(`Planning the build failed: ${e instanceof Error ? e.message : String(e)}`);
       return;
     }
     // The whole plan goes to the log; the dialog shows its first lines.
@@ -281,6 +283,11 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
     const result = await ctx.serverCommand<{ status?: string; message?: string } | null>(command as ServerCommandId, args);
     if (result && typeof result === 'object' && result.status === 'failed') void vscode.window.showErrorMessage(`Nix Builders: ${result.message ?? `${command} failed`}`);
   },
+  'nixBuilders.checkReproducibility': (ctx, arg) => checkReproducibility(ctx, arg),
+  'nixBuilders.checkReproducibilityOn': (ctx, arg) => checkReproducibilityOn(ctx, arg),
+  'nixBuilders.openCheckDifference': (ctx, key, output, file) => openDifference(ctx, key, output, file),
+  'nixBuilders.openDiffoscopeReport': (ctx, first, output) => openDiffoscopeReport(ctx, first, output),
+  'nixBuilders.whyDerivationsDiffer': (ctx, arg) => whyDerivationsDiffer(ctx, arg),
   'nixBuilders.setEvaluationArguments': async (_ctx, uri, templates) => {
     if (typeof uri !== 'string' || !templates || typeof templates !== 'object') return;
     if (await setEvaluationArguments(vscode.Uri.parse(uri), templates as Record<string, string>)) void vscode.window.showInformationMessage(`Nix Builders: set ${Object.keys(templates).join(', ')} in "nixBuilders.evaluation.arguments".`);

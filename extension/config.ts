@@ -62,6 +62,13 @@ export function logsInOutput(): LogsInOutput {
   return v === 'all' || v === 'none' ? v : 'failed';
 }
 
+/** How many rebuilds a reproducibility check runs when the command is not told (extension-side: the server's default is 1). */
+export function checkRounds(): number {
+  const c = vscode.workspace.getConfiguration(SECTION);
+  const v = c.get<number>('check.rounds', 1);
+  return Number.isInteger(v) && v >= 1 ? v : 1;
+}
+
 /**
  * Sets `nixBuilders.evaluation.arguments` for the workspace folder of `uri` (the quick fix of the
  * "needs arguments" diagnostic): asks for each missing argument's expression, starting from

@@ -29,10 +29,12 @@ import {
   ServerCommands,
   type CachesInfo,
   type ServerCommandId,
+  type CheckReproducibilityResult,
 } from '../language-server/protocol';
 import type { Machine } from '../language-server/nix/machines';
 import type { NixBuildersApi, ServerState } from './api';
 import { registerCommands, toUiCommand } from './commands';
+import { CheckCodeActions } from './check';
 import { affectsServer, logsInOutput, serverSettings } from './config';
 import { BuildersView } from './views/buildersView';
 import { CachesView } from './views/cachesView';
@@ -41,6 +43,8 @@ import { BuildStore } from './buildState';
 import { BUILD_LOG_SCHEME, BuildLogDocuments } from './views/buildLogDocument';
 import { BuildTaskProvider, TASK_TYPE } from './tasks';
 import { RedactingChannel } from './redact';
+import { CheckStore, type CheckEntry } from './checkState';
+import { CHECK_DOC_SCHEME, CheckDocuments } from './views/checkDocument';
 
 const STOP_TIMEOUT_MS = 5000;
 
@@ -53,7 +57,11 @@ export class Ctx implements vscode.Disposable {
   private checkedOnce = false;
   /** Every build's state, merged from the server's notifications. */
   private readonly builds = new BuildStore();
-  private readonly buildsView = new BuildsView(this.builds);
+  /** The reproducibility checks answered, shown in the Builds view. */
+  readonly checks = new CheckStore();
+  private readonly buildsView = new BuildsView(this.builds, this.checks);
+  /** What a check shows that is no file (a binary's first differing bytes, why two derivations differ). */
+  readonly checkDocuments = new CheckDocuments();
   /** The caches, keys and push queue, as the server lists them. */
   readonly cachesView = new CachesView(() => this.serverCommand<CachesInfo>(ServerCommands.listCaches, []));
   private readonly buildDecorations: BuildDecorations;
@@ -87,8 +95,11 @@ export class Ctx implements vscode.Disposable {
       vscode.window.registerTreeDataProvider('nixBuilders.caches', this.cachesView),
       this.buildLogs,
       vscode.workspace.registerTextDocumentContentProvider(BUILD_LOG_SCHEME, this.buildLogs),
+      vscode.workspace.registerTextDocumentContentProvider(CHECK_DOC_SCHEME, this.checkDocuments),
+      vscode.languages.registerCodeActionsProvider({ language: 'nix' }, new CheckCodeActions(this.checks), { providedCodeActionKinds: CheckCodeActions.kinds }),
       vscode.workspace.onDidCloseTextDocument((d) => {
         if (d.uri.scheme === BUILD_LOG_SCHEME) this.buildLogs.forget(d.uri);
+        if (d.uri.scheme === CHECK_DOC_SCHEME) this.checkDocuments.forget(d.uri);
       }),
       vscode.tasks.registerTaskProvider(TASK_TYPE, new BuildTaskProvider(this)),
       this.buildersTree.onDidChangeVisibility((e) => {
@@ -161,6 +172,7 @@ export class Ctx implements vscode.Disposable {
       client.onNotification(Notifications.buildersChanged, () => this.buildersView.refresh()),
       client.onNotification(Notifications.builderHealth, (h) => this.buildersView.setHealth(h)),
       client.onNotification(Notifications.buildProgress, (b) => this.buildChanged(b)),
+      client.onNotification(Notifications.checkFinished, (c) => void this.addCheck(c.uri, c.attribute, c.result)),
       client.onNotification(Notifications.cachesChanged, () => this.cachesView.refresh()),
       client.onDidChangeState((e) => this.clientStateChanged(client, e.newState)),
     );
@@ -385,6 +397,13 @@ export class Ctx implements vscode.Disposable {
     } finally {
       progress.dispose();
     }
+  }
+
+  /** A check answered (by a command of this window, or the server's checkFinished): kept and shown in the Builds view. */
+  addCheck(uri: string, attribute: readonly string[], result: CheckReproducibilityResult): CheckEntry {
+    const entry = this.checks.add(uri, attribute, result);
+    this.buildsView.checksChanged();
+    return entry;
   }
 
   async derivations(uri: string) {

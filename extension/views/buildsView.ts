@@ -7,13 +7,16 @@ import * as vscode from 'vscode';
 import type { BuildInfo, DrvSnapshot, TransferSnapshot } from '../../language-server/protocol';
 import { storeHost } from '../../language-server/nix/storeUri';
 import { drvStatus, groupDerivations, RUNNING_BUILD, targetStatus, transferKey, type BuildStore, type DrvGroup } from '../buildState';
+import type { CheckStore } from '../checkState';
+import { CheckNodes, isCheckNode, type CheckNode } from './checkNodes';
 
 type Node =
   | { kind: 'build'; buildId: string }
   | { kind: 'group'; buildId: string; group: DrvGroup | 'transfers'; count: number }
   | { kind: 'drv'; build: BuildInfo; drv: DrvSnapshot }
   | { kind: 'transfer'; build: BuildInfo; transfer: TransferSnapshot; inGroup?: boolean }
-  | { kind: 'more'; buildId: string; group: string; count: number };
+  | { kind: 'more'; buildId: string; group: string; count: number }
+  | CheckNode;
 
 /** Up to this many derivations, all are listed directly under their build. */
 const LIST_ALL = 30;
@@ -40,7 +43,20 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
   /** One node object per build, so an update can refresh just that build's subtree. */
   private readonly buildNodes = new Map<string, Extract<Node, { kind: 'build' }>>();
 
-  constructor(private readonly store: BuildStore) {}
+  /** The reproducibility checks, listed before the builds. */
+  private readonly checks: CheckNodes;
+
+  constructor(
+    private readonly store: BuildStore,
+    checks: CheckStore,
+  ) {
+    this.checks = new CheckNodes(checks);
+  }
+
+  /** A check was added or replaced. */
+  checksChanged(): void {
+    this.changed.fire(undefined);
+  }
 
   /** The build changed (its merged state is in the store). */
   update(buildId: string): void {
@@ -56,11 +72,13 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
 
   getChildren(node?: Node): Node[] {
     if (!node) {
-      return this.store
+      const builds = this.store
         .all()
         .reverse()
-        .map((b) => this.buildNodes.get(b.buildId) ?? { kind: 'build', buildId: b.buildId });
+        .map((b): Node => this.buildNodes.get(b.buildId) ?? { kind: 'build', buildId: b.buildId });
+      return [...this.checks.roots(), ...builds];
     }
+    if (isCheckNode(node)) return this.checks.children(node);
     if (node.kind !== 'build' && node.kind !== 'group') return [];
     const build = this.store.get(node.buildId);
     if (!build) return [];
@@ -94,6 +112,7 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
   }
 
   getTreeItem(node: Node): vscode.TreeItem {
+    if (isCheckNode(node)) return this.checks.item(node);
     switch (node.kind) {
       case 'build':
         return this.buildItem(node.buildId);
@@ -140,6 +159,17 @@ export function buildIdOfNode(node: unknown): string | undefined {
   return n?.kind === 'build' && typeof n.buildId === 'string' ? n.buildId : undefined;
 }
 
+/** The context value of a finished derivation that is an attribute of a file: Check Reproducibility (package.json) shows on these. */
+export const BUILT_ATTRIBUTE = 'drv-built-attribute';
+
+/** The attribute of a Builds view row of a finished derivation that a build was asked for (a command's argument when run from the row). */
+export function attributeOfNode(node: unknown): { uri: string; attribute: string[] } | undefined {
+  const n = node as Partial<Extract<Node, { kind: 'drv' }>> | undefined;
+  if (n?.kind !== 'drv' || !n.build?.uri || !n.drv) return undefined;
+  const target = n.build.targets.find((t) => t.drvPath === n.drv?.drvPath && t.attrPath.length > 0);
+  return target && { uri: n.build.uri, attribute: target.attrPath };
+}
+
 function transferItem(build: BuildInfo, t: TransferSnapshot, inGroup: boolean): vscode.TreeItem {
   const item = new vscode.TreeItem(t.name, vscode.TreeItemCollapsibleState.None);
   // Ids are unique in the whole tree: a running transfer is listed under its build and in the group.
@@ -159,6 +189,7 @@ function drvItem(build: BuildInfo, d: DrvSnapshot): vscode.TreeItem {
   item.tooltip = `${d.drvPath}\n${d.lastLogLine ?? ''}${d.failure ? `\n${d.failure}` : ''}`;
   item.iconPath = new vscode.ThemeIcon(d.state === 'built' ? 'pass' : d.state === 'failed' ? 'error' : d.state === 'building' ? 'loading~spin' : 'circle-outline');
   item.command = { command: 'nixBuilders.showBuildLog', title: 'Show Log', arguments: [build.buildId, d.drvPath] };
+  if ((d.state === 'built' || d.state === 'substituted') && attributeOfNode({ kind: 'drv', build, drv: d })) item.contextValue = BUILT_ATTRIBUTE;
   return item;
 }
 

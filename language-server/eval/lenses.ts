@@ -3,7 +3,7 @@
 // objects.
 import { CodeActionKind, MarkupKind, type CodeAction, type CodeLens, type Diagnostic, type Hover } from 'vscode-languageserver/node';
 import type { TextDocument } from 'vscode-languageserver-textdocument';
-import { ServerCommands, type AddBuilderArgs, type BuildCommandArgs, type DerivationInfo, type DocumentDerivations, type PushToCacheArgs, type SchedulePreview } from '../protocol';
+import { ServerCommands, type AddBuilderArgs, type BuildCommandArgs, type CheckReproducibilityArgs, type DerivationInfo, type DocumentDerivations, type PushToCacheArgs, type SchedulePreview } from '../protocol';
 import { documentRange } from './diagnose';
 import { DIAGNOSTIC_SOURCE, type DocumentEvaluation } from './documentDiagnostics';
 import { entryText, notOnSearchPathMessage, type ResolveOutcome, type SearchPathEntry, type SearchPathOccurrence } from './searchPath';
@@ -36,7 +36,7 @@ export function derivationAt(derivations: readonly DerivationInfo[], line: numbe
 }
 
 /**
- * Build, Build remotely only, Build on…, Plan above every derivation attribute of the document: server commands, for any editor.
+ * Build, Build remotely only, Build on…, Plan, Check reproducibility above every derivation attribute of the document: server commands, for any editor.
  * With push targets (nixBuilders.cache.pushTargets), also Push to cache (to the first).
  */
 export function codeLensesFor(uri: string, derivations: readonly DerivationInfo[], o: { pushTargets?: readonly string[] } = {}): CodeLens[] {
@@ -45,12 +45,14 @@ export function codeLensesFor(uri: string, derivations: readonly DerivationInfo[
     if (d.line === undefined) return [];
     const range = { start: { line: d.line, character: d.column ?? 0 }, end: { line: d.line, character: d.column ?? 0 } };
     const args: BuildCommandArgs = [uri, d.attrPath];
+    const check: CheckReproducibilityArgs = { uri, attribute: d.attrPath };
     const push: PushToCacheArgs[] | undefined = pushTo !== undefined ? [{ uri, attribute: d.attrPath, to: pushTo }] : undefined;
     return [
       { range, command: { title: 'Build', command: ServerCommands.build, arguments: args } },
       { range, command: { title: 'Build remotely only', command: ServerCommands.buildRemotely, arguments: args } },
       { range, command: { title: 'Build on…', command: ServerCommands.buildOn, arguments: args } },
       { range, command: { title: 'Plan', command: ServerCommands.plan, arguments: args } },
+      { range, command: { title: 'Check reproducibility', command: ServerCommands.checkReproducibility, arguments: [check] } },
       ...(push ? [{ range, command: { title: 'Push to cache', command: ServerCommands.pushToCache, arguments: push } }] : []),
     ];
   });

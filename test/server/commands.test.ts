@@ -15,7 +15,7 @@ import { pathToFileURL } from 'node:url';
 import { StdioLspClient, type Message } from './lspClient';
 import { hostStorePath } from './nixUnderTest';
 import { isRunning } from '../lab/processes';
-import { ServerCommands, type BuildCommandResult, type BuildPlanInfo } from '../../language-server/protocol';
+import { ServerCommands, type BuildCommandResult, type BuildPlanInfo, type CheckReproducibilityResult } from '../../language-server/protocol';
 
 const RECORDING_SERVER = path.join(__dirname, 'recordingServer.ts');
 
@@ -83,6 +83,7 @@ test('the Build lens runs a server command: it builds, reports $/progress on a t
       ['Build remotely only', ServerCommands.buildRemotely],
       ['Build on…', ServerCommands.buildOn],
       ['Plan', ServerCommands.plan],
+      ['Check reproducibility', ServerCommands.checkReproducibility],
     ],
   );
   const build = lensOf(all, 'Build');
@@ -105,6 +106,11 @@ test('the Build lens runs a server command: it builds, reports $/progress on a t
   assert.ok(values.some((v) => v.kind === 'report' && /will be built/.test(v.message ?? '')), JSON.stringify(values));
   assert.equal(values[values.length - 1]?.kind, 'end');
   assert.equal(values.filter((v) => v.kind === 'end').length, 1);
+  // The Check reproducibility lens's arguments are the command's own: it rebuilds what was just built.
+  const check = lensOf(all, 'Check reproducibility');
+  assert.deepEqual(check.arguments, [{ uri, attribute: ['hello'] }]);
+  const checked = await client.request<CheckReproducibilityResult>('workspace/executeCommand', { command: check.command, arguments: check.arguments });
+  assert.deepEqual([checked.status, checked.builtFirst, checked.outputs.map((o) => o.name)], ['reproducible', false, ['out']], JSON.stringify(checked));
 });
 
 /** Opens a file whose derivation's builder writes its pid and its parent's to a file and sleeps; returns its Build lens command and a wait for those pids. */

@@ -26,7 +26,7 @@ end
 vim.lsp.handlers['workspace/executeCommand'] = function(err, result)
   finish({ result = result, err = err and err.message })
 end
--- Four lenses share the line: choose Build, as a user would in the menu codelens.run() shows.
+-- Five lenses share the line: choose Build, as a user would in the menu codelens.run() shows.
 vim.ui.select = function(items, opts, on_choice)
   for i, item in ipairs(items) do
     if opts.format_item(item) == 'Build' then return on_choice(item, i) end

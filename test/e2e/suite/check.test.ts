@@ -1,0 +1,167 @@
+// Check Reproducibility and Why Do These Derivations Differ? in the real extension host, against the
+// real server and Nix: the quick fixes of the "not reproducible" diagnostic (diffoscope's report opens
+// in the editor, the diff editor on what differs); a
+// binary file that differs opens as its sizes and hashes (no diff editor), a text file in the diff
+// editor on the first build and the kept rebuild; two attributes whose inputs differ in a variable
+// show that input and the variable.
+import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as vscode from 'vscode';
+import { eventually, workspaceTrusted } from './helpers';
+import type { CheckReproducibilityResult } from '../../../language-server/protocol';
+
+const salt = () => `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+
+async function writeWorkspaceFile(name: string, text: string): Promise<vscode.Uri> {
+  const folder = vscode.workspace.workspaceFolders?.[0];
+  assert.ok(folder, 'a workspace folder is open');
+  const uri = vscode.Uri.joinPath(folder.uri, name);
+  await vscode.workspace.fs.writeFile(uri, Buffer.from(text));
+  await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(uri));
+  return uri;
+}
+
+suite('Nix Builders: reproducibility checks', () => {
+  test('the diagnostic’s quick fixes link to the check; a differing binary file opens as its sizes and hashes; a differing text file in the diff editor, first build ↔ rebuild', async function () {
+    this.timeout(180_000);
+    await workspaceTrusted();
+    const script = "mkdir $out; printf 'bin\\000' > $out/blob; cat /proc/sys/kernel/random/uuid >> $out/blob; cat /proc/sys/kernel/random/uuid > $out/text";
+    const uri = await writeWorkspaceFile(
+      'check-suite.nix',
+      `{\n  twofiles = derivation { name = "suite-check-${salt()}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true; PATH = "/usr/bin:/bin"; args = [ "-c" ${JSON.stringify(script)} ]; };\n}\n`,
+    );
+    try {
+      const result = await vscode.commands.executeCommand<CheckReproducibilityResult>('nixBuilders.checkReproducibility', { uri: uri.toString(), attribute: ['twofiles'] });
+      assert.equal(result?.status, 'differs', JSON.stringify(result));
+      const out = result.outputs[0];
+      assert.deepEqual(out?.files?.map((f) => f.path).sort(), ['blob', 'text']);
+      const key = `${result.machine}:${result.drvPath}`;
+
+      // The server's "not reproducible" diagnostic on the attribute: its quick fixes (the server's, and
+      // the editor's link to what differs); the server's diffoscope fix opens the report in the editor.
+      const diagnostic = await eventually('the "not reproducible" diagnostic', () => vscode.languages.getDiagnostics(uri).find((d) => d.code === 'not-reproducible'));
+      assert.equal(diagnostic.message, result.summary);
+      const actions = await vscode.commands.executeCommand<vscode.CodeAction[]>('vscode.executeCodeActionProvider', uri, diagnostic.range);
+      const titles = actions.map((a) => a.title);
+      assert.ok(titles.some((t) => /^Show what differs: text \(first build ↔ rebuild\)$/.test(t)), JSON.stringify(titles));
+      assert.ok(titles.includes('Check reproducibility again'), JSON.stringify(titles));
+      const diffoscope = actions.find((a) => a.title === "diffoscope's report of output 'out'")?.command;
+      assert.ok(diffoscope, JSON.stringify(titles));
+      await vscode.commands.executeCommand(diffoscope.command, ...(diffoscope.arguments ?? []));
+      const report = vscode.window.activeTextEditor?.document;
+      assert.notEqual(report?.uri.toString(), uri.toString(), 'a report is open, not the Nix file');
+      assert.match(report?.getText() ?? '', new RegExp(`^--- ${out?.path}\n\\+\\+\\+ ${out?.rebuildCopy}\n[\\s\\S]*blob`));
+
+      await vscode.commands.executeCommand('nixBuilders.openCheckDifference', key, 'out', 'blob');
+      const doc = vscode.window.activeTextEditor?.document;
+      assert.equal(doc?.uri.scheme, 'nix-builders-check');
+      const text = doc.getText();
+      assert.match(text, /^blob in output out \(\/nix\/store\/[^)]+\)\nchanged/);
+      assert.match(text, /first build: 41 B \(41 bytes\)\n {2}sha256 [0-9a-f]{64}\n/);
+      assert.match(text, /rebuild: 41 B \(41 bytes\)\n {2}sha256 [0-9a-f]{64}\n {2}at \/.*\/out-round1\/blob\n/);
+      // The first differing bytes in hex (the server's firstDifference): 'bin\0' and the start of each uuid.
+      assert.match(text, /The bytes first differ at byte \d+:\n\nfirst {4}00000000 {2}62 69 6e 00 [\s\S]*\nrebuild {2}00000000 {2}62 69 6e 00 [^\n]*\n {29,}\^\^ byte \d+/);
+
+      await vscode.commands.executeCommand('nixBuilders.openCheckDifference', key, 'out', 'text');
+      const tab = vscode.window.tabGroups.activeTabGroup.activeTab;
+      assert.ok(tab?.input instanceof vscode.TabInputTextDiff, `a diff editor is open: ${tab?.label}`);
+      assert.equal(tab.label, 'text (first build ↔ rebuild)');
+      assert.equal(tab.input.original.fsPath, `${out?.path}/text`);
+      assert.equal(tab.input.modified.fsPath, `${out?.rebuildCopy}/text`);
+    } finally {
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      await vscode.workspace.fs.delete(uri);
+    }
+  });
+
+  test('Check Reproducibility on…: this machine, as many rebuilds as nixBuilders.check.rounds offers', async function () {
+    this.timeout(180_000);
+    await workspaceTrusted();
+    const uri = await writeWorkspaceFile(
+      'check-on.nix',
+      `{\n  same = derivation { name = "suite-check-on-${salt()}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true; args = [ "-c" "echo same > $out" ]; };\n}\n`,
+    );
+    const config = () => vscode.workspace.getConfiguration('nixBuilders');
+    try {
+      await config().update('check.rounds', 2, vscode.ConfigurationTarget.Workspace);
+      let done = false;
+      const running = vscode.commands.executeCommand<CheckReproducibilityResult>('nixBuilders.checkReproducibilityOn', { uri: uri.toString(), attribute: ['same'] }).then((r) => {
+        done = true;
+        return r;
+      });
+      // Which machine (This machine, the first) and how many rounds (offered: the setting's 2): accepted as offered.
+      await eventually(
+        'the questions answered',
+        async () => {
+          if (!done) await vscode.commands.executeCommand('workbench.action.acceptSelectedQuickOpenItem');
+          return done ? true : undefined;
+        },
+        150_000,
+      );
+      const result = await running;
+      assert.deepEqual([result?.machine, result?.status, result?.builtFirst, result?.rounds], ['this machine', 'reproducible', true, 2], JSON.stringify(result));
+    } finally {
+      await config().update('check.rounds', undefined, vscode.ConfigurationTarget.Workspace);
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      await vscode.workspace.fs.delete(uri);
+    }
+  });
+
+  test('Why do these derivations differ? Two attributes whose same-named input differs in a variable: that input and the variable', async function () {
+    this.timeout(120_000);
+    await workspaceTrusted();
+    const s = salt();
+    const drv = (name: string, extra: string) => `derivation { name = "${name}"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" ": > $out" ]; ${extra} }`;
+    const uri = await writeWorkspaceFile(
+      'why-differ.nix',
+      [
+        'rec {',
+        `  dep1 = ${drv(`dep-${s}`, 'GREETING = "hi";')};`,
+        `  dep2 = ${drv(`dep-${s}`, 'GREETING = "hello";')};`,
+        `  a = ${drv(`top-${s}`, 'dep = dep1;')};`,
+        `  b = ${drv(`top-${s}`, 'dep = dep2;')};`,
+        '}',
+        '',
+      ].join('\n'),
+    );
+    try {
+      await vscode.commands.executeCommand('nixBuilders.whyDerivationsDiffer', { a: { uri: uri.toString(), attribute: ['a'] }, b: { uri: uri.toString(), attribute: ['b'] } });
+      const doc = vscode.window.activeTextEditor?.document;
+      assert.equal(doc?.uri.scheme, 'nix-builders-check');
+      const text = doc.getText();
+      assert.match(text, /^Why a and b differ\n\ntop-/);
+      assert.match(text, new RegExp(`\\n {2}input dep-${s} differs:\\n {4}dep-${s}\\n {6}a: file:///nix/store/[^\\n]+\\.drv\\n {6}b: file:///nix/store/[^\\n]+\\.drv\\n`));
+      assert.match(text, /\n {6}environment variable GREETING: "hi" → "hello"\n/);
+    } finally {
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      await vscode.workspace.fs.delete(uri);
+    }
+  });
+
+  test('Why do these derivations differ? This attribute now and at the last commit (HEAD)', async function () {
+    this.timeout(120_000);
+    await workspaceTrusted();
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    assert.ok(folder, 'a workspace folder is open');
+    const dir = vscode.Uri.joinPath(folder.uri, `why-head-${salt()}`);
+    const uri = vscode.Uri.joinPath(dir, 'default.nix');
+    const text = (v: string) => `{\n  x = derivation { name = "why-head"; system = "x86_64-linux"; builder = "/bin/sh"; V = "${v}"; args = [ "-c" ": > $out" ]; };\n}\n`;
+    try {
+      await vscode.workspace.fs.writeFile(uri, Buffer.from(text('committed')));
+      const git = (...args: string[]) => execFileSync('git', ['-C', dir.fsPath, '-c', 'user.name=e2e', '-c', 'user.email=e2e@example.invalid', ...args]);
+      git('init', '-q');
+      git('add', 'default.nix');
+      git('commit', '-qm', 'committed');
+      await vscode.workspace.fs.writeFile(uri, Buffer.from(text('edited')));
+      await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(uri));
+      await vscode.commands.executeCommand('nixBuilders.whyDerivationsDiffer', { a: { uri: uri.toString(), attribute: ['x'] }, b: { uri: uri.toString(), attribute: ['x'], revision: 'HEAD' } });
+      const doc = vscode.window.activeTextEditor?.document;
+      assert.equal(doc?.uri.scheme, 'nix-builders-check');
+      assert.match(doc.getText(), /^Why x and x at HEAD differ\n\nwhy-head\n/);
+      assert.match(doc.getText(), /\n {2}environment variable V: "edited" → "committed"\n/);
+    } finally {
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      await vscode.workspace.fs.delete(dir, { recursive: true });
+    }
+  });
+});

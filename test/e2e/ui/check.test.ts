@@ -1,0 +1,156 @@
+// UI test: the "Check reproducibility" code lens on a derivation that writes the time into one file
+// beside a constant one. It is built first (never built before), rebuilt and compared on this
+// machine; the notification says what differs, the server's diagnostic is in the Problems panel,
+// the Builds view lists the check with its one differing file, and a click on the file opens VS
+// Code's diff editor on the first build and the rebuild. Screenshots are kept. A check is cancelled from its progress notification: its build's
+// processes end.
+import * as assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Page } from 'playwright-core';
+import { notificationTexts, screenshot, type BrowserSession } from '../browser';
+import { processesMentioning } from '../processes';
+import { openFromExplorerAndBuild } from './editor';
+import { escapeRegExp, eventually, nixBuildersViewRows, openFromExplorer, openTrustedSession, uiEnv, withScreenshot } from './env';
+
+const env = uiEnv();
+let session: BrowserSession;
+let page: Page;
+const settingsFile = path.join(env.workspace, '.vscode', 'settings.json');
+const originalSettings = readFileSync(settingsFile, 'utf8');
+
+before(async () => {
+  // The diff editor side by side even in this small window (it turns inline when space is limited).
+  writeFileSync(settingsFile, JSON.stringify({ ...JSON.parse(originalSettings), 'diffEditor.useInlineViewWhenSpaceIsLimited': false }, null, 2));
+  session = await openTrustedSession(env, 'ui-check-open-failure');
+  page = session.page;
+});
+
+after(async () => {
+  writeFileSync(settingsFile, originalSettings);
+  await session?.close();
+});
+
+/** The text lines of one side of the diff editor ('original': the first build, 'modified': the rebuild), not its view zones. */
+const diffSide = (p: Page, side: 'original' | 'modified') => p.locator(`.monaco-diff-editor .editor.${side} .lines-content > .view-lines > .view-line`);
+
+test('Check reproducibility: the lens rebuilds a derivation that writes the time, and the diff editor opens on the file that differs', { timeout: 240_000 }, async () => {
+  await withScreenshot(page, 'ui-check-failure', async () => {
+    const file = 'check-me.nix';
+    writeFileSync(
+      path.join(env.workspace, file),
+      [
+        '{',
+        '  nondet = derivation {',
+        `    name = "ui-check-${Date.now()}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true; PATH = "/usr/bin:/bin";`,
+        '    args = [ "-c" "mkdir $out; echo constant > $out/constant; date +%s.%N > $out/time" ];',
+        '  };',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    await openFromExplorer(page, file);
+    const lens = page.locator('.codelens-decoration a', { hasText: /^Check reproducibility$/ });
+    await lens.first().waitFor({ timeout: 60_000 });
+    await lens.first().click();
+
+    // The Builds view: the check beside the builds, its output, and the one file that differs.
+    await page.locator('.part.activitybar').getByRole('tab', { name: /^Nix Builders/ }).click();
+    const rows = nixBuildersViewRows(page, 'Builds');
+    const checkRow = rows.filter({ hasText: /^Check nondet/ }).first();
+    await checkRow.waitFor({ timeout: 180_000 });
+    // One row per check (the answer and the server's checkFinished of it are the same check).
+    assert.equal(await rows.filter({ hasText: /^Check nondet/ }).count(), 1);
+    assert.match(await checkRow.innerText(), /not reproducible: 1 of 1 output differs \(out: 1 file\)/);
+    await rows.filter({ hasText: /^out\s*differs: 1 file/ }).first().waitFor({ timeout: 10_000 });
+    const timeRow = rows.filter({ has: page.locator('.label-name', { hasText: /^time$/ }) }).first();
+    await timeRow.waitFor({ timeout: 10_000 });
+    assert.match(await timeRow.innerText(), /changed: 21 B → 21 B/);
+    assert.equal(await rows.filter({ has: page.locator('.label-name', { hasText: /^constant$/ }) }).count(), 0, 'the constant file is not listed');
+    await screenshot(page, 'check-builds-view.png');
+
+    // The server's diagnostic on the attribute, in the Problems panel (while the file is still open:
+    // the diff editor below replaces its preview tab).
+    await page.keyboard.press('Control+Shift+M');
+    await page.locator('.markers-panel .monaco-list-row', { hasText: 'not reproducible: 1 of 1 output differs (out: 1 file)' }).first().waitFor({ timeout: 30_000 });
+    await screenshot(page, 'check-problems.png');
+
+    // A click on the file: the diff editor, first build ↔ rebuild, each side one different time.
+    await timeRow.click();
+    await page.locator('.tab', { hasText: 'time (first build ↔ rebuild)' }).first().waitFor({ timeout: 30_000 });
+    const [first, rebuild] = await eventually(async () => {
+      const sides = [await diffSide(page, 'original').first().innerText(), await diffSide(page, 'modified').first().innerText()];
+      return sides.every((s) => /^\d+\.\d+$/.test(s.trim())) ? sides : undefined;
+    }, 30_000);
+    assert.notEqual(first, rebuild);
+    await screenshot(page, 'check-diff-editor.png');
+
+    // The notification says it (toasts are hidden in smoke-test mode: the notification centre).
+    const texts = await notificationTexts(page);
+    assert.ok(
+      texts.some((t) => /nondet: not reproducible: 1 of 1 output differs \(out: 1 file\)\. It had not been built: it was built first/.test(t)),
+      JSON.stringify(texts),
+    );
+  });
+});
+
+test('a check is cancelled from its progress notification: it says so, and its build ends', { timeout: 180_000 }, async () => {
+  await withScreenshot(page, 'ui-check-cancel-failure', async () => {
+    // Never built, so the check builds it first: a build that would sleep for ten minutes (the
+    // salt in its command line marks its processes).
+    const salt = `${Date.now()}`;
+    const file = 'check-cancel.nix';
+    writeFileSync(
+      path.join(env.workspace, file),
+      ['{', '  slow = derivation {', `    name = "ui-check-cancel-${salt}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true;`, `    args = [ "-c" "/bin/sleep 600.${salt}; : > $out" ];`, '  };', '}', ''].join('\n'),
+    );
+    await openFromExplorer(page, file);
+    const lens = page.locator('.codelens-decoration a', { hasText: /^Check reproducibility$/ });
+    await lens.first().waitFor({ timeout: 60_000 });
+    await lens.first().click();
+    await eventually(async () => (processesMentioning(`/bin/sleep 600.${salt}`).length > 0 ? true : undefined), 60_000);
+
+    // The progress notification (in the notification centre: toasts are hidden in smoke-test mode) has Cancel.
+    await notificationTexts(page);
+    const progress = page.locator('.notifications-center .notification-list-item', { hasText: 'Checking slow for reproducibility' }).first();
+    await progress.waitFor({ timeout: 30_000 });
+    await screenshot(page, 'check-progress.png');
+    await progress.hover();
+    await progress.locator('.monaco-button', { hasText: /^Cancel$/ }).click();
+
+    await page.locator('.notifications-center .notification-list-item-message', { hasText: 'Checking slow for reproducibility: cancelled.' }).first().waitFor({ timeout: 60_000 });
+    await eventually(async () => (processesMentioning(salt).length === 0 ? true : undefined), 60_000).catch(() => {
+      throw new Error(`processes of the cancelled check are left:\n${processesMentioning(salt).map((x) => `${x.pid}: ${x.cmdline}`).join('\n')}`);
+    });
+  });
+});
+
+test('Check Reproducibility from a built attribute in the Builds view: a deterministic derivation is reproducible', { timeout: 180_000 }, async () => {
+  await withScreenshot(page, 'ui-check-from-builds-failure', async () => {
+    const name = `ui-check-same-${Date.now()}`;
+    const file = 'check-same.nix';
+    writeFileSync(
+      path.join(env.workspace, file),
+      ['{', '  same = derivation {', `    name = "${name}"; system = "x86_64-linux"; builder = "/bin/sh"; preferLocalBuild = true;`, '    args = [ "-c" "echo same > $out" ];', '  };', '}', ''].join('\n'),
+    );
+    await openFromExplorerAndBuild(page, file);
+    await page.locator('.part.activitybar').getByRole('tab', { name: /^Nix Builders/ }).click();
+    const rows = nixBuildersViewRows(page, 'Builds');
+    const drvRow = rows.filter({ has: page.locator('.label-name', { hasText: new RegExp(`^${escapeRegExp(name)}$`) }) }).filter({ hasText: /built here/ }).first();
+    await drvRow.waitFor({ timeout: 120_000 });
+
+    // Its context menu: Check Reproducibility (the menu ignores a click right after it opened: the keyboard chooses).
+    await drvRow.click({ button: 'right' });
+    const entry = page.locator('.context-view .action-item', { has: page.locator('.action-label', { hasText: /^Check Reproducibility$/ }) }).first();
+    await entry.hover();
+    await eventually(async () => ((await entry.getAttribute('class'))?.includes('focused') ? true : undefined), 10_000);
+    await page.keyboard.press('Enter');
+
+    const checkRow = rows.filter({ hasText: /^Check same/ }).first();
+    await checkRow.waitFor({ timeout: 120_000 });
+    assert.match(await checkRow.innerText(), /reproducible: 1 output the same in 1 rebuild/);
+    await rows.filter({ hasText: /^out\s*reproducible/ }).first().waitFor({ timeout: 10_000 });
+    await screenshot(page, 'check-reproducible-from-builds-view.png');
+  });
+});
