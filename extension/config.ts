@@ -32,6 +32,7 @@ export function serverSettings(): ServerSettings {
       maxJobs: c.get<number | null>('build.maxJobs', null) ?? undefined,
       cores: c.get<number | null>('build.cores', null) ?? undefined,
     },
+    check: { diffoscopeIgnoreNoise: c.get<boolean>('check.diffoscopeIgnoreNoise', true) },
     cache: {
       pushTargets: strings('cache.pushTargets'),
       signingKeyFile: c.get<string>('cache.signingKeyFile', '').trim(),
