@@ -30,6 +30,8 @@ import { isDrvPath } from './nix/storePath';
 import { flakeFixArgs, flakeFixText } from './eval/flake';
 import { diffStoreDerivations } from './check/drvDiff';
 import { CheckCopies, checkDerivation, outputsOf } from './check/check';
+import { pushArgs, pushToCacheCommand, type PushServer } from './cache/push';
+import { verifyArgs, verifyCacheCommand } from './cache/verify';
 import {
   ServerCommands,
   isBuildUpdate,
@@ -71,6 +73,8 @@ export interface CommandServer {
   nix: Nix;
   evaluationTimeoutMs(): number;
   allowImportFromDerivation(): boolean;
+  /** The signing key setting, the staging folder of s3:// pushes, the upload of a staged cache. */
+  cacheSettings: PushServer['cacheSettings'];
 }
 
 const invalid = (message: string) => new ResponseError(ErrorCodes.InvalidParams, message);
@@ -267,6 +271,14 @@ export class ServerCommandHandler {
         return this.diffDerivations(args?.[0], signal);
       case ServerCommands.checkReproducibility:
         return this.checkReproducibility(args?.[0], { signal, abort, workDoneToken });
+      case ServerCommands.pushToCache: {
+        const a = pushArgs(args?.[0]);
+        return this.withProgress(`Pushing ${a.attrPath.join('.')} to ${a.to}`, { abort, workDoneToken }, (report) => pushToCacheCommand(this.server, a, { signal, report }));
+      }
+      case ServerCommands.verifyCache: {
+        const a = verifyArgs(args?.[0]);
+        return this.withProgress(`Verifying ${a.store}`, { abort, workDoneToken }, (report) => verifyCacheCommand(this.server, a, { signal, report }));
+      }
       default:
         throw invalid(`Unknown command '${c}': this server runs ${this.commands.join(', ')}.`);
     }
@@ -360,6 +372,19 @@ export class ServerCommandHandler {
       const info = await ended;
       last = info.status;
       return commandResult(info);
+    } finally {
+      progress.end(last);
+    }
+  }
+
+  /** Runs `work` under a cancellable progress that ends with the answer's summary. */
+  private async withProgress<T extends { summary: string }>(title: string, o: { abort: () => void; workDoneToken: ProgressToken | undefined }, work: (report: (m: string) => void) => Promise<T>): Promise<T> {
+    const progress = await this.progress(title, o.workDoneToken, o.abort);
+    let last = 'ended';
+    try {
+      const result = await work((m) => progress.report(m));
+      last = result.summary;
+      return result;
     } finally {
       progress.end(last);
     }

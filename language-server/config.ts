@@ -3,7 +3,7 @@
 // replaced by its default.
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEFAULT_SETTINGS, type ServerSettings } from './protocol';
+import { DEFAULT_SETTINGS, type CacheSettings, type ServerSettings } from './protocol';
 import type { EvaluationOptions } from './eval/evaluator';
 import { argumentProblem } from './eval/arguments';
 import { searchPathEntryProblem } from './eval/searchPath';
@@ -36,7 +36,20 @@ export function parseSettings(s: Partial<ServerSettings> | undefined, problems: 
       maxJobs: typeof s?.build?.maxJobs === 'number' && s.build.maxJobs >= 0 ? Math.floor(s.build.maxJobs) : undefined,
       cores: typeof s?.build?.cores === 'number' && s.build.cores >= 0 ? Math.floor(s.build.cores) : undefined,
     },
+    cache: cacheSettings(s?.cache, problems),
   };
+}
+
+/** `nixBuilders.cache.*`: the signing key file must be an absolute path (`~/` is the home folder). */
+function cacheSettings(x: Partial<CacheSettings> | undefined, problems: SettingsProblems): CacheSettings {
+  const file = x?.signingKeyFile;
+  if (file === undefined || file === null || file === '') return {};
+  const expanded = typeof file === 'string' ? file.replace(/^~(?=\/)/, os.homedir()) : undefined;
+  if (expanded === undefined || !path.isAbsolute(expanded)) {
+    problems.push('"nixBuilders.cache.signingKeyFile" must be the absolute path of a secret key file (as `nix key generate-secret` writes); it is ignored.');
+    return {};
+  }
+  return { signingKeyFile: expanded };
 }
 
 /** `nixBuilders.evaluation.arguments`: the entries that can be passed as `--arg`. */

@@ -35,6 +35,12 @@ export interface ServerSettings {
   builders: string[];
   evaluation: EvaluationSettings;
   build: BuildSettings;
+  cache?: CacheSettings;
+}
+
+export interface CacheSettings {
+  /** nixBuilders.cache.signingKeyFile: the secret key pushes sign with (before nix.conf's secret-key-files). */
+  signingKeyFile?: string;
 }
 
 export const DEFAULT_SETTINGS: ServerSettings = {
@@ -751,6 +757,10 @@ export interface PushToCacheResult {
   signed: { status: 'signed' | 'unsigned' | 'already-signed'; keyName?: string; message?: string };
   verification?: CacheVerification;
   problems: string[];
+  /** Said before pushing: what the target will refuse (an untrusted ssh user needs signatures it trusts), an unsigned push. */
+  notes?: string[];
+  /** The attribute's outputs were not valid: it was built first. */
+  builtFirst?: boolean;
 }
 
 export interface VerifyCacheArgs {

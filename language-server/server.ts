@@ -64,6 +64,7 @@ import type { CancellationToken, CodeLens, FileEvent, Hover } from 'vscode-langu
 import { Builds } from './builds/builds';
 import { buildTargets, placementOf } from './builds/placement';
 import { ServerCommandHandler } from './commands';
+import { defaultStagingRoot } from './cache/push';
 import { adHocBuilder } from './builders/collect';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
@@ -135,6 +136,7 @@ export class NixBuildersServer {
       nix: this.nix,
       evaluationTimeoutMs: () => evaluationOptions(this.settings).timeoutMs,
       allowImportFromDerivation: () => this.settings.evaluation.allowImportFromDerivation,
+      cacheSettings: () => ({ ...this.settings.cache, stagingRoot: defaultStagingRoot({ ...process.env, ...this.settings.env }) }),
     });
     this.diagnostics = new DocumentDiagnostics(connection, this.nix, async (uri) => ({
       trusted: this.workspaceTrusted,
