@@ -16,6 +16,9 @@ import { readLabState, runClient, startLab, type Lab } from './lab';
 import { isRunning, namespaceMembers } from './processes';
 import { StdioLspClient } from '../server/lspClient';
 import { ServerCommands, type CacheVerification, type PushToCacheResult } from '../../language-server/protocol';
+import { pushClosure } from '../../language-server/cache/push';
+import { Nix } from '../../language-server/nix/nix';
+import { ExecaRunner } from '../../language-server/nix/runner';
 
 const SERVER = path.join(__dirname, '../../language-server/main.ts');
 
@@ -260,4 +263,47 @@ test('cancelling a push (window/workDoneProgress/cancel) ends nix copy and answe
   assert.match(await answer, /cancelled/);
   await until(() => copies.every((p) => !isRunning(p)), `nix copy is gone: ${copies.join(' ')}`, 300);
   assert.equal(existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.narinfo')).length : 0, 0, 'nothing was registered in the cache');
+});
+
+test('s3:// with this Nix (no S3 support): the closure is staged in a file:// cache of that bucket; without an uploader the push fails saying this Nix cannot talk to S3', { timeout: 300_000 }, async () => {
+  const key = await makeKey(`push-s3-${salt()}`);
+  const { uri } = await closureFile('push-s3');
+  const to = `s3://nb-${salt()}?region=us-east-1&endpoint=http://127.0.0.1:9`;
+  const r = await push({ uri, to, keyFile: key.file });
+  assert.equal(r.status, 'failed', JSON.stringify(r));
+  assert.match(r.summary, /this Nix cannot talk to S3 \(no S3 support built in\); the closure is staged in (\S+) \(a file:\/\/ cache\)/);
+  const staged = /staged in (\S+) \(a file/.exec(r.summary)?.[1] ?? '';
+  assert.ok(staged.startsWith(path.join(lab.dir, 'push-cache-home', 'nix-builders', 'push-staging')), staged);
+  assert.equal(readdirSync(staged).filter((f) => f.endsWith('.narinfo')).length, 2, 'both paths are staged');
+  assert.equal(r.signed.status, 'signed');
+});
+
+test('s3:// through a StagedUpload (the one call an S3 uploader answers): it gets the staged folder, what it uploaded is pushed, the rest skipped, and the staged copy is verified', { timeout: 300_000 }, async () => {
+  const key = await makeKey(`push-s3u-${salt()}`);
+  const { uri } = await closureFile('push-s3u');
+  const built = await client.request<{ outputs: string[] }>('workspace/executeCommand', { command: ServerCommands.build, arguments: [uri, ['top']] });
+  const nix = new Nix(new ExecaRunner(), { binDir: '', env: { ...lab.env, NIX_CONF_DIR: path.join(lab.dir, 'push-conf') } });
+  const calls: Array<{ stagingDir: string; to: string }> = [];
+  const to = `s3://nb-${salt()}?region=us-east-1`;
+  const stagingRoot = path.join(lab.dir, `staging-${salt()}`);
+  const r = await pushClosure(nix, {
+    tops: built.outputs,
+    to,
+    keyFile: key.file,
+    stagingRoot,
+    signal: new AbortController().signal,
+    report: () => undefined,
+    stagedUpload: async (o) => {
+      calls.push({ stagingDir: o.stagingDir, to: o.to });
+      // The "bucket" already has the dependency: the uploader says so.
+      const staged = readdirSync(o.stagingDir).filter((f) => f.endsWith('.narinfo')).map((f) => /^StorePath: (.*)$/m.exec(readFileSync(path.join(o.stagingDir, f), 'utf8'))?.[1] ?? '');
+      return { uploaded: staged.filter((p) => /-push-s3u$/.test(p)), skipped: staged.filter((p) => /-push-s3u-dep$/.test(p)) };
+    },
+  });
+  assert.deepEqual(calls.map((c) => c.to), [to]);
+  assert.ok(calls[0]?.stagingDir.startsWith(stagingRoot));
+  assert.equal(r.status, 'pushed', JSON.stringify(r));
+  assert.deepEqual(r.pushed, built.outputs);
+  assert.deepEqual(r.skipped.map((s) => s.why), [`already in ${to}`]);
+  assert.equal(r.verification?.status, 'verified', JSON.stringify(r.verification));
 });
