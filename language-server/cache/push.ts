@@ -16,6 +16,7 @@ import { ErrorCodes, LSPErrorCodes, ResponseError } from 'vscode-languageserver/
 import { outputsOf } from '../check/check';
 import { classify, mostImportant, type NixProblem } from '../nix/classifier';
 import { InternalJsonLogParser, type LogEvent } from '../nix/logParser';
+import { readFullDerivation } from '../nix/derivationFile';
 import type { Nix } from '../nix/nix';
 import type { RunResult } from '../nix/runner';
 import { storeName } from '../nix/storePath';
@@ -132,6 +133,8 @@ export function pushProblem(problem: NixProblem, o: { to: string; key?: SigningK
 
 export interface PushOptions {
   tops: readonly string[];
+  /** The closure of `tops` in this machine's store, when the caller has read it (else read here). */
+  closure?: PathInfo[];
   to: string;
   /** The command's keyFile; else `settingKeyFile`; else nix.conf's secret-key-files. */
   keyFile?: string;
@@ -165,29 +168,31 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
   if (!uri || !['file', 'ssh', 'ssh-ng', 's3'].includes(uri.scheme)) {
     throw new ResponseError(ErrorCodes.InvalidParams, `${ServerCommands.pushToCache}: "to" must be a file://, ssh://, ssh-ng:// or s3:// store URI (got ${JSON.stringify(o.to)}).`);
   }
-  const config = await nix.config(o.signal);
-  if (!config.ok) return answer('not-started', `Not pushed: ${config.message}`, { problems: [config.message] });
-  const { key, problem: keyProblem } = await resolveSigningKey({ ...(o.keyFile !== undefined ? { keyFile: o.keyFile } : {}), ...(o.settingKeyFile ? { settingKeyFile: o.settingKeyFile } : {}), secretKeyFiles: secretKeyFilesOf(config.value.raw) });
-  if (keyProblem) return answer('not-started', `Not pushed: ${keyProblem}`, { problems: [keyProblem] });
-  const trustedKeys = [...new Set([...(o.trustedKeys ?? config.value.trustedPublicKeys), ...(o.trustedKeys === undefined && key ? [key.publicKey] : [])])];
-
-  // The closure, with sizes and this machine's signatures.
+  // The configuration (keys) and the closure with sizes and this machine's signatures, at once.
   o.report('reading the closure');
-  const local = await pathInfosIn(nix, c, 'auto', o.tops, { recursive: true, signal: o.signal });
+  const [config, local] = await Promise.all([nix.config(o.signal), o.closure ? { infos: o.closure } : pathInfosIn(nix, c, 'auto', o.tops, { recursive: true, signal: o.signal })]);
+  if (!config.ok) return answer('not-started', `Not pushed: ${config.message}`, { problems: [config.message] });
   if ('failed' in local) {
     if (local.failed.kind === 'cancelled') throw cancelled();
     return answer('failed', `Not pushed: the closure of ${o.tops.join(', ')} could not be read: ${failureOf(local.failed)}`, { problems: [failureOf(local.failed)] });
   }
+  const { key, problem: keyProblem } = await resolveSigningKey({ ...(o.keyFile !== undefined ? { keyFile: o.keyFile } : {}), ...(o.settingKeyFile ? { settingKeyFile: o.settingKeyFile } : {}), secretKeyFiles: secretKeyFilesOf(config.value.raw) });
+  if (keyProblem) return answer('not-started', `Not pushed: ${keyProblem}`, { problems: [keyProblem] });
+  const trustedKeys = [...new Set([...(o.trustedKeys ?? config.value.trustedPublicKeys), ...(o.trustedKeys === undefined && key ? [key.publicKey] : [])])];
   const closure = local.infos.filter((i) => i.valid);
   const sizes = new Map(closure.map((i) => [i.path, i.narSize ?? 0] as const));
 
-  // What the target has already.
-  o.report(`asking ${o.to} which of ${plural(closure.length, 'path')} it has`);
-  const there = await pathInfosIn(nix, c, o.to, closure.map((i) => i.path), { signal: o.signal });
+  // What the target has already, whether its ssh user is trusted, and the signing (closure-wide), at once.
+  o.report(`asking ${o.to} which of ${plural(closure.length, 'path')} it has${key ? `; signing them with ${key.keyName}` : ''}`);
+  const [there, trust, signing] = await Promise.all([
+    pathInfosIn(nix, c, o.to, closure.map((i) => i.path), { signal: o.signal }),
+    uri.scheme === 'ssh' || uri.scheme === 'ssh-ng' ? storeTrust(nix, c, o.to, o.signal) : Promise.resolve<Trust>('trusted'),
+    key ? signClosure(nix, c.signPaths, c.nixCommandPrefix, key, o.tops, o.signal) : undefined,
+  ]);
+  if (o.signal.aborted) throw cancelled();
   let staged: string | undefined;
   let present = new Set<string>();
   if ('failed' in there) {
-    if (there.failed.kind === 'cancelled') throw cancelled();
     const problem = mostImportant(classify(there.failed.stderr));
     if (uri.scheme === 's3' && problem?.kind === 's3-unsupported') staged = stagingDirFor(o.stagingRoot, o.to);
     else return answer('failed', `Not pushed: ${problem && problem.kind !== 'unknown' ? pushProblem(problem, { to: o.to, ...(key ? { key } : {}) }) : failureOf(there.failed)}`, { problems: [failureOf(there.failed)] });
@@ -195,13 +200,9 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
   const missing = closure.filter((i) => !present.has(i.path));
   const skipped = closure.filter((i) => present.has(i.path)).map((i) => ({ path: i.path, why: `already in ${o.to}` }));
 
-  // Signing, closure-wide.
   let signed: PushToCacheResult['signed'];
   if (key) {
-    o.report(`signing ${plural(closure.length, 'path')} with ${key.keyName}`);
-    const s = await signClosure(nix, c.signPaths, c.nixCommandPrefix, key, o.tops, o.signal);
-    if (s.result.kind === 'cancelled') throw cancelled();
-    if (s.problem) return answer('failed', `Not pushed: ${s.problem}`, { skipped, problems: [s.problem] });
+    if (signing?.problem) return answer('failed', `Not pushed: ${signing.problem}`, { skipped, problems: [signing.problem] });
     signed = { status: 'signed', keyName: key.keyName };
   } else {
     const unsignedPaths = closure.filter((i) => i.signatures.length === 0);
@@ -217,7 +218,6 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
   // Before pushing: what will happen.
   const notes: string[] = [];
   if (uri.scheme === 'ssh' || uri.scheme === 'ssh-ng') {
-    const trust = await storeTrust(nix, c, o.to, o.signal);
     if (trust !== 'trusted') {
       const who = uri.user ?? 'the ssh user';
       const needs = `${o.to} accepts paths from ${who} only when they are signed by a key in its trusted-public-keys, because Nix ignores --no-check-sigs for an untrusted user`;
@@ -351,24 +351,36 @@ export async function pushToCacheCommand(server: PushServer, a: ReturnType<typeo
   const [target] = await server.buildTargets({ uri: a.uri, attrPaths: [a.attrPath] });
   if (!target) throw new ResponseError(ErrorCodes.InvalidParams, `${ServerCommands.pushToCache}: no derivation at ${a.attrPath.join('.')}.`);
   const nix = server.nix;
-  const outputs = (await outputsOf(nix, target.drvPath, o.signal)).map((x) => x.path);
-  const validity = await nix.run(nix.bin('nix-store'), ['--check-validity', '--print-invalid', ...outputs], { timeoutMs: 60_000, signal: o.signal });
-  if (validity.kind === 'cancelled') throw cancelled();
+  const caps = await nix.detect();
+  if (!caps.ok) return { status: 'not-started', to: a.to, summary: `Not pushed: ${caps.message}`, pushed: [], skipped: [], signed: { status: 'unsigned' }, problems: [caps.message] };
+  // The outputs from the .drv itself when this process can read it (no process), else through Nix.
+  const drv = await readFullDerivation(target.drvPath);
+  const fromDrv = drv ? [...drv.outputs.values()].map((x) => x.path) : [];
+  const outputs = fromDrv.length > 0 && fromDrv.every((p) => p !== '') ? fromDrv : (await outputsOf(nix, target.drvPath, o.signal)).map((x) => x.path);
+  // Their closure when they are valid; when that fails, whether they are.
+  let closure = await pathInfosIn(nix, caps.value, 'auto', outputs, { recursive: true, signal: o.signal });
+  if (o.signal.aborted) throw cancelled();
   let builtFirst = false;
-  if (validity.kind !== 'ok' || validity.stdout.trim() !== '') {
-    builtFirst = true;
-    o.report(`building ${a.attrPath.join('.')} first (its outputs are not valid)`);
-    const { ended } = await server.startBuild({ uri: a.uri, attrPaths: [a.attrPath] }, { signal: o.signal, onProgress: () => undefined });
-    const info = await ended;
-    if (o.signal.aborted || info.status === 'cancelled') throw cancelled();
-    if (info.status !== 'built') {
-      const why = [...(info.problems ?? []), ...info.plan.problems].join('; ') || info.status;
-      return { status: 'failed', to: a.to, summary: `Not pushed: building ${a.attrPath.join('.')} failed (${why}).`, pushed: [], skipped: [], signed: { status: 'unsigned' }, problems: [why], builtFirst };
+  if ('failed' in closure) {
+    const validity = await nix.run(nix.bin('nix-store'), ['--check-validity', '--print-invalid', ...outputs], { timeoutMs: 60_000, signal: o.signal });
+    if (validity.kind === 'cancelled') throw cancelled();
+    if (validity.kind !== 'ok' || validity.stdout.trim() !== '') {
+      builtFirst = true;
+      o.report(`building ${a.attrPath.join('.')} first (its outputs are not valid)`);
+      const { ended } = await server.startBuild({ uri: a.uri, attrPaths: [a.attrPath] }, { signal: o.signal, onProgress: () => undefined });
+      const info = await ended;
+      if (o.signal.aborted || info.status === 'cancelled') throw cancelled();
+      if (info.status !== 'built') {
+        const why = [...(info.problems ?? []), ...info.plan.problems].join('; ') || info.status;
+        return { status: 'failed', to: a.to, summary: `Not pushed: building ${a.attrPath.join('.')} failed (${why}).`, pushed: [], skipped: [], signed: { status: 'unsigned' }, problems: [why], builtFirst };
+      }
+      closure = await pathInfosIn(nix, caps.value, 'auto', outputs, { recursive: true, signal: o.signal });
     }
   }
   const s = server.cacheSettings();
   const result = await pushClosure(nix, {
     tops: outputs,
+    ...('infos' in closure ? { closure: closure.infos } : {}),
     to: a.to,
     ...(a.keyFile !== undefined ? { keyFile: a.keyFile } : {}),
     ...(s.signingKeyFile ? { settingKeyFile: s.signingKeyFile } : {}),
