@@ -77,7 +77,7 @@ export function substitutionRefusals(stderr: string): string[] {
   return [...stderr.matchAll(/^warning: (?:the substitute|ignoring substitute) for '([^']+)' from '[^']*',? (?:is|as it's) not signed by any of the keys/gm)].map((m) => m[1] as string);
 }
 
-/** Options that keep a check from reading Nix's narinfo disk cache (a path pushed a minute ago must not read as missing) or the user's own signing keys as trusted. */
+/** Options that keep a check from reading Nix's narinfo disk cache (of http(s) and s3 caches): a path pushed a minute ago must not read as missing. */
 export const FRESH_LOOKUP = ['--option', 'narinfo-cache-negative-ttl', '0', '--option', 'narinfo-cache-positive-ttl', '0'] as const;
 
 const lastLines = (stderr: string, n = 4) => stderr.split('\n').map((l) => l.trim()).filter((l) => l && !/^warning:/.test(l)).slice(-n).join(' ');
@@ -131,7 +131,10 @@ export async function verifyStore(nix: Nix, o: VerifyOptions): Promise<CacheVeri
   const caps = await nix.detect();
   if (!caps.ok) return notVerified(`not verified: ${caps.message}`);
   o.report(`verifying ${o.store}: are the paths there and signed?`);
-  const listed = await pathInfosIn(nix, caps.value, o.store, o.closure ?? o.tops, { recursive: o.closure === undefined, signal: o.signal });
+  // Without the closure: the tops first (path-info -r of a path the store lacks fails), then the closure of those it has.
+  const asked = await pathInfosIn(nix, caps.value, o.store, o.closure ?? o.tops, { signal: o.signal });
+  const has = 'infos' in asked ? asked.infos.filter((i) => i.valid).map((i) => i.path) : [];
+  const listed = 'infos' in asked && o.closure === undefined && has.length > 0 ? await pathInfosIn(nix, caps.value, o.store, has, { recursive: true, signal: o.signal }).then((r) => ('infos' in r ? { infos: [...asked.infos.filter((i) => !i.valid), ...r.infos] } : r)) : asked;
   if ('failed' in listed) return notVerified(listed.failed.kind === 'cancelled' ? 'not verified: cancelled' : `not verified: asking ${o.store} what it has failed: ${failureOf(listed.failed)}`);
   const problems: CacheVerification['problems'] = [];
   const keyList = trustedKeys.length > 0 ? trustedKeys.map((k) => k.slice(0, k.indexOf(':'))).join(', ') : 'none';
@@ -148,6 +151,7 @@ export async function verifyStore(nix: Nix, o: VerifyOptions): Promise<CacheVeri
     });
   }
   if (present.length > 0) {
+    // Nix trusts the public halves of secret-key-files too: the consumers' keys alone, here.
     const verify = await nix.run(
       nix.bin('nix'),
       [...caps.value.nixCommandPrefix, ...caps.value.storeVerify, '--store', o.store, '--no-contents', '--trusted-public-keys', trustedKeys.join(' '), '--option', 'secret-key-files', '', ...FRESH_LOOKUP, ...present.map((i) => i.path)],
@@ -183,7 +187,7 @@ export async function verifyStore(nix: Nix, o: VerifyOptions): Promise<CacheVeri
     try {
       const realise = await nix.run(
         nix.bin('nix-store'),
-        ['--store', fresh, '--realise', '--option', 'substituters', from, '--option', 'trusted-public-keys', trustedKeys.join(' '), '--option', 'require-sigs', 'true', '--option', 'secret-key-files', '', '--option', 'max-jobs', '0', ...FRESH_LOOKUP, ...o.tops],
+        ['--store', fresh, '--realise', '--option', 'substituters', from, '--option', 'trusted-public-keys', trustedKeys.join(' '), ...FRESH_LOOKUP, ...o.tops],
         { timeoutMs: 0, signal: o.signal },
       );
       if (realise.kind === 'cancelled') return notVerified('not verified: cancelled');

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { appendFile, chmod, mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -306,4 +307,60 @@ test('s3:// through a StagedUpload (the one call an S3 uploader answers): it get
   assert.deepEqual(r.pushed, built.outputs);
   assert.deepEqual(r.skipped.map((s) => s.why), [`already in ${to}`]);
   assert.equal(r.verification?.status, 'verified', JSON.stringify(r.verification));
+});
+
+test('Verify Cache over HTTP reads the cache as it is now: a path missing a minute ago and pushed since is found (Nix\'s narinfo disk cache would remember it missing)', { timeout: 300_000 }, async () => {
+  const key = await makeKey(`push-http-${salt()}`);
+  const { uri } = await closureFile('push-http');
+  const dir = path.join(lab.dir, `http-cache-${salt()}`);
+  await mkdir(dir);
+  await writeFile(path.join(dir, 'nix-cache-info'), 'StoreDir: /nix/store\n');
+  const server = http.createServer((req, res) => {
+    const file = path.join(dir, path.normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
+    readFile(file).then(
+      (body) => res.writeHead(200, { 'content-length': body.length }).end(req.method === 'HEAD' ? undefined : body),
+      () => res.writeHead(404).end(),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const store = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    // Not built yet: its closure is not known here, the cache lacks the top path.
+    const unbuilt = await verify({ store, uri, attribute: 'top', trustedPublicKeys: [key.publicKey] });
+    assert.deepEqual(unbuilt.problems.map((p) => p.problem), ['missing'], JSON.stringify(unbuilt));
+    await client.request('workspace/executeCommand', { command: ServerCommands.build, arguments: [uri, ['top']] });
+    const missing = await verify({ store, uri, attribute: 'top', trustedPublicKeys: [key.publicKey] });
+    assert.deepEqual(missing.problems.map((p) => p.problem), ['missing', 'missing'], JSON.stringify(missing));
+    const pushed = await push({ uri, to: `file://${dir}`, keyFile: key.file });
+    assert.equal(pushed.status, 'pushed', JSON.stringify(pushed));
+    const found = await verify({ store, uri, attribute: 'top', trustedPublicKeys: [key.publicKey] });
+    assert.equal(found.status, 'verified', JSON.stringify(found));
+    assert.equal(found.substituted, true);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+test('Verify Cache trusts the consumers\' keys only, not the public half of this machine\'s own secret-key-files', { timeout: 300_000 }, async () => {
+  const key = await makeKey(`push-own-${salt()}`);
+  const other = await makeKey(`push-consumer-${salt()}`);
+  const conf = path.join(lab.dir, `conf-own-${salt()}`);
+  await mkdir(conf);
+  await writeFile(path.join(conf, 'nix.conf'), `${readFileSync(path.join(lab.dir, 'push-conf', 'nix.conf'), 'utf8')}secret-key-files = ${key.file}\n`);
+  const own = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
+  try {
+    await own.initialize({ settings: { env: { ...lab.env, NIX_CONF_DIR: conf } } }, lab.dir);
+    const { uri } = await closureFile('push-own');
+    own.open(uri, readFileSync(new URL(uri), 'utf8'));
+    const cache = `file://${path.join(lab.dir, `cache-${salt()}`)}`;
+    // No keyFile: the push signs with secret-key-files.
+    const pushed = await own.request<PushToCacheResult>('workspace/executeCommand', { command: ServerCommands.pushToCache, arguments: [{ uri, attribute: 'top', to: cache }] });
+    assert.equal(pushed.status, 'pushed', JSON.stringify(pushed));
+    assert.equal(pushed.signed.keyName, key.publicKey.split(':')[0]);
+    const r = await own.request<CacheVerification>('workspace/executeCommand', { command: ServerCommands.verifyCache, arguments: [{ store: cache, uri, attribute: 'top', trustedPublicKeys: [other.publicKey] }] });
+    assert.equal(r.status, 'problems', JSON.stringify(r));
+    assert.deepEqual(r.problems.map((p) => p.problem), ['untrusted-key', 'untrusted-key']);
+  } finally {
+    await own.shutdown();
+  }
 });
