@@ -17,7 +17,8 @@ import { outputsOf } from '../check/check';
 import { classify, mostImportant, type NixProblem } from '../nix/classifier';
 import { InternalJsonLogParser, type LogEvent } from '../nix/logParser';
 import { readFullDerivation } from '../nix/derivationFile';
-import type { Nix } from '../nix/nix';
+import type { Nix, Outcome } from '../nix/nix';
+import type { NixConfig } from '../nix/nixConf';
 import type { RunResult } from '../nix/runner';
 import { storeName } from '../nix/storePath';
 import { parseStoreUri } from '../nix/storeUri';
@@ -135,6 +136,8 @@ export interface PushOptions {
   tops: readonly string[];
   /** The closure of `tops` in this machine's store, when the caller has read it (else read here). */
   closure?: PathInfo[];
+  /** The effective configuration, when the caller has begun reading it (else read here). */
+  config?: Promise<Outcome<NixConfig>>;
   to: string;
   /** The command's keyFile; else `settingKeyFile`; else nix.conf's secret-key-files. */
   keyFile?: string;
@@ -168,17 +171,23 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
   if (!uri || !['file', 'ssh', 'ssh-ng', 's3'].includes(uri.scheme)) {
     throw new ResponseError(ErrorCodes.InvalidParams, `${ServerCommands.pushToCache}: "to" must be a file://, ssh://, ssh-ng:// or s3:// store URI (got ${JSON.stringify(o.to)}).`);
   }
-  // The configuration (keys) and the closure with sizes and this machine's signatures, at once.
+  // The configuration (nix.conf's secret-key-files and trusted-public-keys) is read beside the rest,
+  // and waited for only where it is needed.
+  const config = o.config ?? nix.config(o.signal);
   o.report('reading the closure');
-  const [config, local] = await Promise.all([nix.config(o.signal), o.closure ? { infos: o.closure } : pathInfosIn(nix, c, 'auto', o.tops, { recursive: true, signal: o.signal })]);
-  if (!config.ok) return answer('not-started', `Not pushed: ${config.message}`, { problems: [config.message] });
+  const local = o.closure ? { infos: o.closure } : await pathInfosIn(nix, c, 'auto', o.tops, { recursive: true, signal: o.signal });
   if ('failed' in local) {
     if (local.failed.kind === 'cancelled') throw cancelled();
     return answer('failed', `Not pushed: the closure of ${o.tops.join(', ')} could not be read: ${failureOf(local.failed)}`, { problems: [failureOf(local.failed)] });
   }
-  const { key, problem: keyProblem } = await resolveSigningKey({ ...(o.keyFile !== undefined ? { keyFile: o.keyFile } : {}), ...(o.settingKeyFile ? { settingKeyFile: o.settingKeyFile } : {}), secretKeyFiles: secretKeyFilesOf(config.value.raw) });
+  let secretKeyFiles: string[] = [];
+  if (o.keyFile === undefined && !o.settingKeyFile) {
+    const conf = await config;
+    if (!conf.ok) return answer('not-started', `Not pushed: ${conf.message}`, { problems: [conf.message] });
+    secretKeyFiles = secretKeyFilesOf(conf.value.raw);
+  }
+  const { key, problem: keyProblem } = await resolveSigningKey({ ...(o.keyFile !== undefined ? { keyFile: o.keyFile } : {}), ...(o.settingKeyFile ? { settingKeyFile: o.settingKeyFile } : {}), secretKeyFiles });
   if (keyProblem) return answer('not-started', `Not pushed: ${keyProblem}`, { problems: [keyProblem] });
-  const trustedKeys = [...new Set([...(o.trustedKeys ?? config.value.trustedPublicKeys), ...(o.trustedKeys === undefined && key ? [key.publicKey] : [])])];
   const closure = local.infos.filter((i) => i.valid);
   const sizes = new Map(closure.map((i) => [i.path, i.narSize ?? 0] as const));
 
@@ -277,6 +286,9 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
     skipped.push(...up.skipped.map((p) => ({ path: p, why: `already in ${o.to}` })));
   }
 
+  const conf = await config;
+  const configured = conf.ok ? conf.value.trustedPublicKeys : [];
+  const trustedKeys = [...new Set([...(o.trustedKeys ?? configured), ...(o.trustedKeys === undefined && key ? [key.publicKey] : [])])];
   const verification = await verifyStore(nix, {
     store: staged ? `file://${staged}` : o.to,
     tops: o.tops,
@@ -288,7 +300,7 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
   if (o.signal.aborted) throw cancelled();
   const copiedNote = staged ? ` (staged in ${staged}; the verification read the staged copy)` : copied.length !== pushed.length && copied.length > 0 ? ` (${copied.length} copied)` : '';
   const head = `Pushed ${plural(pushed.length, 'path')} (${skipped.length} already in the cache) to ${o.to}${copiedNote}, ${signed.status === 'unsigned' ? 'UNSIGNED' : `signed by ${signed.keyName}`}`;
-  const trustNote = key && !config.value.trustedPublicKeys.includes(key.publicKey) ? `; consumers must trust ${key.publicKey} (trusted-public-keys)` : '';
+  const trustNote = key && !configured.includes(key.publicKey) ? `; consumers must trust ${key.publicKey} (trusted-public-keys)` : '';
   return {
     status: 'pushed',
     to: o.to,
@@ -348,9 +360,10 @@ export interface PushServer {
 
 /** nixBuilders.pushToCache: the attribute's outputs (built first when they are not valid), pushed and verified. */
 export async function pushToCacheCommand(server: PushServer, a: ReturnType<typeof pushArgs>, o: { signal: AbortSignal; report: (m: string) => void }): Promise<PushToCacheResult> {
+  const nix = server.nix;
+  const config = nix.config(o.signal);
   const [target] = await server.buildTargets({ uri: a.uri, attrPaths: [a.attrPath] });
   if (!target) throw new ResponseError(ErrorCodes.InvalidParams, `${ServerCommands.pushToCache}: no derivation at ${a.attrPath.join('.')}.`);
-  const nix = server.nix;
   const caps = await nix.detect();
   if (!caps.ok) return { status: 'not-started', to: a.to, summary: `Not pushed: ${caps.message}`, pushed: [], skipped: [], signed: { status: 'unsigned' }, problems: [caps.message] };
   // The outputs from the .drv itself when this process can read it (no process), else through Nix.
@@ -381,6 +394,7 @@ export async function pushToCacheCommand(server: PushServer, a: ReturnType<typeo
   const result = await pushClosure(nix, {
     tops: outputs,
     ...('infos' in closure ? { closure: closure.infos } : {}),
+    config,
     to: a.to,
     ...(a.keyFile !== undefined ? { keyFile: a.keyFile } : {}),
     ...(s.signingKeyFile ? { settingKeyFile: s.signingKeyFile } : {}),
