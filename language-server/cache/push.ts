@@ -42,7 +42,7 @@ export function stagingDirFor(root: string, to: string): string {
 }
 
 const MiB = 1024 * 1024;
-export const formatBytes = (n: number) => (n >= MiB ? `${(n / MiB).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
+const formatBytes = (n: number) => (n >= MiB ? `${(n / MiB).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /**
@@ -247,11 +247,9 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
   if (todo.length > 0) {
     const progress = new CopyProgress(todo.length, sizes, todo.reduce((n, i) => n + (i.narSize ?? 0), 0));
     const parser = new InternalJsonLogParser();
-    const events: LogEvent[] = [];
     let lastReport = 0;
     const onEvents = (evs: LogEvent[]) => {
       for (const ev of evs) {
-        if (ev.kind === 'msg' || ev.kind === 'plain') events.push(ev);
         const line = progress.event(ev);
         // A line per path, and bytes at most a few times a second.
         if (line && (ev.kind !== 'result' || Date.now() - lastReport > 250)) {
@@ -269,7 +267,7 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
     onEvents(parser.end());
     if (copy.kind === 'cancelled') throw cancelled();
     copied = progress.copied;
-    if (copy.kind !== 'ok') return pushFailed(nix, c, o, { copy, events, key, skipped, signed, notes, missing });
+    if (copy.kind !== 'ok') return pushFailed(nix, c, o, { copy, key, skipped, signed, notes, missing });
   }
 
   let pushed = staged ? [] : missing.map((i) => i.path);
@@ -319,9 +317,10 @@ async function pushFailed(
   nix: Nix,
   c: NixCapabilities,
   o: PushOptions,
-  f: { copy: RunResult; events: LogEvent[]; key: SigningKey | undefined; skipped: PushToCacheResult['skipped']; signed: PushToCacheResult['signed']; notes: string[]; missing: PathInfo[] },
+  f: { copy: RunResult; key: SigningKey | undefined; skipped: PushToCacheResult['skipped']; signed: PushToCacheResult['signed']; notes: string[]; missing: PathInfo[] },
 ): Promise<PushToCacheResult> {
-  const problem = mostImportant(classify(f.copy.stderr)) ?? mostImportant(classify(f.events.map((e) => ('rawMsg' in e ? e.rawMsg : e.kind === 'plain' ? e.text : '')).join('\n')));
+  // Its stderr's tail, internal-json or plain: the classifier reads both.
+  const problem = mostImportant(classify(f.copy.stderr));
   const said = problem && problem.kind !== 'unknown' ? pushProblem(problem, { to: o.to, ...(f.key ? { key: f.key } : {}) }) : failureOf(f.copy);
   const after = await pathInfosIn(nix, c, o.to, f.missing.map((i) => i.path), { signal: o.signal });
   const got = 'infos' in after ? new Set(after.infos.filter((i) => i.valid).map((i) => i.path)) : new Set<string>();

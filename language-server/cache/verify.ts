@@ -78,7 +78,7 @@ export function substitutionRefusals(stderr: string): string[] {
 }
 
 /** Options that keep a check from reading Nix's narinfo disk cache (of http(s) and s3 caches): a path pushed a minute ago must not read as missing. */
-export const FRESH_LOOKUP = ['--option', 'narinfo-cache-negative-ttl', '0', '--option', 'narinfo-cache-positive-ttl', '0'] as const;
+const FRESH_LOOKUP = ['--option', 'narinfo-cache-negative-ttl', '0', '--option', 'narinfo-cache-positive-ttl', '0'] as const;
 
 const lastLines = (stderr: string, n = 4) => stderr.split('\n').map((l) => l.trim()).filter((l) => l && !/^warning:/.test(l)).slice(-n).join(' ');
 

@@ -364,3 +364,25 @@ test('Verify Cache trusts the consumers\' keys only, not the public half of this
     await own.shutdown();
   }
 });
+
+test('an unsigned push to file:// is pushed but loudly not verified; a closure signed before by a key the consumers do not trust is "already-signed" and caught', { timeout: 300_000 }, async () => {
+  const { uri } = await closureFile('push-nokey');
+  const token = `push-nokey-${salt()}`;
+  const cache = `file://${path.join(lab.dir, `cache-${salt()}`)}`;
+  const r = await push({ uri, to: cache }, token);
+  assert.equal(r.status, 'pushed', JSON.stringify(r));
+  assert.equal(r.signed.status, 'unsigned');
+  assert.match(r.signed.message ?? '', /^UNSIGNED: no signing key is set/);
+  assert.equal(r.verification?.status, 'problems');
+  assert.deepEqual(r.verification?.problems.map((p) => p.problem), ['unsigned', 'unsigned']);
+  assert.match(r.summary, /, UNSIGNED\. VERIFICATION FAILED .*2 of 2 paths UNSIGNED/);
+  assert.ok(progressOf(token).some((v) => /^Pushing 2 paths \(0 already in the cache\) to .*, UNSIGNED$/.test(v.message ?? '')));
+
+  const signer = await makeKey(`push-before-${salt()}`);
+  const signedBefore = await runClient(lab, 'nix', ['--extra-experimental-features', 'nix-command', 'store', 'sign', '--key-file', signer.file, '-r', ...r.pushed]);
+  assert.equal(signedBefore.code, 0, signedBefore.stderr);
+  const again = await push({ uri, to: `file://${path.join(lab.dir, `cache-${salt()}`)}` });
+  assert.deepEqual(again.signed, { status: 'already-signed', keyName: signer.publicKey.split(':')[0] });
+  assert.equal(again.verification?.status, 'problems', JSON.stringify(again.verification));
+  assert.deepEqual(again.verification?.problems.map((p) => p.problem), ['untrusted-key', 'untrusted-key']);
+});
