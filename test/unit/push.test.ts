@@ -13,9 +13,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { classify, mostImportant } from '../../language-server/nix/classifier';
 import { parseLog } from '../../language-server/nix/logParser';
-import { CopyProgress, parseStoreTrust, pushProblem, stagingDirFor } from '../../language-server/cache/push';
+import { CopyProgress, parseStoreTrust, pushArgs, pushProblem, stagingDirFor } from '../../language-server/cache/push';
 import { publicKeyOfSecret, readSigningKey, resolveSigningKey } from '../../language-server/cache/sign';
-import { decodeVerifyExit, parsePathInfoJson, parseVerifyOutput, signerNames, substitutionRefusals } from '../../language-server/cache/verify';
+import { decodeVerifyExit, parsePathInfoJson, parseVerifyOutput, signerNames, substitutionRefusals, verifyArgs } from '../../language-server/cache/verify';
 import { parseSettings } from '../../language-server/config';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
@@ -147,4 +147,15 @@ test('nixBuilders.cache.signingKeyFile: an absolute path (~/ expanded) is kept, 
   assert.deepEqual(parseSettings({ cache: { signingKeyFile: 'c.sec' } }, problems).cache, {});
   assert.match(problems[0] ?? '', /signingKeyFile" must be the absolute path/);
   assert.deepEqual(parseSettings({}).cache, {});
+});
+
+test('the commands\' arguments: what is missing or wrong is refused saying what to give', () => {
+  assert.deepEqual(pushArgs({ uri: 'file:///a.nix', attribute: 'pkgs.hello', to: 'file:///c' }), { uri: 'file:///a.nix', attrPath: ['pkgs', 'hello'], to: 'file:///c' });
+  assert.throws(() => pushArgs({ uri: 'file:///a.nix', attribute: 'x' }), /"to" must be the target store's URI/);
+  assert.throws(() => pushArgs({ uri: 'file:///a.nix', attribute: 'x', to: 'file:///c', keyFile: 'k.sec' }), /"keyFile" must be the absolute path/);
+  assert.throws(() => pushArgs({ uri: 'file:///a.nix', attribute: [], to: 'file:///c' }), /"attribute" must be the attribute path/);
+  assert.deepEqual(verifyArgs({ store: 'file:///c', paths: ['/nix/store/x-a'] }), { store: 'file:///c', paths: ['/nix/store/x-a'] });
+  assert.deepEqual(verifyArgs({ store: 'file:///c', uri: 'file:///a.nix', attribute: 'x.y' }), { store: 'file:///c', uri: 'file:///a.nix', attrPath: ['x', 'y'] });
+  assert.throws(() => verifyArgs({ store: 'file:///c' }), /name what to check/);
+  assert.throws(() => verifyArgs({ store: 'file:///c', paths: ['/nix/store/x-a'], trustedPublicKeys: ['not a key'] }), /must be public keys, each "name:base64"/);
 });
