@@ -1,5 +1,6 @@
 // Benchmark of Push to Cache (nixBuilders.pushToCache) against raw `nix copy --to file://…` of the
-// same closure: 20 paths of 256 KiB each (plus the top one), into a new file:// cache each run.
+// same closure: 20 paths of 256 KiB each (BENCH_PUSH_PATHS sets how many), plus the top one, into a
+// new file:// cache each run.
 // Ours closes the closure, asks the cache what it has, signs it, copies with the internal-json log
 // read for progress; it is timed until its verification starts (the push itself), and the
 // verification (signatures, trusted key, a fresh store substituting everything) is printed apart.
@@ -13,7 +14,7 @@ import { StdioLspClient } from '../test/server/lspClient';
 import { ServerCommands, type PushToCacheResult } from '../language-server/protocol';
 
 const RUNS = 7;
-const PATHS = 20;
+const PATHS = Number(process.env.BENCH_PUSH_PATHS ?? 20);
 const SERVER = path.join(__dirname, '../language-server/main.ts');
 
 function median(xs: number[]): number {
