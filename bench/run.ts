@@ -12,6 +12,7 @@ import { benchLogParser } from './logParser';
 import { benchBigBuild } from './bigBuild';
 import { benchLabBuilds } from './labBuilds';
 import { benchCheck } from './check';
+import { benchPush } from './push';
 
 const RUNS = 5;
 
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
   await benchLabBuilds();
   await benchBigBuild();
   await benchCheck();
+  await benchPush();
 }
 
 void main().catch((e: unknown) => {

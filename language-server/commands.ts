@@ -33,6 +33,8 @@ import { CheckCopies, checkDerivation } from './check/check';
 import { CheckAnswers, diffoscopeArgsOf, runDiffoscope } from './check/diffoscope';
 import { checkOnBuilder, findBuilder } from './check/remoteCheck';
 import { runCompareMachines } from './check/compareMachines';
+import { pushArgs, pushToCacheCommand, type PushServer } from './cache/push';
+import { verifyArgs, verifyCacheCommand } from './cache/verify';
 import {
   Notifications,
   ServerCommands,
@@ -85,6 +87,8 @@ export interface CommandServer {
   /** A signing key pair (cache/keys.ts); the caches and keys then changed. */
   generateKey(args: GenerateKeyArgs, signal: AbortSignal): Promise<GeneratedKey>;
   listCaches(signal: AbortSignal): Promise<CachesInfo>;
+  /** The signing key setting, the staging folder of s3:// pushes, the upload of a staged cache. */
+  cacheSettings: PushServer['cacheSettings'];
 }
 
 const invalid = (message: string) => new ResponseError(ErrorCodes.InvalidParams, message);
@@ -297,6 +301,14 @@ export class ServerCommandHandler {
         return this.server.listCaches(signal);
       case ServerCommands.compareMachines:
         return runCompareMachines(args?.[0], { server: this.server, copies: this.checkCopies, signal, progress: (title) => this.progress(title, workDoneToken, abort) });
+      case ServerCommands.pushToCache: {
+        const a = pushArgs(args?.[0]);
+        return this.withProgress(`Pushing ${a.attrPath.join('.')} to ${a.to}`, { abort, workDoneToken }, (report) => pushToCacheCommand(this.server, a, { signal, report }));
+      }
+      case ServerCommands.verifyCache: {
+        const a = verifyArgs(args?.[0]);
+        return this.withProgress(`Verifying ${a.store}`, { abort, workDoneToken }, (report) => verifyCacheCommand(this.server, a, { signal, report }));
+      }
       default:
         throw invalid(`Unknown command '${c}': this server runs ${this.commands.join(', ')}.`);
     }
@@ -396,6 +408,19 @@ export class ServerCommandHandler {
       const info = await ended;
       last = info.status;
       return commandResult(info);
+    } finally {
+      progress.end(last);
+    }
+  }
+
+  /** Runs `work` under a cancellable progress that ends with the answer's summary. */
+  private async withProgress<T extends { summary: string }>(title: string, o: { abort: () => void; workDoneToken: ProgressToken | undefined }, work: (report: (m: string) => void) => Promise<T>): Promise<T> {
+    const progress = await this.progress(title, o.workDoneToken, o.abort);
+    let last = 'ended';
+    try {
+      const result = await work((m) => progress.report(m));
+      last = result.summary;
+      return result;
     } finally {
       progress.end(last);
     }

@@ -772,6 +772,10 @@ export interface PushToCacheResult {
   signed: { status: 'signed' | 'unsigned' | 'already-signed'; keyName?: string; message?: string };
   verification?: CacheVerification;
   problems: string[];
+  /** Said before pushing: what the target will refuse (an untrusted ssh user needs signatures it trusts), an unsigned push. */
+  notes?: string[];
+  /** The attribute's outputs were not valid: it was built first. */
+  builtFirst?: boolean;
 }
 
 export interface VerifyCacheArgs {

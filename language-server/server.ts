@@ -70,9 +70,11 @@ import type { CancellationToken, CodeLens, FileEvent, Hover } from 'vscode-langu
 import { Builds } from './builds/builds';
 import { buildTargets, placementOf } from './builds/placement';
 import { ServerCommandHandler } from './commands';
+import { defaultStagingRoot } from './cache/push';
 import { adHocBuilder } from './builders/collect';
 import { generateKey, KeyArgumentError } from './cache/keys';
 import { listCaches } from './cache/caches';
+import { uploadStagedCache } from './cache/s3';
 
 const NO_CACHE_SETTINGS: CacheSettings = {};
 
@@ -153,6 +155,7 @@ export class NixBuildersServer {
       checkFinished: (uri, attrPath, result) => this.diagnostics.checkFinished(uri, attrPath, result),
       generateKey: (a, signal) => this.generateKey(a, signal),
       listCaches: (signal) => this.listCaches(signal),
+      cacheSettings: () => ({ ...this.settings.cache, stagingRoot: defaultStagingRoot({ ...process.env, ...this.settings.env }), stagedUpload: uploadStagedCache }),
     });
     this.diagnostics = new DocumentDiagnostics(connection, this.nix, async (uri) => ({
       trusted: this.workspaceTrusted,

@@ -167,7 +167,8 @@ export interface CheckImpossibleDetails {
 }
 
 export interface S3UnsupportedDetails {
-  storeUri: string;
+  /** The store as Nix named it (2.8); 2.26 names only the scheme. */
+  storeUri?: string;
 }
 
 export interface EvalErrorDetails {
@@ -992,13 +993,14 @@ class Classifier {
       this.problems.push(connectProblem(head, [...evidence, text].join('\n'), details));
       return;
     }
-    if ((m = /^don't know how to open Nix store '([^']+)'/.exec(head)) && /^s3:\/\//.test(m[1] as string)) {
+    // 2.8 names the store ('s3://bucket?…'); 2.26 only its scheme ("with scheme 's3'").
+    if ((m = /^don't know how to open Nix store (?:'(s3:\/\/[^']*)'|with scheme 's3')/.exec(head))) {
       this.problems.push({
         kind: 's3-unsupported',
         message: head,
         cause: 'This Nix was built without S3 support (Debian\'s and some other distributions\' packages are), so it cannot read or write s3:// binary caches at all.',
         fix: 'Use a Nix built with S3 support (the official installer\'s or nixpkgs\' `nix`), or reach the bucket another way: serve it over HTTP(S) (`https://BUCKET.s3.REGION.amazonaws.com` as a substituter for public buckets) or sync it to a local `file://` cache.',
-        details: { storeUri: m[1] as string },
+        details: m[1] !== undefined ? { storeUri: m[1] } : {},
         text,
       });
       return;

@@ -60,6 +60,8 @@ export interface NixCapabilities {
   pathInfoJsonIsMap: boolean;
   /** `nix store cat` (2.4+) or `nix cat-store` (2.3): a store file's contents through Nix. */
   storeCat: readonly string[];
+  /** `nix store verify` (2.4+) or `nix verify` (2.3): signatures (and contents) of store paths. */
+  storeVerify: readonly string[];
 }
 
 export function capabilitiesFor(version: NixVersion): NixCapabilities {
@@ -81,5 +83,6 @@ export function capabilitiesFor(version: NixVersion): NixCapabilities {
     repeatSetting: !atLeast(version, 2, 13),
     pathInfoJsonIsMap: atLeast(version, 2, 19),
     storeCat: gated ? ['store', 'cat'] : ['cat-store'],
+    storeVerify: gated ? ['store', 'verify'] : ['verify'],
   };
 }

@@ -769,6 +769,13 @@ test('mostImportant orders root causes first', () => {
 
 const v226 = (name: string) => read('nix-2.26.3', name);
 
+test('s3-unsupported (2.26): s3-info.stderr.txt — Debian 13\'s Nix has no S3 either, and names only the scheme', () => {
+  const p = only(classify(v226('s3-info.stderr.txt')), 's3-unsupported');
+  wellFormed(p);
+  assert.equal(p.details.storeUri, undefined);
+  assert.match(p.cause, /without S3 support/);
+});
+
 test('system-mismatch (2.26.3): system-mismatch.stderr.txt and system-mismatch-features.stderr.txt — the 2.8 wording, uid-range among the local features', () => {
   const system = only(classify(v226('system-mismatch.stderr.txt')), 'system-mismatch');
   wellFormed(system);

@@ -38,6 +38,9 @@ test('spellings follow the version (2.3 -> newest)', () => {
   assert.equal(caps('2.19.0').pathInfoJsonIsMap, true);
   assert.deepEqual(caps('2.3.16').storeCat, ['cat-store']);
   assert.deepEqual(caps('2.4.0').storeCat, ['store', 'cat']);
+  assert.deepEqual(caps('2.3.16').storeVerify, ['verify']);
+  assert.deepEqual(caps('2.4.0').storeVerify, ['store', 'verify']);
+  assert.deepEqual(caps('2.4.0').signPaths, ['store', 'sign']);
   assert.deepEqual(caps('2.20.0').showConfig, ['config', 'show']);
   assert.equal(caps('2.32.0').showDerivationWrapped, false);
   assert.equal(caps('2.33.0').showDerivationWrapped, true);
