@@ -13,6 +13,9 @@ import { promisify } from 'node:util';
 import { parseS3StoreUri, S3UploadError, uploadStagedCache } from '../../language-server/cache/s3';
 import { nixCommand } from './nixUnderTest';
 import { S3RVER_CREDENTIALS, startS3Server, type S3Server } from './s3Server';
+import { StdioLspClient } from './lspClient';
+import { pathToFileURL } from 'node:url';
+import { ServerCommands, type PushToCacheResult } from '../../language-server/protocol';
 
 const execFileAsync = promisify(execFile);
 const NIX_COMMAND = ['--extra-experimental-features', 'nix-command'];
@@ -26,7 +29,7 @@ const salt = () => `${Date.now()}-${process.pid}-${Math.random().toString(36).sl
 const nixEnv = () => ({ ...process.env, NIX_CONF_DIR: dir });
 const run = async (name: string, args: string[]) => (await execFileAsync(nixCommand(name), args, { env: nixEnv(), maxBuffer: 64 * 1024 * 1024 })).stdout.trim();
 
-const BUCKETS = ['cache', 'cache2', 'cache3', 'cache4', 'cache5'];
+const BUCKETS = ['cache', 'cache2', 'cache3', 'cache4', 'cache5', 'pushed'];
 const target = (bucket: string) => `s3://${bucket}?region=eu-west-1&endpoint=${server.url.replace('http://', '')}&scheme=http&profile=nb-test`;
 const httpCache = (bucket: string) => `${server.url}/${bucket}`;
 
@@ -234,4 +237,38 @@ test('wrong credentials, a missing bucket, no credentials and an unreachable end
   await fails(target('cache4'), 'not-a-cache', new RegExp(`The staged cache .* lacks nar/${nars[0]}, the NAR of /nix/store/.*: stage again with nix copy`));
   // Nothing was written by any of them.
   assert.deepEqual(await readdir(path.join(server.directory, 'cache4')).catch(() => []), []);
+});
+
+test('pushToCache to s3:// from a plain LSP client, with a Nix that cannot open s3:// stores: staged, signed, uploaded, and a fresh store substitutes it from the bucket', { timeout: 300_000 }, async () => {
+  // The server inherits the AWS files set up above (its own process environment, as a user's has).
+  const client = new StdioLspClient(process.env, ['--import', 'tsx', path.join(__dirname, '../../language-server/main.ts')]);
+  try {
+    await client.initialize({ settings: { env: { NIX_CONF_DIR: dir, XDG_CACHE_HOME: path.join(dir, 'xdg-cache') } } }, dir);
+    const s = salt();
+    const text = `{ top = ${drv(`nb-s3-push-${s}`, drv(`nb-s3-push-dep-${s}`))}; }\n`;
+    const file = path.join(dir, `push-${s}.nix`);
+    await writeFile(file, text);
+    const uri = pathToFileURL(file).href;
+    client.open(uri, text);
+    const to = target('pushed');
+    const r = await client.request<PushToCacheResult>('workspace/executeCommand', { command: ServerCommands.pushToCache, arguments: [{ uri, attribute: 'top', to, keyFile: secretKey }] });
+    assert.equal(r.status, 'pushed', JSON.stringify(r));
+    assert.equal(r.pushed.length, 2, JSON.stringify(r));
+    assert.equal(r.signed.status, 'signed');
+    assert.match(r.summary, /staged in /);
+    const top = r.pushed.find((p) => p.endsWith(`-nb-s3-push-${s}`));
+    assert.ok(top, JSON.stringify(r.pushed));
+    assert.deepEqual(await substitutesInto(httpCache('pushed'), top), { valid: true, stderr: '' });
+    // Again: the bucket has it all, nothing is uploaded.
+    const again = await client.request<PushToCacheResult>('workspace/executeCommand', { command: ServerCommands.pushToCache, arguments: [{ uri, attribute: 'top', to, keyFile: secretKey }] });
+    assert.equal(again.status, 'pushed', JSON.stringify(again));
+    assert.deepEqual(again.pushed, []);
+    assert.equal(again.skipped.length, 2);
+    // Credentials the bucket refuses: a clear failure that keeps the staged copy, not a success.
+    const wrong = await client.request<PushToCacheResult>('workspace/executeCommand', { command: ServerCommands.pushToCache, arguments: [{ uri, attribute: 'top', to: to.replace('profile=nb-test', 'profile=nb-wrong'), keyFile: secretKey }] });
+    assert.equal(wrong.status, 'failed', JSON.stringify(wrong));
+    assert.match(wrong.summary, /the upload to s3:\/\/pushed.* failed: .*staged, signed, in /);
+  } finally {
+    await client.shutdown();
+  }
 });
