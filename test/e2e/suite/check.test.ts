@@ -50,7 +50,8 @@ suite('Nix Builders: reproducibility checks', () => {
       await vscode.commands.executeCommand(diffoscope.command, ...(diffoscope.arguments ?? []));
       const report = vscode.window.activeTextEditor?.document;
       assert.notEqual(report?.uri.toString(), uri.toString(), 'a report is open, not the Nix file');
-      assert.match(report?.getText() ?? '', new RegExp(`^--- ${out?.path}\n\\+\\+\\+ ${out?.rebuildCopy}\n[\\s\\S]*blob`));
+      // Only the differing files: the first build's copied beside the rebuild's.
+      assert.match(report?.getText() ?? '', new RegExp(`^--- ${out?.rebuildCopy}-first\n\\+\\+\\+ ${out?.rebuildCopy}\n[\\s\\S]*blob`));
 
       await vscode.commands.executeCommand('nixBuilders.openCheckDifference', key, 'out', 'blob');
       const doc = vscode.window.activeTextEditor?.document;
