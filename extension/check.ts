@@ -167,7 +167,8 @@ function checkLog(entry: CheckEntry): string {
 
 async function showCheckMessage(ctx: Ctx, entry: CheckEntry): Promise<void> {
   const r = entry.result;
-  const text = `Nix Builders: ${entry.compared ? `${entry.attribute.join('.')} across ${r.machine}: ${r.summary}.` : checkMessage(entry.attribute, r)}`;
+  // A comparison's summary names its machines ("built differently on here and b1").
+  const text = `Nix Builders: ${entry.compared ? `${entry.attribute.join('.')}: ${r.summary}.` : checkMessage(entry.attribute, r)}`;
   const openable = firstOpenable(r);
   // diffoscope's report is of a check's output (the server keeps those answers).
   const differing = entry.compared ? undefined : r.outputs.find((o) => o.status === 'differs');
@@ -260,7 +261,7 @@ export async function compareAcrossMachines(ctx: Ctx, arg: unknown): Promise<Com
     args = { ...target, ...machines };
   }
   const attribute = attributePath(args.attribute);
-  const names = args.machines.map((m) => (m === 'local' ? 'this machine' : m));
+  const names = [...new Set(args.machines.map((m) => (m === 'local' ? 'this machine' : m)))];
   const title = `Comparing ${attribute.join('.')} across ${[...names, ...(args.substituters !== false ? ['the substituters'] : [])].join(', ')}`;
   let result: CompareMachinesResult;
   try {

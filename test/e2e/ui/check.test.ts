@@ -3,7 +3,8 @@
 // machine; the notification says what differs, the server's diagnostic is in the Problems panel,
 // the Builds view lists the check with its one differing file, and a click on the file opens VS
 // Code's diff editor on the first build and the rebuild. Screenshots are kept. A check is cancelled from its progress notification: its build's
-// processes end.
+// processes end. Compare Builds Across Machines… from the palette (this machine and the lab's b1)
+// lists its comparison beside the checks and opens its differing file in the diff editor.
 import * as assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -12,7 +13,7 @@ import type { Page } from 'playwright-core';
 import { notificationTexts, screenshot, type BrowserSession } from '../browser';
 import { processesMentioning } from '../processes';
 import { openFromExplorerAndBuild } from './editor';
-import { escapeRegExp, eventually, nixBuildersViewRows, openFromExplorer, openTrustedSession, uiEnv, withScreenshot } from './env';
+import { escapeRegExp, eventually, nixBuildersViewRows, openFromExplorer, openTrustedSession, quickInputAsking, uiEnv, withScreenshot } from './env';
 
 const env = uiEnv();
 let session: BrowserSession;
@@ -152,5 +153,66 @@ test('Check Reproducibility from a built attribute in the Builds view: a determi
     assert.match(await checkRow.innerText(), /reproducible: 1 output the same in 1 rebuild/);
     await rows.filter({ hasText: /^out\s*reproducible/ }).first().waitFor({ timeout: 10_000 });
     await screenshot(page, 'check-reproducible-from-builds-view.png');
+  });
+});
+
+test('Compare Builds Across Machines… from the palette: the attribute at the cursor, this machine and b1 picked; its Compare row with both hashes, and its differing file in the diff editor', { timeout: 240_000 }, async () => {
+  await withScreenshot(page, 'ui-compare-failure', async () => {
+    const file = 'compare-me.nix';
+    // The lab's builders have no PATH: sh's builtins and absolute paths only.
+    writeFileSync(
+      path.join(env.workspace, file),
+      [
+        '{',
+        `  cmp = derivation { name = "ui-compare-${Date.now()}"; system = "x86_64-linux"; builder = "/bin/sh";`,
+        '    args = [ "-c" "read -r t < /proc/sys/kernel/random/uuid; /bin/mkdir $out; printf \'%s\\\\n\' \\"$t\\" > $out/stamp; printf \'constant\\\\n\' > $out/constant" ]; };',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    await openFromExplorer(page, file);
+    // Evaluated (its lenses are there); the cursor on the attribute's line.
+    await page.locator('.codelens-decoration a', { hasText: /^Check reproducibility$/ }).first().waitFor({ timeout: 60_000 });
+    // The palette opened from the editor itself (runCommandThatAsks clicks the workbench first, which moves the cursor).
+    await page.locator('.monaco-editor .view-line', { hasText: 'cmp = derivation' }).first().click();
+    await page.keyboard.press('F1');
+    const input = page.locator('.quick-input-widget .quick-input-box input');
+    await input.fill('>Nix Builders: Compare Builds Across Machines…');
+    await page.locator('.quick-input-widget .monaco-list-row', { hasText: 'Compare Builds Across Machines…' }).first().waitFor({ timeout: 10_000 });
+    await input.press('Enter');
+    await quickInputAsking(page, /^Build cmp on which machines/).waitFor({ timeout: 60_000 });
+    const choice = (label: RegExp) => page.locator('.quick-input-widget .monaco-list-row', { has: page.locator('.label-name', { hasText: label }) }).first();
+    for (const label of [/^This machine$/, /^b1$/]) {
+      await choice(label).click();
+      await eventually(async () => ((await choice(label).getAttribute('aria-checked')) === 'true' ? true : undefined), 10_000);
+    }
+    await screenshot(page, 'compare-machines-picked.png');
+    await page.locator('.quick-input-widget .quick-input-box input').press('Enter');
+
+    await page.locator('.part.activitybar').getByRole('tab', { name: /^Nix Builders/ }).click();
+    const rows = nixBuildersViewRows(page, 'Builds');
+    const compareRow = rows.filter({ hasText: /^Compare cmp/ }).first();
+    await compareRow.waitFor({ timeout: 180_000 });
+    assert.match(await compareRow.innerText(), /built differently on here and b1 \(out: 1 file\)/);
+    for (const machine of ['this machine', 'b1']) {
+      const hashRow = rows.filter({ has: page.locator('.label-name', { hasText: new RegExp(`^${machine}$`) }) }).first();
+      await hashRow.waitFor({ timeout: 10_000 });
+      assert.match(await hashRow.innerText(), /sha256:[0-9a-z]{52}/);
+    }
+    const stampRow = rows.filter({ has: page.locator('.label-name', { hasText: /^stamp$/ }) }).first();
+    assert.match(await stampRow.innerText(), /changed: 37 B → 37 B/);
+    assert.equal(await rows.filter({ has: page.locator('.label-name', { hasText: /^constant$/ }) }).count(), 0, 'the constant file is not listed');
+    await screenshot(page, 'compare-builds-view.png');
+
+    // A click on the file: the diff editor, this machine's build ↔ b1's, each side one different UUID.
+    await stampRow.click();
+    await page.locator('.tab', { hasText: 'stamp (this machine ↔ b1)' }).first().waitFor({ timeout: 30_000 });
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+    const [here, b1] = await eventually(async () => {
+      const sides = [await diffSide(page, 'original').first().innerText(), await diffSide(page, 'modified').first().innerText()];
+      return sides.every((s) => uuid.test(s.trim())) ? sides : undefined;
+    }, 30_000);
+    assert.notEqual(here, b1);
+    await screenshot(page, 'compare-diff-editor.png');
   });
 });
