@@ -1,6 +1,7 @@
 // What the extension exports from `activate`: a small, stable API for other extensions and for
 // the end-to-end tests (which assert on it as well as on the rendered UI).
 import type * as vscode from 'vscode';
+import type { CheckRow } from './views/checkNodes';
 import type { BuildInfo, BuildPlanInfo, BuilderInfo, DoctorReport, StartBuildParams, TestBuildResult } from '../language-server/protocol';
 
 /** The language server as the status bar shows it: starting (also while it restarts after a crash), running, stopped. */
@@ -19,6 +20,8 @@ export interface NixBuildersApi {
   planBuild(params: StartBuildParams): Promise<BuildPlanInfo>;
   /** The inline build status shown on a document: line, state and text. */
   buildStatus(uri: string): Array<{ line: number; state: string; text: string }>;
+  /** The Builds view's reproducibility checks and comparisons across machines, row by row as shown (depth first). */
+  checkRows(): CheckRow[];
   /** The Nix version the server found, or undefined when Nix is missing. */
   nixVersion(): Promise<string | undefined>;
   /** The server's state and what the status bar says about it. */

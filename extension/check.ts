@@ -1,6 +1,8 @@
 // Check Reproducibility in VS Code: the command (from the lens, the palette or a check's row),
 // its progress, its notification, the differing files opened (the diff editor for text, the sizes,
 // hashes and first differing bytes otherwise), diffoscope's report, and why two derivations differ.
+// Compare Builds Across Machines runs the server's compareMachines and shows its answer as a check
+// (checkState's comparisonAsCheck): the same rows, notification and diff editor.
 import { access, open } from 'node:fs/promises';
 import * as vscode from 'vscode';
 import type { Ctx } from './ctx';
@@ -10,6 +12,7 @@ import {
   CHECK_HISTORY,
   checkDiagnosticData,
   checkMessage,
+  comparisonAsCheck,
   derivationDiffText,
   describeFile,
   diffTitle,
@@ -22,6 +25,7 @@ import {
   NOT_REPRODUCIBLE,
   type CheckEntry,
   type CheckStore,
+  type ShownOutput,
 } from './checkState';
 import { checkOfNode } from './views/checkNodes';
 import { attributeOfNode } from './views/buildsView';
@@ -30,6 +34,8 @@ import {
   ServerCommands,
   type CheckReproducibilityArgs,
   type CheckReproducibilityResult,
+  type CompareMachinesArgs,
+  type CompareMachinesResult,
   type DerivationDiff,
   type DerivationInfo,
   type DerivationSide,
@@ -91,7 +97,7 @@ async function checkTarget(ctx: Ctx, arg: unknown): Promise<CheckReproducibility
   const row = checkOfNode(arg);
   if (row) {
     const entry = ctx.checks.get(row.key);
-    return entry && { uri: entry.uri, attribute: entry.attribute, ...(entry.result.machine !== 'this machine' ? { builder: entry.result.machine } : {}) };
+    return entry && { uri: entry.uri, attribute: entry.attribute, ...(entry.result.machine !== 'this machine' && !entry.compared ? { builder: entry.result.machine } : {}) };
   }
   const built = attributeOfNode(arg);
   if (built) return built;
@@ -149,20 +155,24 @@ async function runCheck(ctx: Ctx, target: CheckReproducibilityArgs): Promise<Che
 /** Every output and differing file, for the output channel. */
 function checkLog(entry: CheckEntry): string {
   const r = entry.result;
-  const lines = [`Check ${entry.attribute.join('.')} (${r.drvPath}) on ${r.machine}, ${r.rounds} rebuild${r.rounds === 1 ? '' : 's'}${r.builtFirst ? ', built first' : ''}: ${r.summary}`];
+  const how = entry.compared ? `Compare ${entry.attribute.join('.')} (${r.drvPath}) across ${r.machine}` : `Check ${entry.attribute.join('.')} (${r.drvPath}) on ${r.machine}, ${r.rounds} rebuild${r.rounds === 1 ? '' : 's'}${r.builtFirst ? ', built first' : ''}`;
+  const lines = [`${how}: ${r.summary}`];
   for (const o of r.outputs) {
     lines.push(`  ${o.name} (${o.path}): ${o.status}${o.reason ? ` — ${o.reason}` : ''}`);
-    for (const f of o.files ?? []) lines.push(`    ${fileLabel(o, f)}: ${describeFile(f)}`);
+    for (const h of entry.compared?.outputs.find((x) => x.name === o.name)?.hashes ?? []) lines.push(`    ${h.machine}: ${h.narHash ?? h.reason ?? 'no hash'}${h.note ? ` (${h.note})` : ''}`);
+    for (const f of o.files ?? []) lines.push(`    ${fileLabel(o, f)}: ${describeFile(f, (o as ShownOutput).sides)}`);
   }
   return lines.join('\n');
 }
 
 async function showCheckMessage(ctx: Ctx, entry: CheckEntry): Promise<void> {
   const r = entry.result;
-  const text = `Nix Builders: ${checkMessage(entry.attribute, r)}`;
+  // A comparison's summary names its machines ("built differently on here and b1").
+  const text = `Nix Builders: ${entry.compared ? `${entry.attribute.join('.')}: ${r.summary}.` : checkMessage(entry.attribute, r)}`;
   const openable = firstOpenable(r);
-  const differing = r.outputs.find((o) => o.status === 'differs');
-  const [openDiff, diffoscope, show] = ['Open Diff', 'Diffoscope Report', 'Show Check'];
+  // diffoscope's report is of a check's output (the server keeps those answers).
+  const differing = entry.compared ? undefined : r.outputs.find((o) => o.status === 'differs');
+  const [openDiff, diffoscope, show] = ['Open Diff', 'Diffoscope Report', entry.compared ? 'Show Comparison' : 'Show Check'];
   const buttons = [...(openable ? [openDiff] : []), ...(differing ? [diffoscope] : []), show];
   const choice = await (r.status === 'reproducible' ? vscode.window.showInformationMessage(text, show) : vscode.window.showWarningMessage(text, ...buttons));
   if (choice === openDiff && openable) await openDifference(ctx, entry.key, openable.output.name, openable.file.path);
@@ -209,8 +219,64 @@ export async function openDifference(ctx: Ctx, key: unknown, output: unknown, fi
     await vscode.commands.executeCommand('vscode.diff', vscode.Uri.file(first), vscode.Uri.file(rebuild), diffTitle(o, f), { preview: true });
     return;
   }
-  const doc = await vscode.workspace.openTextDocument(ctx.checkDocuments.add(`${fileLabel(o, f)} (first build ↔ rebuild)`, differenceDocument(o, f)));
+  const doc = await vscode.workspace.openTextDocument(ctx.checkDocuments.add(diffTitle(o, f), differenceDocument(o, f)));
   await vscode.window.showTextDocument(doc, { preview: true });
+}
+
+/** The machines to compare on: two or more of this machine and the builders, and whether to ask the substituters too. */
+async function pickMachines(ctx: Ctx, attribute: readonly string[]): Promise<Pick<CompareMachinesArgs, 'machines' | 'substituters'> | undefined> {
+  const { builders } = await ctx.listBuilders();
+  const picked = await vscode.window.showQuickPick(
+    [
+      { label: 'This machine', description: 'build here', machine: 'local' as string | undefined },
+      ...builders.map((b) => ({ label: b.name, description: b.uri, machine: b.name as string | undefined })),
+      { label: '$(cloud) The substituters', description: "compare with what the configured caches serve (their narinfo's NarHash)", machine: undefined },
+    ],
+    { canPickMany: true, placeHolder: `Build ${attribute.join('.')} on which machines (two or more, or one and the substituters)?` },
+  );
+  if (!picked) return undefined;
+  const machines = picked.flatMap((p) => (p.machine ? [p.machine] : []));
+  const substituters = picked.some((p) => !p.machine);
+  if (machines.length === 0 || machines.length + (substituters ? 1 : 0) < 2) {
+    void vscode.window.showWarningMessage('Comparing needs two sides: pick two machines, or one machine and the substituters.');
+    return undefined;
+  }
+  return { machines, substituters };
+}
+
+/**
+ * Compare Builds Across Machines…: the derivation at the cursor (or picked, or a built
+ * attribute's row, or `[CompareMachinesArgs]` given) built independently on the machines picked;
+ * the answer kept in the Builds view as a Compare row beside the checks.
+ */
+export async function compareAcrossMachines(ctx: Ctx, arg: unknown): Promise<CompareMachinesResult | undefined> {
+  const given = arg as Partial<CompareMachinesArgs> | undefined;
+  let args: CompareMachinesArgs;
+  if (typeof given?.uri === 'string' && given.attribute !== undefined && Array.isArray(given.machines)) args = given as CompareMachinesArgs;
+  else {
+    const target = attributeOfNode(arg) ?? (await attributeOfEditor(ctx, 'Compare which derivation across machines?'));
+    if (!target) return undefined;
+    const machines = await pickMachines(ctx, target.attribute);
+    if (!machines) return undefined;
+    args = { ...target, ...machines };
+  }
+  const attribute = attributePath(args.attribute);
+  const names = [...new Set(args.machines.map((m) => (m === 'local' ? 'this machine' : m)))];
+  const title = `Comparing ${attribute.join('.')} across ${[...names, ...(args.substituters !== false ? ['the substituters'] : [])].join(', ')}`;
+  let result: CompareMachinesResult;
+  try {
+    result = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, (progress, token) =>
+      ctx.serverCommand<CompareMachinesResult>(ServerCommands.compareMachines, [{ ...args, attribute }], token, (message) => progress.report({ message })),
+    );
+  } catch (e) {
+    if (!isCancellation(e)) throw e;
+    void vscode.window.showInformationMessage(`${title}: cancelled.`);
+    return undefined;
+  }
+  const entry = ctx.addCheck(args.uri, attribute, comparisonAsCheck(result, names), result);
+  ctx.log.info(checkLog(entry));
+  void showCheckMessage(ctx, entry).catch((e: Error) => void vscode.window.showErrorMessage(`Nix Builders: ${e.message}`));
+  return result;
 }
 
 /** Which output: the server's `DiffoscopeArgs` (its quick fix's), a differing output's row, or a check's key and an output's name. */

@@ -1,9 +1,10 @@
-// Reproducibility checks as the extension shows them: the answers kept for the Builds view, where
+// Reproducibility checks as the extension shows them: the answers kept for the Builds view (a
+// comparison across machines is kept and shown as a check whose two sides are two machines), where
 // each side of a differing file is on disk, and the words and documents made of an answer (a
 // file's difference, the hex view of its first differing bytes, why two derivations differ).
 // Pure: no `vscode` import, so it is unit-tested.
 import * as path from 'node:path';
-import type { CheckReproducibilityResult, DerivationDiff, DerivationDifference, FileDifference, FileSide, OutputCheck } from '../language-server/protocol';
+import type { CheckReproducibilityResult, CompareMachinesResult, DerivationDiff, DerivationDifference, FileDifference, FileSide, OutputCheck } from '../language-server/protocol';
 
 /** Checks kept: the server keeps the rebuilds' copies of its newest 10 answers (KEPT_ANSWERS of language-server/check/check.ts), so older ones could not be opened. */
 export const CHECK_HISTORY = 10;
@@ -14,6 +15,8 @@ export interface CheckEntry {
   uri: string;
   attribute: string[];
   result: CheckReproducibilityResult;
+  /** A comparison across machines (compareMachines), shown as `result` (comparisonAsCheck): its hashes per machine. */
+  compared?: CompareMachinesResult;
 }
 
 export const checkKey = (r: CheckReproducibilityResult) => `${r.machine}:${r.drvPath}`;
@@ -23,8 +26,8 @@ export class CheckStore {
   private entries: CheckEntry[] = [];
 
   /** A check answered (the command's answer, or the server's checkFinished for the same answer): it goes first. */
-  add(uri: string, attribute: readonly string[], result: CheckReproducibilityResult): CheckEntry {
-    const entry: CheckEntry = { key: checkKey(result), uri, attribute: [...attribute], result };
+  add(uri: string, attribute: readonly string[], result: CheckReproducibilityResult, compared?: CompareMachinesResult): CheckEntry {
+    const entry: CheckEntry = { key: compared ? `compare:${result.drvPath}` : checkKey(result), uri, attribute: [...attribute], result, ...(compared ? { compared } : {}) };
     this.entries = [entry, ...this.entries.filter((e) => e.key !== entry.key)].slice(0, CHECK_HISTORY);
     return entry;
   }
@@ -37,6 +40,44 @@ export class CheckStore {
   all(): readonly CheckEntry[] {
     return this.entries;
   }
+}
+
+/** What the two sides of an output are called: a check's first build and rebuild, or a comparison's two machines. */
+export interface Sides {
+  /** As a label ("first build", "b1"). */
+  labels: readonly [first: string, other: string];
+  /** As a build in a sentence ("the first build", "b1's build"). */
+  builds: readonly [first: string, other: string];
+}
+
+export const CHECK_SIDES: Sides = { labels: ['first build', 'rebuild'], builds: ['the first build', 'the rebuild'] };
+
+/** An output as the check UI shows it: a comparison's outputs name their sides. */
+export type ShownOutput = OutputCheck & { sides?: Sides };
+
+const sidesOf = (o: ShownOutput): Sides => o.sides ?? CHECK_SIDES;
+
+/**
+ * A comparison across machines as a check, so that the check's rows, diff editor and documents
+ * show it: the first of the two machines compared is the "first build" (its files at `firstCopy`
+ * or, this machine's, at `path`), the other the "rebuild" (at `otherCopy` or `path`).
+ */
+export function comparisonAsCheck(r: CompareMachinesResult, machines: readonly string[]): CheckReproducibilityResult {
+  const status = (s: CompareMachinesResult['status']) => (s === 'same' ? 'reproducible' : s);
+  const outputs = r.outputs.map((x): ShownOutput => {
+    const reasons = x.hashes.filter((h) => h.reason).map((h) => `${h.machine}: ${h.reason}`);
+    return {
+      name: x.name,
+      path: x.path,
+      status: status(x.status),
+      ...(x.files ? { files: x.files } : {}),
+      ...(x.status !== 'same' && reasons.length > 0 ? { reason: reasons.join('; ') } : {}),
+      ...(x.compared
+        ? { ...(x.firstCopy ? { firstCopy: x.firstCopy } : {}), rebuildCopy: x.otherCopy ?? x.path, sides: { labels: x.compared, builds: [`${x.compared[0]}'s build`, `${x.compared[1]}'s build`] } }
+        : {}),
+    };
+  });
+  return { drvPath: r.drvPath, machine: machines.join(', '), rounds: 0, builtFirst: false, status: status(r.status), summary: r.summary, outputs };
 }
 
 /** The attribute as a list ("a.b" or ["a", "b"]). */
@@ -55,7 +96,7 @@ export function fileSides(o: OutputCheck, f: FileDifference): { first?: string; 
 export const fileLabel = (o: OutputCheck, f: FileDifference) => (f.path === '.' ? o.name : f.path);
 
 /** The diff editor's title. */
-export const diffTitle = (o: OutputCheck, f: FileDifference) => `${fileLabel(o, f)} (first build ↔ rebuild)`;
+export const diffTitle = (o: ShownOutput, f: FileDifference) => `${fileLabel(o, f)} (${sidesOf(o).labels.join(' ↔ ')})`;
 
 export function formatSize(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
@@ -77,14 +118,14 @@ function sideText(s: FileSide | undefined): string {
 }
 
 /** One line for a differing file, as the Builds view shows it beside the file's name. */
-export function describeFile(f: FileDifference): string {
+export function describeFile(f: FileDifference, sides: Sides = CHECK_SIDES): string {
   switch (f.kind) {
     case 'changed':
       return `changed${f.text === false ? ' (binary)' : ''}: ${sideText(f.first)} → ${sideText(f.rebuild)}`;
     case 'only-in-first':
-      return `only in the first build: ${sideText(f.first)}`;
+      return `only in ${sides.builds[0]}: ${sideText(f.first)}`;
     case 'only-in-rebuild':
-      return `only in the rebuild: ${sideText(f.rebuild)}`;
+      return `only in ${sides.builds[1]}: ${sideText(f.rebuild)}`;
     case 'mode':
       return `mode: ${f.first?.executable ? 'executable' : 'not executable'} → ${f.rebuild?.executable ? 'executable' : 'not executable'}`;
     case 'symlink-target':
@@ -108,30 +149,32 @@ export function looksLikeText(bytes: Uint8Array): boolean {
 const printable = (b: number) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.');
 
 /** Two hex dumps of the same 16-aligned row, one above the other, and a marker under the first differing byte. */
-export function hexRows(d: NonNullable<FileDifference['firstDifference']>): string[] {
+export function hexRows(d: NonNullable<FileDifference['firstDifference']>, labels: readonly [string, string] = ['first', 'rebuild']): string[] {
+  const width = Math.max(8, ...labels.map((l) => l.length));
   const start = d.offset - (d.offset % 16);
   const bytesOf = (hex: string) => (hex.match(/[0-9a-fA-F]{2}/g) ?? []).map((h) => parseInt(h, 16));
   const row = (label: string, bytes: number[]) => {
     const cells = Array.from({ length: 16 }, (_, i) => (bytes[i] === undefined ? '  ' : (bytes[i] as number).toString(16).padStart(2, '0')));
-    return `${label.padEnd(8)} ${start.toString(16).padStart(8, '0')}  ${cells.join(' ')}  |${bytes.map(printable).join('')}|`;
+    return `${label.padEnd(width)} ${start.toString(16).padStart(8, '0')}  ${cells.join(' ')}  |${bytes.map(printable).join('')}|`;
   };
-  const column = 8 + 1 + 8 + 2 + (d.offset - start) * 3;
-  return [row('first', bytesOf(d.first)), row('rebuild', bytesOf(d.rebuild)), `${' '.repeat(column)}^^ byte ${d.offset} (0x${d.offset.toString(16)})`];
+  const column = width + 1 + 8 + 2 + (d.offset - start) * 3;
+  return [row(labels[0], bytesOf(d.first)), row(labels[1], bytesOf(d.rebuild)), `${' '.repeat(column)}^^ byte ${d.offset} (0x${d.offset.toString(16)})`];
 }
 
 /** The read-only document of a differing file that the diff editor does not show: both sides' sizes and hashes, and the first differing bytes. */
-export function differenceDocument(o: OutputCheck, f: FileDifference): string {
+export function differenceDocument(o: ShownOutput, f: FileDifference): string {
   const sides = fileSides(o, f);
+  const { labels } = sidesOf(o);
   const side = (label: string, s: FileSide | undefined, at: string | undefined) =>
     [`${label}: ${sideText(s)}${s?.type === 'file' && s.size !== undefined ? ` (${s.size} bytes)` : ''}`, ...(s?.sha256 ? [`  sha256 ${s.sha256}`] : []), ...(at ? [`  at ${at}`] : [])];
   const lines = [
     `${fileLabel(o, f)} in output ${o.name} (${o.path})`,
-    describeFile(f),
+    describeFile(f, sidesOf(o)),
     '',
-    ...side('first build', f.first, sides.first),
-    ...side('rebuild', f.rebuild, sides.rebuild),
+    ...side(labels[0], f.first, sides.first),
+    ...side(labels[1], f.rebuild, sides.rebuild),
   ];
-  if (f.firstDifference) lines.push('', `The bytes first differ at byte ${f.firstDifference.offset}:`, '', ...hexRows(f.firstDifference));
+  if (f.firstDifference) lines.push('', `The bytes first differ at byte ${f.firstDifference.offset}:`, '', ...hexRows(f.firstDifference, o.sides ? labels : undefined));
   if (f.kind === 'changed' && !o.rebuildCopy) lines.push('', `The rebuild was not kept${o.reason ? ` (${o.reason})` : ''}: its files are listed, not kept.`);
   return `${lines.join('\n')}\n`;
 }

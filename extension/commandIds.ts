@@ -28,6 +28,7 @@ export const COMMAND_IDS = [
   'nixBuilders.openCheckDifference',
   'nixBuilders.openDiffoscopeReport',
   'nixBuilders.whyDerivationsDiffer',
+  'nixBuilders.compareMachines',
   'nixBuilders.refreshCaches',
   'nixBuilders.generateSigningKey',
   'nixBuilders.pushToCache',

@@ -8,7 +8,7 @@ import { buildLogUri, errorLine, LOG_HEADER_LINES } from './views/buildLogDocume
 import { buildIdOfNode } from './views/buildsView';
 import { ServerCommands, type BuildCommandResult, type BuildExpressionArgs, type BuilderInfo, type BuildPlanInfo, type SchedulePreviewParams, type ServerCommandId } from '../language-server/protocol';
 import { setEvaluationArguments } from './config';
-import { checkReproducibility, checkReproducibilityOn, isCancellation, openDiffoscopeReport, openDifference, whyDerivationsDiffer } from './check';
+import { checkReproducibility, checkReproducibilityOn, compareAcrossMachines, isCancellation, openDiffoscopeReport, openDifference, whyDerivationsDiffer } from './check';
 import { CACHE_COMMANDS } from './cacheCommands';
 
 /**
@@ -288,6 +288,7 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
   'nixBuilders.openCheckDifference': (ctx, key, output, file) => openDifference(ctx, key, output, file),
   'nixBuilders.openDiffoscopeReport': (ctx, first, output) => openDiffoscopeReport(ctx, first, output),
   'nixBuilders.whyDerivationsDiffer': (ctx, arg) => whyDerivationsDiffer(ctx, arg),
+  'nixBuilders.compareMachines': (ctx, arg) => compareAcrossMachines(ctx, arg),
   'nixBuilders.setEvaluationArguments': async (_ctx, uri, templates) => {
     if (typeof uri !== 'string' || !templates || typeof templates !== 'object') return;
     if (await setEvaluationArguments(vscode.Uri.parse(uri), templates as Record<string, string>)) void vscode.window.showInformationMessage(`Nix Builders: set ${Object.keys(templates).join(', ')} in "nixBuilders.evaluation.arguments".`);

@@ -30,6 +30,7 @@ import {
   type CachesInfo,
   type ServerCommandId,
   type CheckReproducibilityResult,
+  type CompareMachinesResult,
 } from '../language-server/protocol';
 import type { Machine } from '../language-server/nix/machines';
 import type { NixBuildersApi, ServerState } from './api';
@@ -399,9 +400,9 @@ export class Ctx implements vscode.Disposable {
     }
   }
 
-  /** A check answered (by a command of this window, or the server's checkFinished): kept and shown in the Builds view. */
-  addCheck(uri: string, attribute: readonly string[], result: CheckReproducibilityResult): CheckEntry {
-    const entry = this.checks.add(uri, attribute, result);
+  /** A check answered (by a command of this window, or the server's checkFinished), or a comparison across machines shown as one (`compared`): kept and shown in the Builds view. */
+  addCheck(uri: string, attribute: readonly string[], result: CheckReproducibilityResult, compared?: CompareMachinesResult): CheckEntry {
+    const entry = this.checks.add(uri, attribute, result, compared);
     this.buildsView.checksChanged();
     return entry;
   }
@@ -465,6 +466,7 @@ export class Ctx implements vscode.Disposable {
       build: (params) => this.build(params),
       planBuild: (params) => this.planBuild(params),
       buildStatus: (uri) => this.buildStatus(uri),
+      checkRows: () => this.buildsView.checkRows(),
       nixVersion: async () => (await this.listBuilders()).nix.version,
       serverState: () => ({ state: this.serverState, statusText: this.statusBar.text, statusTooltip: typeof this.statusBar.tooltip === 'string' ? this.statusBar.tooltip : '' }),
       onDidChangeServerState: this.serverStateChanged.event,

@@ -697,7 +697,20 @@ export interface CompareMachinesResult {
   status: 'same' | 'differs' | 'not-checked';
   /** "built the same on b1 and here; the cache's copy differs". */
   summary: string;
-  outputs: Array<{ name: string; path: string; status: 'same' | 'differs' | 'not-checked'; hashes: MachineOutputHash[]; files?: FileDifference[]; firstCopy?: string; otherCopy?: string }>;
+  outputs: Array<{
+    name: string;
+    path: string;
+    status: 'same' | 'differs' | 'not-checked';
+    hashes: MachineOutputHash[];
+    /** Where two builds differ: what differs from the first build (`compared[0]`) to the other (`compared[1]`), as a check's files. */
+    files?: FileDifference[];
+    /** The two machines whose trees `files` compares (of `hashes`' built ones). */
+    compared?: [first: string, other: string];
+    /** The differing files of the first build when it is a builder's (this machine's is at `path`), at their paths relative to the output. */
+    firstCopy?: string;
+    /** The differing files of the other build when it is a builder's (this machine's is at `path`), at their paths relative to the output. */
+    otherCopy?: string;
+  }>;
 }
 
 export interface DiffoscopeArgs {
@@ -937,9 +950,13 @@ export interface OutputCheck {
   reason?: string;
   /** For `differs`: what differs. */
   files?: FileDifference[];
-  /** For `differs`: a copy of the rebuild's tree (Nix's `.check` path is not a GC root), kept while the answer is among the server's newest; removed at the server's exit. */
+  /**
+   * For `differs`: the differing files of the rebuild (Nix's `.check` path is not a GC root), each
+   * at its path relative to the output (`files`' paths; nothing that is the same is kept), kept while
+   * the answer is among the server's newest; removed at the server's exit.
+   */
   rebuildCopy?: string;
-  /** For `differs` when the first build is not readable here at `path` (a builder's store): a local copy of it. */
+  /** For `differs` when the first build is not readable here at `path` (a builder's store): the differing files of the first build, at their paths relative to the output. */
   firstCopy?: string;
 }
 

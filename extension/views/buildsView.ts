@@ -8,7 +8,7 @@ import type { BuildInfo, DrvSnapshot, TransferSnapshot } from '../../language-se
 import { storeHost } from '../../language-server/nix/storeUri';
 import { drvStatus, groupDerivations, RUNNING_BUILD, targetStatus, transferKey, type BuildStore, type DrvGroup } from '../buildState';
 import type { CheckStore } from '../checkState';
-import { CheckNodes, isCheckNode, type CheckNode } from './checkNodes';
+import { CheckNodes, isCheckNode, type CheckNode, type CheckRow } from './checkNodes';
 
 type Node =
   | { kind: 'build'; buildId: string }
@@ -56,6 +56,11 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
   /** A check was added or replaced. */
   checksChanged(): void {
     this.changed.fire(undefined);
+  }
+
+  /** The checks' and comparisons' rows as shown (the API's). */
+  checkRows(): CheckRow[] {
+    return this.checks.rows();
   }
 
   /** The build changed (its merged state is in the store). */

@@ -7,7 +7,8 @@
 // the outputs one by one, rewriting each one's fallback hash to the real one as it goes, and on the
 // first difference moves that rebuild to `<output>.check` (with --keep-failed) and stops: the
 // others stay at their fallback paths, invalid, with the fallback hashes in them. Neither is a GC
-// root, so what a difference needs is copied out of the store (CheckCopies).
+// root, so what a difference needs is copied out of the store (CheckCopies): the rebuild's
+// differing files only, at their paths in the output (the first build's stay in the store).
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { lstat, mkdtemp, rm } from 'node:fs/promises';
@@ -19,7 +20,7 @@ import type { Nix } from '../nix/nix';
 import { describeResult, type RunResult } from '../nix/runner';
 import { hashPart, storeName } from '../nix/storePath';
 import type { CheckReproducibilityResult, OutputCheck } from '../protocol';
-import { compareTrees, copyTree, type Rewrites } from './treeDiff';
+import { compareTrees, copyDifferences, type Rewrites } from './treeDiff';
 
 /** The store path Nix 2.8 rebuilds the valid output `outPath` of `drvPath` at (makeFallbackPath). */
 export function fallbackPath(drvPath: string, outPath: string): string {
@@ -199,10 +200,10 @@ export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions
       }
       const files = await compareTrees(x.path, rebuild, rewrites);
       if (files.length === 0) continue;
-      // Copied only when it differs: an output the same as its rebuild needs nothing kept.
+      // Kept only when it differs, and only what differs: the diff costs the differing bytes, not the output's size.
       copies ??= await o.copies.create();
       const copy = path.join(copies, `${x.name}-round${round}`);
-      const copied = await copyTree(rebuild, copy, rewrites).then(() => true, (e: Error) => e.message);
+      const copied = await copyDifferences(rebuild, copy, files, 'rebuild', rewrites).then(() => true, (e: Error) => e.message);
       Object.assign(x, { status: 'differs', files, ...(copied === true ? { rebuildCopy: copy } : { reason: `the rebuild could not be kept (${copied}): its files are listed, not kept` }) });
     }
   }

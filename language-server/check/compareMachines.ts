@@ -1,7 +1,9 @@
 // Build one derivation independently on several machines (this machine and builders, each in its
 // own store, never substituted) and compare the outputs' NAR hashes, and what the substituters
 // serve (their narinfo's NarHash): "built the same on b1 and here; the cache's copy differs".
-// Where two builds differ, both trees are brought here and compared as a check compares them.
+// Where two builds differ, both trees are brought here and compared as a check compares them, and
+// only the differing files of a builder's tree are kept.
+import { mkdtemp, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import { readBinaryCacheFile, parseNarInfo, type CacheReader } from '../builds/substituters';
@@ -12,7 +14,7 @@ import type { CommandServer } from '../commands';
 import { ServerCommands, type BuilderInfo, type CompareMachinesArgs, type CompareMachinesResult, type FileDifference, type MachineOutputHash } from '../protocol';
 import { cancelled, outputsOf, why, type CheckCopies } from './check';
 import { builderStore, connectBuilder, dumpRemote, findBuilder, remoteMethod, remoteNixStore, restoreNar } from './remoteCheck';
-import { compareTrees } from './treeDiff';
+import { compareTrees, copyDifferences } from './treeDiff';
 
 /** One side: this machine, or a builder. */
 export type Machine = { kind: 'local' } | { kind: 'builder'; builder: BuilderInfo };
@@ -124,31 +126,46 @@ export async function compareMachines(nix: Nix, drvPath: string, machines: reado
     const i = machines.findIndex((_, k) => hashes[k]?.narHash);
     const j = machines.findIndex((_, k) => hashes[k]?.narHash && hashes[k]?.narHash !== hashes[i]?.narHash);
     if (i >= 0 && j >= 0) {
+      let trees: string | undefined;
       try {
         copies ??= await o.copies.create();
-        const tree = async (m: Machine, side: string): Promise<{ tree: string; copy?: string }> => {
-          if (m.kind === 'local') return { tree: x.path };
+        const scratch = (trees = await mkdtemp(path.join(copies, 'trees-')));
+        /** A side's tree: this machine's store path, or a builder's unpacked (whole, to be compared). */
+        const tree = async (m: Machine, side: string): Promise<string> => {
+          if (m.kind === 'local') return x.path;
           o.report(`reading ${x.name} from ${m.builder.name}`);
           const conn = await connectBuilder(m.builder, nix, o.signal);
           if (!conn.ok) throw new Error(conn.message);
-          const copy = path.join(copies as string, `${x.name}-${side}-${m.builder.name}`);
+          const at = path.join(scratch, side);
           try {
-            await restoreNar(await dumpRemote(conn.session, remoteNixStore(m.builder), x.path, o.signal), copy);
+            await restoreNar(await dumpRemote(conn.session, remoteNixStore(m.builder), x.path, o.signal), at);
           } finally {
             conn.session.close();
           }
-          return { tree: copy, copy };
+          return at;
         };
-        const a = await tree(machines[i] as Machine, 'first');
-        const b = await tree(machines[j] as Machine, 'other');
-        const files: FileDifference[] = await compareTrees(a.tree, b.tree);
-        Object.assign(entry, { files, ...(a.copy ? { firstCopy: a.copy } : {}), ...(b.copy ? { otherCopy: b.copy } : {}) });
+        const [mi, mj] = [machines[i] as Machine, machines[j] as Machine];
+        const a = await tree(mi, 'first');
+        const b = await tree(mj, 'other');
+        const files: FileDifference[] = await compareTrees(a, b);
+        // Kept of a builder's tree: its differing files only (this machine's stay in its store).
+        const keep = async (m: Machine, at: string, side: 'first' | 'rebuild', label: string) => {
+          if (m.kind === 'local') return undefined;
+          const copy = path.join(copies as string, `${x.name}-${label}-${m.builder.name}`);
+          await copyDifferences(at, copy, files, side);
+          return copy;
+        };
+        const firstCopy = await keep(mi, a, 'first', 'first');
+        const otherCopy = await keep(mj, b, 'rebuild', 'other');
+        Object.assign(entry, { files, compared: [nameOf(mi), nameOf(mj)], ...(firstCopy ? { firstCopy } : {}), ...(otherCopy ? { otherCopy } : {}) });
       } catch (e) {
         if (o.signal.aborted) throw cancelled();
         // The hashes still say it differs; which files cannot be told.
         const reason = `the trees could not be brought here: ${(e as Error).message}`;
         const h = hashes[j];
         if (h) h.reason = reason;
+      } finally {
+        if (trees) await rm(trees, { recursive: true, force: true });
       }
     }
     result.push(entry);

@@ -7,8 +7,9 @@
 // The answer never rests on what comes back through that connection alone (its exit code is 1
 // for every failure, the bits are not forwarded): the first build and the rebuild are read from
 // the builder's store over SSH (`nix-store --dump`, the same SSH layer as the doctor), unpacked
-// here and compared file by file, as a local check compares them.
-import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+// here and compared file by file, as a local check compares them; of both, only the differing
+// files are kept.
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import { adHocBuilder } from '../builders/collect';
@@ -25,7 +26,7 @@ import { shScript } from '../remote/shellQuote';
 import { resolveSshConfig } from '../remote/sshConfig';
 import { connectSsh, type ExecResult, type RemoteSession } from '../remote/sshSession';
 import { cancelled, checkAnswer, fallbackPath, outputsOf, why, type CheckOptions } from './check';
-import { compareTrees, type Rewrites } from './treeDiff';
+import { compareTrees, copyDifferences, type Rewrites } from './treeDiff';
 
 /** The builder `spec` names: a listed builder's name, id or URI, or else a store URI of its own. */
 export function findBuilder(spec: string, builders: readonly BuilderInfo[]): BuilderInfo {
@@ -252,7 +253,10 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
   const rewrites: Rewrites = paths.map((p) => [hashPart(fallbackPath(drvPath, p)), hashPart(p)] as const);
   let session: RemoteSession | undefined;
   let copies: string | undefined;
-  const firstCopies = new Map<string, string>();
+  // The builder's whole trees, unpacked to be compared (the first build's once for every round);
+  // removed at the end: the answer keeps only what differs.
+  let trees: string | undefined;
+  const firstTrees = new Map<string, string>();
   let round = 0;
   try {
     while (round < o.rounds && outputs.some((x) => x.status === 'reproducible')) {
@@ -286,6 +290,7 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
       const candidates = (x: OutputCheck) => [`${x.path}.check`, fallbackPath(drvPath, x.path)];
       const there = await existingRemote(session, outputs.filter((x) => x.status === 'reproducible').flatMap(candidates), o.signal);
       copies ??= await o.copies.create();
+      trees ??= await mkdtemp(path.join(copies, 'trees-'));
       for (const x of outputs) {
         if (x.status !== 'reproducible') continue;
         // The named output's rebuild is its .check with keep-failed (which a daemon may not take), else at its fallback path, as every other output's.
@@ -296,19 +301,24 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
           continue;
         }
         try {
-          let first = firstCopies.get(x.name);
+          let first = firstTrees.get(x.name);
           if (!first) {
-            first = path.join(copies, `${x.name}-first`);
+            first = path.join(trees, `${x.name}-first`);
             await restoreNar(await dumpRemote(session, remoteNixStore(builder), x.path, o.signal), first);
-            firstCopies.set(x.name, first);
+            firstTrees.set(x.name, first);
           }
-          const copy = path.join(copies, `${x.name}-round${round}`);
-          await restoreNar(await dumpRemote(session, remoteNixStore(builder), rebuild, o.signal), copy);
-          const files = await compareTrees(first, copy, rewrites);
-          if (files.length > 0) Object.assign(x, { status: 'differs', files, firstCopy: first, rebuildCopy: copy });
-          else if (x.path === named) Object.assign(x, { status: 'differs', files: [], firstCopy: first, rebuildCopy: copy, reason: `Nix on ${machine} says it differs, but its trees read the same here` });
-          // The same: nothing of this rebuild needs keeping.
-          else await rm(copy, { recursive: true, force: true });
+          const tree = path.join(trees, `${x.name}-round${round}`);
+          await restoreNar(await dumpRemote(session, remoteNixStore(builder), rebuild, o.signal), tree);
+          const files = await compareTrees(first, tree, rewrites);
+          if (files.length > 0) {
+            // Kept: the differing files of each side only (the rebuild's rewritten, as compared).
+            const firstCopy = path.join(copies, `${x.name}-first`);
+            const rebuildCopy = path.join(copies, `${x.name}-round${round}`);
+            await copyDifferences(first, firstCopy, files, 'first');
+            await copyDifferences(tree, rebuildCopy, files, 'rebuild', rewrites);
+            Object.assign(x, { status: 'differs', files, firstCopy, rebuildCopy });
+          } else if (x.path === named) Object.assign(x, { status: 'differs', files: [], reason: `Nix on ${machine} says it differs, but its trees read the same here` });
+          await rm(tree, { recursive: true, force: true });
         } catch (e) {
           if (o.signal.aborted) throw cancelled();
           const reason = `its trees on ${machine} could not be brought here: ${(e as Error).message}`;
@@ -318,10 +328,7 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
     }
   } finally {
     session?.close();
-    for (const x of outputs) {
-      const first = firstCopies.get(x.name);
-      if (first && x.status !== 'differs') await rm(first, { recursive: true, force: true });
-    }
+    if (trees) await rm(trees, { recursive: true, force: true });
   }
   return answer(builtFirst, round);
 }

@@ -205,3 +205,23 @@ export async function copyTree(src: string, dst: string, rewrites: Rewrites = []
   }
   await chmod(dst, (st.mode & 0o111) !== 0 ? 0o700 : 0o600);
 }
+
+/** Whether a difference has an entry on that side (every kind has both but the one-sided ones). */
+export const onSide = (f: FileDifference, side: 'first' | 'rebuild') => f.kind !== (side === 'first' ? 'only-in-rebuild' : 'only-in-first');
+
+/**
+ * What a difference needs of one side of an output, kept at `dst` (which must not exist): only
+ * the entries of `files` on that side, at their paths relative to `root` (a folder only on one side
+ * or that replaced a file is copied whole: all of it differs), their parent folders made, all
+ * copied as copyTree copies. The folders between are made 0700; nothing that is the same is copied.
+ */
+export async function copyDifferences(root: string, dst: string, files: readonly FileDifference[], side: 'first' | 'rebuild', rewrites: Rewrites = []): Promise<void> {
+  const mine = files.filter((f) => onSide(f, side));
+  if (mine.some((f) => f.path === '.')) return copyTree(root, dst, rewrites);
+  await mkdir(dst, { mode: 0o700 });
+  for (const f of mine) {
+    const to = path.join(dst, f.path);
+    await mkdir(path.dirname(to), { recursive: true, mode: 0o700 });
+    await copyTree(path.join(root, f.path), to, rewrites);
+  }
+}

@@ -93,6 +93,8 @@ for (const name of ['b1', 'b5']) {
     assert.equal(stamp(o.firstCopy), stamp(path.join(remoteStore, path.basename(out))));
     assert.equal(stamp(o.rebuildCopy), stamp(path.join(remoteStore, path.basename(fallbackPath(drv, out)))));
     assert.notEqual(stamp(o.firstCopy), stamp(o.rebuildCopy));
+    // Of both trees only the differing file is kept (the whole trees were compared, then removed).
+    assert.deepEqual([readdirSync(o.firstCopy), readdirSync(o.rebuildCopy), readdirSync(path.dirname(o.rebuildCopy)).sort()], [['stamp'], ['stamp'], ['out-first', 'out-round1']]);
     assert.ok(lab.hasStorePath(name, out), `${name}'s store has the output`);
     assert.ok(lab.hasStorePath(name, fallbackPath(drv, out)), `${name}'s store has the rebuild`);
     assert.ok(!existsSync(out) && !existsSync(fallbackPath(drv, out)), 'this machine built neither');
@@ -221,6 +223,8 @@ test('compareMachines: a nondeterministic derivation built on b1 and b2 differs 
   assert.deepEqual(o?.hashes.map((h) => [h.machine, h.source, /^sha256:/.test(h.narHash ?? '')]), [['b1', 'built', true], ['b2', 'built', true]]);
   assert.deepEqual(o?.files?.map((f) => [f.path, f.kind]), [['stamp', 'changed']]);
   assert.ok(o?.firstCopy && o.otherCopy);
+  assert.deepEqual(o.compared, ['b1', 'b2']);
+  assert.deepEqual([readdirSync(o.firstCopy), readdirSync(o.otherCopy), readdirSync(path.dirname(o.otherCopy)).sort()], [['stamp'], ['stamp'], ['out-first-b1', 'out-other-b2']]);
   assert.match(r.summary, /^built differently on b1 and b2 \(out: 1 file\)$/);
   assert.ok(lab.hasStorePath('b1', nd.out) && lab.hasStorePath('b2', nd.out) && !existsSync(nd.out));
 

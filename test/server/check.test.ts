@@ -107,6 +107,18 @@ test('a file that changes every build beside one that does not: only that file i
   assert.deepEqual(r.outputs[0]?.files?.map((f) => [f.path, f.kind]), [['sub/changing', 'changed']]);
 });
 
+test('an output of many files where one differs: the copy folder keeps only that file (what differs, not the output\'s size)', { skip: readsTrees }, async () => {
+  const script = 'read u < /proc/sys/kernel/random/uuid; mkdir -p $out/lib/deep; i=0; while [ $i -lt 200 ]; do echo $i > $out/lib/f$i; i=$((i+1)); done; echo same > $out/lib/deep/stable; echo $u > $out/lib/deep/changing';
+  const uri = await openFile('many.nix', `{ many = ${drv(`chk-many-${salt()}`, script)}; }\n`);
+  const r = await check({ uri, attribute: 'many' });
+  const o = r.outputs[0];
+  assert.deepEqual(o?.files?.map((f) => [f.path, f.kind]), [['lib/deep/changing', 'changed']], JSON.stringify(r));
+  assert.ok(o.rebuildCopy, JSON.stringify(o));
+  assert.deepEqual((readdirSync(o.rebuildCopy, { recursive: true }) as string[]).sort(), ['lib', 'lib/deep', 'lib/deep/changing']);
+  assert.notEqual(await readFile(path.join(o.rebuildCopy, 'lib/deep/changing'), 'utf8'), await readFile(path.join(o.path, 'lib/deep/changing'), 'utf8'));
+  assert.deepEqual(readdirSync(path.dirname(o.rebuildCopy)), [path.basename(o.rebuildCopy)], 'nothing else in the answer\'s folder');
+});
+
 test('a rebuild that fails: not checked, with Nix\'s reason; on a builder that cannot be reached: not checked, said why', async () => {
   const marker = path.join(dir, `marker-${salt()}`);
   const uri = await openFile('fails.nix', `{ fails = ${drv(`chk-fails-${salt()}`, `if [ -e ${marker} ]; then echo the marker is there >&2; exit 3; fi; echo ok > $out`)}; }\n`);

@@ -5,7 +5,7 @@
 // cancelling ends diffoscope's process tree.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -71,6 +71,10 @@ test('the report of a differing output names the differing file, is written besi
   const report = await readFile(answer.reportFile, 'utf8');
   assert.match(report, /changing/);
   assert.doesNotMatch(report, /stable/);
+  // Only the differing files are compared: the first build's of them copied beside the rebuild's.
+  const first = `${out.rebuildCopy!}-first`;
+  assert.ok(report.startsWith(`--- ${first}\n+++ ${out.rebuildCopy!}\n`), report);
+  assert.deepEqual([readdirSync(first), readdirSync(out.rebuildCopy!)], [['changing'], ['changing']]);
   assert.ok(report.includes((await readFile(path.join(out.path, 'changing'), 'utf8')).trim()), report);
   assert.ok(report.includes((await readFile(path.join(out.rebuildCopy!, 'changing'), 'utf8')).trim()), report);
 });

@@ -4,11 +4,11 @@
 import { test } from 'node:test';
 import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, readlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { compareTrees, copyTree, TEXT_LIMIT } from '../../language-server/check/treeDiff';
+import { compareTrees, copyDifferences, copyTree, TEXT_LIMIT } from '../../language-server/check/treeDiff';
 import { CheckCopies, decodeBuildExit, fallbackPath } from '../../language-server/check/check';
 import { diffoscopeArgs } from '../../language-server/check/diffoscope';
 import { parseSettings } from '../../language-server/config';
@@ -82,6 +82,34 @@ test('copyTree keeps files, the executable bit, symlinks as they are and folders
     assert.equal(lstatSync(path.join(d, 'copy', 'share')).mode & 0o777, 0o700);
     assert.equal(await readFile(path.join(d, 'copy', 'share', 'doc'), 'utf8'), 'text');
     await chmod(path.join(src, 'share'), 0o755);
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+/** Every path under `root`, relative, sorted (folders too). */
+const listed = (root: string) => (readdirSync(root, { recursive: true }) as string[]).sort();
+
+test('copyDifferences keeps only each side\'s differing entries at their paths (a one-sided folder whole), and nothing of what is the same', async () => {
+  const d = await mkdtemp(path.join(tmpdir(), 'nb-checkdiff-'));
+  try {
+    const same = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`lib/same${i}`, 'x']));
+    const a = await tree(path.join(d, 'a'), { ...same, 'sub/deep/changed': 'one', 'only-a': 'a', mode: { exec: 'm' }, link: { link: 'same' }, kind: 'file' });
+    const b = await tree(path.join(d, 'b'), { ...same, 'sub/deep/changed': 'three', 'gained/x': 'y', mode: 'm', link: { link: 'nowhere' }, kind: 'dir', 'kind/in': 'z' });
+    const files = await compareTrees(a, b);
+    await copyDifferences(a, path.join(d, 'first'), files, 'first');
+    await copyDifferences(b, path.join(d, 'rebuild'), files, 'rebuild');
+    assert.deepEqual(listed(path.join(d, 'first')), ['kind', 'link', 'mode', 'only-a', 'sub', 'sub/deep', 'sub/deep/changed']);
+    assert.deepEqual(listed(path.join(d, 'rebuild')), ['gained', 'gained/x', 'kind', 'kind/in', 'link', 'mode', 'sub', 'sub/deep', 'sub/deep/changed']);
+    // Each copy reads as its side at every differing path: compared, they differ exactly as the trees do.
+    assert.deepEqual(await compareTrees(path.join(d, 'first'), path.join(d, 'rebuild')), files);
+    assert.equal(lstatSync(path.join(d, 'first', 'mode')).mode & 0o777, 0o700);
+    assert.equal(lstatSync(path.join(d, 'rebuild', 'sub', 'deep')).mode & 0o777, 0o700);
+    // An output that is one file ('.'): the file itself.
+    await writeFile(path.join(d, 'f1'), 'one');
+    await writeFile(path.join(d, 'f2'), 'two');
+    await copyDifferences(path.join(d, 'f2'), path.join(d, 'fcopy'), await compareTrees(path.join(d, 'f1'), path.join(d, 'f2')), 'rebuild');
+    assert.equal(await readFile(path.join(d, 'fcopy'), 'utf8'), 'two');
   } finally {
     await rm(d, { recursive: true, force: true });
   }

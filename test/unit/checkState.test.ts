@@ -3,8 +3,8 @@
 // the first differing bytes, and why two derivations differ as an indented text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CHECK_HISTORY, CheckStore, checkDiagnosticData, differenceAction, derivationDiffText, describeFile, diffTitle, differenceDocument, fileSides, firstOpenable, hexRows, looksLikeText } from '../../extension/checkState';
-import type { CheckReproducibilityResult, DerivationDiff, FileDifference, OutputCheck } from '../../language-server/protocol';
+import { CHECK_HISTORY, CheckStore, checkDiagnosticData, comparisonAsCheck, type ShownOutput, differenceAction, derivationDiffText, describeFile, diffTitle, differenceDocument, fileSides, firstOpenable, hexRows, looksLikeText } from '../../extension/checkState';
+import type { CheckReproducibilityResult, CompareMachinesResult, DerivationDiff, FileDifference, OutputCheck } from '../../language-server/protocol';
 
 const result = (drvPath: string, machine = 'this machine', outputs: OutputCheck[] = []): CheckReproducibilityResult => ({
   drvPath,
@@ -140,4 +140,35 @@ test('the "not reproducible" diagnostic links to what differs while the check is
   assert.equal(differenceAction(store, { ...data, machine: 'b1' }), undefined);
   assert.equal(checkDiagnosticData({ attrPath: 'x', drvPath: '/nix/store/x.drv', machine: 'this machine' }), undefined);
   assert.equal(checkDiagnosticData(undefined), undefined);
+});
+
+test('a comparison across machines as a check: the two machines compared are its sides (their copies, or this machine\'s store path), named in the diff editor, the words and the hex view', () => {
+  const stamp: FileDifference = { path: 'stamp', kind: 'changed', text: false, first: { type: 'file', size: 4, sha256: 'aa' }, rebuild: { type: 'file', size: 4, sha256: 'bb' }, firstDifference: { offset: 1, first: '61626364', rebuild: '61786364' } };
+  const compared: CompareMachinesResult = {
+    drvPath: '/nix/store/a.drv',
+    status: 'differs',
+    summary: 'built differently on here and b1 (out: 1 file)',
+    outputs: [
+      { name: 'out', path: '/nix/store/abc-x', status: 'differs', hashes: [{ machine: 'this machine', source: 'built', narHash: 'sha256:1' }, { machine: 'b1', source: 'built', narHash: 'sha256:2' }], files: [stamp, { path: 'new', kind: 'only-in-rebuild', rebuild: { type: 'file', size: 1 } }], compared: ['this machine', 'b1'], otherCopy: '/tmp/c/out-other-b1' },
+      { name: 'dev', path: '/nix/store/abc-x-dev', status: 'not-checked', hashes: [{ machine: 'this machine', source: 'built', narHash: 'sha256:3' }, { machine: 'b1', source: 'built', reason: 'the build on b1 failed' }] },
+    ],
+  };
+  const r = comparisonAsCheck(compared, ['this machine', 'b1']);
+  assert.deepEqual([r.machine, r.status, r.summary], ['this machine, b1', 'differs', compared.summary]);
+  const [out, dev] = r.outputs;
+  assert.ok(out && dev);
+  assert.deepEqual(fileSides(out, stamp), { first: '/nix/store/abc-x/stamp', rebuild: '/tmp/c/out-other-b1/stamp' });
+  assert.equal(diffTitle(out, stamp), 'stamp (this machine ↔ b1)');
+  assert.equal(describeFile({ path: 'new', kind: 'only-in-rebuild', rebuild: { type: 'file', size: 1 } }, (out as ShownOutput).sides), "only in b1's build: 1 B");
+  const doc = differenceDocument(out, stamp);
+  assert.match(doc, /\nthis machine: 4 B \(4 bytes\)\n {2}sha256 aa\n {2}at \/nix\/store\/abc-x\/stamp\nb1: 4 B/);
+  assert.match(doc, /\nthis machine 00000000 {2}61 62 63 64 [^\n]*\nb1 {11}00000000 {2}61 78 63 64 [^\n]*\n {26}\^\^ byte 1 /);
+  assert.equal(firstOpenable(r)?.file, stamp);
+  assert.deepEqual([dev.status, dev.reason, dev.rebuildCopy], ['not-checked', 'b1: the build on b1 failed', undefined]);
+  // Kept beside the checks, under its own key.
+  const store = new CheckStore();
+  store.add('file:///a.nix', ['x'], result('/nix/store/a.drv'));
+  const entry = store.add('file:///a.nix', ['x'], r, compared);
+  assert.deepEqual(store.all().map((e) => e.key), ['compare:/nix/store/a.drv', 'this machine:/nix/store/a.drv']);
+  assert.equal(entry.compared, compared);
 });

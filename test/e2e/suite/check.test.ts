@@ -3,12 +3,14 @@
 // in the editor, the diff editor on what differs); a
 // binary file that differs opens as its sizes and hashes (no diff editor), a text file in the diff
 // editor on the first build and the kept rebuild; two attributes whose inputs differ in a variable
-// show that input and the variable.
+// show that input and the variable; Compare Builds Across Machines (this machine and the lab's b1)
+// puts its answer in the Builds view and opens its differing file in the diff editor.
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as vscode from 'vscode';
-import { eventually, workspaceTrusted } from './helpers';
-import type { CheckReproducibilityResult } from '../../../language-server/protocol';
+import { eventually, EXTENSION_ID, workspaceTrusted } from './helpers';
+import type { NixBuildersApi } from '../../../extension/api';
+import type { CheckReproducibilityResult, CompareMachinesResult } from '../../../language-server/protocol';
 
 const salt = () => `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
 
@@ -50,7 +52,8 @@ suite('Nix Builders: reproducibility checks', () => {
       await vscode.commands.executeCommand(diffoscope.command, ...(diffoscope.arguments ?? []));
       const report = vscode.window.activeTextEditor?.document;
       assert.notEqual(report?.uri.toString(), uri.toString(), 'a report is open, not the Nix file');
-      assert.match(report?.getText() ?? '', new RegExp(`^--- ${out?.path}\n\\+\\+\\+ ${out?.rebuildCopy}\n[\\s\\S]*blob`));
+      // Only the differing files: the first build's copied beside the rebuild's.
+      assert.match(report?.getText() ?? '', new RegExp(`^--- ${out?.rebuildCopy}-first\n\\+\\+\\+ ${out?.rebuildCopy}\n[\\s\\S]*blob`));
 
       await vscode.commands.executeCommand('nixBuilders.openCheckDifference', key, 'out', 'blob');
       const doc = vscode.window.activeTextEditor?.document;
@@ -102,6 +105,52 @@ suite('Nix Builders: reproducibility checks', () => {
       assert.deepEqual([result?.machine, result?.status, result?.builtFirst, result?.rounds], ['this machine', 'reproducible', true, 2], JSON.stringify(result));
     } finally {
       await config().update('check.rounds', undefined, vscode.ConfigurationTarget.Workspace);
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      await vscode.workspace.fs.delete(uri);
+    }
+  });
+
+  test('Compare Builds Across Machines: a nondeterministic derivation built here and on b1 — its Compare row, each machine\'s hash and the differing file, which opens in the diff editor (this machine ↔ b1)', async function () {
+    this.timeout(240_000);
+    await workspaceTrusted();
+    // The lab's builders have no PATH: sh's builtins and absolute paths only.
+    const script = 'read -r t < /proc/sys/kernel/random/uuid; /bin/mkdir $out; printf "%s\\n" "$t" > $out/stamp; printf "constant\\n" > $out/constant';
+    const uri = await writeWorkspaceFile('compare-suite.nix', `{\n  cmp = derivation { name = "suite-compare-${salt()}"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" ${JSON.stringify(script)} ]; };\n}\n`);
+    try {
+      const result = await vscode.commands.executeCommand<CompareMachinesResult>('nixBuilders.compareMachines', { uri: uri.toString(), attribute: ['cmp'], machines: ['local', 'b1'], substituters: false });
+      assert.equal(result?.status, 'differs', JSON.stringify(result));
+      const out = result.outputs[0];
+      assert.deepEqual([out?.compared, out?.files?.map((f) => [f.path, f.kind, f.text])], [['this machine', 'b1'], [['stamp', 'changed', true]]], JSON.stringify(result));
+      assert.ok(out?.otherCopy, JSON.stringify(out));
+
+      // The Builds view: the Compare row beside the checks, its output, each machine's hash, the file.
+      const api = vscode.extensions.getExtension<NixBuildersApi>(EXTENSION_ID)?.exports;
+      assert.ok(api, 'the extension\'s API');
+      const rows = api.checkRows();
+      const at = rows.findIndex((r) => r.depth === 0 && r.label === 'Compare cmp');
+      assert.ok(at >= 0, JSON.stringify(rows));
+      const end = rows.findIndex((r, i) => i > at && r.depth === 0);
+      const mine = rows.slice(at, end < 0 ? undefined : end);
+      assert.deepEqual(mine.map((r) => [r.depth, r.label, r.description]), [
+        [0, 'Compare cmp', result.summary],
+        [1, 'out', 'differs: 1 file'],
+        [2, 'this machine', out.hashes[0]?.narHash],
+        [2, 'b1', out.hashes[1]?.narHash],
+        [2, 'stamp', 'changed: 37 B → 37 B'],
+      ]);
+      assert.match(result.summary, /^built differently on here and b1 \(out: 1 file\)$/);
+
+      // A click on the file's row: the diff editor, this machine's build (its store path) ↔ b1's (only its differing file kept here).
+      const open = mine.at(-1)?.command;
+      assert.ok(open, JSON.stringify(mine));
+      await vscode.commands.executeCommand(open.command, ...open.arguments);
+      const tab = vscode.window.tabGroups.activeTabGroup.activeTab;
+      assert.ok(tab?.input instanceof vscode.TabInputTextDiff, `a diff editor is open: ${tab?.label}`);
+      assert.equal(tab.label, 'stamp (this machine ↔ b1)');
+      assert.equal(tab.input.original.fsPath, `${out.path}/stamp`);
+      assert.equal(tab.input.modified.fsPath, `${out.otherCopy}/stamp`);
+      assert.deepEqual(await vscode.workspace.fs.readDirectory(vscode.Uri.file(out.otherCopy)), [['stamp', vscode.FileType.File]]);
+    } finally {
       await vscode.commands.executeCommand('workbench.action.closeAllEditors');
       await vscode.workspace.fs.delete(uri);
     }

@@ -3,7 +3,9 @@
 // machine; the notification says what differs, the server's diagnostic is in the Problems panel,
 // the Builds view lists the check with its one differing file, and a click on the file opens VS
 // Code's diff editor on the first build and the rebuild. Screenshots are kept. A check is cancelled from its progress notification: its build's
-// processes end.
+// processes end. Compare Builds Across Machines… from the palette (this machine and the lab's b1)
+// lists its comparison beside the checks and opens its differing file in the diff editor; one is
+// cancelled from its progress notification: its builds here and on b1 end.
 import * as assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -12,7 +14,7 @@ import type { Page } from 'playwright-core';
 import { notificationTexts, screenshot, type BrowserSession } from '../browser';
 import { processesMentioning } from '../processes';
 import { openFromExplorerAndBuild } from './editor';
-import { escapeRegExp, eventually, nixBuildersViewRows, openFromExplorer, openTrustedSession, uiEnv, withScreenshot } from './env';
+import { escapeRegExp, eventually, nixBuildersViewRows, openFromExplorer, openTrustedSession, quickInputAsking, uiEnv, withScreenshot } from './env';
 
 const env = uiEnv();
 let session: BrowserSession;
@@ -152,5 +154,102 @@ test('Check Reproducibility from a built attribute in the Builds view: a determi
     assert.match(await checkRow.innerText(), /reproducible: 1 output the same in 1 rebuild/);
     await rows.filter({ hasText: /^out\s*reproducible/ }).first().waitFor({ timeout: 10_000 });
     await screenshot(page, 'check-reproducible-from-builds-view.png');
+  });
+});
+
+/**
+ * Compare Builds Across Machines… from the palette with the cursor on `line`'s text (the palette
+ * opened from the editor itself: runCommandThatAsks clicks the workbench first, which moves the
+ * cursor), This machine and b1 checked; the pick is left open, to be accepted.
+ */
+async function compareFromPalette(p: Page, attribute: string, line: string): Promise<void> {
+  await p.locator('.monaco-editor .view-line', { hasText: line }).first().click();
+  await p.keyboard.press('F1');
+  const input = p.locator('.quick-input-widget .quick-input-box input');
+  await input.fill('>Nix Builders: Compare Builds Across Machines…');
+  await p.locator('.quick-input-widget .monaco-list-row', { hasText: 'Compare Builds Across Machines…' }).first().waitFor({ timeout: 10_000 });
+  await input.press('Enter');
+  await quickInputAsking(p, new RegExp(`^Build ${escapeRegExp(attribute)} on which machines`)).waitFor({ timeout: 60_000 });
+  const choice = (label: RegExp) => p.locator('.quick-input-widget .monaco-list-row', { has: p.locator('.label-name', { hasText: label }) }).first();
+  for (const label of [/^This machine$/, /^b1$/]) {
+    await choice(label).click();
+    await eventually(async () => ((await choice(label).getAttribute('aria-checked')) === 'true' ? true : undefined), 10_000);
+  }
+}
+
+test('Compare Builds Across Machines… from the palette: the attribute at the cursor, this machine and b1 picked; its Compare row with both hashes, and its differing file in the diff editor', { timeout: 240_000 }, async () => {
+  await withScreenshot(page, 'ui-compare-failure', async () => {
+    const file = 'compare-me.nix';
+    // The lab's builders have no PATH: sh's builtins and absolute paths only.
+    writeFileSync(
+      path.join(env.workspace, file),
+      [
+        '{',
+        `  cmp = derivation { name = "ui-compare-${Date.now()}"; system = "x86_64-linux"; builder = "/bin/sh";`,
+        '    args = [ "-c" "read -r t < /proc/sys/kernel/random/uuid; /bin/mkdir $out; printf \'%s\\\\n\' \\"$t\\" > $out/stamp; printf \'constant\\\\n\' > $out/constant" ]; };',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    await openFromExplorer(page, file);
+    // Evaluated (its lenses are there); the cursor on the attribute's line.
+    await page.locator('.codelens-decoration a', { hasText: /^Check reproducibility$/ }).first().waitFor({ timeout: 60_000 });
+    await compareFromPalette(page, 'cmp', 'cmp = derivation');
+    await screenshot(page, 'compare-machines-picked.png');
+    await page.locator('.quick-input-widget .quick-input-box input').press('Enter');
+
+    await page.locator('.part.activitybar').getByRole('tab', { name: /^Nix Builders/ }).click();
+    const rows = nixBuildersViewRows(page, 'Builds');
+    const compareRow = rows.filter({ hasText: /^Compare cmp/ }).first();
+    await compareRow.waitFor({ timeout: 180_000 });
+    assert.match(await compareRow.innerText(), /built differently on here and b1 \(out: 1 file\)/);
+    for (const machine of ['this machine', 'b1']) {
+      const hashRow = rows.filter({ has: page.locator('.label-name', { hasText: new RegExp(`^${machine}$`) }) }).first();
+      await hashRow.waitFor({ timeout: 10_000 });
+      assert.match(await hashRow.innerText(), /sha256:[0-9a-z]{52}/);
+    }
+    const stampRow = rows.filter({ has: page.locator('.label-name', { hasText: /^stamp$/ }) }).first();
+    assert.match(await stampRow.innerText(), /changed: 37 B → 37 B/);
+    assert.equal(await rows.filter({ has: page.locator('.label-name', { hasText: /^constant$/ }) }).count(), 0, 'the constant file is not listed');
+    await screenshot(page, 'compare-builds-view.png');
+
+    // A click on the file: the diff editor, this machine's build ↔ b1's, each side one different UUID.
+    await stampRow.click();
+    await page.locator('.tab', { hasText: 'stamp (this machine ↔ b1)' }).first().waitFor({ timeout: 30_000 });
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+    const [here, b1] = await eventually(async () => {
+      const sides = [await diffSide(page, 'original').first().innerText(), await diffSide(page, 'modified').first().innerText()];
+      return sides.every((s) => uuid.test(s.trim())) ? sides : undefined;
+    }, 30_000);
+    assert.notEqual(here, b1);
+    await screenshot(page, 'compare-diff-editor.png');
+  });
+});
+
+test('a comparison across machines is cancelled from its progress notification: it says so, and its builds end here and on b1', { timeout: 180_000 }, async () => {
+  await withScreenshot(page, 'ui-compare-cancel-failure', async () => {
+    const salt = `${Date.now()}`;
+    const file = 'compare-cancel.nix';
+    writeFileSync(
+      path.join(env.workspace, file),
+      ['{', `  slow = derivation { name = "ui-compare-cancel-${salt}"; system = "x86_64-linux"; builder = "/bin/sh";`, `    args = [ "-c" "/bin/sleep 600.${salt}; : > $out" ]; };`, '}', ''].join('\n'),
+    );
+    await openFromExplorer(page, file);
+    await page.locator('.codelens-decoration a', { hasText: /^Check reproducibility$/ }).first().waitFor({ timeout: 60_000 });
+    await compareFromPalette(page, 'slow', 'slow = derivation');
+    await page.locator('.quick-input-widget .quick-input-box input').press('Enter');
+    // Both builds run (here and on b1: the lab's processes are this machine's too).
+    await eventually(async () => (processesMentioning(`/bin/sleep 600.${salt}`).length >= 2 ? true : undefined), 90_000);
+
+    await notificationTexts(page);
+    const progress = page.locator('.notifications-center .notification-list-item', { hasText: 'Comparing slow across this machine, b1' }).first();
+    await progress.waitFor({ timeout: 30_000 });
+    await progress.hover();
+    await progress.locator('.monaco-button', { hasText: /^Cancel$/ }).click();
+
+    await page.locator('.notifications-center .notification-list-item-message', { hasText: 'Comparing slow across this machine, b1: cancelled.' }).first().waitFor({ timeout: 60_000 });
+    await eventually(async () => (processesMentioning(salt).length === 0 ? true : undefined), 60_000).catch(() => {
+      throw new Error(`processes of the cancelled comparison are left:\n${processesMentioning(salt).map((x) => `${x.pid}: ${x.cmdline}`).join('\n')}`);
+    });
   });
 });
