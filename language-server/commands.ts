@@ -30,6 +30,8 @@ import { isDrvPath } from './nix/storePath';
 import { flakeFixArgs, flakeFixText } from './eval/flake';
 import { diffStoreDerivations } from './check/drvDiff';
 import { CheckCopies, checkDerivation, outputsOf } from './check/check';
+import { setUpDiffHook } from './check/diffHook';
+import { setUpPostBuildHook } from './cache/hookScript';
 import {
   ServerCommands,
   isBuildUpdate,
@@ -52,6 +54,8 @@ import {
   type MachinesEdit,
   type SchedulePreviewParams,
   type SchedulePreviewResult,
+  type ServerSettings,
+  type SetUpNixConfArgs,
   type StartBuildParams,
 } from './protocol';
 
@@ -69,6 +73,7 @@ export interface CommandServer {
   /** Refused when the workspace is not trusted. */
   checkTrusted(): void;
   nix: Nix;
+  settings(): ServerSettings;
   evaluationTimeoutMs(): number;
   allowImportFromDerivation(): boolean;
 }
@@ -105,6 +110,17 @@ function checkArgs(arg: unknown): { uri: string; attrPath: string[]; builder?: s
   const rounds = a.rounds ?? 1;
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) throw invalid(`${usage}: "rounds" must be a whole number from 1 to 100.`);
   return { uri: a.uri, attrPath, ...(a.builder !== undefined ? { builder: a.builder } : {}), rounds };
+}
+
+/** `[{ nixConf?, dryRun?, queueDir?, scope? }]` of the nix.conf set-ups, checked. */
+function setUpArgs(arg: unknown, command: string): SetUpNixConfArgs {
+  const a = (arg ?? {}) as Partial<SetUpNixConfArgs>;
+  const usage = `${command} takes [{ nixConf?, dryRun?, queueDir?, scope?: "user" | "system" }]`;
+  if (typeof a !== 'object') throw invalid(`${usage}.`);
+  for (const k of ['nixConf', 'queueDir'] as const) if (a[k] !== undefined && (typeof a[k] !== 'string' || !path.isAbsolute(a[k]))) throw invalid(`${usage}: "${k}" must be an absolute path.`);
+  if (a.dryRun !== undefined && typeof a.dryRun !== 'boolean') throw invalid(`${usage}: "dryRun" must be true or false.`);
+  if (a.scope !== undefined && a.scope !== 'user' && a.scope !== 'system') throw invalid(`${usage}: "scope" must be "user" or "system".`);
+  return a;
 }
 
 /** `nix flake lock` may fetch inputs: minutes on a slow network, never forever. */
@@ -267,6 +283,10 @@ export class ServerCommandHandler {
         return this.diffDerivations(args?.[0], signal);
       case ServerCommands.checkReproducibility:
         return this.checkReproducibility(args?.[0], { signal, abort, workDoneToken });
+      case ServerCommands.setUpPostBuildHook:
+        return setUpPostBuildHook(this.server.nix, setUpArgs(args?.[0], c), this.server.settings());
+      case ServerCommands.setUpDiffHook:
+        return setUpDiffHook(this.server.nix, setUpArgs(args?.[0], c), this.server.settings());
       default:
         throw invalid(`Unknown command '${c}': this server runs ${this.commands.join(', ')}.`);
     }

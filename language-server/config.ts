@@ -36,7 +36,22 @@ export function parseSettings(s: Partial<ServerSettings> | undefined, problems: 
       maxJobs: typeof s?.build?.maxJobs === 'number' && s.build.maxJobs >= 0 ? Math.floor(s.build.maxJobs) : undefined,
       cores: typeof s?.build?.cores === 'number' && s.build.cores >= 0 ? Math.floor(s.build.cores) : undefined,
     },
+    cache: {
+      pushTargets: strings(s?.cache?.pushTargets).filter((t) => t.trim() !== ''),
+      queue: {
+        enabled: s?.cache?.queue?.enabled === true,
+        dir: absolutePath(s?.cache?.queue?.dir, 'nixBuilders.cache.queue.dir', problems),
+      },
+    },
   };
+}
+
+/** An absolute path setting ('' when unset); anything else is said and dropped. */
+function absolutePath(x: unknown, name: string, problems: SettingsProblems): string {
+  if (x === undefined || x === null || x === '') return '';
+  if (typeof x === 'string' && path.isAbsolute(x)) return x;
+  problems.push(`"${name}" must be an absolute path; it is ignored.`);
+  return '';
 }
 
 /** `nixBuilders.evaluation.arguments`: the entries that can be passed as `--arg`. */

@@ -28,6 +28,14 @@ export interface BuildSettings {
   cores?: number;
 }
 
+/** Binary caches: where to push, and the post-build-hook's push queue. */
+export interface CacheSettings {
+  /** Store URIs to push to; the push queue's worker pushes to the first. */
+  pushTargets: string[];
+  /** The queue's worker runs inside the server (with a push target); `dir` empty: the server's own folder. */
+  queue: { enabled: boolean; dir: string };
+}
+
 export interface ServerSettings {
   nixBinDir: string;
   env: Record<string, string>;
@@ -35,6 +43,8 @@ export interface ServerSettings {
   builders: string[];
   evaluation: EvaluationSettings;
   build: BuildSettings;
+  /** Optional on the wire (a client may send none; the server pulls the whole section where it can); parseSettings always sets it. */
+  cache?: CacheSettings;
 }
 
 export const DEFAULT_SETTINGS: ServerSettings = {
@@ -44,6 +54,7 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   builders: [],
   evaluation: { depth: 3, timeoutSeconds: 30, allowImportFromDerivation: false, arguments: {}, searchPath: [] },
   build: { remoteOnly: false },
+  cache: { pushTargets: [], queue: { enabled: false, dir: '' } },
 };
 
 /** `initializationOptions` of the initialize request. Any LSP client may omit them. */
@@ -702,6 +713,8 @@ export interface SetUpNixConfArgs {
   dryRun?: boolean;
   /** post-build-hook: where the queue is (default: the server's). */
   queueDir?: string;
+  /** Which nix.conf when `nixConf` is not given: the user's (default) or the system one (what the daemon reads). */
+  scope?: 'user' | 'system';
 }
 
 export interface NixConfSetUpResult {
@@ -716,6 +729,8 @@ export interface NixConfSetUpResult {
   /** What else the user must do: restart the daemon, be a trusted user, … */
   notes: string[];
   message?: string;
+  /** post-build-hook: the systemd user unit of the standalone push worker, for when no editor runs (shown, not installed). */
+  systemdUnit?: { file: string; text: string };
 }
 
 // ---- Issue 12 (push to cache) ----

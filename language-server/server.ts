@@ -65,6 +65,7 @@ import { Builds } from './builds/builds';
 import { buildTargets, placementOf } from './builds/placement';
 import { ServerCommandHandler } from './commands';
 import { adHocBuilder } from './builders/collect';
+import { QueueWorkerHost, queueWorkerConfig } from './cache/worker';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
 
@@ -110,6 +111,7 @@ export class NixBuildersServer {
   private readonly diagnostics: DocumentDiagnostics;
   private readonly builds: Builds;
   private readonly commands: ServerCommandHandler;
+  private readonly pushQueue: QueueWorkerHost;
   private untrustedNoticeSent = false;
   /** The doctor's last verdict per builder id (for the scheduling preview). */
   private readonly health = new Map<string, BuilderHealth>();
@@ -123,6 +125,7 @@ export class NixBuildersServer {
     this.nix = new Nix(runner, { binDir: '', env: {} });
     this.watcher = new FilesWatcher(() => this.invalidate());
     this.builds = new Builds(connection, this.nix);
+    this.pushQueue = new QueueWorkerHost(connection.console, () => void connection.sendNotification(Notifications.cachesChanged));
     this.commands = new ServerCommandHandler(connection, {
       buildTargets: (p) => this.buildTargets(p),
       startBuild: (p, o) => this.startBuild(p, o),
@@ -133,6 +136,7 @@ export class NixBuildersServer {
       machinesFiles: () => this.settings.machinesFiles,
       checkTrusted: () => this.checkTrusted(),
       nix: this.nix,
+      settings: () => this.settings,
       evaluationTimeoutMs: () => evaluationOptions(this.settings).timeoutMs,
       allowImportFromDerivation: () => this.settings.evaluation.allowImportFromDerivation,
     });
@@ -188,6 +192,7 @@ export class NixBuildersServer {
       this.watcher.dispose();
       this.diagnostics.dispose();
       this.builds.dispose();
+      return this.pushQueue.stop();
     });
     this.documents.listen(connection);
   }
@@ -248,6 +253,7 @@ export class NixBuildersServer {
     this.settings = parseSettings(s, problems);
     this.sayProblems(problems);
     this.nix.updateSettings({ binDir: this.settings.nixBinDir, env: this.settings.env });
+    this.pushQueue.configure(queueWorkerConfig(this.settings, this.nix));
   }
 
   private sayProblems(problems: readonly string[]): void {
