@@ -11,6 +11,7 @@ import { benchDoctor } from './doctor';
 import { benchLogParser } from './logParser';
 import { benchBigBuild } from './bigBuild';
 import { benchLabBuilds } from './labBuilds';
+import { benchHook } from './hook';
 
 const RUNS = 5;
 
@@ -91,6 +92,7 @@ async function main(): Promise<void> {
   await benchDoctor();
   await benchLabBuilds();
   await benchBigBuild();
+  await benchHook();
 }
 
 void main().catch((e: unknown) => {

@@ -79,6 +79,7 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
 /** Until something changes in `dir`, `ms` pass, or `signal` aborts. */
 function changeIn(dir: string, ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
     const inner = new AbortController();
     const done = () => {
       inner.abort();
