@@ -338,3 +338,20 @@ test('a standalone worker killed (SIGKILL) mid-push: started again, it pushes ev
   for (const p of [big, ...small]) assert.equal(pushedLog.filter((l) => l === p).length, 1, `${p} once in the pushed log`);
   assert.match(log, /Pushed q-\S+: \/nix\/store\/\S+-big-/);
 });
+
+test('inside the server: with nixBuilders.cache.queue.enabled and a push target, the server\'s worker pushes what a build queued and says the caches changed', { skip: hereOnly }, async () => {
+  const cache = cacheDir('cache-server');
+  await emptyQueue();
+  const server = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
+  try {
+    await server.initialize({ settings: { env: env(), cache: { pushTargets: [`file://${cache}`], queue: { enabled: true, dir: queue } } } }, dir);
+    await until('the server\'s worker holding the queue', async () => ((await queueStatus(queue)).worker === 'server' ? true : undefined));
+    const [out] = await nixBuild(drv('in-server', 'echo s > $out'));
+    await until('the server pushing it', () => (existsSync(narinfo(cache, out as string)) ? true : undefined));
+    await until('the entry removed', async () => ((await queueStatus(queue)).depth === 0 ? true : undefined));
+    await until('nixBuilders/cachesChanged', () => (server.notifications.some((m) => m.method === 'nixBuilders/cachesChanged') ? true : undefined));
+  } finally {
+    await server.shutdown();
+  }
+  assert.equal((await queueStatus(queue)).worker, 'none', 'the server\'s worker stopped with it');
+});
