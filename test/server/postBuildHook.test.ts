@@ -20,6 +20,7 @@ import { hashPart } from '../../language-server/nix/storePath';
 import { listEntries, queueStatus, readEntry } from '../../language-server/cache/queue';
 import { backoffDelay, queuePusher, runQueueWorker, type Pusher, type WorkerEvent, type WorkerOptions } from '../../language-server/cache/worker';
 import { isRunning } from '../lab/processes';
+import { standaloneArgs, systemdUnit } from '../../language-server/cache/standalone';
 
 const SERVER = path.join(__dirname, '../../language-server/main.ts');
 const WORKER = path.join(__dirname, '../../language-server/cache/pushWorkerMain.ts');
@@ -269,6 +270,42 @@ test('one worker at a time: a second waits while the first holds the queue and n
   await cEvents.next((e) => e.kind === 'pushed', 'c pushed after taking the stale lock');
   await c.stop();
   assert.deepEqual(pushedBy, ['a', '/nix/store/dddd-y']);
+});
+
+test('a path is pushed once: paths in the pushed log are skipped, also in a later entry and after a crash between the log and the removal of the entry', async () => {
+  const q = await mkdtemp(path.join(dir, 'q-once-'));
+  // A worker killed after logging its push and before removing the entry left both behind.
+  await writeFile(path.join(q, '.pushed'), '/nix/store/xxxx-pushed\n');
+  await writeFile(path.join(q, 'q-eeee-1'), '/nix/store/xxxx-pushed\n');
+  await writeFile(path.join(q, 'q-ffff-2'), '/nix/store/xxxx-pushed\n/nix/store/yyyy-new\n');
+  await utimes(path.join(q, 'q-eeee-1'), new Date(1000), new Date(1000));
+  const calls: string[][] = [];
+  const events = new Events();
+  const worker = startWorker({ dir: q, pusher: async (paths) => void calls.push(paths) }, events);
+  try {
+    await events.next((e) => e.kind === 'pushed' && e.entry === 'q-ffff-2', 'the second entry');
+  } finally {
+    await worker.stop();
+  }
+  assert.deepEqual(calls, [['/nix/store/yyyy-new']]);
+  const pushed = events.seen.filter((e) => e.kind === 'pushed');
+  assert.deepEqual(pushed.map((e) => e.kind === 'pushed' && [e.entry, e.paths, e.skipped]), [
+    ['q-eeee-1', [], ['/nix/store/xxxx-pushed']],
+    ['q-ffff-2', ['/nix/store/yyyy-new'], ['/nix/store/xxxx-pushed']],
+  ]);
+  assert.deepEqual(await readFile(path.join(q, '.pushed'), 'utf8'), '/nix/store/xxxx-pushed\n/nix/store/yyyy-new\n');
+  assert.deepEqual([(await queueStatus(q)).depth, (await queueStatus(q)).pushed], [0, 2]);
+});
+
+test('the standalone worker\'s command line is checked, and its systemd unit quotes what systemd would expand or split', () => {
+  assert.deepEqual(standaloneArgs(['--to', 'ssh-ng://cache', '--queue', '/q']), { systemdUnit: false, to: 'ssh-ng://cache', queue: '/q' });
+  assert.match((standaloneArgs(['--queue', '/q']) as { error: string }).error, /^--to STORE is needed/);
+  assert.match((standaloneArgs(['--to', 'x', '--queue', 'rel']) as { error: string }).error, /--queue must be an absolute path/);
+  assert.match((standaloneArgs(['--to']) as { error: string }).error, /--to needs a value/);
+  assert.match((standaloneArgs(['--bogus']) as { error: string }).error, /unknown argument '--bogus'/);
+  const { text } = systemdUnit({ node: '/usr/bin/node', script: '/opt/my ext/pushWorker.js', queue: '/home/a/q', to: 's3://b?endpoint=http://h:9000&x=50%$HOME' }, { XDG_CONFIG_HOME: '/cfg' });
+  assert.match(text, /^ExecStart=\/usr\/bin\/node "\/opt\/my ext\/pushWorker\.js" --to "s3:\/\/b\?endpoint=http:\/\/h:9000&x=50%%\$\$HOME" --queue \/home\/a\/q$/m);
+  assert.equal(systemdUnit({ node: 'n', script: 's', queue: '/q', to: 't' }, { XDG_CONFIG_HOME: '/cfg' }).file, '/cfg/systemd/user/nix-builders-push.service');
 });
 
 /** The children of a process (from /proc). */
