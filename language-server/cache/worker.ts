@@ -209,10 +209,11 @@ export class QueueWorkerHost {
   configure(config: QueueWorkerConfig | undefined): void {
     const key = config ? `${config.dir}\n${config.to}` : '';
     if (this.current?.key === key) return;
-    void this.stop();
+    // The new worker starts once the old one has let go of its queue's lock.
+    const previous = this.stop();
     if (!config) return;
     const controller = new AbortController();
-    const done = runQueueWorker(
+    const done = previous.then(() => runQueueWorker(
       {
         ...config,
         kind: 'server',
@@ -224,7 +225,7 @@ export class QueueWorkerHost {
         },
       },
       controller.signal,
-    ).catch((e: unknown) => this.log.error(`The push queue's worker stopped: ${message(e)}. Fix it and change a setting (or restart the server) to start it again.`));
+    )).catch((e: unknown) => this.log.error(`The push queue's worker stopped: ${message(e)}. Fix it and change a setting (or restart the server) to start it again.`));
     this.current = { key, controller, done };
   }
 
