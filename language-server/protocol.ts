@@ -707,7 +707,7 @@ export interface DiffoscopeResult {
 }
 
 export interface SetUpNixConfArgs {
-  /** The nix.conf to edit (default: the one Nix reads for this user; the system one when writable). */
+  /** The nix.conf to edit (default: the user's, or the system one with `scope: 'system'`). */
   nixConf?: string;
   /** Show the lines only, write nothing. */
   dryRun?: boolean;

@@ -121,6 +121,8 @@ export async function runQueueWorker(o: WorkerOptions, signal: AbortSignal): Pro
   try {
     const log = await PushedLog.open(o.dir);
     let failures = 0;
+    // A last error (also one a worker before this one left) is cleared by the next successful push.
+    let errorShown = true;
     const attempts = new Map<string, number>();
     while (!signal.aborted) {
       if (!(await holdsLock(o.dir, me))) throw new Error(`the lock of ${o.dir} was taken by another worker: this one stops`);
@@ -142,7 +144,8 @@ export async function runQueueWorker(o: WorkerOptions, signal: AbortSignal): Pro
         if (todo.length > 0) await o.pusher(todo, signal);
         await log.record(todo);
         await removeEntry(entry);
-        if (failures > 0) await writeLastError(o.dir, undefined);
+        if (errorShown) await writeLastError(o.dir, undefined);
+        errorShown = false;
         failures = 0;
         attempts.delete(entry.name);
         emit({ kind: 'pushed', entry: entry.name, paths: todo, skipped: paths.filter((p) => !todo.includes(p)) });
@@ -157,6 +160,7 @@ export async function runQueueWorker(o: WorkerOptions, signal: AbortSignal): Pro
         } else attempts.set(entry.name, n);
         const error = `pushing ${todo.length} path(s) of ${entry.name} to ${o.to} failed: ${message(e)}`;
         await writeLastError(o.dir, error);
+        errorShown = true;
         const retryInMs = backoffDelay(failures, backoff, random);
         emit({ kind: 'failed', entry: entry.name, error, retryInMs, movedToBack });
         await pause(retryInMs, signal);

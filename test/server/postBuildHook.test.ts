@@ -272,10 +272,11 @@ test('one worker at a time: a second waits while the first holds the queue and n
   assert.deepEqual(pushedBy, ['a', '/nix/store/dddd-y']);
 });
 
-test('a path is pushed once: paths in the pushed log are skipped, also in a later entry and after a crash between the log and the removal of the entry', async () => {
+test('a path is pushed once: paths in the pushed log are skipped, also in a later entry and after a crash between the log and the removal of the entry; an old last error is cleared', async () => {
   const q = await mkdtemp(path.join(dir, 'q-once-'));
   // A worker killed after logging its push and before removing the entry left both behind.
   await writeFile(path.join(q, '.pushed'), '/nix/store/xxxx-pushed\n');
+  await writeFile(path.join(q, '.status.json'), '{"lastError":"an error of the worker before"}\n');
   await writeFile(path.join(q, 'q-eeee-1'), '/nix/store/xxxx-pushed\n');
   await writeFile(path.join(q, 'q-ffff-2'), '/nix/store/xxxx-pushed\n/nix/store/yyyy-new\n');
   await utimes(path.join(q, 'q-eeee-1'), new Date(1000), new Date(1000));
@@ -294,7 +295,8 @@ test('a path is pushed once: paths in the pushed log are skipped, also in a late
     ['q-ffff-2', ['/nix/store/yyyy-new'], ['/nix/store/xxxx-pushed']],
   ]);
   assert.deepEqual(await readFile(path.join(q, '.pushed'), 'utf8'), '/nix/store/xxxx-pushed\n/nix/store/yyyy-new\n');
-  assert.deepEqual([(await queueStatus(q)).depth, (await queueStatus(q)).pushed], [0, 2]);
+  const status = await queueStatus(q);
+  assert.deepEqual([status.depth, status.pushed, status.lastError], [0, 2, undefined], 'the old error is cleared by the first successful push');
 });
 
 test('the standalone worker\'s command line is checked, and its systemd unit quotes what systemd would expand or split', () => {
