@@ -13,6 +13,7 @@ import { benchBigBuild } from './bigBuild';
 import { benchLabBuilds } from './labBuilds';
 import { benchCheck } from './check';
 import { benchPush } from './push';
+import { benchHook } from './hook';
 
 const RUNS = 5;
 
@@ -95,6 +96,7 @@ async function main(): Promise<void> {
   await benchBigBuild();
   await benchCheck();
   await benchPush();
+  await benchHook();
 }
 
 void main().catch((e: unknown) => {

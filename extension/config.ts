@@ -36,6 +36,7 @@ export function serverSettings(): ServerSettings {
     cache: {
       pushTargets: strings('cache.pushTargets'),
       signingKeyFile: c.get<string>('cache.signingKeyFile', '').trim(),
+      queue: { enabled: c.get<boolean>('cache.queue.enabled', false), dir: c.get<string>('cache.queue.dir', '').trim() },
     },
   };
 }

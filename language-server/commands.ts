@@ -35,6 +35,8 @@ import { checkOnBuilder, findBuilder } from './check/remoteCheck';
 import { runCompareMachines } from './check/compareMachines';
 import { pushArgs, pushToCacheCommand, type PushServer } from './cache/push';
 import { verifyArgs, verifyCacheCommand } from './cache/verify';
+import { setUpDiffHook } from './check/diffHook';
+import { setUpPostBuildHook } from './cache/hookScript';
 import {
   Notifications,
   ServerCommands,
@@ -61,6 +63,8 @@ import {
   type MachinesEdit,
   type SchedulePreviewParams,
   type SchedulePreviewResult,
+  type ServerSettings,
+  type SetUpNixConfArgs,
   type StartBuildParams,
 } from './protocol';
 
@@ -78,6 +82,7 @@ export interface CommandServer {
   /** Refused when the workspace is not trusted. */
   checkTrusted(): void;
   nix: Nix;
+  settings(): ServerSettings;
   evaluationTimeoutMs(): number;
   allowImportFromDerivation(): boolean;
   /** nixBuilders.check.diffoscopeIgnoreNoise. */
@@ -123,6 +128,17 @@ function checkArgs(arg: unknown): { uri: string; attrPath: string[]; builder?: s
   const rounds = a.rounds ?? 1;
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) throw invalid(`${usage}: "rounds" must be a whole number from 1 to 100.`);
   return { uri: a.uri, attrPath, ...(a.builder !== undefined ? { builder: a.builder } : {}), rounds };
+}
+
+/** `[{ nixConf?, dryRun?, queueDir?, scope? }]` of the nix.conf set-ups, checked. */
+function setUpArgs(arg: unknown, command: string): SetUpNixConfArgs {
+  const a = (arg ?? {}) as Partial<SetUpNixConfArgs>;
+  const usage = `${command} takes [{ nixConf?, dryRun?, queueDir?, scope?: "user" | "system" }]`;
+  if (typeof a !== 'object') throw invalid(`${usage}.`);
+  for (const k of ['nixConf', 'queueDir'] as const) if (a[k] !== undefined && (typeof a[k] !== 'string' || !path.isAbsolute(a[k]))) throw invalid(`${usage}: "${k}" must be an absolute path.`);
+  if (a.dryRun !== undefined && typeof a.dryRun !== 'boolean') throw invalid(`${usage}: "dryRun" must be true or false.`);
+  if (a.scope !== undefined && a.scope !== 'user' && a.scope !== 'system') throw invalid(`${usage}: "scope" must be "user" or "system".`);
+  return a;
 }
 
 /** `nix flake lock` may fetch inputs: minutes on a slow network, never forever. */
@@ -309,6 +325,10 @@ export class ServerCommandHandler {
         const a = verifyArgs(args?.[0]);
         return this.withProgress(`Verifying ${a.store}`, { abort, workDoneToken }, (report) => verifyCacheCommand(this.server, a, { signal, report }));
       }
+      case ServerCommands.setUpPostBuildHook:
+        return setUpPostBuildHook(this.server.nix, setUpArgs(args?.[0], c), this.server.settings());
+      case ServerCommands.setUpDiffHook:
+        return setUpDiffHook(this.server.nix, setUpArgs(args?.[0], c), this.server.settings());
       default:
         throw invalid(`Unknown command '${c}': this server runs ${this.commands.join(', ')}.`);
     }

@@ -12,7 +12,10 @@ import { searchPathEntryProblem } from './eval/searchPath';
 /** Settings that were dropped, each with why: said to the user, never passed to a process. */
 export type SettingsProblems = string[];
 
-export function parseSettings(s: Partial<ServerSettings> | undefined, problems: SettingsProblems = []): ServerSettings {
+/** What a client sends: any part of the settings (a section's own fields may be missing too). */
+export type SettingsOnTheWire = Partial<Omit<ServerSettings, 'cache'>> & { cache?: Partial<CacheSettings> };
+
+export function parseSettings(s: SettingsOnTheWire | undefined, problems: SettingsProblems = []): ServerSettings {
   const strings = (x: unknown) => (Array.isArray(x) ? x.filter((v): v is string => typeof v === 'string') : []);
   const env: Record<string, string> = {};
   if (s?.env && typeof s.env === 'object') {
@@ -42,21 +45,32 @@ export function parseSettings(s: Partial<ServerSettings> | undefined, problems: 
   };
 }
 
-/** `nixBuilders.cache`: push targets that are store URIs, a signing key file that is an absolute path (`~/`: the home folder). */
+/** `nixBuilders.cache`: push targets that are store URIs, a signing key file that is an absolute path (`~/`: the home folder), the push queue. */
 function cacheSettings(x: Partial<CacheSettings> | undefined, problems: SettingsProblems): CacheSettings {
   const pushTargets = (Array.isArray(x?.pushTargets) ? x.pushTargets : []).filter((t): t is string => {
     const ok = typeof t === 'string' && parseStoreUri(t.trim()) !== undefined && t.trim() !== '';
     if (!ok) problems.push(`"nixBuilders.cache.pushTargets": ${JSON.stringify(t)} is not a store URI (file:///var/cache/nix, ssh://host, ssh-ng://host, s3://bucket?region=…); it is ignored.`);
     return ok;
   });
-  const targets = { pushTargets: pushTargets.map((t) => t.trim()) };
+  const settings: CacheSettings = {
+    pushTargets: pushTargets.map((t) => t.trim()),
+    queue: { enabled: x?.queue?.enabled === true, dir: absolutePath(x?.queue?.dir, 'nixBuilders.cache.queue.dir', problems) },
+  };
   const file = typeof x?.signingKeyFile === 'string' ? x.signingKeyFile.trim().replace(/^~(?=\/)/, os.homedir()) : '';
-  if (file === '') return targets;
+  if (file === '') return settings;
   if (!path.isAbsolute(file)) {
     problems.push(`"nixBuilders.cache.signingKeyFile": ${JSON.stringify(file)} is not an absolute path; it is ignored.`);
-    return targets;
+    return settings;
   }
-  return { ...targets, signingKeyFile: file };
+  return { ...settings, signingKeyFile: file };
+}
+
+/** An absolute path setting ('' when unset); anything else is said and dropped. */
+function absolutePath(x: unknown, name: string, problems: SettingsProblems): string {
+  if (x === undefined || x === null || x === '') return '';
+  if (typeof x === 'string' && path.isAbsolute(x)) return x;
+  problems.push(`"${name}" must be an absolute path; it is ignored.`);
+  return '';
 }
 
 /** `nixBuilders.evaluation.arguments`: the entries that can be passed as `--arg`. */

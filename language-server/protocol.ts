@@ -34,12 +34,14 @@ export interface CheckSettings {
   diffoscopeIgnoreNoise: boolean;
 }
 
-/** Binary caches the user pushes to (section `nixBuilders.cache`). */
+/** Binary caches (section `nixBuilders.cache`): where to push, the key to sign with, the post-build-hook's push queue. */
 export interface CacheSettings {
-  /** Store URIs to push to (`nixBuilders.cache.pushTargets`), in the user's order. */
-  pushTargets?: string[];
+  /** Store URIs to push to (`nixBuilders.cache.pushTargets`), in the user's order; the push queue's worker pushes to the first. */
+  pushTargets: string[];
   /** `nixBuilders.cache.signingKeyFile`: the secret key pushes sign with (before nix.conf's secret-key-files). */
   signingKeyFile?: string;
+  /** The queue's worker runs inside the server (with a push target); `dir` empty: the server's own folder. */
+  queue: { enabled: boolean; dir: string };
 }
 
 export interface ServerSettings {
@@ -51,7 +53,7 @@ export interface ServerSettings {
   build: BuildSettings;
   /** Absent: the defaults (a client that sends only what it knows). */
   check?: CheckSettings;
-  /** Absent from a client that sends none: no push targets, no key of the extension's. */
+  /** Optional on the wire (a client may send none; the server pulls the whole section where it can); parseSettings always sets it. */
   cache?: CacheSettings;
 }
 
@@ -63,6 +65,7 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   evaluation: { depth: 3, timeoutSeconds: 30, allowImportFromDerivation: false, arguments: {}, searchPath: [] },
   build: { remoteOnly: false },
   check: { diffoscopeIgnoreNoise: true },
+  cache: { pushTargets: [], queue: { enabled: false, dir: '' } },
 };
 
 /** `initializationOptions` of the initialize request. Any LSP client may omit them. */
@@ -730,12 +733,14 @@ export interface DiffoscopeResult {
 }
 
 export interface SetUpNixConfArgs {
-  /** The nix.conf to edit (default: the one Nix reads for this user; the system one when writable). */
+  /** The nix.conf to edit (default: the user's, or the system one with `scope: 'system'`). */
   nixConf?: string;
   /** Show the lines only, write nothing. */
   dryRun?: boolean;
   /** post-build-hook: where the queue is (default: the server's). */
   queueDir?: string;
+  /** Which nix.conf when `nixConf` is not given: the user's (default) or the system one (what the daemon reads). */
+  scope?: 'user' | 'system';
 }
 
 export interface NixConfSetUpResult {
@@ -750,6 +755,8 @@ export interface NixConfSetUpResult {
   /** What else the user must do: restart the daemon, be a trusted user, … */
   notes: string[];
   message?: string;
+  /** post-build-hook: the systemd user unit of the standalone push worker, for when no editor runs (shown, not installed). */
+  systemdUnit?: { file: string; text: string };
 }
 
 // ---- Issue 12 (push to cache) ----

@@ -76,7 +76,8 @@ import { generateKey, KeyArgumentError } from './cache/keys';
 import { listCaches } from './cache/caches';
 import { uploadStagedCache } from './cache/s3';
 
-const NO_CACHE_SETTINGS: CacheSettings = {};
+const NO_CACHE_SETTINGS: CacheSettings = { pushTargets: [], queue: { enabled: false, dir: '' } };
+import { QueueWorkerHost, queueWorkerConfig } from './cache/worker';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
 
@@ -126,6 +127,7 @@ export class NixBuildersServer {
   private readonly diagnostics: DocumentDiagnostics;
   private readonly builds: Builds;
   private readonly commands: ServerCommandHandler;
+  private readonly pushQueue: QueueWorkerHost;
   private untrustedNoticeSent = false;
   /** The doctor's last verdict per builder id (for the scheduling preview). */
   private readonly health = new Map<string, BuilderHealth>();
@@ -139,6 +141,7 @@ export class NixBuildersServer {
     this.nix = new Nix(runner, { binDir: '', env: {} });
     this.watcher = new FilesWatcher(() => this.invalidate());
     this.builds = new Builds(connection, this.nix);
+    this.pushQueue = new QueueWorkerHost(connection.console, () => void connection.sendNotification(Notifications.cachesChanged));
     this.commands = new ServerCommandHandler(connection, {
       buildTargets: (p) => this.buildTargets(p),
       startBuild: (p, o) => this.startBuild(p, o),
@@ -149,6 +152,7 @@ export class NixBuildersServer {
       machinesFiles: () => this.settings.machinesFiles,
       checkTrusted: () => this.checkTrusted(),
       nix: this.nix,
+      settings: () => this.settings,
       evaluationTimeoutMs: () => evaluationOptions(this.settings).timeoutMs,
       allowImportFromDerivation: () => this.settings.evaluation.allowImportFromDerivation,
       diffoscopeIgnoreNoise: () => this.settings.check?.diffoscopeIgnoreNoise ?? true,
@@ -211,6 +215,7 @@ export class NixBuildersServer {
       this.keyFilesWatcher.dispose();
       this.diagnostics.dispose();
       this.builds.dispose();
+      return this.pushQueue.stop();
     });
     this.documents.listen(connection);
   }
@@ -273,6 +278,7 @@ export class NixBuildersServer {
     this.settings = parseSettings(s, problems);
     this.sayProblems(problems);
     this.nix.updateSettings({ binDir: this.settings.nixBinDir, env: this.settings.env });
+    this.pushQueue.configure(queueWorkerConfig(this.settings, this.nix));
   }
 
   private sayProblems(problems: readonly string[]): void {

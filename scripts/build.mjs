@@ -40,6 +40,8 @@ const builds = [
   { ...common, entryPoints: { extension: 'extension/main.ts' }, outdir, external: ['vscode'] },
   // The language server: execa is ESM-only and is bundled into CommonJS here.
   { ...common, entryPoints: { server: 'language-server/main.ts' }, outdir },
+  // The standalone push worker (README: "The push queue without an editor").
+  { ...common, entryPoints: { pushWorker: 'language-server/cache/pushWorkerMain.ts' }, outdir },
 ];
 
 if (watch) {

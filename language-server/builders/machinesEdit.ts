@@ -44,8 +44,8 @@ function tempFileName(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}${TEMP_INFIX}${randomBytes(8).toString('hex')}.tmp`);
 }
 
-/** Thrown inside this module when the file changed between our read and our rename. */
-class ChangedOnDiskError extends Error {}
+/** Thrown when the file changed between our read and our rename (`expectCurrent`). */
+export class ChangedOnDiskError extends Error {}
 
 function errnoCode(err: unknown): string | undefined {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
@@ -167,13 +167,16 @@ async function syncFolder(dir: string): Promise<void> {
 /**
  * Replace `file` with `text` atomically (temp file + fsync + rename + folder fsync), keeping its
  * mode and, as root, its owner. A symbolic link is followed: its target is written. With
- * `backup`, the previous content (if any) is kept as `<target>.bak`. Throws the underlying
- * `NodeJS.ErrnoException` on failure; no temp file is left behind.
+ * `backup`, the previous content (if any) is kept as `<target>.bak`. With `expectCurrent`, nothing
+ * is renamed unless the file still holds exactly that text (null: no file), and a
+ * `ChangedOnDiskError` is thrown instead. Throws the underlying `NodeJS.ErrnoException` on
+ * failure; no temp file is left behind.
  */
-export async function writeFileAtomic(file: string, text: string, opts: { backup?: boolean } = {}): Promise<void> {
+export async function writeFileAtomic(file: string, text: string, opts: { backup?: boolean; expectCurrent?: string | null } = {}): Promise<void> {
   const target = await resolveTarget(file);
   const previous = opts.backup ? await readOrUndefined(target) : undefined;
-  await writeAtomic(target, Buffer.from(text, 'utf8'), { backup: previous });
+  const expectCurrent = opts.expectCurrent === undefined ? {} : { expectCurrent: opts.expectCurrent === null ? null : Buffer.from(opts.expectCurrent, 'utf8') };
+  await writeAtomic(target, Buffer.from(text, 'utf8'), { backup: previous, ...expectCurrent });
 }
 
 /** Follow symbolic links so the link stays a link; a missing file is written where it was named. */

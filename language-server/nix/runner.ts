@@ -162,6 +162,20 @@ export function killAllChildren(graceMs = 2000): number {
   return groups.length;
 }
 
+/**
+ * End this process's groups on every way out: `exit`, and SIGTERM, SIGINT, SIGHUP (re-raised once
+ * they are ended). For the composition roots (the server, the standalone push worker).
+ */
+export function endChildrenOnExit(): void {
+  process.on('exit', () => killAllChildren());
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      killAllChildren();
+      process.kill(process.pid, signal);
+    });
+  }
+}
+
 /** SIGTERM to each group, a grace period while any leader still runs, then SIGKILL. Synchronous. */
 function endGroups(groups: readonly number[], graceMs: number): void {
   for (const pgid of groups) signalGroup(pgid, 'SIGTERM');

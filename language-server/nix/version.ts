@@ -56,6 +56,8 @@ export interface NixCapabilities {
   signPaths: readonly string[];
   /** `repeat` setting, removed in 2.13. */
   repeatSetting: boolean;
+  /** post-build-hooks run asynchronously, without holding up the build loop, from 2.35. */
+  asyncPostBuildHook: boolean;
   /** `nix path-info --json` is a map from 2.19 (a list before). */
   pathInfoJsonIsMap: boolean;
   /** `nix store cat` (2.4+) or `nix cat-store` (2.3): a store file's contents through Nix. */
@@ -81,6 +83,7 @@ export function capabilitiesFor(version: NixVersion): NixCapabilities {
     internalJsonLog: gated,
     signPaths: gated ? ['store', 'sign'] : ['sign-paths'],
     repeatSetting: !atLeast(version, 2, 13),
+    asyncPostBuildHook: atLeast(version, 2, 35),
     pathInfoJsonIsMap: atLeast(version, 2, 19),
     storeCat: gated ? ['store', 'cat'] : ['cat-store'],
     storeVerify: gated ? ['store', 'verify'] : ['verify'],

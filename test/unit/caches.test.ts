@@ -52,8 +52,8 @@ test('consumer snippets: strings quoted for Nix; without a key they say that Nix
 test('nixBuilders.cache settings: store URIs only, an absolute key file only', () => {
   const problems: string[] = [];
   const s = parseSettings({ cache: { pushTargets: ['file:///var/cache/nix', ' ssh-ng://b1 ', 'no uri', 7 as unknown as string], signingKeyFile: 'relative.sec' } }, problems);
-  assert.deepEqual(s.cache, { pushTargets: ['file:///var/cache/nix', 'ssh-ng://b1'] });
+  assert.deepEqual(s.cache, { pushTargets: ['file:///var/cache/nix', 'ssh-ng://b1'], queue: { enabled: false, dir: '' } });
   assert.equal(problems.length, 3, problems.join('\n'));
-  assert.deepEqual(parseSettings(undefined).cache, { pushTargets: [] });
-  assert.deepEqual(parseSettings({ cache: { signingKeyFile: '~/keys/k.sec' } }).cache, { pushTargets: [], signingKeyFile: path.join(os.homedir(), 'keys/k.sec') });
+  assert.deepEqual(parseSettings(undefined).cache, { pushTargets: [], queue: { enabled: false, dir: '' } });
+  assert.deepEqual(parseSettings({ cache: { signingKeyFile: '~/keys/k.sec' } }).cache, { pushTargets: [], queue: { enabled: false, dir: '' }, signingKeyFile: path.join(os.homedir(), 'keys/k.sec') });
 });

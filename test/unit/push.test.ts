@@ -142,11 +142,11 @@ test('a secret key file others can read is refused with `chmod 600`; 0600 is rea
 
 test('nixBuilders.cache.signingKeyFile: an absolute path (~/ expanded) is kept, a relative one dropped with why', () => {
   const problems: string[] = [];
-  assert.deepEqual(parseSettings({ cache: { signingKeyFile: '/keys/c.sec' } }).cache, { pushTargets: [], signingKeyFile: '/keys/c.sec' });
+  assert.deepEqual(parseSettings({ cache: { signingKeyFile: '/keys/c.sec' } }).cache, { pushTargets: [], queue: { enabled: false, dir: '' }, signingKeyFile: '/keys/c.sec' });
   assert.match(parseSettings({ cache: { signingKeyFile: '~/c.sec' } }).cache?.signingKeyFile ?? '', /^\/.*\/c\.sec$/);
-  assert.deepEqual(parseSettings({ cache: { signingKeyFile: 'c.sec' } }, problems).cache, { pushTargets: [] });
+  assert.deepEqual(parseSettings({ cache: { signingKeyFile: 'c.sec' } }, problems).cache, { pushTargets: [], queue: { enabled: false, dir: '' } });
   assert.match(problems[0] ?? '', /signingKeyFile": "c\.sec" is not an absolute path/);
-  assert.deepEqual(parseSettings({}).cache, { pushTargets: [] });
+  assert.deepEqual(parseSettings({}).cache, { pushTargets: [], queue: { enabled: false, dir: '' } });
 });
 
 test('the commands\' arguments: what is missing or wrong is refused saying what to give', () => {

@@ -31,6 +31,8 @@ test('spellings follow the version (2.3 -> newest)', () => {
   assert.equal(caps('2.8.0').repeatSetting, true);
   assert.equal(caps('2.8.0').reportsTrust, false);
   assert.equal(caps('2.13.0').repeatSetting, false);
+  assert.equal(caps('2.34.1').asyncPostBuildHook, false);
+  assert.equal(caps('2.35.0').asyncPostBuildHook, true);
   assert.equal(caps('2.14.0').storeInfoJson, true);
   assert.deepEqual(caps('2.15.0').showDerivation, ['derivation', 'show']);
   assert.equal(caps('2.15.0').reportsTrust, true);

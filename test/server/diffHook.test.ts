@@ -1,0 +1,87 @@
+// The diff-hook set-up (`nixBuilders.server.setUpDiffHook`) from a plain LSP client, then real Nix
+// with the nix.conf it wrote: a rebuild of a nondeterministic derivation runs the hook, whose report
+// is in the build's log and in the reports folder. Nix 2.8 also gets `repeat = 1`, whose second
+// round runs the hook on a plain build.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { StdioLspClient } from './lspClient';
+import { NIX_BIN, nixCommand } from './nixUnderTest';
+import { ServerCommands, type NixConfSetUpResult } from '../../language-server/protocol';
+import { diffReportsDir } from '../../language-server/check/diffHook';
+
+const SERVER = path.join(__dirname, '../../language-server/main.ts');
+// The hook is written on this machine; a Nix in another root (the 2.26 tier) cannot run it there.
+const hereOnly = NIX_BIN ? 'the hook script is written outside the root that Nix 2.26 runs in' : false;
+
+let dir: string;
+let client: StdioLspClient;
+/** Reports this file's builds left in the shared reports folder. */
+const made: string[] = [];
+const salt = () => `${Date.now()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+const CONF = ['# test nix.conf', 'build-users-group =', 'substituters =', 'sandbox = false', ''].join('\n');
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'nb-diffhook-'));
+  await writeFile(path.join(dir, 'nix.conf'), CONF);
+  client = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
+  await client.initialize({ settings: { env: { NIX_CONF_DIR: dir, XDG_STATE_HOME: path.join(dir, 'state') } } }, dir);
+});
+
+after(async () => {
+  await client?.shutdown();
+  if (dir) await rm(dir, { recursive: true, force: true });
+  for (const f of made) await rm(f, { force: true });
+});
+
+/** nix-build with the set-up's nix.conf: exit code and stderr. */
+function nixBuild(expr: string, extra: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
+  return new Promise((resolve) => {
+    execFile(nixCommand('nix-build'), ['--no-out-link', ...extra, '-E', expr], { env: { ...process.env, NIX_CONF_DIR: dir }, timeout: 120_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+test('set-up writes the hook (0755) and the nix.conf lines (repeat = 1 before 2.13) with a backup, and says what needs a daemon restart', { skip: hereOnly }, async () => {
+  const r = await client.request<NixConfSetUpResult>('workspace/executeCommand', { command: ServerCommands.setUpDiffHook, arguments: [{ nixConf: path.join(dir, 'nix.conf') }] });
+  assert.equal(r.status, 'written', JSON.stringify(r));
+  const script = path.join(dir, 'state', 'nix-builders', 'hooks', 'diff-hook');
+  assert.equal(r.script, script);
+  assert.equal(statSync(script).mode & 0o777, 0o755);
+  assert.deepEqual(r.lines, [`diff-hook = ${script}`, 'run-diff-hook = true', 'repeat = 1']);
+  assert.equal(await readFile(path.join(dir, 'nix.conf'), 'utf8'), `${CONF}diff-hook = ${script}\nrun-diff-hook = true\nrepeat = 1\n`);
+  assert.equal(await readFile(path.join(dir, 'nix.conf.bak'), 'utf8'), CONF);
+  assert.ok(r.notes.some((n) => /restart the daemon \(sudo systemctl restart nix-daemon/.test(n)), JSON.stringify(r.notes));
+  assert.ok(r.notes.some((n) => /repeat = 1 builds every derivation twice/.test(n)), JSON.stringify(r.notes));
+  assert.ok(r.notes.some((n) => n.includes(diffReportsDir())));
+  assert.equal(statSync(diffReportsDir()).mode & 0o1777, 0o1777, 'the reports folder is world-writable and sticky');
+});
+
+test('with that nix.conf, nix-build --check of a nondeterministic derivation runs the hook: its report is in the log and in the reports folder; repeat = 1 runs it on the plain build', { skip: hereOnly }, async () => {
+  const name = `dh-${salt()}`;
+  const expr = `derivation { name = "${name}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "read u < /proc/sys/kernel/random/uuid; echo $u > $out" ]; }`;
+  // repeat = 1 (Nix 2.8): the plain build already has two rounds, which differ.
+  const rounds = await nixBuild(expr, []);
+  assert.notEqual(rounds.code, 0);
+  assert.match(rounds.stderr, /\(round 2\/2\)/);
+  assert.match(rounds.stderr, /nix-builders diff-hook: \/nix\/store\/\S+\.drv is not reproducible/);
+  // Built once (no rounds), then checked.
+  const built = await nixBuild(expr, ['--option', 'repeat', '0']);
+  assert.equal(built.code, 0, built.stderr);
+  const out = built.stdout.trim();
+  const check = await nixBuild(expr, ['--option', 'repeat', '0', '--check']);
+  assert.equal(check.code, 104, check.stderr);
+  assert.match(check.stderr, new RegExp(`nix-builders diff-hook: \\S+\\.drv is not reproducible: ${out} differs from ${out}\\.check`));
+  assert.match(check.stderr, /^< [0-9a-f-]{36}$/m, 'the diff itself is in the log');
+  const reports = diffReportsDir();
+  const ours = (await readdir(reports)).filter((n) => n.startsWith(path.basename(out)));
+  for (const n of ours) made.push(path.join(reports, n));
+  const file = ours.find((n) => !n.includes('.check.'));
+  assert.ok(file, `a report for ${out} in ${reports}: ${ours.join(', ')}`);
+  assert.match(readFileSync(path.join(reports, file), 'utf8'), new RegExp(`is not reproducible: ${out} differs from ${out}\\.check\n1c1\n< `));
+});
