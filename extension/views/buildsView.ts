@@ -98,9 +98,9 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
   }
 
   getChildren(node?: Node): Node[] {
-    // VS Code reads the roots, then each one's row (getTreeItem), then the children of those expanded.
-    if (!node) this.rootUnread = false;
     if (!node) {
+      // VS Code reads the roots, then each one's row (getTreeItem), then the children of those expanded.
+      this.rootUnread = false;
       const builds = this.store
         .all()
         .reverse()
