@@ -42,6 +42,16 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
   readonly onDidChangeTreeData = this.changed.event;
   /** One node object per build, so an update can refresh just that build's subtree. */
   private readonly buildNodes = new Map<string, Extract<Node, { kind: 'build' }>>();
+  /**
+   * What VS Code was told changed and has not read since: the whole tree, or these builds' rows. A
+   * change meanwhile is not told again (that read shows it): each change told is a refresh, during
+   * which VS Code does not know the rows it refreshes, and a command run from such a row's context
+   * menu gets undefined instead of the row (microsoft/vscode#144250). VS Code's debounce (200 ms, on
+   * the leading edge) made a build that starts and ends at once two refreshes, the second after its
+   * rows showed.
+   */
+  private rootUnread = false;
+  private readonly buildsUnread = new Set<string>();
 
   /** The reproducibility checks, listed before the builds. */
   private readonly checks: CheckNodes;
@@ -55,7 +65,7 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
 
   /** A check was added or replaced. */
   checksChanged(): void {
-    this.changed.fire(undefined);
+    this.tell(undefined);
   }
 
   /** The checks' and comparisons' rows as shown (the API's). */
@@ -67,16 +77,30 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
   update(buildId: string): void {
     const node = this.buildNodes.get(buildId);
     const known = new Set(this.store.all().map((b) => b.buildId));
-    for (const id of this.buildNodes.keys()) if (!known.has(id)) this.buildNodes.delete(id);
-    if (node) this.changed.fire(node);
+    for (const id of this.buildNodes.keys()) {
+      if (known.has(id)) continue;
+      this.buildNodes.delete(id);
+      this.buildsUnread.delete(id);
+    }
+    if (node) this.tell(node);
     else {
       this.buildNodes.set(buildId, { kind: 'build', buildId });
-      this.changed.fire(undefined);
+      this.tell(undefined);
     }
+  }
+
+  /** Tell VS Code that `node` (undefined: the whole tree) changed, unless a read of it is still to come. */
+  private tell(node: Extract<Node, { kind: 'build' }> | undefined): void {
+    if (this.rootUnread || (node && this.buildsUnread.has(node.buildId))) return;
+    if (node) this.buildsUnread.add(node.buildId);
+    else this.rootUnread = true;
+    this.changed.fire(node);
   }
 
   getChildren(node?: Node): Node[] {
     if (!node) {
+      // VS Code reads the roots, then each one's row (getTreeItem), then the children of those expanded.
+      this.rootUnread = false;
       const builds = this.store
         .all()
         .reverse()
@@ -120,6 +144,7 @@ export class BuildsView implements vscode.TreeDataProvider<Node> {
     if (isCheckNode(node)) return this.checks.item(node);
     switch (node.kind) {
       case 'build':
+        this.buildsUnread.delete(node.buildId);
         return this.buildItem(node.buildId);
       case 'group': {
         const item = new vscode.TreeItem(GROUP_LABEL[node.group], vscode.TreeItemCollapsibleState.Collapsed);

@@ -4,13 +4,18 @@
 // binary file that differs opens as its sizes and hashes (no diff editor), a text file in the diff
 // editor on the first build and the kept rebuild; two attributes whose inputs differ in a variable
 // show that input and the variable; Compare Builds Across Machines (this machine and the lab's b1)
-// puts its answer in the Builds view and opens its differing file in the diff editor.
+// puts its answer in the Builds view and opens its differing file in the diff editor. The Builds
+// view tells VS Code of a change only once until VS Code read it (a refresh in between would leave
+// a row's context-menu command without its row).
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as vscode from 'vscode';
 import { eventually, EXTENSION_ID, workspaceTrusted } from './helpers';
 import type { NixBuildersApi } from '../../../extension/api';
-import type { CheckReproducibilityResult, CompareMachinesResult } from '../../../language-server/protocol';
+import type { BuildInfo, CheckReproducibilityResult, CompareMachinesResult, DrvSnapshot } from '../../../language-server/protocol';
+import { BuildStore } from '../../../extension/buildState';
+import { CheckStore } from '../../../extension/checkState';
+import { BuildsView } from '../../../extension/views/buildsView';
 
 const salt = () => `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
 
@@ -212,5 +217,56 @@ suite('Nix Builders: reproducibility checks', () => {
       await vscode.commands.executeCommand('workbench.action.closeAllEditors');
       await vscode.workspace.fs.delete(dir, { recursive: true });
     }
+  });
+
+  test('the Builds view tells VS Code of a change once until VS Code read it: a build that starts, runs and ends between two reads is one refresh, and a row VS Code shows is not refreshed again for what it shows', () => {
+    // The notifications of a build that ends at once (start, update, end within VS Code's 200 ms
+    // debounce): each change told is a refresh, during which a command run from a row's context
+    // menu gets undefined instead of the row (microsoft/vscode#144250).
+    const store = new BuildStore();
+    const checks = new CheckStore();
+    const view = new BuildsView(store, checks);
+    const told: Array<string | undefined> = [];
+    view.onDidChangeTreeData((node) => told.push(node === undefined ? undefined : JSON.stringify(node)));
+    const drv = (state: DrvSnapshot['state']): DrvSnapshot => ({ drvPath: '/nix/store/aaa-same.drv', name: 'same', state, machine: '', logLineCount: 0, logDropped: 0, log: [] });
+    const snapshot = (state: DrvSnapshot['state'], done: number) => ({ derivations: [drv(state)], transfers: [], progress: { done, expected: 1, running: 1 - done, failed: 0 }, copyProgress: { done: 0, expected: 0, running: 0, failed: 0 }, messages: [], events: 1 });
+    const start: BuildInfo = { buildId: 'b-1', uri: 'file:///same.nix', targets: [{ attrPath: ['same'], drvPath: '/nix/store/aaa-same.drv', line: 1 }], plan: { summary: '1 to build', toBuild: [], toFetch: [], problems: [] }, status: 'running' };
+    const notify = (p: Parameters<BuildStore['apply']>[0]) => view.update(store.apply(p)?.buildId ?? assert.fail('the store took the notification'));
+    notify(start);
+    notify({ buildId: 'b-1', status: 'running', snapshot: { ...snapshot('building', 0), partial: true } });
+    notify({ ...start, status: 'built', snapshot: snapshot('built', 1) });
+    assert.deepEqual(told, [undefined], 'one refresh of the whole tree');
+
+    // VS Code reads the tree: the roots, each one's row, the children of the expanded build.
+    const read = (node?: Parameters<BuildsView['getChildren']>[0]): void => {
+      for (const child of view.getChildren(node)) {
+        view.getTreeItem(child);
+        read(child);
+      }
+    };
+    read();
+    const drvRow = view.getChildren(view.getChildren()[0]).map((n) => view.getTreeItem(n))[0];
+    assert.equal(drvRow?.contextValue, 'drv-built-attribute');
+    assert.match(String(drvRow?.description), /built here/);
+
+    // A check answered, and the server's checkFinished of the same check before VS Code read the first: one refresh.
+    const result: CheckReproducibilityResult = { drvPath: '/nix/store/aaa-same.drv', machine: 'this machine', rounds: 1, builtFirst: false, status: 'reproducible', summary: 'reproducible: 1 output the same in 1 rebuild', outputs: [] };
+    checks.add('file:///same.nix', ['same'], result);
+    view.checksChanged();
+    checks.add('file:///same.nix', ['same'], result);
+    view.checksChanged();
+    assert.deepEqual(told, [undefined, undefined]);
+    read();
+
+    // A build VS Code shows changes: its row is refreshed once until VS Code read it again.
+    const again: BuildInfo = { ...start, buildId: 'b-2' };
+    notify(again);
+    read();
+    notify({ buildId: 'b-2', status: 'running', snapshot: { ...snapshot('building', 0), partial: true } });
+    notify({ buildId: 'b-2', status: 'running', snapshot: { ...snapshot('built', 1), partial: true } });
+    assert.deepEqual(told, [undefined, undefined, undefined, JSON.stringify({ kind: 'build', buildId: 'b-2' })]);
+    read();
+    notify({ ...again, status: 'built', snapshot: snapshot('built', 1) });
+    assert.equal(told.length, 5, 'a change after VS Code read the row is told');
   });
 });

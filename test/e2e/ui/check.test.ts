@@ -139,8 +139,11 @@ test('Check Reproducibility from a built attribute in the Builds view: a determi
     await openFromExplorerAndBuild(page, file);
     await page.locator('.part.activitybar').getByRole('tab', { name: /^Nix Builders/ }).click();
     const rows = nixBuildersViewRows(page, 'Builds');
+    // The build ended (its row says so: no notification of it is left to refresh the view while
+    // the menu is open) and its derivation's row offers the check.
+    await rows.filter({ has: page.locator('.label-name', { hasText: /^same$/ }) }).filter({ has: page.locator('.label-description', { hasText: /^built\b/ }) }).first().waitFor({ timeout: 120_000 });
     const drvRow = rows.filter({ has: page.locator('.label-name', { hasText: new RegExp(`^${escapeRegExp(name)}$`) }) }).filter({ hasText: /built here/ }).first();
-    await drvRow.waitFor({ timeout: 120_000 });
+    await drvRow.waitFor({ timeout: 10_000 });
 
     // Its context menu: Check Reproducibility (the menu ignores a click right after it opened: the keyboard chooses).
     await drvRow.click({ button: 'right' });
