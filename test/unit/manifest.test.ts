@@ -66,3 +66,10 @@ test('the VSIX ships no .node file: native modules built for this Node do not lo
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('no setting is contributed twice (JSON.parse keeps the last one silently; two merged branches each added one)', () => {
+  const text = readFileSync(path.join(root, 'package.json'), 'utf8');
+  const keys = [...text.matchAll(/^ {8}"(nixBuilders\.[^"]+)": \{$/gm)].map((m) => m[1] as string);
+  assert.ok(keys.length >= Object.keys(manifest.contributes.configuration.properties).length, 'every setting is found in the text');
+  assert.deepEqual(keys.filter((k, i) => keys.indexOf(k) !== i), []);
+});
