@@ -142,8 +142,15 @@ test(
       await page.locator('.part.activitybar').getByRole('tab', { name: /^Nix Builders/ }).click();
       const row = cachesRow(new RegExp(`^${escapeRegExp(target)}\\s*reachable · key trusted`));
       await row.waitFor({ timeout: 60_000 });
-      await row.hover();
-      await page.locator('.monaco-hover-content, .custom-hover', { hasText: `signed by ${KEY_NAME}, a trusted key` }).first().waitFor({ timeout: 30_000 });
+      // The row reads the same before the view's refresh after the push (an empty target is judged by
+      // the key pushes sign with); a hover opened on the row before that refresh keeps its old text.
+      // So hover again until the tooltip is the one of the pushed cache.
+      const tooltip = page.locator('.monaco-hover-content, .custom-hover', { hasText: `signed by ${KEY_NAME}, a trusted key` }).first();
+      await eventually(async () => {
+        await page.mouse.move(0, 0);
+        await row.hover();
+        return (await tooltip.waitFor({ timeout: 3_000 }).then(() => true, () => false)) || undefined;
+      }, 60_000);
       await screenshot(page, 'caches-view-after-push.png');
     });
   },
