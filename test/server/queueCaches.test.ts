@@ -1,12 +1,13 @@
 // The push queue in the Caches view's answer (nixBuilders.server.listCaches) from a plain LSP
 // client against real Nix: with nixBuilders.cache.queue.enabled and one entry queued, the server's
-// worker tries to push it unsigned (no key set, none in nix.conf): listCaches answers depth 1 and
-// the last error; once nixBuilders.cache.signingKeyFile names a key, the worker (restarted by the
-// change) pushes it signed: depth 0, pushed 1, no error — and the server said cachesChanged.
+// worker cannot push it while the signing key (nixBuilders.cache.signingKeyFile) is readable by
+// others: listCaches answers depth 1 and that last error; once the key is 0600, the worker's retry
+// pushes it signed: depth 0, pushed 1, no error — and the server said cachesChanged.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { StdioLspClient } from './lspClient';
@@ -40,33 +41,32 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 
   }
 }
 
-test('listCaches answers the queue: depth 1 and the unsigned push\'s error while no key is set; pushed 1 once the signing key setting names one (the worker pushed, cachesChanged sent)', { timeout: 400_000 }, async () => {
+test('listCaches answers the queue: depth 1 and the push\'s error while the signing key is readable by others; pushed 1 once it is 0600 (the worker pushed, cachesChanged sent)', { timeout: 400_000 }, async () => {
   const env = { ...process.env, NIX_CONF_DIR: dir };
   const nix = (cmd: string, args: string[], input?: string) => execFileSync(nixCommand(cmd), args, { env, encoding: 'utf8', ...(input !== undefined ? { input } : {}) }).trim();
   const salt = `${Date.now()}-${process.pid}`;
   const out = nix('nix-build', ['--no-out-link', '-E', `derivation { name = "nb-queue-caches-${salt}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${salt} > $out" ]; }`]).split('\n').pop() as string;
   const secret = nix('nix', ['--extra-experimental-features', 'nix-command', 'key', 'generate-secret', '--key-name', `queue-caches-${salt}`]);
   const keyFile = path.join(dir, 'key.sec');
-  await writeFile(keyFile, secret, { mode: 0o600 });
+  await writeFile(keyFile, secret, { mode: 0o644 });
   const queue = path.join(dir, 'queue');
   await mkdir(queue);
   // One entry, as the post-build-hook writes it.
   await writeFile(path.join(queue, 'q-test-1'), `${out}\n`);
   const cache = path.join(dir, 'cache');
-  const settings = (signingKeyFile?: string) => ({ env: { NIX_CONF_DIR: dir }, cache: { pushTargets: [`file://${cache}`], queue: { enabled: true, dir: queue }, ...(signingKeyFile ? { signingKeyFile } : {}) } });
-
   client = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
-  await client.initialize({ settings: settings() }, dir);
+  await client.initialize({ settings: { env: { NIX_CONF_DIR: dir }, cache: { pushTargets: [`file://${cache}`], signingKeyFile: keyFile, queue: { enabled: true, dir: queue } } } }, dir);
   const queueOf = async () => (await client.request<CachesInfo>('workspace/executeCommand', { command: ServerCommands.listCaches, arguments: [] })).queue;
   const failing = await until<PushQueueStatus>('the unsigned push failed', async () => {
     const q = await queueOf();
     return q?.lastError ? q : undefined;
   });
   assert.deepEqual([failing.dir, failing.depth, failing.pushed, failing.worker], [queue, 1, 0, 'server'], JSON.stringify(failing));
-  assert.match(failing.lastError ?? '', /UNSIGNED/);
+  assert.match(failing.lastError ?? '', /readable by others .*chmod 600/);
+  assert.equal(existsSync(cache), false, 'nothing was pushed');
 
   const changesBefore = client.notifications.filter((m) => m.method === 'nixBuilders/cachesChanged').length;
-  client.notify('workspace/didChangeConfiguration', { settings: { nixBuilders: settings(keyFile) } });
+  await chmod(keyFile, 0o600);
   const pushed = await until<PushQueueStatus>('the signed push', async () => {
     const q = await queueOf();
     return q?.pushed === 1 ? q : undefined;
