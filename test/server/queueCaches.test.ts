@@ -57,7 +57,7 @@ test('listCaches answers the queue: depth 1 and the push\'s error while the sign
   client = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
   await client.initialize({ settings: { env: { NIX_CONF_DIR: dir }, cache: { pushTargets: [`file://${cache}`], signingKeyFile: keyFile, queue: { enabled: true, dir: queue } } } }, dir);
   const queueOf = async () => (await client.request<CachesInfo>('workspace/executeCommand', { command: ServerCommands.listCaches, arguments: [] })).queue;
-  const failing = await until<PushQueueStatus>('the unsigned push failed', async () => {
+  const failing = await until<PushQueueStatus>('the push\'s failure in the queue', async () => {
     const q = await queueOf();
     return q?.lastError ? q : undefined;
   });
