@@ -8,6 +8,7 @@ import type { Ctx } from './ctx';
 import type { CommandId } from './commandIds';
 import { pushTargets, setSigningKeyFile } from './config';
 import { cacheOfNode, keyOfNode } from './views/cachesView';
+import { attributeOfNode } from './views/buildsView';
 import { parseStoreUri } from '../language-server/nix/storeUri';
 import {
   ServerCommands,
@@ -133,8 +134,8 @@ export const CACHE_COMMANDS: Readonly<Record<CacheCommandId, Handler>> = {
     } else if (choice) await copy(key.publicKey, `the public key of ${key.keyName}`);
   },
   'nixBuilders.pushToCache': async (ctx, arg) => {
-    // The code lens's arguments, or the attribute at the cursor.
-    const given = arg && typeof arg === 'object' && typeof (arg as PushToCacheArgs).uri === 'string' ? (arg as PushToCacheArgs) : undefined;
+    // A built attribute's row in the Builds view, the code lens's arguments, or the attribute at the cursor.
+    const given: (Pick<PushToCacheArgs, 'uri' | 'attribute'> & Partial<PushToCacheArgs>) | undefined = attributeOfNode(arg) ?? (arg && typeof arg === 'object' && typeof (arg as PushToCacheArgs).uri === 'string' ? (arg as PushToCacheArgs) : undefined);
     const what = given ? { uri: given.uri, attribute: given.attribute } : await derivationHere(ctx, 'Push which derivation?');
     if (!what) return;
     const to = await pickStore(pushTargets(), given?.to, 'Push to which store?');

@@ -35,6 +35,8 @@ export const COMMAND_IDS = [
   'nixBuilders.verifyCache',
   'nixBuilders.copyConsumerConfiguration',
   'nixBuilders.copyPublicKey',
+  'nixBuilders.setUpPostBuildHook',
+  'nixBuilders.setUpDiffHook',
 ] as const;
 
 export type CommandId = (typeof COMMAND_IDS)[number];

@@ -10,6 +10,7 @@ import { ServerCommands, type BuildCommandResult, type BuildExpressionArgs, type
 import { setEvaluationArguments } from './config';
 import { checkReproducibility, checkReproducibilityOn, compareAcrossMachines, isCancellation, openDiffoscopeReport, openDifference, whyDerivationsDiffer } from './check';
 import { CACHE_COMMANDS } from './cacheCommands';
+import { SET_UP_COMMANDS } from './setUpCommands';
 
 /**
  * The server's code lens and code action commands (for any editor) run here through the
@@ -294,6 +295,7 @@ export const COMMANDS: Readonly<Record<CommandId, Handler>> = {
     if (await setEvaluationArguments(vscode.Uri.parse(uri), templates as Record<string, string>)) void vscode.window.showInformationMessage(`Nix Builders: set ${Object.keys(templates).join(', ')} in "nixBuilders.evaluation.arguments".`);
   },
   ...CACHE_COMMANDS,
+  ...SET_UP_COMMANDS,
 };
 
 export function registerCommands(ctx: Ctx): vscode.Disposable[] {

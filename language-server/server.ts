@@ -77,7 +77,7 @@ import { listCaches } from './cache/caches';
 import { uploadStagedCache } from './cache/s3';
 
 const NO_CACHE_SETTINGS: CacheSettings = { pushTargets: [], queue: { enabled: false, dir: '' } };
-import { QueueWorkerHost, queueWorkerConfig } from './cache/worker';
+import { QueueWorkerHost, queueStatusOf, queueWorkerConfig } from './cache/worker';
 
 const isMachinesDocument = (doc: TextDocument) => doc.languageId === 'nix-machines' || /\/machines$/.test(doc.uri);
 
@@ -413,7 +413,7 @@ export class NixBuildersServer {
   }
 
   private async listCaches(signal: AbortSignal): Promise<CachesInfo> {
-    const info = await listCaches({ nix: this.nix, cache: this.settings.cache ?? NO_CACHE_SETTINGS }, signal);
+    const info = await listCaches({ nix: this.nix, cache: this.settings.cache ?? NO_CACHE_SETTINGS, queueStatus: () => queueStatusOf(this.settings) }, signal);
     this.keyFilesWatcher.setFiles(info.keys.map((k) => k.secretKeyFile));
     return info;
   }

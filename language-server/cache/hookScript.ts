@@ -132,7 +132,7 @@ export async function setUpPostBuildHook(nix: Nix, args: SetUpNixConfArgs, setti
     mv: (await findProgram('mv', env)) ?? '/bin/mv',
     rm: (await findProgram('rm', env)) ?? '/bin/rm',
   };
-  const unit = systemdUnit({ node: process.execPath, script: path.join(__dirname, 'pushWorker.js'), queue: queueDir, to: settings.cache?.pushTargets[0] ?? 'STORE', ...(settings.nixBinDir ? { nixBinDir: settings.nixBinDir } : {}) }, env);
+  const unit = systemdUnit({ node: process.execPath, script: path.join(__dirname, 'pushWorker.js'), queue: queueDir, to: settings.cache?.pushTargets[0] ?? 'STORE', ...(settings.cache?.signingKeyFile ? { keyFile: settings.cache.signingKeyFile } : {}), ...(settings.nixBinDir ? { nixBinDir: settings.nixBinDir } : {}) }, env);
   if (!args.dryRun) {
     try {
       await ensureQueueDir(queueDir);

@@ -6,10 +6,12 @@ export interface StandaloneArgs {
   to: string;
   queue?: string;
   nixBinDir?: string;
+  /** The secret key pushes sign with (else nix.conf's secret-key-files). */
+  keyFile?: string;
   systemdUnit: boolean;
 }
 
-/** `--to STORE [--queue DIR] [--nix-bin-dir DIR] [--systemd-unit]`, checked. */
+/** `--to STORE [--queue DIR] [--key-file FILE] [--nix-bin-dir DIR] [--systemd-unit]`, checked. */
 export function standaloneArgs(argv: readonly string[]): StandaloneArgs | { error: string } {
   const out: Partial<StandaloneArgs> = { systemdUnit: false };
   for (let i = 0; i < argv.length; i++) {
@@ -18,7 +20,7 @@ export function standaloneArgs(argv: readonly string[]): StandaloneArgs | { erro
       out.systemdUnit = true;
       continue;
     }
-    const key = ({ '--to': 'to', '--queue': 'queue', '--nix-bin-dir': 'nixBinDir' } as const)[a as '--to'];
+    const key = ({ '--to': 'to', '--queue': 'queue', '--key-file': 'keyFile', '--nix-bin-dir': 'nixBinDir' } as const)[a as '--to'];
     const value = argv[i + 1];
     if (!key) return { error: `unknown argument '${a}'` };
     if (value === undefined || value.startsWith('--')) return { error: `${a} needs a value` };
@@ -42,8 +44,8 @@ export function systemdUnitFile(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** The unit that runs the standalone worker for the user, restarted when it fails. */
-export function systemdUnit(o: { node: string; script: string; queue: string; to: string; nixBinDir?: string }, env: NodeJS.ProcessEnv = process.env): { file: string; text: string } {
-  const command = [o.node, o.script, '--to', o.to, '--queue', o.queue, ...(o.nixBinDir ? ['--nix-bin-dir', o.nixBinDir] : [])].map(unitWord).join(' ');
+export function systemdUnit(o: { node: string; script: string; queue: string; to: string; keyFile?: string; nixBinDir?: string }, env: NodeJS.ProcessEnv = process.env): { file: string; text: string } {
+  const command = [o.node, o.script, '--to', o.to, '--queue', o.queue, ...(o.keyFile ? ['--key-file', o.keyFile] : []), ...(o.nixBinDir ? ['--nix-bin-dir', o.nixBinDir] : [])].map(unitWord).join(' ');
   const text = `[Unit]
 Description=Nix Builders push worker: pushes what the post-build-hook queued to ${o.to.replace(/%/g, '%%')}
 After=network-online.target

@@ -1,6 +1,7 @@
 // The push queue's worker: takes the entries the post-build-hook queued, oldest first, and pushes
-// each with the one push function (`queuePusher`) — inside the server while the editor runs
-// (`QueueWorkerHost`), or standalone (`pushWorkerMain.ts`, a systemd user unit) when it does not.
+// each with the one push function (`queuePusher`: Push to Cache's signed, verified push) — inside
+// the server while the editor runs (`QueueWorkerHost`), or standalone (`pushWorkerMain.ts`, a
+// systemd user unit) when it does not.
 // Both run `runQueueWorker`.
 //
 // What it guarantees (the queue's files: queue.ts):
@@ -16,11 +17,13 @@
 //   `attemptsBeforeMovingOn` times in a row goes behind the others, so one bad entry (a path
 //   garbage-collected since) does not hold up the rest.
 import { watch } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import type { Nix } from '../nix/nix';
-import { describeResult } from '../nix/runner';
-import type { ServerSettings } from '../protocol';
+import type { PushQueueStatus, ServerSettings } from '../protocol';
 import { queueDirOf } from './hookScript';
-import { ensureQueueDir, holdsLock, listEntries, moveToBack, PushedLog, readEntry, releaseLock, removeEntry, selfLock, tryLock, writeLastError, type LockInfo, type WorkerKind } from './queue';
+import { defaultStagingRoot, pushClosure } from './push';
+import { uploadStagedCache } from './s3';
+import { ensureQueueDir, holdsLock, listEntries, moveToBack, PushedLog, queueStatus, readEntry, releaseLock, removeEntry, selfLock, tryLock, writeLastError, type LockInfo, type WorkerKind } from './queue';
 
 /** Pushes paths to the configured target; throws (with the cause) when it did not. */
 export type Pusher = (paths: string[], signal: AbortSignal) => Promise<void>;
@@ -171,28 +174,44 @@ export async function runQueueWorker(o: WorkerOptions, signal: AbortSignal): Pro
   }
 }
 
-/** Large closures over slow links take long; a push that hangs is still ended. */
-const PUSH_TIMEOUT_MS = 60 * 60_000;
+export interface QueuePushOptions {
+  to: string;
+  /** The standalone worker's --key-file. */
+  keyFile?: string;
+  /** nixBuilders.cache.signingKeyFile (after keyFile; then nix.conf's secret-key-files). */
+  settingKeyFile?: string;
+  /** Where an s3:// push without S3 support in Nix stages the closure (defaultStagingRoot). */
+  stagingRoot: string;
+}
 
 /**
- * The one push function of the queue, for the server's worker and the standalone one alike:
- * `nix copy --to <to>` of the paths (the push helper's signed push replaces this at merge).
+ * The one push function of the queue, for the server's worker and the standalone one alike: the
+ * signed, verified push of Push to Cache (pushClosure) with the queued paths as its tops. A push
+ * that failed, or whose verification found problems (an unsigned push, a key the consumers do not
+ * trust), throws with its summary and problems: it stays queued and is the queue's last error.
  */
-export function queuePusher(nix: Nix, to: string): Pusher {
+export function queuePusher(nix: Nix, o: QueuePushOptions): Pusher {
   return async (paths, signal) => {
-    const caps = await nix.detect();
-    if (!caps.ok) throw new Error(caps.message);
-    const result = await nix.run(nix.bin('nix'), [...caps.value.nixCommandPrefix, 'copy', '--to', to, ...paths], { timeoutMs: PUSH_TIMEOUT_MS, signal });
-    if (result.kind !== 'ok') {
-      const tail = result.stderr.trim().split('\n').slice(-4).join('\n');
-      throw new Error(`${describeResult(result)}${tail ? `: ${tail}` : ''}`);
-    }
+    const r = await pushClosure(nix, {
+      tops: paths,
+      to: o.to,
+      ...(o.keyFile !== undefined ? { keyFile: o.keyFile } : {}),
+      ...(o.settingKeyFile ? { settingKeyFile: o.settingKeyFile } : {}),
+      stagingRoot: o.stagingRoot,
+      stagedUpload: uploadStagedCache,
+      signal,
+      report: () => undefined,
+    });
+    if (r.status === 'pushed' && r.problems.length === 0 && r.verification?.status === 'verified') return;
+    throw new Error([r.summary, ...r.problems.filter((p) => !r.summary.includes(p))].join(' '));
   };
 }
 
 export interface QueueWorkerConfig {
   dir: string;
   to: string;
+  /** The signing key setting the pusher signs with: a change restarts the worker. */
+  signingKeyFile?: string;
   pusher: Pusher;
 }
 
@@ -200,7 +219,16 @@ export interface QueueWorkerConfig {
 export function queueWorkerConfig(settings: ServerSettings, nix: Nix): QueueWorkerConfig | undefined {
   const to = settings.cache?.pushTargets[0];
   if (!settings.cache?.queue.enabled || !to) return undefined;
-  return { dir: queueDirOf(settings), to, pusher: queuePusher(nix, to) };
+  const file = settings.cache.signingKeyFile;
+  const stagingRoot = defaultStagingRoot({ ...process.env, ...settings.env });
+  return { dir: queueDirOf(settings), to, ...(file ? { signingKeyFile: file } : {}), pusher: queuePusher(nix, { to, ...(file ? { settingKeyFile: file } : {}), stagingRoot }) };
+}
+
+/** The Caches view's queue: the configured queue's status, when the queue is on or its folder exists (a post-build-hook was set up). */
+export async function queueStatusOf(settings: ServerSettings): Promise<PushQueueStatus | undefined> {
+  const dir = queueDirOf(settings);
+  if (!settings.cache?.queue.enabled && !(await stat(dir).then((s) => s.isDirectory(), () => false))) return undefined;
+  return queueStatus(dir);
 }
 
 /** The server's worker: (re)started when its settings change, stopped with the server. */
@@ -211,7 +239,7 @@ export class QueueWorkerHost {
 
   /** `undefined`: no worker (the queue is off or there is no push target). */
   configure(config: QueueWorkerConfig | undefined): void {
-    const key = config ? `${config.dir}\n${config.to}` : '';
+    const key = config ? `${config.dir}\n${config.to}\n${config.signingKeyFile ?? ''}` : '';
     if (this.current?.key === key) return;
     // The new worker starts once the old one has let go of its queue's lock.
     const previous = this.stop();

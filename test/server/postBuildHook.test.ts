@@ -1,12 +1,14 @@
 // The post-build-hook push queue against real Nix: the set-up (`nixBuilders.server.setUpPostBuildHook`)
 // from a plain LSP client writes the hook and nix.conf's line; real builds with that nix.conf queue
 // their outputs (Nix 2.8 passes OUT_PATHS empty: the hook reads them from DRV_PATH); the worker
-// pushes them with real `nix copy --to file://…` — a build finishes while an upload is held up, a
-// failing push is retried with backoff, one worker at a time holds the queue, and a standalone
-// worker killed mid-push resumes with nothing lost. Waits are on events, or polls with a bound.
+// pushes them with Push to Cache's signed, verified push (real `nix copy --to file://…`, the paths
+// signed by the test's key; an unsigned push is the queue's last error, not a success) — a build
+// finishes while an upload is held up, a failing push is retried with backoff, one worker at a time
+// holds the queue, and a standalone worker killed mid-push resumes with nothing lost. Waits are on
+// events, or polls with a bound.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -31,6 +33,8 @@ let dir: string;
 let queue: string;
 let client: StdioLspClient;
 let setUp: NixConfSetUpResult;
+/** The key the pushes sign with: its secret file (0600) and public key. */
+let key: { file: string; name: string; publicKey: string };
 const CONF = ['# test nix.conf', 'build-users-group =', 'substituters =', 'sandbox = false', ''].join('\n');
 const env = () => ({ NIX_CONF_DIR: dir });
 const salt = () => `${Date.now()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -39,8 +43,9 @@ before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'nb-hook-'));
   queue = path.join(dir, 'queue');
   await writeFile(path.join(dir, 'nix.conf'), CONF);
+  key = await makeKey(`queue-${salt()}`);
   client = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
-  await client.initialize({ settings: { env: { ...env(), XDG_STATE_HOME: path.join(dir, 'state') }, cache: { pushTargets: [`file://${dir}/cache`] } } }, dir);
+  await client.initialize({ settings: { env: { ...env(), XDG_STATE_HOME: path.join(dir, 'state') }, cache: { pushTargets: [`file://${dir}/cache`], signingKeyFile: key.file } } }, dir);
   setUp = await client.request<NixConfSetUpResult>('workspace/executeCommand', { command: ServerCommands.setUpPostBuildHook, arguments: [{ nixConf: path.join(dir, 'nix.conf'), queueDir: queue }] });
 });
 
@@ -48,6 +53,15 @@ after(async () => {
   await client?.shutdown();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
+
+/** A key made by the Nix under test. */
+async function makeKey(name: string): Promise<{ file: string; name: string; publicKey: string }> {
+  const nix = (args: string[], input?: string) => execFileSync(nixCommand('nix'), ['--extra-experimental-features', 'nix-command', ...args], { env: { ...process.env, ...env() }, encoding: 'utf8', ...(input !== undefined ? { input } : {}) });
+  const secret = nix(['key', 'generate-secret', '--key-name', name]);
+  const file = path.join(dir, `${name}.sec`);
+  await writeFile(file, secret, { mode: 0o600 });
+  return { file, name, publicKey: nix(['key', 'convert-secret-to-public'], secret).trim() };
+}
 
 /** A derivation run by /bin/sh, salted so it really builds. */
 const drv = (name: string, script: string, outputs = ['out']) =>
@@ -68,6 +82,8 @@ const nixStore = (args: string[]) =>
 
 const cacheDir = (name: string) => path.join(dir, name);
 const narinfo = (cache: string, p: string) => path.join(cache, `${hashPart(p)}.narinfo`);
+/** The key names of a path's signatures in a file:// cache (its narinfo's Sig: lines). */
+const sigsIn = (cache: string, p: string) => [...readFileSync(narinfo(cache, p), 'utf8').matchAll(/^Sig: ([^:\n]+):/gm)].map((m) => m[1]);
 
 /** The queue's entries' paths, oldest first. */
 async function queued(): Promise<string[][]> {
@@ -121,7 +137,9 @@ function startWorker(o: Partial<WorkerOptions> & { pusher: Pusher }, events: Eve
   return { stop: async () => (controller.abort(), await done), done };
 }
 
-const realPusher = (cache: string) => queuePusher(new Nix(new ExecaRunner(), { binDir: NIX_BIN ?? '', env: env() }), `file://${cache}`);
+/** The queue's push to a file:// cache, signed with the test's key (or, `signed` false, with none). */
+const realPusher = (cache: string, signed = true) =>
+  queuePusher(new Nix(new ExecaRunner(), { binDir: NIX_BIN ?? '', env: env() }), { to: `file://${cache}`, ...(signed ? { keyFile: key.file } : {}), stagingRoot: path.join(dir, 'staging') });
 
 test('set-up: the hook (0755) and post-build-hook in nix.conf with a backup; notes on the daemon, root, restart and async hooks; the standalone unit', { skip: hereOnly }, async () => {
   assert.equal(setUp.status, 'written', JSON.stringify(setUp));
@@ -137,7 +155,7 @@ test('set-up: the hook (0755) and post-build-hook in nix.conf with a backup; not
   assert.match(notes, /sudo systemctl restart nix-daemon/);
   assert.match(notes, /asynchronously only from 2\.35/);
   assert.match(notes, /passes OUT_PATHS empty: the hook reads the outputs from DRV_PATH/);
-  assert.match(setUp.systemdUnit?.text ?? '', new RegExp(`^ExecStart=\\S+ \\S+pushWorker\\.js --to file://${dir}/cache --queue ${queue}$`, 'm'));
+  assert.match(setUp.systemdUnit?.text ?? '', new RegExp(`^ExecStart=\\S+ \\S+pushWorker\\.js --to file://${dir}/cache --queue ${queue} --key-file ${key.file}$`, 'm'));
   assert.match(setUp.systemdUnit?.file ?? '', /\/systemd\/user\/nix-builders-push\.service$/);
   assert.ok(statSync(queue).isDirectory());
 });
@@ -190,7 +208,7 @@ test('a build finishes while the upload of the one before is held up: the queue 
     held.open();
     await events.next((e) => e.kind === 'pushed' && e.paths.includes(second as string), 'push of the second build');
     assert.deepEqual(calls, [[first], [second]]);
-    for (const p of [first, second]) assert.ok(existsSync(narinfo(cache, p as string)), `${p} is in the cache`);
+    for (const p of [first, second]) assert.deepEqual(sigsIn(cache, p as string), [key.name], `${p} is in the cache, signed by the key`);
     assert.deepEqual(await queued(), []);
     const status = await queueStatus(queue);
     assert.equal(status.depth, 0);
@@ -199,6 +217,26 @@ test('a build finishes while the upload of the one before is held up: the queue 
     await worker.stop();
   }
   assert.equal((await queueStatus(queue)).worker, 'none', 'the lock is released');
+});
+
+test('an unsigned push (no key: none given, none in nix.conf\'s secret-key-files) is not a success: the entry stays queued and the queue\'s last error says UNSIGNED and the fix', { skip: hereOnly }, async () => {
+  const cache = cacheDir('cache-unsigned');
+  await emptyQueue();
+  const [out] = await nixBuild(drv('unsigned', 'echo u > $out'));
+  const events = new Events();
+  const errors: Array<string | undefined> = [];
+  const worker = startWorker({ pusher: realPusher(cache, false), sleep: async () => void errors.push((await queueStatus(queue)).lastError) }, events);
+  let failed: WorkerEvent;
+  try {
+    failed = await events.next((e) => e.kind === 'failed' || e.kind === 'pushed', 'the push of the unsigned path');
+  } finally {
+    await worker.stop();
+  }
+  assert.equal(failed.kind, 'failed', JSON.stringify(failed));
+  assert.match(errors[0] ?? '', /UNSIGNED/);
+  assert.match(errors[0] ?? '', /signingKeyFile|secret-key-files/, 'it says how to sign');
+  assert.deepEqual(await queued(), [[out]], 'still queued');
+  assert.equal((await queueStatus(queue)).pushed, 0);
 });
 
 test('a failing push is retried with exponential backoff and jitter (bounded), the error shown in the status until a push succeeds; an entry that keeps failing goes behind the others', async () => {
@@ -301,12 +339,15 @@ test('a path is pushed once: paths in the pushed log are skipped, also in a late
 
 test('the standalone worker\'s command line is checked, and its systemd unit quotes what systemd would expand or split', () => {
   assert.deepEqual(standaloneArgs(['--to', 'ssh-ng://cache', '--queue', '/q']), { systemdUnit: false, to: 'ssh-ng://cache', queue: '/q' });
+  assert.deepEqual(standaloneArgs(['--to', 'file:///c', '--key-file', '/k.sec']), { systemdUnit: false, to: 'file:///c', keyFile: '/k.sec' });
+  assert.match((standaloneArgs(['--to', 'x', '--key-file', 'k.sec']) as { error: string }).error, /--key-file must be an absolute path/);
   assert.match((standaloneArgs(['--queue', '/q']) as { error: string }).error, /^--to STORE is needed/);
   assert.match((standaloneArgs(['--to', 'x', '--queue', 'rel']) as { error: string }).error, /--queue must be an absolute path/);
   assert.match((standaloneArgs(['--to']) as { error: string }).error, /--to needs a value/);
   assert.match((standaloneArgs(['--bogus']) as { error: string }).error, /unknown argument '--bogus'/);
   const { text } = systemdUnit({ node: '/usr/bin/node', script: '/opt/my ext/pushWorker.js', queue: '/home/a/q', to: 's3://b?endpoint=http://h:9000&x=50%$HOME' }, { XDG_CONFIG_HOME: '/cfg' });
   assert.match(text, /^ExecStart=\/usr\/bin\/node "\/opt\/my ext\/pushWorker\.js" --to "s3:\/\/b\?endpoint=http:\/\/h:9000&x=50%%\$\$HOME" --queue \/home\/a\/q$/m);
+  assert.match(systemdUnit({ node: 'n', script: 's', queue: '/q', to: 't', keyFile: '/my keys/k.sec' }).text, /^ExecStart=n s --to t --queue \/q --key-file "\/my keys\/k\.sec"$/m);
   assert.equal(systemdUnit({ node: 'n', script: 's', queue: '/q', to: 't' }, { XDG_CONFIG_HOME: '/cfg' }).file, '/cfg/systemd/user/nix-builders-push.service');
 });
 
@@ -336,7 +377,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined> | T | 
 }
 
 function standaloneWorker(to: string): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', WORKER, '--to', to, '--queue', queue], { env: { ...process.env, ...env() }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', WORKER, '--to', to, '--queue', queue, '--key-file', key.file], { env: { ...process.env, ...env() }, stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr?.setEncoding('utf8');
   return child;
 }
@@ -352,7 +393,7 @@ test('a standalone worker killed (SIGKILL) mid-push: started again, it pushes ev
   const first = standaloneWorker(to);
   let copy: number | undefined;
   try {
-    copy = await until('the worker pushing the large path', () => childrenOf(first.pid as number).find((c) => readFileSync(`/proc/${c}/comm`, 'utf8').trim() === 'nix'));
+    copy = await until('the worker copying the large path', () => childrenOf(first.pid as number).find((c) => readFileSync(`/proc/${c}/cmdline`, 'utf8').split('\0').includes('copy')));
     process.kill(first.pid as number, 'SIGKILL');
     // Its nix copy too (a killed unit's whole control group goes, under systemd).
     process.kill(-copy, 'SIGKILL');
@@ -372,7 +413,7 @@ test('a standalone worker killed (SIGKILL) mid-push: started again, it pushes ev
     second.kill('SIGTERM');
     await new Promise((r) => second.once('exit', r));
   }
-  for (const p of [big, ...small]) assert.ok(existsSync(narinfo(cache, p as string)), `${p} is in the cache (${log})`);
+  for (const p of [big, ...small]) assert.deepEqual(existsSync(narinfo(cache, p as string)) && sigsIn(cache, p as string), [key.name], `${p} is in the cache, signed by the key (${log})`);
   const pushedLog = readFileSync(path.join(queue, '.pushed'), 'utf8').split('\n').filter(Boolean);
   for (const p of [big, ...small]) assert.equal(pushedLog.filter((l) => l === p).length, 1, `${p} once in the pushed log`);
   assert.match(log, /Pushed q-\S+: \/nix\/store\/\S+-big-/);
@@ -383,11 +424,11 @@ test('inside the server: with nixBuilders.cache.queue.enabled and a push target,
   await emptyQueue();
   const server = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
   try {
-    await server.initialize({ settings: { env: env(), cache: { pushTargets: [`file://${cache}`], queue: { enabled: true, dir: queue } } } }, dir);
+    await server.initialize({ settings: { env: env(), cache: { pushTargets: [`file://${cache}`], signingKeyFile: key.file, queue: { enabled: true, dir: queue } } } }, dir);
     await until('the server\'s worker holding the queue', async () => ((await queueStatus(queue)).worker === 'server' ? true : undefined));
     const [out] = await nixBuild(drv('in-server', 'echo s > $out'));
-    await until('the server pushing it', () => (existsSync(narinfo(cache, out as string)) ? true : undefined));
     await until('the entry removed', async () => ((await queueStatus(queue)).depth === 0 ? true : undefined));
+    assert.deepEqual(sigsIn(cache, out as string), [key.name], 'pushed, signed by nixBuilders.cache.signingKeyFile');
     await until('nixBuilders/cachesChanged', () => (server.notifications.some((m) => m.method === 'nixBuilders/cachesChanged') ? true : undefined));
   } finally {
     await server.shutdown();
