@@ -4,9 +4,14 @@
 //
 //   q-<drv hash>-<pid>  an entry: the paths of one build, one per line (the hook renames it into place)
 //   .new.*              an entry being written by the hook
-//   .pushed             the pushed log: every path pushed, one per line, appended and fsynced after
-//                       its push succeeded and before its entry is removed; `# before N` first when
-//                       it was shortened (N paths pushed before its oldest line)
+//   .pushed-<hash>      the pushed log of one target (<hash>: the start of the sha256 of its store
+//                       URL): every path pushed there, one per line, appended and fsynced after its
+//                       push succeeded and before its entry is removed; `# before N` first when it
+//                       was shortened (N paths pushed before its oldest line). Once the target
+//                       changes, the new one has its own log, so paths pushed to the old one are
+//                       pushed to it too. A `.pushed` left by an older version (one log for every
+//                       target) is ignored: a path it names may be pushed once more, which is safe
+//                       (nix copy skips what the target has).
 //   .status.json        the worker's last error (cleared by the next successful push)
 //   .lock               the worker holding the queue: { pid, start, kind, to }; one at a time
 //
@@ -15,7 +20,7 @@
 // workers gets it), and given back should a live worker's lock have replaced it in the meantime;
 // then the O_EXCL create is tried again. The holder checks that the lock is still its own before
 // each entry, so even that unlikely race cannot make two workers push one entry.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../builders/machinesEdit';
@@ -42,7 +47,6 @@ export interface LockInfo {
 export const ENTRY_PATTERN = /^q-[0-9a-z]+-\d+$/;
 
 const LOCK = '.lock';
-const PUSHED = '.pushed';
 const STATUS = '.status.json';
 /** The pushed log is shortened to its newest half once it holds more lines. */
 const PUSHED_LOG_MAX_LINES = 20_000;
@@ -104,7 +108,12 @@ async function syncFolder(dir: string): Promise<void> {
   }
 }
 
-/** The paths pushed so far (`.pushed`), and their count. */
+/** The pushed log of the target `to` in the queue `dir`. */
+export function pushedLogFile(dir: string, to: string): string {
+  return path.join(dir, `.pushed-${createHash('sha256').update(to).digest('hex').slice(0, 16)}`);
+}
+
+/** The paths pushed so far to one target (pushedLogFile), and their count. */
 export class PushedLog {
   private constructor(
     private readonly file: string,
@@ -113,8 +122,8 @@ export class PushedLog {
     private lines: string[],
   ) {}
 
-  static async open(dir: string): Promise<PushedLog> {
-    const file = path.join(dir, PUSHED);
+  static async open(dir: string, to: string): Promise<PushedLog> {
+    const file = pushedLogFile(dir, to);
     const { before, lines } = parsePushedLog((await orUndefined(fs.readFile(file, 'utf8'))) ?? '');
     return new PushedLog(file, new Set(lines), before, lines);
   }
@@ -234,11 +243,11 @@ export async function releaseLock(dir: string, me: LockInfo): Promise<void> {
   if (await holdsLock(dir, me)) await orUndefined(fs.unlink(path.join(dir, LOCK)));
 }
 
-/** Depth, pushed count, last error and which worker (if any) holds the queue. */
-export async function queueStatus(dir: string): Promise<PushQueueStatus> {
+/** Depth, the count pushed to `to` (the configured target; none: 0), last error and which worker (if any) holds the queue. */
+export async function queueStatus(dir: string, to: string | undefined): Promise<PushQueueStatus> {
   const [entries, log, status, lock] = await Promise.all([
     listEntries(dir),
-    PushedLog.open(dir),
+    to === undefined ? undefined : PushedLog.open(dir, to),
     orUndefined(fs.readFile(path.join(dir, STATUS), 'utf8')),
     readLock(path.join(dir, LOCK)),
   ]);
@@ -250,5 +259,5 @@ export async function queueStatus(dir: string): Promise<PushQueueStatus> {
     lastError = undefined; // being replaced: the next look reads it whole
   }
   const holder = lock?.info && alive(lock.info) ? lock.info : undefined;
-  return { dir, depth: entries.length, pushed: log.count, ...(lastError !== undefined ? { lastError } : {}), worker: holder?.kind ?? 'none' };
+  return { dir, depth: entries.length, pushed: log?.count ?? 0, ...(lastError !== undefined ? { lastError } : {}), worker: holder?.kind ?? 'none' };
 }

@@ -122,7 +122,7 @@ export async function runQueueWorker(o: WorkerOptions, signal: AbortSignal): Pro
   if (signal.aborted) return;
   emit({ kind: 'started' });
   try {
-    const log = await PushedLog.open(o.dir);
+    const log = await PushedLog.open(o.dir, o.to);
     let failures = 0;
     // A last error (also one a worker before this one left) is cleared by the next successful push.
     let errorShown = true;
@@ -228,7 +228,7 @@ export function queueWorkerConfig(settings: ServerSettings, nix: Nix): QueueWork
 export async function queueStatusOf(settings: ServerSettings): Promise<PushQueueStatus | undefined> {
   const dir = queueDirOf(settings);
   if (!settings.cache?.queue.enabled && !(await stat(dir).then((s) => s.isDirectory(), () => false))) return undefined;
-  return queueStatus(dir);
+  return queueStatus(dir, settings.cache?.pushTargets[0]);
 }
 
 /** The server's worker: (re)started when its settings change, stopped with the server. */

@@ -19,7 +19,7 @@ import { ServerCommands, type NixConfSetUpResult } from '../../language-server/p
 import { Nix } from '../../language-server/nix/nix';
 import { ExecaRunner } from '../../language-server/nix/runner';
 import { hashPart } from '../../language-server/nix/storePath';
-import { listEntries, queueStatus, readEntry } from '../../language-server/cache/queue';
+import { listEntries, pushedLogFile, queueStatus, readEntry } from '../../language-server/cache/queue';
 import { backoffDelay, queuePusher, runQueueWorker, type Pusher, type WorkerEvent, type WorkerOptions } from '../../language-server/cache/worker';
 import { isRunning } from '../lab/processes';
 import { standaloneArgs, systemdUnit } from '../../language-server/cache/standalone';
@@ -204,19 +204,19 @@ test('a build finishes while the upload of the one before is held up: the queue 
     const [second] = await nixBuild(drv('slow-b', 'echo b > $out')); // a build while the push hangs: it finishes
     assert.deepEqual(await queued(), [[first], [second]]);
     assert.equal(existsSync(narinfo(cache, first as string)), false, 'the first push has not happened');
-    assert.equal((await queueStatus(queue)).worker, 'server');
+    assert.equal((await queueStatus(queue, 'test')).worker, 'server');
     held.open();
     await events.next((e) => e.kind === 'pushed' && e.paths.includes(second as string), 'push of the second build');
     assert.deepEqual(calls, [[first], [second]]);
     for (const p of [first, second]) assert.deepEqual(sigsIn(cache, p as string), [key.name], `${p} is in the cache, signed by the key`);
     assert.deepEqual(await queued(), []);
-    const status = await queueStatus(queue);
+    const status = await queueStatus(queue, 'test');
     assert.equal(status.depth, 0);
     assert.ok(status.pushed >= 2);
   } finally {
     await worker.stop();
   }
-  assert.equal((await queueStatus(queue)).worker, 'none', 'the lock is released');
+  assert.equal((await queueStatus(queue, 'test')).worker, 'none', 'the lock is released');
 });
 
 test('an unsigned push (no key: none given, none in nix.conf\'s secret-key-files) is not a success: the entry stays queued and the queue\'s last error says UNSIGNED and the fix', { skip: hereOnly }, async () => {
@@ -225,7 +225,7 @@ test('an unsigned push (no key: none given, none in nix.conf\'s secret-key-files
   const [out] = await nixBuild(drv('unsigned', 'echo u > $out'));
   const events = new Events();
   const errors: Array<string | undefined> = [];
-  const worker = startWorker({ pusher: realPusher(cache, false), sleep: async () => void errors.push((await queueStatus(queue)).lastError) }, events);
+  const worker = startWorker({ pusher: realPusher(cache, false), sleep: async () => void errors.push((await queueStatus(queue, 'test')).lastError) }, events);
   let failed: WorkerEvent;
   try {
     failed = await events.next((e) => e.kind === 'failed' || e.kind === 'pushed', 'the push of the unsigned path');
@@ -236,7 +236,7 @@ test('an unsigned push (no key: none given, none in nix.conf\'s secret-key-files
   assert.match(errors[0] ?? '', /UNSIGNED/);
   assert.match(errors[0] ?? '', /signingKeyFile|secret-key-files/, 'it says how to sign');
   assert.deepEqual(await queued(), [[out]], 'still queued');
-  assert.equal((await queueStatus(queue)).pushed, 0);
+  assert.equal((await queueStatus(queue, 'test')).pushed, 0);
 });
 
 test('a failing push is retried with exponential backoff and jitter (bounded), the error shown in the status until a push succeeds; an entry that keeps failing goes behind the others', async () => {
@@ -257,7 +257,7 @@ test('a failing push is retried with exponential backoff and jitter (bounded), t
     random: () => 1,
     sleep: async (ms) => {
       waits.push(ms);
-      errors.push((await queueStatus(q)).lastError);
+      errors.push((await queueStatus(q, 'test')).lastError);
     },
     pusher: async (paths) => {
       if (paths[0]?.includes('bad') && waits.length < 4) throw new Error('cache unreachable');
@@ -274,7 +274,7 @@ test('a failing push is retried with exponential backoff and jitter (bounded), t
   assert.deepEqual(pushed, [['/nix/store/bbbb-good'], ['/nix/store/aaaa-bad']], 'after 3 failures the bad entry went behind the good one');
   const failed = events.seen.filter((e) => e.kind === 'failed');
   assert.deepEqual(failed.map((e) => e.kind === 'failed' && e.movedToBack), [false, false, true, false]);
-  const status = await queueStatus(q);
+  const status = await queueStatus(q, 'test');
   assert.deepEqual([status.depth, status.pushed, status.lastError], [0, 2, undefined]);
 });
 
@@ -290,7 +290,7 @@ test('one worker at a time: a second waits while the first holds the queue and n
   const b = startWorker({ dir: q, kind: 'standalone', pollMs: 50, pusher: async () => void pushedBy.push('b') }, bEvents);
   const waiting = await bEvents.next((e) => e.kind === 'waiting-for-lock', 'b waiting');
   assert.equal(waiting.kind === 'waiting-for-lock' && waiting.holder.kind, 'server');
-  assert.equal((await queueStatus(q)).worker, 'server');
+  assert.equal((await queueStatus(q, 'test')).worker, 'server');
   held.open();
   await aEvents.next((e) => e.kind === 'pushed', 'a pushed');
   await a.stop();
@@ -301,7 +301,7 @@ test('one worker at a time: a second waits while the first holds the queue and n
   const dead = spawn('true');
   await new Promise((r) => dead.on('exit', r));
   await writeFile(path.join(q, '.lock'), JSON.stringify({ pid: dead.pid, start: '1', kind: 'standalone', to: 'x' }));
-  assert.equal((await queueStatus(q)).worker, 'none');
+  assert.equal((await queueStatus(q, 'test')).worker, 'none');
   await writeFile(path.join(q, 'q-dddd-2'), '/nix/store/dddd-y\n');
   const cEvents = new Events();
   const c = startWorker({ dir: q, pusher: async (paths) => void pushedBy.push(...paths) }, cEvents);
@@ -313,7 +313,7 @@ test('one worker at a time: a second waits while the first holds the queue and n
 test('a path is pushed once: paths in the pushed log are skipped, also in a later entry and after a crash between the log and the removal of the entry; an old last error is cleared', async () => {
   const q = await mkdtemp(path.join(dir, 'q-once-'));
   // A worker killed after logging its push and before removing the entry left both behind.
-  await writeFile(path.join(q, '.pushed'), '/nix/store/xxxx-pushed\n');
+  await writeFile(pushedLogFile(q, 'test'), '/nix/store/xxxx-pushed\n');
   await writeFile(path.join(q, '.status.json'), '{"lastError":"an error of the worker before"}\n');
   await writeFile(path.join(q, 'q-eeee-1'), '/nix/store/xxxx-pushed\n');
   await writeFile(path.join(q, 'q-ffff-2'), '/nix/store/xxxx-pushed\n/nix/store/yyyy-new\n');
@@ -332,9 +332,31 @@ test('a path is pushed once: paths in the pushed log are skipped, also in a late
     ['q-eeee-1', [], ['/nix/store/xxxx-pushed']],
     ['q-ffff-2', ['/nix/store/yyyy-new'], ['/nix/store/xxxx-pushed']],
   ]);
-  assert.deepEqual(await readFile(path.join(q, '.pushed'), 'utf8'), '/nix/store/xxxx-pushed\n/nix/store/yyyy-new\n');
-  const status = await queueStatus(q);
+  assert.deepEqual(await readFile(pushedLogFile(q, 'test'), 'utf8'), '/nix/store/xxxx-pushed\n/nix/store/yyyy-new\n');
+  const status = await queueStatus(q, 'test');
   assert.deepEqual([status.depth, status.pushed, status.lastError], [0, 2, undefined], 'the old error is cleared by the first successful push');
+});
+
+test('the pushed log is per target: after the push target changes, paths pushed to the old one are pushed to the new one; the status counts the configured target\'s; an old single .pushed log is ignored', async () => {
+  const q = await mkdtemp(path.join(dir, 'q-targets-'));
+  const p = '/nix/store/gggg-both';
+  // The one log of every target that an older version kept: ignored (the path is pushed once more, safely).
+  await writeFile(path.join(q, '.pushed'), `${p}\n`);
+  const calls: Array<[string, string[]]> = [];
+  for (const to of ['file:///old-cache', 'file:///new-cache']) {
+    await writeFile(path.join(q, `q-gggg-${calls.length + 1}`), `${p}\n`);
+    const events = new Events();
+    const worker = startWorker({ dir: q, to, pusher: async (paths) => void calls.push([to, paths]) }, events);
+    try {
+      await events.next((e) => e.kind === 'pushed', `the push to ${to}`);
+    } finally {
+      await worker.stop();
+    }
+  }
+  assert.deepEqual(calls, [['file:///old-cache', [p]], ['file:///new-cache', [p]]]);
+  assert.equal(await readFile(pushedLogFile(q, 'file:///old-cache'), 'utf8'), `${p}\n`);
+  assert.equal(await readFile(pushedLogFile(q, 'file:///new-cache'), 'utf8'), `${p}\n`);
+  assert.deepEqual([(await queueStatus(q, 'file:///new-cache')).pushed, (await queueStatus(q, 'file:///third')).pushed, (await queueStatus(q, undefined)).pushed], [1, 0, 0]);
 });
 
 test('the standalone worker\'s command line is checked, and its systemd unit quotes what systemd would expand or split', () => {
@@ -403,18 +425,18 @@ test('a standalone worker killed (SIGKILL) mid-push: started again, it pushes ev
   await until('the killed worker and its copy gone', () => (!isRunning(first.pid as number) && !isRunning(copy as number) ? true : undefined));
   assert.equal(existsSync(narinfo(cache, big as string)), false, 'killed before the large path was in the cache');
   assert.equal((await queued()).flat().length, 3, 'nothing was removed from the queue');
-  assert.equal((await queueStatus(queue)).worker, 'none', 'the dead worker\'s lock counts as stale');
+  assert.equal((await queueStatus(queue, 'test')).worker, 'none', 'the dead worker\'s lock counts as stale');
   const second = standaloneWorker(to);
   let log = '';
   second.stderr?.on('data', (d: string) => (log += d));
   try {
-    await until('the queue emptied', async () => ((await queueStatus(queue)).depth === 0 ? true : undefined));
+    await until('the queue emptied', async () => ((await queueStatus(queue, 'test')).depth === 0 ? true : undefined));
   } finally {
     second.kill('SIGTERM');
     await new Promise((r) => second.once('exit', r));
   }
   for (const p of [big, ...small]) assert.deepEqual(existsSync(narinfo(cache, p as string)) && sigsIn(cache, p as string), [key.name], `${p} is in the cache, signed by the key (${log})`);
-  const pushedLog = readFileSync(path.join(queue, '.pushed'), 'utf8').split('\n').filter(Boolean);
+  const pushedLog = readFileSync(pushedLogFile(queue, to), 'utf8').split('\n').filter(Boolean);
   for (const p of [big, ...small]) assert.equal(pushedLog.filter((l) => l === p).length, 1, `${p} once in the pushed log`);
   assert.match(log, /Pushed q-\S+: \/nix\/store\/\S+-big-/);
 });
@@ -425,13 +447,13 @@ test('inside the server: with nixBuilders.cache.queue.enabled and a push target,
   const server = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
   try {
     await server.initialize({ settings: { env: env(), cache: { pushTargets: [`file://${cache}`], signingKeyFile: key.file, queue: { enabled: true, dir: queue } } } }, dir);
-    await until('the server\'s worker holding the queue', async () => ((await queueStatus(queue)).worker === 'server' ? true : undefined));
+    await until('the server\'s worker holding the queue', async () => ((await queueStatus(queue, 'test')).worker === 'server' ? true : undefined));
     const [out] = await nixBuild(drv('in-server', 'echo s > $out'));
-    await until('the entry removed', async () => ((await queueStatus(queue)).depth === 0 ? true : undefined));
+    await until('the entry removed', async () => ((await queueStatus(queue, 'test')).depth === 0 ? true : undefined));
     assert.deepEqual(sigsIn(cache, out as string), [key.name], 'pushed, signed by nixBuilders.cache.signingKeyFile');
     await until('nixBuilders/cachesChanged', () => (server.notifications.some((m) => m.method === 'nixBuilders/cachesChanged') ? true : undefined));
   } finally {
     await server.shutdown();
   }
-  assert.equal((await queueStatus(queue)).worker, 'none', 'the server\'s worker stopped with it');
+  assert.equal((await queueStatus(queue, 'test')).worker, 'none', 'the server\'s worker stopped with it');
 });
