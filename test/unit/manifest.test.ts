@@ -73,3 +73,11 @@ test('no setting is contributed twice (JSON.parse keeps the last one silently; t
   assert.ok(keys.length >= Object.keys(manifest.contributes.configuration.properties).length, 'every setting is found in the text');
   assert.deepEqual(keys.filter((k, i) => keys.indexOf(k) !== i), []);
 });
+
+test('where builds are pushed is the user\'s choice: the push settings are machine-scoped (user settings only) and restricted in untrusted workspaces', () => {
+  const push = ['nixBuilders.cache.pushTargets', 'nixBuilders.cache.signingKeyFile', 'nixBuilders.cache.queue.enabled', 'nixBuilders.cache.queue.dir'];
+  const properties = manifest.contributes.configuration.properties as Record<string, { scope?: string }>;
+  for (const key of push) assert.equal(properties[key]?.scope, 'machine', `${key}: a workspace's settings cannot set it`);
+  const restricted = manifest.capabilities.untrustedWorkspaces.restrictedConfigurations as string[];
+  for (const key of push) assert.ok(restricted.includes(key), `${key} is restricted in untrusted workspaces`);
+});
