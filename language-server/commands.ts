@@ -319,7 +319,12 @@ export class ServerCommandHandler {
         return runCompareMachines(args?.[0], { server: this.server, copies: this.checkCopies, signal, progress: (title) => this.progress(title, workDoneToken, abort) });
       case ServerCommands.pushToCache: {
         const a = pushArgs(args?.[0]);
-        return this.withProgress(`Pushing ${a.attrPath.join('.')} to ${a.to}`, { abort, workDoneToken }, (report) => pushToCacheCommand(this.server, a, { signal, report }));
+        try {
+          return await this.withProgress(`Pushing ${a.attrPath.join('.')} to ${a.to}`, { abort, workDoneToken }, (report) => pushToCacheCommand(this.server, a, { signal, report }));
+        } finally {
+          // The target holds new paths (also after a push that failed part-way): every client's Caches view lists again.
+          void this.connection.sendNotification(Notifications.cachesChanged);
+        }
       }
       case ServerCommands.verifyCache: {
         const a = verifyArgs(args?.[0]);

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { StdioLspClient } from './lspClient';
 import { nixCommand } from './nixUnderTest';
-import { ServerCommands, type CachesInfo, type GeneratedKey, type GenerateKeyArgs } from '../../language-server/protocol';
+import { ServerCommands, type CachesInfo, type GeneratedKey, type GenerateKeyArgs, type PushToCacheResult } from '../../language-server/protocol';
 import { generateKey, publicKeyOf } from '../../language-server/cache/keys';
 import { Nix } from '../../language-server/nix/nix';
 import { ExecaRunner } from '../../language-server/nix/runner';
@@ -106,6 +106,20 @@ test('generateKey with a Nix before 2.6 (no nix key): the real nix-store --gener
   assert.deepEqual((await readdir(keysDir)).sort(), ['old-1.sec', 'old-1.sec.pub']);
 });
 
+test('after a push (nixBuilders.pushToCache, from any editor) the server says the caches changed', { timeout: 300_000 }, async () => {
+  const file = path.join(dir, 'pushed.nix');
+  const text = `{ top = derivation { name = "nb-pushed-${Date.now()}-${process.pid}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; }; }\n`;
+  await writeFile(file, text);
+  const uri = `file://${file}`;
+  client.open(uri, text);
+  // Nothing else changes meanwhile (nix.conf as before() wrote it, no key file configured): the notification is the push's.
+  const to = `file://${path.join(dir, 'cache-pushed')}`;
+  const from = client.notifications.length;
+  const r = await command<PushToCacheResult>(ServerCommands.pushToCache, { uri, attribute: 'top', to, keyFile: key.secretKeyFile });
+  assert.equal(r.status, 'pushed', JSON.stringify(r));
+  await eventually(() => client.notifications.some((m, i) => i >= from && m.method === 'nixBuilders/cachesChanged'));
+});
+
 test('listCaches: file:// caches in the order real Nix substitutes from them, their key trusted or not as trusted-public-keys says', async () => {
   // Cache a: nix-cache-info without Priority (as nix copy writes it: priority 0); cache b: Priority 1, configured first.
   const a = `file://${path.join(dir, 'cache-a')}`;
@@ -136,6 +150,32 @@ test('listCaches: file:// caches in the order real Nix substitutes from them, th
   const untrusted = await listCaches();
   assert.deepEqual(untrusted.caches.filter((c) => c.reachable === 'yes').map((c) => [c.uri, c.keyTrusted]), [[a, false], [b, false]]);
   assert.match(untrusted.caches[1]?.message ?? '', /signed by test-cache-1, not in trusted-public-keys/);
+});
+
+test('listCaches compares the whole public key: a cache signed by another key with a trusted key\'s name is not trusted (its narinfo\'s signature is verified), one signed by the trusted key is', async () => {
+  // Another key with the same name as the trusted one, made by real Nix; a fresh path signed by it alone.
+  const impostor = execFileSync(nixCommand('nix'), [...X, 'key', 'generate-secret', '--key-name', 'test-cache-1'], { env, encoding: 'utf8' });
+  const impostorFile = path.join(dir, 'keys', 'impostor.sec');
+  await writeFile(impostorFile, impostor, { mode: 0o600 });
+  await nixConf(['substituters =']);
+  const salt = `${Date.now()}-${process.pid}`;
+  const dep = run('nix-build', ['--no-out-link', '-E', `derivation { name = "nb-dep-${salt}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${salt} > $out" ]; }`]).split('\n').pop() as string;
+  const signed = run('nix-build', ['--no-out-link', '-E', `derivation { name = "nb-other-key-${salt}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out" ]; }`]).split('\n').pop() as string;
+  const impostorCache = `file://${path.join(dir, 'cache-impostor')}`;
+  run('nix', [...X, 'store', 'sign', '--recursive', '--key-file', impostorFile, signed]);
+  run('nix', [...X, 'copy', '--to', impostorCache, signed]);
+  const trustedCache = `file://${path.join(dir, 'cache-trusted-key')}`;
+  run('nix', [...X, 'store', 'sign', '--recursive', '--key-file', key.secretKeyFile, signed]);
+  run('nix', [...X, 'copy', '--to', trustedCache, signed]);
+  await nixConf([`substituters = ${impostorCache} ${trustedCache}`, `trusted-public-keys = ${key.publicKey}`]);
+  const info = await listCaches();
+  const [other, trusted] = info.caches;
+  assert.deepEqual([other?.uri, other?.keyTrusted, trusted?.uri, trusted?.keyTrusted], [impostorCache, false, trustedCache, true], JSON.stringify(info.caches));
+  assert.match(other?.message ?? '', /signed by a key named test-cache-1, but not by the public key of that name in trusted-public-keys \(another key with the same name\)/);
+  assert.match(trusted?.message ?? '', /signed by test-cache-1, a trusted key \(the signature checked with its public key in trusted-public-keys\)/);
+  // Real Nix agrees: it refuses the impostor's signature.
+  const verify = spawnSync(nixCommand('nix'), [...X, 'store', 'verify', '--no-contents', '--store', impostorCache, '--trusted-public-keys', key.publicKey, signed], { env, encoding: 'utf8' });
+  assert.notEqual(verify.status, 0, verify.stderr);
 });
 
 test('listCaches over HTTP: a served cache answers with its nix-cache-info, one without it cannot be used, a closed port is unreachable', async () => {
@@ -194,9 +234,12 @@ test('push targets, the signing keys (the extension\'s first, then secret-key-fi
   chmodSync(loose, 0o600);
   await eventually(() => client.notifications.some((m, i) => i >= from && m.method === 'nixBuilders/cachesChanged' && client.notifications[i - 1]?.method !== 'nixBuilders/buildersChanged'));
   assert.equal((await listCaches()).keys[1]?.problem, undefined);
-  assert.equal(info.consumerSnippets?.nixConf, `extra-substituters = ${target}\nextra-trusted-public-keys = ${key.publicKey}\n`);
-  assert.equal(info.consumerSnippets?.flakeNixConfig, `nixConfig = {\n  extra-substituters = [ "${target}" ];\n  extra-trusted-public-keys = [ "${key.publicKey}" ];\n};\n`);
-  assert.equal(info.consumerSnippets?.nixos, `nix.settings.substituters = [ "${target}" ];\nnix.settings.trusted-public-keys = [ "${key.publicKey}" ];\n`);
+  const local = `# ${target} is readable only on this machine: for other machines serve its folder over HTTP (any web server) and give that URL, or push to ssh://host instead.\n`;
+  assert.equal(info.consumerSnippets?.nixConf, `${local}extra-substituters = ${target}\nextra-trusted-public-keys = ${key.publicKey}\n`);
+  const flake = info.consumerSnippets?.flakeNixConfig ?? '';
+  assert.ok(flake.startsWith(local) && flake.endsWith(`\nnixConfig = {\n  extra-substituters = [ "${target}" ];\n  extra-trusted-public-keys = [ "${key.publicKey}" ];\n};\n`), flake);
+  assert.match(flake, /accept-flake-config/);
+  assert.equal(info.consumerSnippets?.nixos, `${local}nix.settings.substituters = [ "${target}" ];\nnix.settings.trusted-public-keys = [ "${key.publicKey}" ];\n`);
   // The push target that is not a store URI was said and dropped.
   await client.waitForNotification((m) => m.method === 'window/logMessage' && /"nixBuilders.cache.pushTargets": "not a store" is not a store URI/.test((m.params as { message: string }).message));
 });

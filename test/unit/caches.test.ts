@@ -4,11 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { publicKeyOf } from '../../language-server/cache/keys';
 import { SIGNING_KEY_NAME as KEY_NAME } from '../../language-server/protocol';
-import { consumerSnippets, parseCacheInfo, signatureKeyNames } from '../../language-server/cache/caches';
+import { consumerSnippets, parseCacheInfo, probeCache, signatureKeyNames } from '../../language-server/cache/caches';
+import { readBinaryCacheFile } from '../../language-server/builds/substituters';
 import { parseSettings } from '../../language-server/config';
 
 // An Ed25519 key pair made here, written as Nix writes a secret key: libsodium's 64 bytes, the seed
@@ -56,4 +58,30 @@ test('nixBuilders.cache settings: store URIs only, an absolute key file only', (
   assert.equal(problems.length, 3, problems.join('\n'));
   assert.deepEqual(parseSettings(undefined).cache, { pushTargets: [], queue: { enabled: false, dir: '' } });
   assert.deepEqual(parseSettings({ cache: { signingKeyFile: '~/keys/k.sec' } }).cache, { pushTargets: [], queue: { enabled: false, dir: '' }, signingKeyFile: path.join(os.homedir(), 'keys/k.sec') });
+});
+
+test('consumer snippets: the flake\'s nixConfig says when Nix uses it; a file:// target says it is readable only on this machine, another does not', () => {
+  const local = consumerSnippets('file:///var/cache/nix', PUBLIC);
+  for (const snippet of [local.nixConf, local.flakeNixConfig, local.nixos]) assert.match(snippet, /^# file:\/\/\/var\/cache\/nix is readable only on this machine: .*serve its folder over HTTP.* ssh:\/\/host/m);
+  assert.match(local.flakeNixConfig, /^# A flake's nixConfig applies only with accept-flake-config .*extra-trusted-public-keys only for\n# users in trusted-users/m);
+  const remote = consumerSnippets('https://cache.example.org', PUBLIC);
+  assert.doesNotMatch(remote.nixConf + remote.flakeNixConfig + remote.nixos, /only on this machine/);
+  assert.match(remote.flakeNixConfig, /accept-flake-config/);
+  assert.equal(remote.nixConf, `extra-substituters = https://cache.example.org\nextra-trusted-public-keys = ${PUBLIC}\n`);
+  // Every line is Nix code or a Nix comment.
+  assert.match(remote.flakeNixConfig, /^(# .*\n)+nixConfig = \{\n/);
+});
+
+test('key trust: where a narinfo\'s signature cannot be checked (its NarHash not in the form Nix signs), the row says that only the key\'s name was compared', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nb-name-only-'));
+  try {
+    writeFileSync(path.join(dir, 'nix-cache-info'), 'StoreDir: /nix/store\n');
+    const narinfo = `StorePath: /nix/store/ybp2c0j14505bi61mvpkapwlgmwiplb0-kt\nNarHash: sha256:${'0'.repeat(64)}\nNarSize: 120\nReferences: \nSig: t-1:${Buffer.alloc(64).toString('base64')}\n`;
+    writeFileSync(path.join(dir, 'ybp2c0j14505bi61mvpkapwlgmwiplb0.narinfo'), narinfo);
+    const info = await probeCache(`file://${dir}`, 'substituters', { trustedPublicKeys: [PUBLIC], pushKey: undefined, read: readBinaryCacheFile, timeoutMs: 5_000, signal: undefined });
+    assert.equal(info.keyTrusted, true);
+    assert.match(info.message ?? '', /signed by t-1, a trusted key by its name: only the key's name was compared/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
