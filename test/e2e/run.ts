@@ -260,6 +260,8 @@ async function main(): Promise<number> {
           cs = await startCodeServer({
             folder: workspace!,
             logName: 'code-server-ui-tests.log',
+            // The Remote settings, where machine-scoped settings go (the tests write them: E2E_MACHINE_SETTINGS).
+            machineSettings: {},
             ...(vsix ? { installExtensions: [vsix] } : {}),
           });
           const payload: Array<[string, string]> | undefined = vsix ? undefined : [['extensionDevelopmentPath', cs.remoteUri(repoRoot)]];
@@ -275,6 +277,7 @@ async function main(): Promise<number> {
               E2E_FOLDER_URL: cs.workbenchUrl({ folder: workspace! }),
               E2E_WORKBENCH_URL: cs.workbenchUrl(payload ? { folder: workspace!, payload } : { folder: workspace! }),
               E2E_LAB_BUILDERS: labBuilders,
+              E2E_MACHINE_SETTINGS: path.join(cs.userDataDir, 'Machine', 'settings.json'),
             },
           );
           if (code !== 0) throw new Error(`UI tests exited with ${code} (screenshots and ${path.relative(repoRoot, cs.logFile)} in test-results/)`);

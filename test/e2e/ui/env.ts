@@ -16,6 +16,8 @@ export interface UiEnv {
   workbenchUrl: string;
   /** The lab's builders; storeRoot is the host path of a builder's /nix (its outputs are in <storeRoot>/store). */
   builders: Array<{ name: string; uri: string; systems: string[]; storeRoot: string }>;
+  /** code-server's Remote settings file: the user settings that machine-scoped settings are read from. */
+  machineSettings: string;
 }
 
 export function uiEnv(): UiEnv {
@@ -30,6 +32,7 @@ export function uiEnv(): UiEnv {
     folderUrl: get('E2E_FOLDER_URL'),
     workbenchUrl: get('E2E_WORKBENCH_URL'),
     builders: JSON.parse(get('E2E_LAB_BUILDERS')) as UiEnv['builders'],
+    machineSettings: get('E2E_MACHINE_SETTINGS'),
   };
 }
 

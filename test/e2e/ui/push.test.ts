@@ -16,6 +16,7 @@ let session: BrowserSession;
 let page: Page;
 const settingsFile = path.join(env.workspace, '.vscode', 'settings.json');
 const originalSettings = readFileSync(settingsFile, 'utf8');
+const originalMachineSettings = readFileSync(env.machineSettings, 'utf8');
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'nb-ui-push-'));
 const confDir = path.join(dir, 'nix-conf');
@@ -28,6 +29,9 @@ const KEY_NAME = 'e2e-cache-1';
 const writeNixConf = (lines: string[]) => writeFileSync(path.join(confDir, 'nix.conf'), ['build-users-group =', 'substituters =', 'builders =', 'sandbox = false', ...lines, ''].join('\n'));
 const writeSettings = (extra: Record<string, unknown>) =>
   writeFileSync(settingsFile, JSON.stringify({ ...JSON.parse(originalSettings), 'nixBuilders.env': { ...labNixEnv(env), NIX_CONF_DIR: confDir }, 'nixBuilders.machinesFiles': [], ...extra }, null, 2));
+/** The push settings are machine-scoped: a workspace cannot set them, the (Remote) user settings can. Kept: what the extension wrote there (the signing key). */
+const writeMachineSettings = (extra: Record<string, unknown>) =>
+  writeFileSync(env.machineSettings, JSON.stringify({ ...JSON.parse(readFileSync(env.machineSettings, 'utf8')), ...extra }, null, 2));
 
 before(async () => {
   mkdirSync(confDir);
@@ -43,6 +47,7 @@ before(async () => {
 
 after(async () => {
   writeFileSync(settingsFile, originalSettings);
+  writeFileSync(env.machineSettings, originalMachineSettings);
   await session?.close();
 });
 
@@ -90,7 +95,7 @@ test('Generate Signing Key… from the palette: a 0600 secret where the save dia
 
     // The consumer's side trusts the key (as the snippet says), and a file:// push target.
     writeNixConf([`trusted-public-keys = ${publicKey}`]);
-    writeSettings({ 'nixBuilders.cache.pushTargets': [target] });
+    writeMachineSettings({ 'nixBuilders.cache.pushTargets': [target] });
     await runCommand(page, 'Notifications: Clear All Notifications');
     await cachesRow(new RegExp(`^${escapeRegExp(KEY_NAME)}\\s*nixBuilders\\.cache\\.signingKeyFile`)).waitFor({ timeout: 60_000 });
     await cachesRow(new RegExp(`^${escapeRegExp(target)}\\s*reachable · key trusted`)).waitFor({ timeout: 60_000 });
@@ -101,7 +106,7 @@ test('Generate Signing Key… from the palette: a 0600 secret where the save dia
     await runCommandThatAsks(page, 'Nix Builders: Copy Consumer Configuration', 'Configuration for the consumers of');
     await page.locator('.quick-input-widget .monaco-list-row', { hasText: 'nix.conf' }).first().click();
     await eventually(async () => (await notificationTexts(page)).find((t) => t === `Copied the nix.conf configuration for ${target}.`), 30_000);
-    assert.equal(await page.evaluate(() => (globalThis as unknown as { navigator: { clipboard: { readText(): Promise<string> } } }).navigator.clipboard.readText()), `extra-substituters = ${target}\nextra-trusted-public-keys = ${publicKey}\n`);
+    assert.equal(await page.evaluate(() => (globalThis as unknown as { navigator: { clipboard: { readText(): Promise<string> } } }).navigator.clipboard.readText()), `# ${target} is readable only on this machine: for other machines serve its folder over HTTP (any web server) and give that URL, or push to ssh://host instead.\nextra-substituters = ${target}\nextra-trusted-public-keys = ${publicKey}\n`);
 
     // With a push target, derivation attributes have a Push to cache lens.
     const salt = `${Date.now()}`;
