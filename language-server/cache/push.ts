@@ -8,8 +8,10 @@
 // s3://: a Nix with S3 support copies there itself. One without (Debian's: "don't know how to open
 // Nix store 's3://…'") stages the closure into a file:// cache of its own per bucket
 // (`stagingRoot`) and hands that folder to a StagedUpload, the one call that uploads what the
-// bucket lacks; without one the push fails and says why.
+// bucket lacks; without one the push fails and says why. The staged copy is removed once uploaded
+// and verified (from the bucket's HTTP address: the staged copy proves nothing to consumers).
 import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import * as path from 'node:path';
 import { ErrorCodes, LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
@@ -340,7 +342,9 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
     report: o.report,
   });
   if (o.signal.aborted) throw cancelled();
-  const copiedNote = staged ? ` (staged in ${staged})` : copied.length !== pushed.length && copied.length > 0 ? ` (${copied.length} copied)` : '';
+  // Uploaded and checked: the staged copy is removed (each push stages its closure afresh); a failed upload keeps it for a look.
+  if (staged) await rm(staged, { recursive: true, force: true });
+  const copiedNote = staged ? ` (staged in ${staged}, removed after the upload)` : copied.length !== pushed.length && copied.length > 0 ? ` (${copied.length} copied)` : '';
   const head = `Pushed ${plural(pushed.length, 'path')} (${skipped.length} already in the cache) to ${o.to}${copiedNote}, ${signed.status === 'unsigned' ? 'UNSIGNED' : `signed by ${signed.keyName}`}`;
   const trustNote = key && !trustedKeys.includes(key.publicKey) ? `; consumers must trust ${key.publicKey} (extra-trusted-public-keys = ${key.publicKey})` : '';
   return {

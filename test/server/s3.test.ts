@@ -263,6 +263,8 @@ test('pushToCache to s3:// from a plain LSP client, with a Nix that cannot open 
     assert.equal(r.verification?.status, 'verified', JSON.stringify(r.verification));
     assert.equal(r.verified, true);
     assert.ok(r.verification?.summary.endsWith(`from ${httpCache('pushed')}`), `substituted from the bucket's HTTP address, not the staged copy: ${r.verification?.summary}`);
+    // Uploaded: the staging cache is removed.
+    assert.deepEqual(await readdir(path.join(dir, 'xdg-cache', 'nix-builders', 'push-staging')), []);
     const top = r.pushed.find((p) => p.endsWith(`-nb-s3-push-${s}`));
     assert.ok(top, JSON.stringify(r.pushed));
     assert.deepEqual(await substitutesInto(httpCache('pushed'), top), { valid: true, stderr: '' });
