@@ -224,6 +224,14 @@ test('ssh-ng://nixremote@b3 (not trusted): an unsigned push is said to need sign
   assert.equal(signed.pushed.length, 2);
   for (const p of signed.pushed) assert.ok(lab.hasStorePath('b3', p), `${p} is in b3's store`);
   assert.equal(signed.verification?.status, 'verified', JSON.stringify(signed.verification));
+
+  // Again with a second key: b3 has the paths without its signature, and its nix-daemon lets no
+  // untrusted user add signatures (real Nix's wording, daemon.cc wopAddSignatures): said, with the fix.
+  const second = await makeKey(`push-b3-second-${salt()}`);
+  const again = await push({ uri, to, keyFile: second.file });
+  assert.equal(again.status, 'pushed', JSON.stringify(again));
+  assert.equal(again.signed.status, 'unsigned', JSON.stringify(again.signed));
+  assert.match(again.signed.message ?? '', /2 paths in ssh-ng:\/\/nixremote@b3 lack push-b3-second-\S+'s signature and could not be signed there: .*you are not privileged to add signatures.*not trusted by the nix-daemon.*trusted-users/);
 });
 
 test('Verify Cache catches a raw unsigned `nix copy`, and a push signed by a key the consumer does not trust', { timeout: 300_000 }, async () => {

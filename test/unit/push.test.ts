@@ -132,7 +132,7 @@ test('a malformed key file: the refusal quotes none of its content (not even the
   }
 });
 
-test('signing refused for a user the nix-daemon does not trust (the wording of Nix\'s source, daemon.cc wopAddSignatures; not recorded here) is recognised', () => {
+test('signing refused for a user the nix-daemon does not trust is recognised (Nix\'s wording, daemon.cc wopAddSignatures; real Nix 2.8 says it in test/lab/push.test.ts, pushing to b3 as nixremote)', () => {
   assert.equal(notPrivilegedToSign('error: you are not privileged to add signatures\n'), true);
   assert.equal(notPrivilegedToSign("error: opening file '/k.sec': Permission denied\n"), false);
 });
