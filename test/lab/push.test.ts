@@ -335,31 +335,34 @@ test('s3:// through a StagedUpload (the one call an S3 uploader answers): it get
   const endpoint = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
   const to = `s3://${bucket}?region=us-east-1&endpoint=${endpoint}&scheme=http`;
   const stagingRoot = path.join(lab.dir, `staging-${salt()}`);
-  const r = await pushClosure(nix, {
-    tops: built.outputs,
-    to,
-    keyFile: key.file,
-    stagingRoot,
-    signal: new AbortController().signal,
-    report: () => undefined,
-    stagedUpload: async (o) => {
-      calls.push({ stagingDir: o.stagingDir, to: o.to });
-      // The "bucket" already has the dependency: the uploader says so.
-      const staged = readdirSync(o.stagingDir).filter((f) => f.endsWith('.narinfo')).map((f) => /^StorePath: (.*)$/m.exec(readFileSync(path.join(o.stagingDir, f), 'utf8'))?.[1] ?? '');
-      await cp(o.stagingDir, path.join(served, bucket), { recursive: true });
-      return { uploaded: staged.filter((p) => /-push-s3u$/.test(p)), skipped: staged.filter((p) => /-push-s3u-dep$/.test(p)) };
-    },
-  });
-  assert.deepEqual(calls.map((c) => c.to), [to]);
-  assert.ok(calls[0]?.stagingDir.startsWith(stagingRoot));
-  assert.equal(r.status, 'pushed', JSON.stringify(r));
-  assert.deepEqual(r.pushed, built.outputs);
-  assert.deepEqual(r.skipped.map((s) => s.why), [`already in ${to}`]);
-  await new Promise((resolve) => server.close(resolve));
-  assert.equal(r.verification?.status, 'verified', JSON.stringify(r.verification));
-  assert.ok(r.verification?.summary.endsWith(`from http://${endpoint}/${bucket}`), r.verification?.summary);
-  assert.equal(r.verified, true);
-  assert.equal(existsSync(calls[0]?.stagingDir ?? ''), false, 'the staged copy is removed after the upload');
+  try {
+    const r = await pushClosure(nix, {
+      tops: built.outputs,
+      to,
+      keyFile: key.file,
+      stagingRoot,
+      signal: new AbortController().signal,
+      report: () => undefined,
+      stagedUpload: async (o) => {
+        calls.push({ stagingDir: o.stagingDir, to: o.to });
+        // The "bucket" already has the dependency: the uploader says so.
+        const staged = readdirSync(o.stagingDir).filter((f) => f.endsWith('.narinfo')).map((f) => /^StorePath: (.*)$/m.exec(readFileSync(path.join(o.stagingDir, f), 'utf8'))?.[1] ?? '');
+        await cp(o.stagingDir, path.join(served, bucket), { recursive: true });
+        return { uploaded: staged.filter((p) => /-push-s3u$/.test(p)), skipped: staged.filter((p) => /-push-s3u-dep$/.test(p)) };
+      },
+    });
+    assert.deepEqual(calls.map((c) => c.to), [to]);
+    assert.ok(calls[0]?.stagingDir.startsWith(stagingRoot));
+    assert.equal(r.status, 'pushed', JSON.stringify(r));
+    assert.deepEqual(r.pushed, built.outputs);
+    assert.deepEqual(r.skipped.map((s) => s.why), [`already in ${to}`]);
+    assert.equal(r.verification?.status, 'verified', JSON.stringify(r.verification));
+    assert.ok(r.verification?.summary.endsWith(`from http://${endpoint}/${bucket}`), r.verification?.summary);
+    assert.equal(r.verified, true);
+    assert.equal(existsSync(calls[0]?.stagingDir ?? ''), false, 'the staged copy is removed after the upload');
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
 
 test('Verify Cache over HTTP reads the cache as it is now: a path missing a minute ago and pushed since is found (Nix\'s narinfo disk cache would remember it missing)', { timeout: 300_000 }, async () => {
