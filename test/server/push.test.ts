@@ -5,15 +5,18 @@
 // The lab's pushes (ssh://, ssh-ng://, an untrusted user, cancel) are in test/lab/push.test.ts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StdioLspClient } from './lspClient';
 import { nixCommand } from './nixUnderTest';
+import { pushClosure } from '../../language-server/cache/push';
 import { parsePathInfoJson, signerNames } from '../../language-server/cache/verify';
+import { Nix } from '../../language-server/nix/nix';
+import { ExecaRunner } from '../../language-server/nix/runner';
 import { ServerCommands, type CacheVerification, type PushToCacheResult } from '../../language-server/protocol';
 
 const SERVER = path.join(__dirname, '../../language-server/main.ts');
@@ -118,4 +121,64 @@ test('a push to file:// is built first, signed, verified by substituting into a 
   const v = await client.request<CacheVerification>('workspace/executeCommand', { command: ServerCommands.verifyCache, arguments: [{ store: cache, uri, attribute: 'top', trustedPublicKeys: [other.publicKey] }] });
   assert.equal(v.status, 'problems', JSON.stringify(v));
   assert.deepEqual(v.problems.map((p) => p.problem), ['untrusted-key', 'untrusted-key']);
+});
+
+/**
+ * This user not trusted by the nix-daemon (the normal multi-user install): Nix runs as nobody
+ * against a nix-daemon of the test's own (of this machine's store; its socket in a folder of its own), so
+ * `nix store sign` here answers Nix's "you are not privileged to add signatures"; the push signs
+ * the cache's copy instead. Root only (to run Nix as nobody), and this machine's Nix (the 2.26
+ * wrappers run Nix in a root of their own).
+ */
+test('a user the nix-daemon does not trust: signing here is refused, so the cache\'s copy is signed after the copy, and the push says so', {
+  timeout: 300_000,
+  skip: process.getuid?.() !== 0 ? 'needs root, to run Nix as nobody' : process.env.NIX_BUILDERS_TEST_NIX_BIN ? 'this machine\'s Nix only (the 2.26 wrappers run Nix in a root of their own)' : false,
+}, async () => {
+  const d = await mkdtemp(path.join(tmpdir(), 'nb-push-daemon-'));
+  await chmod(d, 0o755);
+  const home = path.join(d, 'home');
+  await mkdir(home);
+  await chown(home, 65534, 65534);
+  await writeFile(path.join(d, 'nix.conf'), ['build-users-group =', 'substituters =', 'sandbox = false', 'builders =', ''].join('\n'));
+  const socket = path.join(d, 'socket');
+  const daemon = spawn(nixCommand('nix-daemon'), [], { env: { ...process.env, NIX_CONF_DIR: d, NIX_DAEMON_SOCKET_PATH: socket }, stdio: 'ignore' });
+  try {
+    for (let i = 0; !existsSync(socket); i++) {
+      assert.ok(i < 300 && daemon.exitCode === null, 'the nix-daemon listens');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Nix as nobody, through the daemon.
+    const bin = path.join(d, 'bin');
+    await mkdir(bin);
+    for (const name of ['nix', 'nix-store']) {
+      await writeFile(path.join(bin, name), `#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups ${nixCommand(name)} "$@"\n`, { mode: 0o755 });
+    }
+    const env = { ...process.env, HOME: home, XDG_CACHE_HOME: home, NIX_CONF_DIR: d, NIX_REMOTE: 'daemon', NIX_DAEMON_SOCKET_PATH: socket };
+    const asNobody = (name: string, args: string[], input?: string) => execFileSync(path.join(bin, name), args, { env, encoding: 'utf8', ...(input !== undefined ? { input } : {}) }).trim();
+    const secret = asNobody('nix', ['--extra-experimental-features', 'nix-command', 'key', 'generate-secret', '--key-name', `push-nobody-${salt()}`]);
+    const keyFile = path.join(home, 'k.sec');
+    await writeFile(keyFile, secret, { mode: 0o600 });
+    await chown(keyFile, 65534, 65534);
+    const publicKey = asNobody('nix', ['--extra-experimental-features', 'nix-command', 'key', 'convert-secret-to-public'], secret);
+    const content = path.join(home, `content-${salt()}.txt`);
+    await writeFile(content, `${salt()}\n`, { mode: 0o644 });
+    const top = asNobody('nix-store', ['--add', content]);
+    const cacheDir = path.join(home, 'cache');
+    await mkdir(cacheDir);
+    await chown(cacheDir, 65534, 65534);
+    const cache = `file://${cacheDir}`;
+
+    const messages: string[] = [];
+    const r = await pushClosure(new Nix(new ExecaRunner(), { binDir: bin, env }), { tops: [top], to: cache, keyFile, trustedKeys: [publicKey], stagingRoot: path.join(home, 'staging'), signal: new AbortController().signal, report: (m) => messages.push(m) });
+    assert.equal(r.status, 'pushed', JSON.stringify(r));
+    assert.deepEqual(r.pushed, [top]);
+    assert.equal(r.signed.status, 'signed', JSON.stringify(r.signed));
+    assert.match(r.signed.message ?? '', /^signed in file:\/\/.*, after the copy$/);
+    assert.ok(r.notes?.some((n) => /may not add signatures to this machine's store .*"you are not privileged to add signatures".*trusted-users/.test(n)), JSON.stringify(r.notes));
+    const info = parsePathInfoJson(asNobody('nix', ['--extra-experimental-features', 'nix-command', 'path-info', '--store', cache, '--json', top]));
+    assert.deepEqual(info?.map((i) => signerNames(i.signatures)), [[publicKey.split(':')[0]]], 'the cache\'s copy is signed by the key');
+  } finally {
+    daemon.kill();
+    await rm(d, { recursive: true, force: true });
+  }
 });
