@@ -22,7 +22,7 @@ import { readFullDerivation } from '../nix/derivationFile';
 import type { Nix, Outcome } from '../nix/nix';
 import type { NixConfig } from '../nix/nixConf';
 import type { RunResult } from '../nix/runner';
-import { storeName } from '../nix/storePath';
+import { hashPart, storeName } from '../nix/storePath';
 import { parseStoreUri } from '../nix/storeUri';
 import type { NixCapabilities } from '../nix/version';
 import { ServerCommands, type BuildInfo, type BuildProgress, type DerivationInfo, type PushToCacheArgs, type PushToCacheResult, type StartBuildParams } from '../protocol';
@@ -125,6 +125,14 @@ async function storeTrust(nix: Nix, caps: NixCapabilities, to: string, signal: A
     if (said !== undefined) return said ? 'trusted' : 'untrusted';
   }
   return uri?.user === 'root' ? 'trusted' : 'unknown';
+}
+
+/** The paths a bucket had already, which the upload does not replace: their narinfos there keep the signatures they had. */
+function staleInBucket(to: string, paths: readonly string[]): string {
+  const { bucket } = parseS3StoreUri(to);
+  const names = paths.map((p) => `s3://${bucket}/${hashPart(p)}.narinfo`);
+  const were = paths.length === 1 ? 'was' : 'were';
+  return `${plural(paths.length, 'path')} of the closure ${were} in ${to} already and ${were} not uploaded again: an upload never replaces a narinfo the bucket has, so they keep the signatures they had there (signing them here does not reach the bucket). Fix: remove those narinfos (\`aws s3 rm\` ${names.slice(0, 3).join(' ')}${names.length > 3 ? ' …' : ''}) and push again.`;
 }
 
 /** A failed push's problem, said for a push: the target, the key and what to change. */
@@ -310,6 +318,7 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
   }
 
   let pushed = staged ? [] : missing.map((i) => i.path);
+  let uploadSkipped: string[] = [];
   if (staged) {
     if (!o.stagedUpload) {
       const message = `this Nix cannot talk to S3 (no S3 support built in); the closure is staged in ${staged} (a file:// cache) but nothing uploads it: use a Nix built with S3 support, or sync that folder to the bucket (\`aws s3 sync ${staged} s3://…\`).`;
@@ -325,6 +334,7 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
     const uploaded = new Set(up.uploaded);
     pushed = closure.map((i) => i.path).filter((p) => uploaded.has(p));
     skipped.push(...up.skipped.map((p) => ({ path: p, why: `already in ${o.to}` })));
+    uploadSkipped = up.skipped;
   }
 
   const conf = await config;
@@ -357,7 +367,11 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
     signed,
     verification,
     notes,
-    problems: [...(signed.status === 'unsigned' && signed.message ? [signed.message] : []), ...verification.problems.map((p) => `${p.message}${p.fix ? ` Fix: ${p.fix}` : ''}`)],
+    problems: [
+      ...(signed.status === 'unsigned' && signed.message ? [signed.message] : []),
+      ...verification.problems.map((p) => `${p.message}${p.fix ? ` Fix: ${p.fix}` : ''}`),
+      ...(verification.status === 'problems' && uploadSkipped.length > 0 ? [staleInBucket(o.to, uploadSkipped)] : []),
+    ],
   };
 }
 

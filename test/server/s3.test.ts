@@ -31,7 +31,7 @@ const salt = () => `${Date.now()}-${process.pid}-${Math.random().toString(36).sl
 const nixEnv = () => ({ ...process.env, NIX_CONF_DIR: dir });
 const run = async (name: string, args: string[]) => (await execFileAsync(nixCommand(name), args, { env: nixEnv(), maxBuffer: 64 * 1024 * 1024 })).stdout.trim();
 
-const BUCKETS = ['cache', 'cache2', 'cache3', 'cache4', 'cache5', 'pushed', 'private'];
+const BUCKETS = ['cache', 'cache2', 'cache3', 'cache4', 'cache5', 'pushed', 'private', 'unsigned'];
 const target = (bucket: string) => `s3://${bucket}?region=eu-west-1&endpoint=${server.url.replace('http://', '')}&scheme=http&profile=nb-test`;
 const httpCache = (bucket: string) => `${server.url}/${bucket}`;
 
@@ -322,5 +322,32 @@ test('pushToCache to a private bucket (anonymous reads refused): uploaded, but n
   } finally {
     await client.shutdown();
     await new Promise((resolve) => proxy.server.close(resolve));
+  }
+});
+
+test('pushToCache with a key to a bucket that has the closure unsigned: not verified, and the answer says the upload does not replace those narinfos, with the fix', { timeout: 300_000 }, async () => {
+  const s = salt();
+  const expr = drv(`nb-s3-unsigned-${s}`);
+  const top = await run('nix-build', ['--no-out-link', '-E', expr]);
+  // Uploaded before, unsigned (a copy to the staging folder with no key).
+  const staging = await mkdtemp(path.join(dir, 'staging-'));
+  await run('nix', [...NIX_COMMAND, 'copy', '--to', `file://${staging}`, '--option', 'secret-key-files', '', top]);
+  await upload(staging, target('unsigned'));
+  const client = new StdioLspClient(process.env, ['--import', 'tsx', path.join(__dirname, '../../language-server/main.ts')]);
+  try {
+    await client.initialize({ settings: { env: { NIX_CONF_DIR: dir, XDG_CACHE_HOME: path.join(dir, 'xdg-cache') } } }, dir);
+    const text = `{ top = ${expr}; }\n`;
+    const file = path.join(dir, `unsigned-${s}.nix`);
+    await writeFile(file, text);
+    const uri = pathToFileURL(file).href;
+    client.open(uri, text);
+    const r = await client.request<PushToCacheResult>('workspace/executeCommand', { command: ServerCommands.pushToCache, arguments: [{ uri, attribute: 'top', to: target('unsigned'), keyFile: secretKey }] });
+    assert.equal(r.status, 'pushed', JSON.stringify(r));
+    assert.deepEqual(r.pushed, []);
+    assert.equal(r.verified, false);
+    assert.deepEqual(r.verification?.problems.map((p) => p.problem), ['not-substitutable'], JSON.stringify(r.verification));
+    assert.ok(r.problems.some((p) => p.includes(`1 path of the closure was in ${target('unsigned')} already and was not uploaded again`) && p.includes(`s3://unsigned/${storeHash(top)}.narinfo`)), JSON.stringify(r.problems));
+  } finally {
+    await client.shutdown();
   }
 });
