@@ -85,6 +85,8 @@ async function showPushResult(ctx: Ctx, r: PushToCacheResult): Promise<void> {
     return showLog(await vscode.window.showErrorMessage(`${r.summary} — but ${v.summary}${first ? `: ${first.message}${first.fix ? ` Fix: ${first.fix}` : ''}` : ''}`, 'Show Log'));
   }
   if (r.signed.status === 'unsigned') return showLog(await vscode.window.showWarningMessage(`${r.summary} — ${r.signed.message ?? 'the paths are not signed: Nix substitutes them only where require-sigs is false.'}`, 'Show Log'));
+  // Pushed, but nothing proved it substitutes (a private bucket, a check that could not run): not a success.
+  if (!r.verified) return showLog(await vscode.window.showWarningMessage(`${r.summary} — NOT VERIFIED${v ? `: ${v.summary}` : ''}`, 'Show Log'));
   await showLog(await vscode.window.showInformationMessage(v && !r.summary.includes(v.summary) ? `${r.summary} — ${v.summary}` : r.summary, 'Show Log'));
 }
 

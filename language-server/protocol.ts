@@ -784,6 +784,8 @@ export interface CacheVerification {
 
 export interface PushToCacheResult {
   status: 'pushed' | 'failed' | 'cancelled' | 'not-started';
+  /** True only when pushed and the verification found it signed by a trusted key and substitutable (verification.status 'verified'): 'pushed' alone says the copy ended. */
+  verified: boolean;
   to: string;
   /** "Pushed 12 paths (30 already in the cache) to file:///…, signed by cache-1". */
   summary: string;

@@ -8,8 +8,10 @@
 // s3://: a Nix with S3 support copies there itself. One without (Debian's: "don't know how to open
 // Nix store 's3://…'") stages the closure into a file:// cache of its own per bucket
 // (`stagingRoot`) and hands that folder to a StagedUpload, the one call that uploads what the
-// bucket lacks; without one the push fails and says why.
+// bucket lacks; without one the push fails and says why. The staged copy is removed once uploaded
+// and verified (from the bucket's HTTP address: the staged copy proves nothing to consumers).
 import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import * as path from 'node:path';
 import { ErrorCodes, LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
@@ -20,10 +22,11 @@ import { readFullDerivation } from '../nix/derivationFile';
 import type { Nix, Outcome } from '../nix/nix';
 import type { NixConfig } from '../nix/nixConf';
 import type { RunResult } from '../nix/runner';
-import { storeName } from '../nix/storePath';
+import { hashPart, storeName } from '../nix/storePath';
 import { parseStoreUri } from '../nix/storeUri';
 import type { NixCapabilities } from '../nix/version';
 import { ServerCommands, type BuildInfo, type BuildProgress, type DerivationInfo, type PushToCacheArgs, type PushToCacheResult, type StartBuildParams } from '../protocol';
+import { parseS3StoreUri } from './s3';
 import { resolveSigningKey, secretKeyFilesOf, signClosure, type SigningKey } from './sign';
 import { failureOf, pathInfosIn, verifyStore, type PathInfo } from './verify';
 
@@ -33,6 +36,17 @@ export type StagedUpload = (o: { stagingDir: string; to: string; signal: AbortSi
 /** Where staged caches live: `$XDG_CACHE_HOME/nix-builders/push-staging` (~/.cache when unset). */
 export function defaultStagingRoot(env: Readonly<Record<string, string | undefined>>): string {
   return path.join(env.XDG_CACHE_HOME || path.join(homedir(), '.cache'), 'nix-builders', 'push-staging');
+}
+
+/**
+ * Where consumers substitute from an s3:// store over plain HTTP: its endpoint path-style
+ * (`http(s)://endpoint/bucket`) or virtual-host style, else AWS's (`https://<bucket>.s3.<region>.amazonaws.com`).
+ */
+export function bucketHttpAddress(to: string): string {
+  const t = parseS3StoreUri(to);
+  if (!t.endpoint) return `https://${t.bucket}.s3.${t.region}.amazonaws.com`;
+  const endpoint = t.endpoint.replace(/\/+$/, '');
+  return t.forcePathStyle ? `${endpoint}/${t.bucket}` : endpoint.replace(/^(https?:\/\/)/, `$1${t.bucket}.`);
 }
 
 /** The staging folder of one target: readable name, and a hash so that two buckets never share one. */
@@ -113,6 +127,14 @@ async function storeTrust(nix: Nix, caps: NixCapabilities, to: string, signal: A
   return uri?.user === 'root' ? 'trusted' : 'unknown';
 }
 
+/** The paths a bucket had already, which the upload does not replace: their narinfos there keep the signatures they had. */
+function staleInBucket(to: string, paths: readonly string[]): string {
+  const { bucket } = parseS3StoreUri(to);
+  const names = paths.map((p) => `s3://${bucket}/${hashPart(p)}.narinfo`);
+  const were = paths.length === 1 ? 'was' : 'were';
+  return `${plural(paths.length, 'path')} of the closure ${were} in ${to} already and ${were} not uploaded again: an upload never replaces a narinfo the bucket has, so they keep the signatures they had there (signing them here does not reach the bucket). Fix: remove those narinfos (\`aws s3 rm\` ${names.slice(0, 3).join(' ')}${names.length > 3 ? ' …' : ''}) and push again.`;
+}
+
 /** A failed push's problem, said for a push: the target, the key and what to change. */
 export function pushProblem(problem: NixProblem, o: { to: string; key?: SigningKey }): string {
   switch (problem.kind) {
@@ -142,7 +164,7 @@ export interface PushOptions {
   /** The command's keyFile; else `settingKeyFile`; else nix.conf's secret-key-files. */
   keyFile?: string;
   settingKeyFile?: string;
-  /** The consumers' keys (default: trusted-public-keys of the effective configuration, and the signing key's). */
+  /** The consumers' keys (default: trusted-public-keys of the effective configuration; the signing key is not trusted for being used). */
   trustedKeys?: readonly string[];
   stagingRoot: string;
   stagedUpload?: StagedUpload;
@@ -157,6 +179,7 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
   const caps = await nix.detect();
   const answer = (status: PushToCacheResult['status'], summary: string, rest: Partial<PushToCacheResult> = {}): PushToCacheResult => ({
     status,
+    verified: false,
     to: o.to,
     summary,
     pushed: [],
@@ -210,8 +233,10 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
   const skipped = closure.filter((i) => present.has(i.path)).map((i) => ({ path: i.path, why: `already in ${o.to}` }));
 
   let signed: PushToCacheResult['signed'];
+  // A user the nix-daemon does not trust cannot sign in this machine's store: the target's copy is signed after the copy.
+  const signThereOnly = signing?.notPrivileged === true;
   if (key) {
-    if (signing?.problem) return answer('failed', `Not pushed: ${signing.problem}`, { skipped, problems: [signing.problem] });
+    if (signing?.problem && !signThereOnly) return answer('failed', `Not pushed: ${signing.problem}`, { skipped, problems: [signing.problem] });
     signed = { status: 'signed', keyName: key.keyName };
   } else {
     const unsignedPaths = closure.filter((i) => i.signatures.length === 0);
@@ -235,6 +260,7 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
     }
   }
   if (signed.status === 'unsigned' && signed.message) notes.push(signed.message);
+  if (signThereOnly) notes.push(`This user may not add signatures to this machine's store (the nix-daemon does not trust it: "you are not privileged to add signatures"): the copy in ${staged ? `the staging cache ${staged}` : o.to} is signed with ${key?.keyName} after it is copied. To sign here, add this user to the daemon's trusted-users.`);
   const announce = staged
     ? `This Nix cannot open ${o.to} (no S3 support built in): staging ${plural(closure.length, 'path')} in ${staged}, then uploading what the bucket lacks`
     : `Pushing ${plural(missing.length, 'path')} (${skipped.length} already in the cache) to ${o.to}${signed.keyName ? `, signed by ${signed.keyName}` : ', UNSIGNED'}`;
@@ -270,7 +296,29 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
     if (copy.kind !== 'ok') return pushFailed(nix, c, o, { copy, key, skipped, signed, notes, missing });
   }
 
+  // The target's copies that lack the key's signature: those copied unsigned, and those it had already
+  // (skipped, so a push with a key signs what an unsigned push left there).
+  if (key) {
+    const lacksKey = (i: PathInfo) => i.valid && !i.signatures.some((sig) => sig.startsWith(`${key.keyName}:`));
+    const inTarget = staged ? await pathInfosIn(nix, c, target, closure.map((i) => i.path), { signal: o.signal }) : undefined;
+    if (o.signal.aborted) throw cancelled();
+    const thereInfos = inTarget && 'infos' in inTarget ? inTarget.infos : 'infos' in there ? there.infos : [];
+    const toSign = [...new Set([...(signThereOnly && !staged ? missing.map((i) => i.path) : []), ...thereInfos.filter(lacksKey).map((i) => i.path)])];
+    if (toSign.length > 0) {
+      o.report(`signing ${plural(toSign.length, 'path')} in ${target} with ${key.keyName}`);
+      const signedThere = await signClosure(nix, c.signPaths, c.nixCommandPrefix, key, toSign, o.signal, target);
+      if (signedThere.result.kind === 'cancelled') throw cancelled();
+      if (signedThere.problem) {
+        const cannot = uri.scheme === 'ssh' ? ` ${o.to} is a legacy ssh:// store, which cannot add signatures to paths it has: push to ssh-ng:// instead, or sign there (\`nix store sign --key-file KEY.sec ${toSign.map(storeName).slice(0, 3).join(' ')}…\` on ${uri.hostname ?? 'that host'}).` : '';
+        const message = `${plural(toSign.length, 'path')} in ${target} lack ${key.keyName}'s signature and could not be signed there: ${signedThere.problem}${cannot}`;
+        signed = { status: 'unsigned', keyName: key.keyName, message };
+        notes.push(message);
+      } else if (signThereOnly) signed = { ...signed, message: `signed in ${target}, after the copy` };
+    }
+  }
+
   let pushed = staged ? [] : missing.map((i) => i.path);
+  let uploadSkipped: string[] = [];
   if (staged) {
     if (!o.stagedUpload) {
       const message = `this Nix cannot talk to S3 (no S3 support built in); the closure is staged in ${staged} (a file:// cache) but nothing uploads it: use a Nix built with S3 support, or sync that folder to the bucket (\`aws s3 sync ${staged} s3://…\`).`;
@@ -286,13 +334,17 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
     const uploaded = new Set(up.uploaded);
     pushed = closure.map((i) => i.path).filter((p) => uploaded.has(p));
     skipped.push(...up.skipped.map((p) => ({ path: p, why: `already in ${o.to}` })));
+    uploadSkipped = up.skipped;
   }
 
   const conf = await config;
   const configured = conf.ok ? conf.value.trustedPublicKeys : [];
-  const trustedKeys = [...new Set([...(o.trustedKeys ?? configured), ...(o.trustedKeys === undefined && key ? [key.publicKey] : [])])];
+  const trustedKeys = [...new Set(o.trustedKeys ?? configured)];
   const verification = await verifyStore(nix, {
     store: staged ? `file://${staged}` : o.to,
+    // A staged push is proved by substituting from the bucket, never from the staged copy.
+    ...(staged ? { substituteFrom: bucketHttpAddress(o.to) } : {}),
+    ...(key ? { signingKey: key.publicKey } : {}),
     tops: o.tops,
     closure: closure.map((i) => i.path),
     trustedKeys,
@@ -300,11 +352,14 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
     report: o.report,
   });
   if (o.signal.aborted) throw cancelled();
-  const copiedNote = staged ? ` (staged in ${staged}; the verification read the staged copy)` : copied.length !== pushed.length && copied.length > 0 ? ` (${copied.length} copied)` : '';
+  // Uploaded and checked: the staged copy is removed (each push stages its closure afresh); a failed upload keeps it for a look.
+  if (staged) await rm(staged, { recursive: true, force: true });
+  const copiedNote = staged ? ` (staged in ${staged}, removed after the upload)` : copied.length !== pushed.length && copied.length > 0 ? ` (${copied.length} copied)` : '';
   const head = `Pushed ${plural(pushed.length, 'path')} (${skipped.length} already in the cache) to ${o.to}${copiedNote}, ${signed.status === 'unsigned' ? 'UNSIGNED' : `signed by ${signed.keyName}`}`;
-  const trustNote = key && !configured.includes(key.publicKey) ? `; consumers must trust ${key.publicKey} (trusted-public-keys)` : '';
+  const trustNote = key && !trustedKeys.includes(key.publicKey) ? `; consumers must trust ${key.publicKey} (extra-trusted-public-keys = ${key.publicKey})` : '';
   return {
     status: 'pushed',
+    verified: verification.status === 'verified',
     to: o.to,
     summary: `${head}${trustNote}. ${verification.status === 'verified' ? verification.summary : `${verification.summary}`}`,
     pushed,
@@ -312,7 +367,11 @@ export async function pushClosure(nix: Nix, o: PushOptions): Promise<PushToCache
     signed,
     verification,
     notes,
-    problems: verification.problems.map((p) => `${p.message}${p.fix ? ` Fix: ${p.fix}` : ''}`),
+    problems: [
+      ...(signed.status === 'unsigned' && signed.message ? [signed.message] : []),
+      ...verification.problems.map((p) => `${p.message}${p.fix ? ` Fix: ${p.fix}` : ''}`),
+      ...(verification.status === 'problems' && uploadSkipped.length > 0 ? [staleInBucket(o.to, uploadSkipped)] : []),
+    ],
   };
 }
 
@@ -331,6 +390,7 @@ async function pushFailed(
   const pushed = f.missing.map((i) => i.path).filter((p) => got.has(p));
   return {
     status: 'failed',
+    verified: false,
     to: o.to,
     summary: `Push to ${o.to} FAILED${pushed.length ? ` after ${plural(pushed.length, 'path')}` : ''}: ${said}`,
     pushed,
@@ -368,7 +428,7 @@ export async function pushToCacheCommand(server: PushServer, a: ReturnType<typeo
   const [target] = await server.buildTargets({ uri: a.uri, attrPaths: [a.attrPath] });
   if (!target) throw new ResponseError(ErrorCodes.InvalidParams, `${ServerCommands.pushToCache}: no derivation at ${a.attrPath.join('.')}.`);
   const caps = await nix.detect();
-  if (!caps.ok) return { status: 'not-started', to: a.to, summary: `Not pushed: ${caps.message}`, pushed: [], skipped: [], signed: { status: 'unsigned' }, problems: [caps.message] };
+  if (!caps.ok) return { status: 'not-started', verified: false, to: a.to, summary: `Not pushed: ${caps.message}`, pushed: [], skipped: [], signed: { status: 'unsigned' }, problems: [caps.message] };
   // The outputs from the .drv itself when this process can read it (no process), else through Nix.
   const drv = await readFullDerivation(target.drvPath);
   const fromDrv = drv ? [...drv.outputs.values()].map((x) => x.path) : [];
@@ -388,7 +448,7 @@ export async function pushToCacheCommand(server: PushServer, a: ReturnType<typeo
       if (o.signal.aborted || info.status === 'cancelled') throw cancelled();
       if (info.status !== 'built') {
         const why = [...(info.problems ?? []), ...info.plan.problems].join('; ') || info.status;
-        return { status: 'failed', to: a.to, summary: `Not pushed: building ${a.attrPath.join('.')} failed (${why}).`, pushed: [], skipped: [], signed: { status: 'unsigned' }, problems: [why], builtFirst };
+        return { status: 'failed', verified: false, to: a.to, summary: `Not pushed: building ${a.attrPath.join('.')} failed (${why}).`, pushed: [], skipped: [], signed: { status: 'unsigned' }, problems: [why], builtFirst };
       }
       closure = await pathInfosIn(nix, caps.value, 'auto', outputs, { recursive: true, signal: o.signal });
     }

@@ -119,8 +119,25 @@ export interface VerifyOptions {
   trustedKeys: readonly string[];
   signal: AbortSignal;
   report: (message: string) => void;
-  /** Where consumers substitute from, when not `store` itself. */
+  /** Where consumers substitute from, when not `store` itself (an S3 bucket's HTTP address for a staged copy): it must answer, or nothing is verified. */
   substituteFrom?: string;
+  /** The public key that signed the push, for the consumer lines of the fix when they do not trust it (never trusted for that). */
+  signingKey?: string;
+}
+
+/** The consumer lines that trust `key`: nix.conf, a flake's nixConfig, NixOS. */
+export const consumerTrustLines = (key: string): string =>
+  `extra-trusted-public-keys = ${key} (nix.conf; a flake: nixConfig.extra-trusted-public-keys = [ "${key}" ]; NixOS: nix.settings.trusted-public-keys = [ "${key}" ])`;
+
+/** Whether a binary cache's HTTP address answers (its nix-cache-info): undefined when it does, else why not. */
+async function unreadable(url: string, signal: AbortSignal): Promise<string | undefined> {
+  const res = await fetch(`${url.replace(/\/+$/, '')}/nix-cache-info`, { signal }).catch((e: Error) => e);
+  if (res instanceof Error) return `${url} cannot be reached (${(res.cause as NodeJS.ErrnoException | undefined)?.code ?? res.message})`;
+  await res.body?.cancel();
+  if (res.ok) return undefined;
+  return res.status === 403 || res.status === 401
+    ? `${url} refuses anonymous reads (HTTP ${res.status}): the bucket is private, so consumers cannot substitute over HTTP; they need the s3:// URI with credentials (a Nix with S3 support), or make the bucket public-readable`
+    : `${url}/nix-cache-info answers HTTP ${res.status}`;
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -163,6 +180,7 @@ export async function verifyStore(nix: Nix, o: VerifyOptions): Promise<CacheVeri
     for (const p of untrusted.filter((x) => !unsigned.has(x))) {
       const signers = signerNames(present.find((i) => i.path === p)?.signatures ?? []);
       const named = signers.filter((s) => trustedKeys.some((k) => k.startsWith(`${s}:`)));
+      const ours = o.signingKey !== undefined && !trustedKeys.includes(o.signingKey) && signers.includes(o.signingKey.slice(0, o.signingKey.indexOf(':')));
       problems.push({
         path: p,
         problem: 'untrusted-key',
@@ -170,7 +188,9 @@ export async function verifyStore(nix: Nix, o: VerifyOptions): Promise<CacheVeri
           named.length > 0
             ? `${p} is signed by ${named.join(', ')}, but the signature does not verify with the trusted key of that name (another key with the same name?).`
             : `${p} is signed by ${signers.join(', ') || 'no key'}, which consumers trusting ${keyList} do not accept.`,
-        fix: `Add the signer's public key to the consumers' trusted-public-keys (nix.conf, a flake's nixConfig or NixOS: nix.settings.trusted-public-keys), or sign with a key they trust and push again.`,
+        fix: ours
+          ? `The consumers must trust the signing key: ${consumerTrustLines(o.signingKey as string)}; or sign with a key they trust and push again.`
+          : `Add the signer's public key to the consumers' trusted-public-keys (nix.conf, a flake's nixConfig or NixOS: nix.settings.trusted-public-keys), or sign with a key they trust and push again.`,
       });
     }
     for (const p of corrupted) problems.push({ path: p, problem: 'other', message: `${p}: its contents in ${o.store} do not match its hash.`, fix: 'Delete it from the cache and push again.' });
@@ -182,6 +202,11 @@ export async function verifyStore(nix: Nix, o: VerifyOptions): Promise<CacheVeri
   let substituted: boolean | undefined;
   if (problems.length === 0) {
     const from = o.substituteFrom ?? o.store;
+    if (o.substituteFrom && /^https?:\/\//.test(from)) {
+      const why = await unreadable(from, o.signal);
+      if (o.signal.aborted) return notVerified('not verified: cancelled');
+      if (why) return { ...notVerified(`not verified: ${why}. What ${o.store} holds is not what consumers read, so it proves nothing.`), checked: listed.infos.length };
+    }
     o.report(`verifying: a fresh store substitutes ${o.tops.map(storeName).join(', ')} from ${from}`);
     const fresh = await mkdtemp(path.join(tmpdir(), 'nix-builders-verify-'));
     try {
@@ -209,7 +234,7 @@ export async function verifyStore(nix: Nix, o: VerifyOptions): Promise<CacheVeri
   const counts = (kind: CacheVerification['problems'][number]['problem']) => problems.filter((p) => p.problem === kind).length;
   const summary =
     status === 'verified'
-      ? `verified: ${plural(checked, 'path')} in ${o.store}, signed by ${signerNames(present.flatMap((i) => i.signatures)).filter((n) => trustedKeys.some((k) => k.startsWith(`${n}:`))).join(', ')} (trusted); a fresh store substituted ${o.tops.map(storeName).join(', ')}`
+      ? `verified: ${plural(checked, 'path')} in ${o.store}, signed by ${signerNames(present.flatMap((i) => i.signatures)).filter((n) => trustedKeys.some((k) => k.startsWith(`${n}:`))).join(', ')} (trusted); a fresh store substituted ${o.tops.map(storeName).join(', ')} from ${o.substituteFrom ?? o.store}`
       : `VERIFICATION FAILED for ${o.store}: ${[
           counts('missing') && `${counts('missing')} of ${checked} paths missing`,
           counts('unsigned') && `${counts('unsigned')} of ${checked} paths UNSIGNED`,
@@ -245,8 +270,8 @@ export interface VerifyServer {
 /**
  * nixBuilders.server.verifyCache: what `store` holds of an attribute's outputs or of paths. The
  * closure is this machine's when it has the paths, else the store's own; the trusted keys the
- * argument's, else the effective configuration's trusted-public-keys and the signing key's of
- * nixBuilders.cache.signingKeyFile.
+ * argument's, else the effective configuration's trusted-public-keys (the key of
+ * nixBuilders.cache.signingKeyFile is not trusted for being ours: it names the consumer lines of the fix).
  */
 export async function verifyCacheCommand(server: VerifyServer, a: ReturnType<typeof verifyArgs>, o: { signal: AbortSignal; report: (m: string) => void }): Promise<CacheVerification> {
   const nix = server.nix;
@@ -256,18 +281,18 @@ export async function verifyCacheCommand(server: VerifyServer, a: ReturnType<typ
     if (!target) throw new ResponseError(ErrorCodes.InvalidParams, `${ServerCommands.verifyCache}: no derivation at ${a.attrPath.join('.')}.`);
     tops = (await outputsOf(nix, target.drvPath, o.signal)).map((x) => x.path);
   }
+  const setting = server.cacheSettings().signingKeyFile;
+  const own = setting ? await readSigningKey(setting, 'nixBuilders.cache.signingKeyFile') : undefined;
   let trustedKeys = a.trustedPublicKeys;
   if (trustedKeys === undefined) {
     const config = await nix.config(o.signal);
-    const setting = server.cacheSettings().signingKeyFile;
-    const own = setting ? await readSigningKey(setting, 'nixBuilders.cache.signingKeyFile') : undefined;
-    trustedKeys = [...new Set([...(config.ok ? config.value.trustedPublicKeys : []), ...(own && 'publicKey' in own ? [own.publicKey] : [])])];
+    trustedKeys = config.ok ? config.value.trustedPublicKeys : [];
   }
   const caps = await nix.detect();
   const local = caps.ok ? await pathInfosIn(nix, caps.value, 'auto', tops, { recursive: true, signal: o.signal }) : undefined;
   if (o.signal.aborted) throw new ResponseError(LSPErrorCodes.RequestCancelled, 'The verification was cancelled.');
   const closure = local && 'infos' in local && local.infos.every((i) => i.valid) ? local.infos.map((i) => i.path) : undefined;
-  const result = await verifyStore(nix, { store: a.store, tops, ...(closure ? { closure } : {}), trustedKeys, signal: o.signal, report: o.report });
+  const result = await verifyStore(nix, { store: a.store, tops, ...(closure ? { closure } : {}), trustedKeys, ...(own && 'publicKey' in own ? { signingKey: own.publicKey } : {}), signal: o.signal, report: o.report });
   if (o.signal.aborted) throw new ResponseError(LSPErrorCodes.RequestCancelled, 'The verification was cancelled.');
   return result;
 }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { appendFile, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -45,14 +45,19 @@ after(async () => {
   await lab?.stop();
 });
 
-/** A key pair made with the installed Nix: the secret file (0600) and the public key. */
-async function makeKey(name: string): Promise<{ file: string; publicKey: string }> {
+/**
+ * A key pair made with the installed Nix: the secret file (0600) and the public key. `trusted`: the
+ * consumers trust it, as a user sets that up (extra-trusted-public-keys in the nix.conf the server
+ * reads); a push's own key is never trusted for being used.
+ */
+async function makeKey(name: string, trusted = true): Promise<{ file: string; publicKey: string }> {
   const secret = await runClient(lab, 'nix', ['--extra-experimental-features', 'nix-command', 'key', 'generate-secret', '--key-name', name]);
   assert.equal(secret.code, 0, secret.stderr);
   const file = path.join(keys, `${name}.sec`);
   await writeFile(file, secret.stdout, { mode: 0o600 });
   const pub = await runClient(lab, 'sh', ['-c', 'nix --extra-experimental-features nix-command key convert-secret-to-public < "$1"', 'sh', file]);
   assert.equal(pub.code, 0, pub.stderr);
+  if (trusted) await appendFile(path.join(lab.dir, 'push-conf', 'nix.conf'), `extra-trusted-public-keys = ${pub.stdout.trim()}\n`);
   return { file, publicKey: pub.stdout.trim() };
 }
 
@@ -133,7 +138,7 @@ test('a secret key readable by others is refused with the fix (chmod 600), nothi
   const { uri } = await closureFile('push-mode');
   const r = await push({ uri, to: `file://${path.join(lab.dir, `cache-${salt()}`)}`, keyFile: key.file });
   assert.equal(r.status, 'not-started');
-  assert.match(r.summary, /readable by others \(mode 0644\).*chmod 600/);
+  assert.match(r.summary, /can be read by others \(mode 644\).*chmod 600/);
   assert.ok(!JSON.stringify(r).includes(readFileSync(key.file, 'utf8').trim().split(':')[1] ?? '-'), 'the secret is not in the answer');
 });
 
@@ -149,6 +154,30 @@ for (const scheme of ['ssh', 'ssh-ng'] as const) {
     assert.equal(r.verification?.substituted, true);
   });
 }
+
+test('pushed unsigned to b1 by nix copy, then pushed with a key: ssh-ng:// signs the copies b1 has already and verifies; a legacy ssh:// store cannot, and says so', { timeout: 300_000 }, async () => {
+  const key = await makeKey(`push-resign-${salt()}`);
+  for (const scheme of ['ssh-ng', 'ssh'] as const) {
+    const { uri } = await closureFile(`push-resign-${scheme}`);
+    const built = await client.request<{ outputs: string[] }>('workspace/executeCommand', { command: ServerCommands.build, arguments: [uri, ['top']] });
+    const raw = await runClient(lab, 'nix', ['--extra-experimental-features', 'nix-command', 'copy', '--to', `${scheme}://b1`, '--no-check-sigs', ...built.outputs]);
+    assert.equal(raw.code, 0, raw.stderr);
+    const r = await push({ uri, to: `${scheme}://b1`, keyFile: key.file });
+    assert.equal(r.status, 'pushed', JSON.stringify(r));
+    assert.deepEqual(r.pushed, []);
+    assert.equal(r.skipped.length, 2);
+    if (scheme === 'ssh-ng') {
+      assert.deepEqual(r.signed, { status: 'signed', keyName: key.publicKey.split(':')[0] });
+      assert.equal(r.verification?.status, 'verified', JSON.stringify(r.verification));
+      assert.equal(r.verified, true);
+    } else {
+      assert.equal(r.signed.status, 'unsigned', JSON.stringify(r.signed));
+      assert.match(r.signed.message ?? '', /2 paths in ssh:\/\/b1 lack push-resign-\S+'s signature and could not be signed there: .*legacy ssh:\/\/ store, which cannot add signatures/);
+      assert.equal(r.verified, false);
+      assert.deepEqual(r.verification?.problems.map((p) => p.problem), ['unsigned', 'unsigned']);
+    }
+  }
+});
 
 /** b3's nix-daemon started again (inside b3's namespaces) after its nix.conf trusts `publicKey`. */
 async function trustOnB3(publicKey: string): Promise<void> {
@@ -195,12 +224,20 @@ test('ssh-ng://nixremote@b3 (not trusted): an unsigned push is said to need sign
   assert.equal(signed.pushed.length, 2);
   for (const p of signed.pushed) assert.ok(lab.hasStorePath('b3', p), `${p} is in b3's store`);
   assert.equal(signed.verification?.status, 'verified', JSON.stringify(signed.verification));
+
+  // Again with a second key: b3 has the paths without its signature, and its nix-daemon lets no
+  // untrusted user add signatures (real Nix's wording, daemon.cc wopAddSignatures): said, with the fix.
+  const second = await makeKey(`push-b3-second-${salt()}`);
+  const again = await push({ uri, to, keyFile: second.file });
+  assert.equal(again.status, 'pushed', JSON.stringify(again));
+  assert.equal(again.signed.status, 'unsigned', JSON.stringify(again.signed));
+  assert.match(again.signed.message ?? '', /2 paths in ssh-ng:\/\/nixremote@b3 lack push-b3-second-\S+'s signature and could not be signed there: .*you are not privileged to add signatures.*not trusted by the nix-daemon.*trusted-users/);
 });
 
 test('Verify Cache catches a raw unsigned `nix copy`, and a push signed by a key the consumer does not trust', { timeout: 300_000 }, async () => {
   const { uri } = await closureFile('push-raw');
   const key = await makeKey(`push-raw-${salt()}`);
-  const other = await makeKey(`push-other-${salt()}`);
+  const other = await makeKey(`push-other-${salt()}`, false);
   const signedCache = `file://${path.join(lab.dir, `cache-${salt()}`)}`;
   const pushed = await push({ uri, to: signedCache, keyFile: key.file });
   assert.equal(pushed.status, 'pushed', JSON.stringify(pushed));
@@ -279,34 +316,53 @@ test('s3:// with this Nix (no S3 support): the closure is staged, signed, in a f
   assert.equal(r.signed.status, 'signed');
 });
 
-test('s3:// through a StagedUpload (the one call an S3 uploader answers): it gets the staged folder, what it uploaded is pushed, the rest skipped, and the staged copy is verified', { timeout: 300_000 }, async () => {
+test('s3:// through a StagedUpload (the one call an S3 uploader answers): it gets the staged folder, what it uploaded is pushed, the rest skipped, and it is verified by substituting from the bucket\'s HTTP address', { timeout: 300_000 }, async () => {
   const key = await makeKey(`push-s3u-${salt()}`);
   const { uri } = await closureFile('push-s3u');
   const built = await client.request<{ outputs: string[] }>('workspace/executeCommand', { command: ServerCommands.build, arguments: [uri, ['top']] });
   const nix = new Nix(new ExecaRunner(), { binDir: '', env: { ...lab.env, NIX_CONF_DIR: path.join(lab.dir, 'push-conf') } });
   const calls: Array<{ stagingDir: string; to: string }> = [];
-  const to = `s3://nb-${salt()}?region=us-east-1`;
-  const stagingRoot = path.join(lab.dir, `staging-${salt()}`);
-  const r = await pushClosure(nix, {
-    tops: built.outputs,
-    to,
-    keyFile: key.file,
-    stagingRoot,
-    signal: new AbortController().signal,
-    report: () => undefined,
-    stagedUpload: async (o) => {
-      calls.push({ stagingDir: o.stagingDir, to: o.to });
-      // The "bucket" already has the dependency: the uploader says so.
-      const staged = readdirSync(o.stagingDir).filter((f) => f.endsWith('.narinfo')).map((f) => /^StorePath: (.*)$/m.exec(readFileSync(path.join(o.stagingDir, f), 'utf8'))?.[1] ?? '');
-      return { uploaded: staged.filter((p) => /-push-s3u$/.test(p)), skipped: staged.filter((p) => /-push-s3u-dep$/.test(p)) };
-    },
+  // The "bucket": a folder served over HTTP at the endpoint's /<bucket>, filled by the uploader below.
+  const served = path.join(lab.dir, `served-${salt()}`);
+  const bucket = `nb-${salt()}`;
+  const server = http.createServer((req, res) => {
+    readFile(path.join(served, path.normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)))).then(
+      (body) => res.writeHead(200, { 'content-length': body.length }).end(req.method === 'HEAD' ? undefined : body),
+      () => res.writeHead(404).end(),
+    );
   });
-  assert.deepEqual(calls.map((c) => c.to), [to]);
-  assert.ok(calls[0]?.stagingDir.startsWith(stagingRoot));
-  assert.equal(r.status, 'pushed', JSON.stringify(r));
-  assert.deepEqual(r.pushed, built.outputs);
-  assert.deepEqual(r.skipped.map((s) => s.why), [`already in ${to}`]);
-  assert.equal(r.verification?.status, 'verified', JSON.stringify(r.verification));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const endpoint = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  const to = `s3://${bucket}?region=us-east-1&endpoint=${endpoint}&scheme=http`;
+  const stagingRoot = path.join(lab.dir, `staging-${salt()}`);
+  try {
+    const r = await pushClosure(nix, {
+      tops: built.outputs,
+      to,
+      keyFile: key.file,
+      stagingRoot,
+      signal: new AbortController().signal,
+      report: () => undefined,
+      stagedUpload: async (o) => {
+        calls.push({ stagingDir: o.stagingDir, to: o.to });
+        // The "bucket" already has the dependency: the uploader says so.
+        const staged = readdirSync(o.stagingDir).filter((f) => f.endsWith('.narinfo')).map((f) => /^StorePath: (.*)$/m.exec(readFileSync(path.join(o.stagingDir, f), 'utf8'))?.[1] ?? '');
+        await cp(o.stagingDir, path.join(served, bucket), { recursive: true });
+        return { uploaded: staged.filter((p) => /-push-s3u$/.test(p)), skipped: staged.filter((p) => /-push-s3u-dep$/.test(p)) };
+      },
+    });
+    assert.deepEqual(calls.map((c) => c.to), [to]);
+    assert.ok(calls[0]?.stagingDir.startsWith(stagingRoot));
+    assert.equal(r.status, 'pushed', JSON.stringify(r));
+    assert.deepEqual(r.pushed, built.outputs);
+    assert.deepEqual(r.skipped.map((s) => s.why), [`already in ${to}`]);
+    assert.equal(r.verification?.status, 'verified', JSON.stringify(r.verification));
+    assert.ok(r.verification?.summary.endsWith(`from http://${endpoint}/${bucket}`), r.verification?.summary);
+    assert.equal(r.verified, true);
+    assert.equal(existsSync(calls[0]?.stagingDir ?? ''), false, 'the staged copy is removed after the upload');
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
 
 test('Verify Cache over HTTP reads the cache as it is now: a path missing a minute ago and pushed since is found (Nix\'s narinfo disk cache would remember it missing)', { timeout: 300_000 }, async () => {
@@ -343,7 +399,7 @@ test('Verify Cache over HTTP reads the cache as it is now: a path missing a minu
 
 test('Verify Cache trusts the consumers\' keys only, not the public half of this machine\'s own secret-key-files', { timeout: 300_000 }, async () => {
   const key = await makeKey(`push-own-${salt()}`);
-  const other = await makeKey(`push-consumer-${salt()}`);
+  const other = await makeKey(`push-consumer-${salt()}`, false);
   const conf = path.join(lab.dir, `conf-own-${salt()}`);
   await mkdir(conf);
   await writeFile(path.join(conf, 'nix.conf'), `${readFileSync(path.join(lab.dir, 'push-conf', 'nix.conf'), 'utf8')}secret-key-files = ${key.file}\n`);
@@ -378,7 +434,7 @@ test('an unsigned push to file:// is pushed but loudly not verified; a closure s
   assert.match(r.summary, /, UNSIGNED\. VERIFICATION FAILED .*2 of 2 paths UNSIGNED/);
   assert.ok(progressOf(token).some((v) => /^Pushing 2 paths \(0 already in the cache\) to .*, UNSIGNED$/.test(v.message ?? '')));
 
-  const signer = await makeKey(`push-before-${salt()}`);
+  const signer = await makeKey(`push-before-${salt()}`, false);
   const signedBefore = await runClient(lab, 'nix', ['--extra-experimental-features', 'nix-command', 'store', 'sign', '--key-file', signer.file, '-r', ...r.pushed]);
   assert.equal(signedBefore.code, 0, signedBefore.stderr);
   const again = await push({ uri, to: `file://${path.join(lab.dir, `cache-${salt()}`)}` });

@@ -6,7 +6,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -29,7 +31,7 @@ const salt = () => `${Date.now()}-${process.pid}-${Math.random().toString(36).sl
 const nixEnv = () => ({ ...process.env, NIX_CONF_DIR: dir });
 const run = async (name: string, args: string[]) => (await execFileAsync(nixCommand(name), args, { env: nixEnv(), maxBuffer: 64 * 1024 * 1024 })).stdout.trim();
 
-const BUCKETS = ['cache', 'cache2', 'cache3', 'cache4', 'cache5', 'pushed'];
+const BUCKETS = ['cache', 'cache2', 'cache3', 'cache4', 'cache5', 'pushed', 'private', 'unsigned'];
 const target = (bucket: string) => `s3://${bucket}?region=eu-west-1&endpoint=${server.url.replace('http://', '')}&scheme=http&profile=nb-test`;
 const httpCache = (bucket: string) => `${server.url}/${bucket}`;
 
@@ -52,6 +54,8 @@ before(async () => {
   await writeFile(secretKey, await run('nix', [...NIX_COMMAND, 'key', 'generate-secret', '--key-name', name]), { mode: 0o600 });
   // It reads the secret key on stdin.
   publicKey = execFileSync(nixCommand('nix'), [...NIX_COMMAND, 'key', 'convert-secret-to-public'], { env: nixEnv(), input: await readFile(secretKey), encoding: 'utf8' }).trim();
+  // The consumers (this nix.conf, which a push's verification reads) trust the key, as a user sets it up.
+  await appendFile(path.join(dir, 'nix.conf'), `trusted-public-keys = ${publicKey}\n`);
 });
 
 after(async () => {
@@ -256,6 +260,11 @@ test('pushToCache to s3:// from a plain LSP client, with a Nix that cannot open 
     assert.equal(r.pushed.length, 2, JSON.stringify(r));
     assert.equal(r.signed.status, 'signed');
     assert.match(r.summary, /staged in /);
+    assert.equal(r.verification?.status, 'verified', JSON.stringify(r.verification));
+    assert.equal(r.verified, true);
+    assert.ok(r.verification?.summary.endsWith(`from ${httpCache('pushed')}`), `substituted from the bucket's HTTP address, not the staged copy: ${r.verification?.summary}`);
+    // Uploaded: the staging cache is removed.
+    assert.deepEqual(await readdir(path.join(dir, 'xdg-cache', 'nix-builders', 'push-staging')), []);
     const top = r.pushed.find((p) => p.endsWith(`-nb-s3-push-${s}`));
     assert.ok(top, JSON.stringify(r.pushed));
     assert.deepEqual(await substitutesInto(httpCache('pushed'), top), { valid: true, stderr: '' });
@@ -268,6 +277,76 @@ test('pushToCache to s3:// from a plain LSP client, with a Nix that cannot open 
     const wrong = await client.request<PushToCacheResult>('workspace/executeCommand', { command: ServerCommands.pushToCache, arguments: [{ uri, attribute: 'top', to: to.replace('profile=nb-test', 'profile=nb-wrong'), keyFile: secretKey }] });
     assert.equal(wrong.status, 'failed', JSON.stringify(wrong));
     assert.match(wrong.summary, /the upload to s3:\/\/pushed.* failed: .*staged, signed, in /);
+  } finally {
+    await client.shutdown();
+  }
+});
+
+/** A private bucket: a proxy to the S3 server that refuses every request without credentials (403), as AWS does. */
+async function privateProxy(): Promise<{ url: string; server: Server }> {
+  const target = new URL(server.url);
+  const proxy = createServer((req, res) => {
+    if (!req.headers.authorization) {
+      res.writeHead(403, { 'content-type': 'application/xml' }).end('<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
+      return;
+    }
+    const up = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return { url: `127.0.0.1:${(proxy.address() as AddressInfo).port}`, server: proxy };
+}
+
+test('pushToCache to a private bucket (anonymous reads refused): uploaded, but not verified, saying why, never verified from the staged copy', { timeout: 300_000 }, async () => {
+  const proxy = await privateProxy();
+  const client = new StdioLspClient(process.env, ['--import', 'tsx', path.join(__dirname, '../../language-server/main.ts')]);
+  try {
+    await client.initialize({ settings: { env: { NIX_CONF_DIR: dir, XDG_CACHE_HOME: path.join(dir, 'xdg-cache') } } }, dir);
+    const s = salt();
+    const text = `{ top = ${drv(`nb-s3-private-${s}`)}; }\n`;
+    const file = path.join(dir, `private-${s}.nix`);
+    await writeFile(file, text);
+    const uri = pathToFileURL(file).href;
+    client.open(uri, text);
+    const to = `s3://private?region=eu-west-1&endpoint=${proxy.url}&scheme=http&profile=nb-test`;
+    const r = await client.request<PushToCacheResult>('workspace/executeCommand', { command: ServerCommands.pushToCache, arguments: [{ uri, attribute: 'top', to, keyFile: secretKey }] });
+    assert.equal(r.status, 'pushed', JSON.stringify(r));
+    assert.equal(r.pushed.length, 1, JSON.stringify(r));
+    assert.equal(r.verified, false);
+    assert.equal(r.verification?.status, 'not-verified', JSON.stringify(r.verification));
+    assert.match(r.verification?.summary ?? '', /http:\/\/127\.0\.0\.1:\d+\/private refuses anonymous reads \(HTTP 403\): the bucket is private/);
+  } finally {
+    await client.shutdown();
+    await new Promise((resolve) => proxy.server.close(resolve));
+  }
+});
+
+test('pushToCache with a key to a bucket that has the closure unsigned: not verified, and the answer says the upload does not replace those narinfos, with the fix', { timeout: 300_000 }, async () => {
+  const s = salt();
+  const expr = drv(`nb-s3-unsigned-${s}`);
+  const top = await run('nix-build', ['--no-out-link', '-E', expr]);
+  // Uploaded before, unsigned (a copy to the staging folder with no key).
+  const staging = await mkdtemp(path.join(dir, 'staging-'));
+  await run('nix', [...NIX_COMMAND, 'copy', '--to', `file://${staging}`, '--option', 'secret-key-files', '', top]);
+  await upload(staging, target('unsigned'));
+  const client = new StdioLspClient(process.env, ['--import', 'tsx', path.join(__dirname, '../../language-server/main.ts')]);
+  try {
+    await client.initialize({ settings: { env: { NIX_CONF_DIR: dir, XDG_CACHE_HOME: path.join(dir, 'xdg-cache') } } }, dir);
+    const text = `{ top = ${expr}; }\n`;
+    const file = path.join(dir, `unsigned-${s}.nix`);
+    await writeFile(file, text);
+    const uri = pathToFileURL(file).href;
+    client.open(uri, text);
+    const r = await client.request<PushToCacheResult>('workspace/executeCommand', { command: ServerCommands.pushToCache, arguments: [{ uri, attribute: 'top', to: target('unsigned'), keyFile: secretKey }] });
+    assert.equal(r.status, 'pushed', JSON.stringify(r));
+    assert.deepEqual(r.pushed, []);
+    assert.equal(r.verified, false);
+    assert.deepEqual(r.verification?.problems.map((p) => p.problem), ['not-substitutable'], JSON.stringify(r.verification));
+    assert.ok(r.problems.some((p) => p.includes(`1 path of the closure was in ${target('unsigned')} already and was not uploaded again`) && p.includes(`s3://unsigned/${storeHash(top)}.narinfo`)), JSON.stringify(r.problems));
   } finally {
     await client.shutdown();
   }

@@ -13,8 +13,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { classify, mostImportant } from '../../language-server/nix/classifier';
 import { parseLog } from '../../language-server/nix/logParser';
-import { CopyProgress, parseStoreTrust, pushArgs, pushProblem, stagingDirFor } from '../../language-server/cache/push';
-import { publicKeyOfSecret, readSigningKey, resolveSigningKey } from '../../language-server/cache/sign';
+import { bucketHttpAddress, CopyProgress, parseStoreTrust, pushArgs, pushProblem, stagingDirFor } from '../../language-server/cache/push';
+import { publicKeyOf } from '../../language-server/cache/keys';
+import { notPrivilegedToSign, readSigningKey, resolveSigningKey } from '../../language-server/cache/sign';
 import { decodeVerifyExit, parsePathInfoJson, parseVerifyOutput, signerNames, substitutionRefusals, verifyArgs } from '../../language-server/cache/verify';
 import { parseSettings } from '../../language-server/config';
 
@@ -112,9 +113,35 @@ function nixKeyPair(name: string): { secret: string; publicKey: string } {
 
 test('the public key of a secret key file; a public key or garbage is not one', () => {
   const k = nixKeyPair('cache.example.org-1');
-  assert.deepEqual(publicKeyOfSecret(`${k.secret}\n`), { keyName: 'cache.example.org-1', publicKey: k.publicKey });
-  assert.match((publicKeyOfSecret(k.publicKey) as { problem: string }).problem, /64 bytes in base64; a public key is 32/);
-  assert.match((publicKeyOfSecret('nonsense') as { problem: string }).problem, /not a Nix secret key/);
+  assert.deepEqual(publicKeyOf(`${k.secret}\n`), { keyName: 'cache.example.org-1', publicKey: k.publicKey });
+  assert.match((publicKeyOf(k.publicKey) as { problem: string }).problem, /not a Nix secret key \(a line "name:base64" of 64 bytes/);
+  assert.match((publicKeyOf('nonsense') as { problem: string }).problem, /not a Nix secret key/);
+});
+
+test('a malformed key file: the refusal quotes none of its content (not even the part before ":")', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'nb-push-key-'));
+  try {
+    const file = path.join(dir, 'bad.sec');
+    writeFileSync(file, 'hunter2-password:c2hvcnQ=\n', { mode: 0o600 });
+    const refused = await readSigningKey(file, 'argument');
+    assert.ok('problem' in refused);
+    assert.match(refused.problem, /bad\.sec: it is not a Nix secret key/);
+    assert.ok(!refused.problem.includes('hunter2') && !refused.problem.includes('c2hvcnQ'), refused.problem);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('signing refused for a user the nix-daemon does not trust is recognised (Nix\'s wording, daemon.cc wopAddSignatures; real Nix 2.8 says it in test/lab/push.test.ts, pushing to b3 as nixremote)', () => {
+  assert.equal(notPrivilegedToSign('error: you are not privileged to add signatures\n'), true);
+  assert.equal(notPrivilegedToSign("error: opening file '/k.sec': Permission denied\n"), false);
+});
+
+test("an s3:// store's HTTP address, as consumers substitute from it: the endpoint path-style, virtual-host style, or AWS's", () => {
+  assert.equal(bucketHttpAddress('s3://c?region=eu-west-1&endpoint=127.0.0.1:9000&scheme=http&profile=p'), 'http://127.0.0.1:9000/c');
+  assert.equal(bucketHttpAddress('s3://c?endpoint=https://r2.example.com&addressing-style=virtual'), 'https://c.r2.example.com');
+  assert.equal(bucketHttpAddress('s3://c?region=eu-west-1'), 'https://c.s3.eu-west-1.amazonaws.com');
+  assert.equal(bucketHttpAddress('s3://c'), 'https://c.s3.us-east-1.amazonaws.com');
 });
 
 test('a secret key file others can read is refused with `chmod 600`; 0600 is read; the order is argument, setting, secret-key-files', async () => {
@@ -125,7 +152,7 @@ test('a secret key file others can read is refused with `chmod 600`; 0600 is rea
     writeFileSync(file, k.secret, { mode: 0o640 });
     const refused = await readSigningKey(file, 'argument');
     assert.ok('problem' in refused);
-    assert.match(refused.problem, /readable by others \(mode 0640\).*Run `chmod 600 .*k\.sec`/);
+    assert.match(refused.problem, /can be read by others \(mode 640\).*Run chmod 600 .*k\.sec/);
     assert.ok(!refused.problem.includes(k.secret.split(':')[1] as string), 'the secret is never in a message');
     writeFileSync(path.join(dir, 'ok.sec'), k.secret, { mode: 0o600 });
     const ok = path.join(dir, 'ok.sec');
@@ -134,7 +161,7 @@ test('a secret key file others can read is refused with `chmod 600`; 0600 is rea
     assert.equal((await resolveSigningKey({ settingKeyFile: ok, secretKeyFiles: [file] })).key?.origin, 'nixBuilders.cache.signingKeyFile');
     assert.equal((await resolveSigningKey({ secretKeyFiles: [ok] })).key?.origin, 'secret-key-files');
     assert.deepEqual(await resolveSigningKey({ secretKeyFiles: [] }), {});
-    assert.match((await resolveSigningKey({ keyFile: path.join(dir, 'none.sec'), secretKeyFiles: [] })).problem ?? '', /cannot be read \(ENOENT\).*nix key generate-secret/);
+    assert.match((await resolveSigningKey({ keyFile: path.join(dir, 'none.sec'), secretKeyFiles: [] })).problem ?? '', /none\.sec does not exist: generate a key there/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
