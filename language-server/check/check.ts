@@ -7,8 +7,8 @@
 // the outputs one by one, rewriting each one's fallback hash to the real one as it goes, and on the
 // first difference moves that rebuild to `<output>.check` (with --keep-failed) and stops: the
 // others stay at their fallback paths, invalid, with the fallback hashes in them. Neither is a GC
-// root, so what a difference needs is copied out of the store (CheckCopies): the rebuild's
-// differing files only, at their paths in the output (the first build's stay in the store).
+// root, and neither is the first build, so what a difference needs is copied out of the store
+// (CheckCopies): the differing files of each side only, at their paths in the output.
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { lstat, mkdtemp, rm } from 'node:fs/promises';
@@ -128,16 +128,20 @@ export async function outputsOf(nix: Nix, drvPath: string, signal: AbortSignal):
   return query.stdout.split('\n').filter((l) => l.startsWith('/')).map((p) => ({ name: outputName(storeName(drvPath), p), path: p }));
 }
 
+/** How many files of an output differ: "files not compared" where its trees were not (`files` absent). */
+const filesOf = (x: OutputCheck) => (x.files ? `${x.files.length} file${x.files.length === 1 ? '' : 's'}` : 'files not compared');
+
 /** The answer of a check of `drvPath` on `machine` whose outputs stand as given. */
 export function checkAnswer(drvPath: string, machine: string, outputs: OutputCheck[], builtFirst: boolean, rounds: number): CheckReproducibilityResult {
   const differs = outputs.filter((x) => x.status === 'differs');
   const unchecked = outputs.filter((x) => x.status === 'not-checked');
   const status = differs.length > 0 ? 'differs' : unchecked.length > 0 ? 'not-checked' : 'reproducible';
+  const notChecked = unchecked.map((u) => `${u.name}${differs.length > 0 ? ' not checked' : ''}: ${u.reason}`).join('; ');
   const summary =
     differs.length > 0
-      ? `not reproducible: ${differs.length} of ${outputs.length} output${outputs.length === 1 ? '' : 's'} differ${differs.length === 1 ? 's' : ''} (${differs.map((d) => `${d.name}: ${d.files?.length ?? 0} file${d.files?.length === 1 ? '' : 's'}`).join(', ')})`
+      ? `not reproducible: ${differs.length} of ${outputs.length} output${outputs.length === 1 ? '' : 's'} differ${differs.length === 1 ? 's' : ''} (${differs.map((d) => `${d.name}: ${filesOf(d)}`).join(', ')})${notChecked ? `; ${notChecked}` : ''}`
       : unchecked.length > 0
-        ? `not checked: ${unchecked.map((u) => `${u.name}: ${u.reason}`).join('; ')}`
+        ? `not checked: ${notChecked}`
         : `reproducible: ${outputs.length} output${outputs.length === 1 ? '' : 's'} the same in ${rounds} rebuild${rounds === 1 ? '' : 's'}`;
   return { drvPath, machine, rounds, builtFirst, status, summary, outputs };
 }
@@ -186,7 +190,7 @@ export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions
       if (!(await exists(x.path))) {
         // A store this process does not see at its paths (another root, a container): never "the same" for want of files.
         const unreadable = `this process cannot read ${x.path} (the store is not at its paths here), so the trees were not compared`;
-        Object.assign(x, x.path === named ? { status: 'differs', files: [], reason: `Nix says it differs; ${unreadable}` } : { status: 'not-checked', reason: unreadable });
+        Object.assign(x, x.path === named ? { status: 'differs', reason: `Nix says it differs; ${unreadable}` } : { status: 'not-checked', reason: unreadable });
         continue;
       }
       // The named output's rebuild is its .check; another output's stays at its fallback path (a
@@ -194,7 +198,7 @@ export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions
       const candidate = x.path === named ? `${x.path}.check` : fallbackPath(drvPath, x.path);
       const rebuild = (await exists(candidate)) ? candidate : undefined;
       if (!rebuild) {
-        if (x.path === named) Object.assign(x, { status: 'differs', files: [], reason: 'Nix says it differs, but left no rebuild to compare (is keep-failed refused by the daemon?)' });
+        if (x.path === named) Object.assign(x, { status: 'differs', reason: 'Nix says it differs, but left no rebuild to compare (is keep-failed refused by the daemon?)' });
         else Object.assign(x, { status: 'not-checked', reason: `Nix stopped comparing at the first differing output (${named ?? 'not named'}) and left no rebuild of this one` });
         continue;
       }
@@ -202,9 +206,14 @@ export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions
       if (files.length === 0) continue;
       // Kept only when it differs, and only what differs: the diff costs the differing bytes, not the output's size.
       copies ??= await o.copies.create();
+      // Both sides: the first build is no GC root either (a collection would take it), and a copy
+      // reads the same wherever the store is.
       const copy = path.join(copies, `${x.name}-round${round}`);
-      const copied = await copyDifferences(rebuild, copy, files, 'rebuild', rewrites).then(() => true, (e: Error) => e.message);
-      Object.assign(x, { status: 'differs', files, ...(copied === true ? { rebuildCopy: copy } : { reason: `the rebuild could not be kept (${copied}): its files are listed, not kept` }) });
+      const firstCopy = `${copy}-first`;
+      const copied = await copyDifferences(x.path, firstCopy, files, 'first')
+        .then(() => copyDifferences(rebuild, copy, files, 'rebuild', rewrites))
+        .then(() => true, (e: Error) => e.message);
+      Object.assign(x, { status: 'differs', files, ...(copied === true ? { firstCopy, rebuildCopy: copy } : { reason: `the two builds could not be kept (${copied}): their files are listed, not kept` }) });
     }
   }
   return answer(builtFirst, round);

@@ -281,7 +281,7 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
         if (o.signal.aborted) throw cancelled();
         if (!conn.ok) {
           for (const x of outputs) {
-            if (x.status === 'reproducible') Object.assign(x, x.path === named ? { status: 'differs', files: [], reason: `Nix on ${machine} says it differs; its trees could not be read over SSH: ${conn.message}` } : { status: 'not-checked', reason: `its trees on ${machine} could not be read over SSH: ${conn.message}` });
+            if (x.status === 'reproducible') Object.assign(x, x.path === named ? { status: 'differs', reason: `Nix on ${machine} says it differs; its trees could not be read over SSH: ${conn.message}` } : { status: 'not-checked', reason: `its trees on ${machine} could not be read over SSH: ${conn.message}` });
           }
           break;
         }
@@ -296,7 +296,7 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
         // The named output's rebuild is its .check with keep-failed (which a daemon may not take), else at its fallback path, as every other output's.
         const rebuild = candidates(x).find((p) => (x.path === named || !p.endsWith('.check')) && there.has(p));
         if (!rebuild) {
-          if (x.path === named) Object.assign(x, { status: 'differs', files: [], reason: `Nix on ${machine} says it differs, but left no rebuild to compare` });
+          if (x.path === named) Object.assign(x, { status: 'differs', reason: `Nix on ${machine} says it differs, but left no rebuild to compare` });
           else Object.assign(x, { status: 'not-checked', reason: `Nix on ${machine} stopped comparing at the first differing output (${named ?? 'not named'}) and left no rebuild of this one` });
           continue;
         }
@@ -322,7 +322,7 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
         } catch (e) {
           if (o.signal.aborted) throw cancelled();
           const reason = `its trees on ${machine} could not be brought here: ${(e as Error).message}`;
-          Object.assign(x, x.path === named ? { status: 'differs', files: [], reason: `Nix on ${machine} says it differs; ${reason}` } : { status: 'not-checked', reason });
+          Object.assign(x, x.path === named ? { status: 'differs', reason: `Nix on ${machine} says it differs; ${reason}` } : { status: 'not-checked', reason });
         }
       }
     }

@@ -4,6 +4,7 @@
 // one Nix names.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -87,6 +88,13 @@ test('two outputs where only the second differs: the first is reproducible, the 
   assert.ok(dev.rebuildCopy && existsSync(path.join(dev.rebuildCopy, 'b')), `the rebuild is kept at ${dev.rebuildCopy}`);
   assert.notEqual(await readFile(path.join(dev.rebuildCopy, 'b'), 'utf8'), await readFile(path.join(dev.path, 'b'), 'utf8'));
   assert.equal(statSync(path.dirname(dev.rebuildCopy)).mode & 0o777, 0o700);
+  // The first build's side is kept too: the output in the store is no GC root, and a collection takes it.
+  const firstB = await readFile(path.join(dev.path, 'b'), 'utf8');
+  execFileSync('nix-store', ['--delete', dev.path], { env: { ...process.env, NIX_CONF_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  assert.equal(existsSync(dev.path), false, `${dev.path} was deleted`);
+  assert.ok(dev.firstCopy, JSON.stringify(dev));
+  assert.equal(await readFile(path.join(dev.firstCopy, 'b'), 'utf8'), firstB, 'the first build\'s differing file is still readable where the answer says');
+  assert.deepEqual(readdirSync(dev.firstCopy), ['b'], 'only what differs');
   assert.match(r.summary, /1 of 2 outputs differs \(dev: 1 file\)/);
   // --keep-failed's build directory is not left behind.
   assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith(`nix-build-${name}.drv-`)), []);
@@ -116,7 +124,9 @@ test('an output of many files where one differs: the copy folder keeps only that
   assert.ok(o.rebuildCopy, JSON.stringify(o));
   assert.deepEqual((readdirSync(o.rebuildCopy, { recursive: true }) as string[]).sort(), ['lib', 'lib/deep', 'lib/deep/changing']);
   assert.notEqual(await readFile(path.join(o.rebuildCopy, 'lib/deep/changing'), 'utf8'), await readFile(path.join(o.path, 'lib/deep/changing'), 'utf8'));
-  assert.deepEqual(readdirSync(path.dirname(o.rebuildCopy)), [path.basename(o.rebuildCopy)], 'nothing else in the answer\'s folder');
+  assert.ok(o.firstCopy, JSON.stringify(o));
+  assert.deepEqual((readdirSync(o.firstCopy, { recursive: true }) as string[]).sort(), ['lib', 'lib/deep', 'lib/deep/changing']);
+  assert.deepEqual(readdirSync(path.dirname(o.rebuildCopy)).sort(), [path.basename(o.rebuildCopy), path.basename(o.firstCopy)].sort(), 'nothing else in the answer\'s folder');
 });
 
 test('a rebuild that fails: not checked, with Nix\'s reason; on a builder that cannot be reached: not checked, said why', async () => {
