@@ -13,9 +13,10 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import { adHocBuilder } from '../builders/collect';
+import { classifyFirst } from '../nix/classifier';
 import { parseMachines } from '../nix/machines';
 import type { Nix } from '../nix/nix';
-import type { ProcessRunner } from '../nix/runner';
+import type { ProcessRunner, RunResult } from '../nix/runner';
 import { hashPart } from '../nix/storePath';
 import { parseSshStoreUri, storeBase } from '../nix/storeUri';
 import { atLeast, type NixCapabilities } from '../nix/version';
@@ -27,6 +28,33 @@ import { resolveSshConfig } from '../remote/sshConfig';
 import { connectSsh, type ExecResult, type RemoteSession } from '../remote/sshSession';
 import { cancelled, checkAnswer, fallbackPath, outputsOf, why, type CheckOptions } from './check';
 import { compareTrees, copyDifferences, type Rewrites } from './treeDiff';
+
+/**
+ * Why a build on a builder failed, from Nix's lines: over ssh-ng the exit code is 1 for every
+ * failure (the bits a local build's code carries are not forwarded), so the builder's daemon's
+ * messages tell a failed builder, a timeout, a hash mismatch and a refusal apart.
+ */
+export function remoteFailure(stderr: string): string | undefined {
+  if (/hash mismatch in fixed-output derivation '/.test(stderr)) return 'a fixed-output hash did not match';
+  const p = classifyFirst(stderr);
+  if (p?.kind === 'timeout') {
+    const { seconds, silence } = p.details;
+    return `it timed out${seconds !== undefined ? ` after ${seconds} s${silence ? ' of silence (max-silent-time)' : ' (timeout)'}` : ''}`;
+  }
+  if (p?.kind === 'build-failed') {
+    const { exitCode, signal } = p.details;
+    return exitCode !== undefined ? `its builder exited with code ${exitCode}` : signal !== undefined ? `its builder was killed by signal ${signal}` : 'its builder failed';
+  }
+  if (p?.kind === 'not-privileged') return `it was not allowed: ${p.message}`;
+  const refused = /^error: (.*\bnot allowed\b.*)$/m.exec(stderr)?.[1];
+  return refused ? `it was not allowed: ${refused}` : undefined;
+}
+
+/** A failed build on a builder said briefly: why, as Nix's lines say it, then how it ended. */
+const whyRemote = (result: RunResult) => {
+  const reason = remoteFailure(result.stderr);
+  return `${reason ? `${reason}; ` : ''}${why(result)}`;
+};
 
 /** The builder `spec` names: a listed builder's name, id or URI, or else a store URI of its own. */
 export function findBuilder(spec: string, builders: readonly BuilderInfo[]): BuilderInfo {
@@ -246,7 +274,7 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
     const first = await run(nixStore, method.realise(store, false, drvPath));
     if (first.kind === 'cancelled') throw cancelled();
     if (first.kind !== 'ok') {
-      notChecked(`the first build on ${machine} failed: ${why(first)}`);
+      notChecked(`the first build on ${machine} failed: ${whyRemote(first)}`);
       return answer(true, 0);
     }
   }
@@ -271,7 +299,7 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
       }
       if (check.kind === 'ok') continue;
       if (!/may not be deterministic: output '[^']+' differs/.test(check.stderr)) {
-        notChecked(`the rebuild on ${machine} failed${o.rounds > 1 ? ` in round ${round}` : ''}: ${why(check)}`);
+        notChecked(`the rebuild on ${machine} failed${o.rounds > 1 ? ` in round ${round}` : ''}: ${whyRemote(check)}`);
         break;
       }
       const named = /output '([^']+)' differs/.exec(check.stderr)?.[1];
