@@ -4,14 +4,15 @@
 // one Nix names.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StdioLspClient } from './lspClient';
-import { NIX_BIN } from './nixUnderTest';
+import { NIX_BIN, nixCommand } from './nixUnderTest';
 import { isRunning } from '../lab/processes';
 import { ServerCommands, type CheckReproducibilityArgs, type CheckReproducibilityResult } from '../../language-server/protocol';
 
@@ -96,7 +97,7 @@ test('two outputs where only the second differs: the first is reproducible, the 
   assert.equal(await readFile(path.join(dev.firstCopy, 'b'), 'utf8'), firstB, 'the first build\'s differing file is still readable where the answer says');
   assert.deepEqual(readdirSync(dev.firstCopy), ['b'], 'only what differs');
   assert.match(r.summary, /1 of 2 outputs differs \(dev: 1 file\)/);
-  // --keep-failed's build directory is not left behind.
+  // No build directory is left behind.
   assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith(`nix-build-${name}.drv-`)), []);
 });
 
@@ -143,6 +144,37 @@ test('a rebuild that fails: not checked, with Nix\'s reason; on a builder that c
   assert.equal(remote.status, 'not-checked');
   assert.match(remote.outputs[0]?.reason ?? '', /^the derivation could not be copied to b1: /);
   assert.deepEqual(remote.outputs.map((x) => [x.name, x.path]), first.outputs.map((x) => [x.name, x.path]));
+});
+
+test('under a daemon: its build folder is not left behind (no --keep-failed: a build user would own it), and the rebuild is found at its fallback path', { skip: readsTrees, timeout: 180_000 }, async () => {
+  const d = await mkdtemp(path.join(tmpdir(), 'nb-check-daemon-'));
+  // The daemon's own temporary folder, where it makes its build folders.
+  const daemonTmp = path.join(d, 'tmp');
+  await mkdir(daemonTmp);
+  await writeFile(path.join(d, 'nix.conf'), ['build-users-group =', 'substituters =', 'sandbox = false', 'builders =', ''].join('\n'));
+  const socket = path.join(d, 'socket');
+  const daemon = spawn(nixCommand('nix-daemon'), [], { env: { ...process.env, NIX_CONF_DIR: d, NIX_DAEMON_SOCKET_PATH: socket, TMPDIR: daemonTmp }, stdio: 'ignore' });
+  const own = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
+  try {
+    await until(() => existsSync(socket) || daemon.exitCode !== null, 'nix-daemon listens', 400);
+    assert.equal(daemon.exitCode, null, 'nix-daemon runs');
+    await own.initialize({ settings: { env: { NIX_CONF_DIR: d, NIX_REMOTE: 'daemon', NIX_DAEMON_SOCKET_PATH: socket } } }, d);
+    const file = path.join(d, 'daemon.nix');
+    const name = `chk-daemon-${salt()}`;
+    const text = `{ x = ${drv(name, 'read u < /proc/sys/kernel/random/uuid; mkdir $out; echo $u > $out/a; echo same > $out/b')}; }\n`;
+    await writeFile(file, text);
+    const uri = pathToFileURL(file).href;
+    own.open(uri, text);
+    const r = await own.request<CheckReproducibilityResult>('workspace/executeCommand', { command: ServerCommands.checkReproducibility, arguments: [{ uri, attribute: 'x' }] });
+    assert.equal(r.status, 'differs', JSON.stringify(r));
+    assert.deepEqual(r.outputs[0]?.files?.map((f) => [f.path, f.kind]), [['a', 'changed']]);
+    assert.ok(r.outputs[0]?.rebuildCopy && existsSync(path.join(r.outputs[0].rebuildCopy, 'a')), JSON.stringify(r));
+    assert.deepEqual(readdirSync(daemonTmp).filter((f) => f.startsWith(`nix-build-${name}.drv-`)), [], 'the daemon kept no build folder');
+  } finally {
+    await own.shutdown();
+    daemon.kill('SIGTERM');
+    await rm(d, { recursive: true, force: true });
+  }
 });
 
 /** Polls `ok` every 100 ms, failing with `what` after `tries`. */
