@@ -104,7 +104,7 @@ export function remoteMethod(caps: NixCapabilities): { ok: true; copyDerivation:
     ok: true,
     copyDerivation: (drv, store) => [...caps.nixCommandPrefix, 'copy', '--derivation', '--to', store, drv],
     // builders = '': built by the builder itself, never handed on by its daemon.
-    realise: (store, check, drv) => ['--store', store, '--option', 'builders', '', '--realise', ...(check ? ['--check', '--keep-failed'] : []), drv],
+    realise: (store, check, drv) => ['--store', store, '--option', 'builders', '', '--realise', ...(check ? ['--check'] : []), drv],
   };
 }
 
@@ -302,7 +302,7 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
         notChecked(`the rebuild on ${machine} failed${o.rounds > 1 ? ` in round ${round}` : ''}: ${whyRemote(check)}`);
         break;
       }
-      const named = /output '([^']+)' differs/.exec(check.stderr)?.[1];
+      const [, named, moved] = /output '([^']+)' differs(?: from '([^']+)')?/.exec(check.stderr) ?? [];
       if (!session) {
         o.report(`reading the builds from ${machine}`);
         const conn = await connectBuilder(builder, nix, o.signal);
@@ -315,14 +315,14 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
         }
         session = conn.session;
       }
-      const candidates = (x: OutputCheck) => [`${x.path}.check`, fallbackPath(drvPath, x.path)];
-      const there = await existingRemote(session, outputs.filter((x) => x.status === 'reproducible').flatMap(candidates), o.signal);
+      // Every rebuild is at its fallback path, but the named one where Nix says it moved it (run-diff-hook on the builder).
+      const rebuildOf = (x: OutputCheck) => (x.path === named && moved === `${x.path}.check` ? moved : fallbackPath(drvPath, x.path));
+      const there = await existingRemote(session, outputs.filter((x) => x.status === 'reproducible').map(rebuildOf), o.signal);
       copies ??= await o.copies.create();
       trees ??= await mkdtemp(path.join(copies, 'trees-'));
       for (const x of outputs) {
         if (x.status !== 'reproducible') continue;
-        // The named output's rebuild is its .check with keep-failed (which a daemon may not take), else at its fallback path, as every other output's.
-        const rebuild = candidates(x).find((p) => (x.path === named || !p.endsWith('.check')) && there.has(p));
+        const rebuild = there.has(rebuildOf(x)) ? rebuildOf(x) : undefined;
         if (!rebuild) {
           if (x.path === named) Object.assign(x, { status: 'differs', reason: `Nix on ${machine} says it differs, but left no rebuild to compare` });
           else Object.assign(x, { status: 'not-checked', reason: `Nix on ${machine} stopped comparing at the first differing output (${named ?? 'not named'}) and left no rebuild of this one` });
