@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { StdioLspClient } from './lspClient';
@@ -110,6 +110,35 @@ test('under a daemon that does not trust this user, a user nix.conf is not "writ
   } finally {
     await own.shutdown();
     daemon.kill('SIGTERM');
+    await rm(d, { recursive: true, force: true });
+  }
+});
+
+// A user other than root: the server run as nobody (setpriv), its state folder in a home closed to others.
+const asNobody = process.getuid?.() === 0 ? hereOnly : 'needs root, to run the server as nobody';
+
+test('a user whose hook would sit under a folder closed to other users gets the lines to paste, with that folder and the fix, never "written"', { skip: asNobody, timeout: 120_000 }, async () => {
+  const d = await mkdtemp(path.join(tmpdir(), 'nb-diffhook-user-'));
+  await chmod(d, 0o755);
+  const home = path.join(d, 'home');
+  await mkdir(home, { mode: 0o700 });
+  await chown(home, 65534, 65534);
+  const conf = path.join(home, 'nix.conf');
+  await writeFile(conf, CONF);
+  await chown(conf, 65534, 65534);
+  // The server under setpriv, speaking LSP on the launcher's stdio.
+  const launcher = path.join(d, 'launch.js');
+  await writeFile(launcher, `require('node:child_process').spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', ${JSON.stringify(SERVER)}, '--stdio'], { stdio: 'inherit', cwd: ${JSON.stringify(path.dirname(SERVER))} }).on('exit', (c) => process.exit(c ?? 1));\n`);
+  const own = new StdioLspClient({ ...process.env, HOME: home }, [launcher]);
+  try {
+    await own.initialize({ settings: { env: { NIX_CONF_DIR: d, XDG_STATE_HOME: path.join(home, 'state') } } }, d);
+    const r = await own.request<NixConfSetUpResult>('workspace/executeCommand', { command: ServerCommands.setUpDiffHook, arguments: [{ nixConf: conf }] });
+    assert.equal(r.status, 'paste', JSON.stringify(r));
+    assert.equal(r.script, path.join(home, 'state', 'nix-builders', 'hooks', 'diff-hook'));
+    assert.match(r.message ?? '', new RegExp(`The build users cannot reach ${r.script}: ${home} is closed to other users\\. Open it \\(chmod o\\+x ${home}\\)`), JSON.stringify(r));
+    assert.equal(await readFile(conf, 'utf8'), CONF, 'not changed');
+  } finally {
+    await own.shutdown();
     await rm(d, { recursive: true, force: true });
   }
 });
