@@ -1,14 +1,17 @@
 // Check a derivation's reproducibility on this machine: build it first when its outputs are not
-// valid, rebuild it with `nix-store --realise --check --keep-failed` for N rounds, and compare every
-// output's two trees here (Nix names only the first differing output, and stops comparing there).
+// valid, rebuild it with `nix-store --realise --check` for N rounds, and compare every output's two
+// trees here (Nix names only the first differing output, and stops comparing there).
 //
-// Where a rebuild's tree is (Nix 2.8, read from its source and seen on this machine): Nix rebuilds
-// a valid output at a "fallback" path (makeFallbackPath: "rewrite:<drv>:<output path>"), compares
-// the outputs one by one, rewriting each one's fallback hash to the real one as it goes, and on the
-// first difference moves that rebuild to `<output>.check` (with --keep-failed) and stops: the
-// others stay at their fallback paths, invalid, with the fallback hashes in them. Neither is a GC
-// root, so what a difference needs is copied out of the store (CheckCopies): the rebuild's
-// differing files only, at their paths in the output (the first build's stay in the store).
+// Where a rebuild's tree is (Nix 2.8 and 2.26, read from their source — registerOutputs in
+// local-derivation-goal.cc — and seen on this machine): Nix rebuilds a valid output at a "fallback"
+// path (makeFallbackPath: "rewrite:<drv>:<output path>"), compares the outputs one by one,
+// rewriting each one's fallback hash to the real one as it goes, and stops at the first
+// difference; every rebuild stays at its fallback path, invalid, with the fallback hashes in it.
+// Only with keep-failed or run-diff-hook does Nix move the differing one to `<output>.check` (and
+// say "differs from '….check'"); keep-failed is not passed: it would keep the build folder too, which
+// a daemon's build user owns and this process cannot remove. Neither the rebuild nor the first build
+// is a GC root, so what a difference needs is copied out of the store (CheckCopies): the differing
+// files of each side only, at their paths in the output.
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { lstat, mkdtemp, rm } from 'node:fs/promises';
@@ -33,7 +36,7 @@ export function fallbackPath(drvPath: string, outPath: string): string {
   return `${storeDir}/${nix32(compressed)}-${name}`;
 }
 
-/** Nix's exit code when the only failure is an output that differs from its rebuild (104). */
+/** Nix's exit code when the only failure is an output that differs from its rebuild (104; 1 through a daemon). */
 const NOT_DETERMINISTIC = 0x68;
 
 /**
@@ -91,20 +94,6 @@ export class CheckCopies {
   }
 }
 
-/**
- * --keep-failed keeps the build directory too (`note: keeping build directory '…'`): removed when
- * it is one of this machine's temporary folder, named as Nix names it for this derivation (the
- * line is in the same stream as the builder's own output, which may print anything).
- */
-async function removeKeptBuildDir(stderr: string, drvName: string): Promise<void> {
-  const lines = [...stderr.matchAll(/^note: keeping build directory '([^'\n]+)'$/gm)];
-  const kept = lines.at(-1)?.[1];
-  const prefix = `nix-build-${drvName}.drv-`;
-  const base = kept && path.basename(kept);
-  if (!kept || !base || path.dirname(kept) !== tmpdir() || !base.startsWith(prefix) || !/^\d+$/.test(base.slice(prefix.length))) return;
-  await rm(kept, { recursive: true, force: true }).catch(() => undefined);
-}
-
 export interface CheckOptions {
   rounds: number;
   signal: AbortSignal;
@@ -128,16 +117,20 @@ export async function outputsOf(nix: Nix, drvPath: string, signal: AbortSignal):
   return query.stdout.split('\n').filter((l) => l.startsWith('/')).map((p) => ({ name: outputName(storeName(drvPath), p), path: p }));
 }
 
+/** How many files of an output differ: "files not compared" where its trees were not (`files` absent). */
+const filesOf = (x: OutputCheck) => (x.files ? `${x.files.length} file${x.files.length === 1 ? '' : 's'}` : 'files not compared');
+
 /** The answer of a check of `drvPath` on `machine` whose outputs stand as given. */
 export function checkAnswer(drvPath: string, machine: string, outputs: OutputCheck[], builtFirst: boolean, rounds: number): CheckReproducibilityResult {
   const differs = outputs.filter((x) => x.status === 'differs');
   const unchecked = outputs.filter((x) => x.status === 'not-checked');
   const status = differs.length > 0 ? 'differs' : unchecked.length > 0 ? 'not-checked' : 'reproducible';
+  const notChecked = unchecked.map((u) => `${u.name}${differs.length > 0 ? ' not checked' : ''}: ${u.reason}`).join('; ');
   const summary =
     differs.length > 0
-      ? `not reproducible: ${differs.length} of ${outputs.length} output${outputs.length === 1 ? '' : 's'} differ${differs.length === 1 ? 's' : ''} (${differs.map((d) => `${d.name}: ${d.files?.length ?? 0} file${d.files?.length === 1 ? '' : 's'}`).join(', ')})`
+      ? `not reproducible: ${differs.length} of ${outputs.length} output${outputs.length === 1 ? '' : 's'} differ${differs.length === 1 ? 's' : ''} (${differs.map((d) => `${d.name}: ${filesOf(d)}`).join(', ')})${notChecked ? `; ${notChecked}` : ''}`
       : unchecked.length > 0
-        ? `not checked: ${unchecked.map((u) => `${u.name}: ${u.reason}`).join('; ')}`
+        ? `not checked: ${notChecked}`
         : `reproducible: ${outputs.length} output${outputs.length === 1 ? '' : 's'} the same in ${rounds} rebuild${rounds === 1 ? '' : 's'}`;
   return { drvPath, machine, rounds, builtFirst, status, summary, outputs };
 }
@@ -145,7 +138,6 @@ export function checkAnswer(drvPath: string, machine: string, outputs: OutputChe
 /** Rebuild `drvPath` on this machine and compare every output. */
 export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions): Promise<CheckReproducibilityResult> {
   const run = (args: string[]) => nix.run(nix.bin('nix-store'), args, { timeoutMs: 0, signal: o.signal });
-  const drvName = storeName(drvPath);
   const outputs: OutputCheck[] = (await outputsOf(nix, drvPath, o.signal)).map((x) => ({ ...x, status: 'reproducible' }));
   const paths = outputs.map((x) => x.path);
   const answer = (builtFirst: boolean, rounds: number) => checkAnswer(drvPath, 'this machine', outputs, builtFirst, rounds);
@@ -172,29 +164,30 @@ export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions
   while (round < o.rounds && outputs.some((x) => x.status === 'reproducible')) {
     round++;
     o.report(`rebuilding to compare${o.rounds > 1 ? ` (round ${round}/${o.rounds})` : ''}`);
-    const check = await run(['--realise', '--check', '--keep-failed', drvPath]);
+    const check = await run(['--realise', '--check', drvPath]);
     if (check.kind === 'cancelled') throw cancelled();
-    await removeKeptBuildDir(check.stderr, drvName);
     if (check.kind === 'ok') continue;
-    if (!(check.kind === 'exit' && check.exitCode === NOT_DETERMINISTIC)) {
+    // Nix's own line (a daemon does not forward the exit bits: its client exits with 1 for every failure).
+    const differs = /^error: derivation '[^']+' may not be deterministic: output '([^']+)' differs(?: from '([^']+)')?$/m.exec(check.stderr);
+    if (!(check.kind === 'exit' && (check.exitCode === NOT_DETERMINISTIC || (check.exitCode === 1 && differs)))) {
       notChecked(`the rebuild failed${o.rounds > 1 ? ` in round ${round}` : ''}: ${why(check)}`);
       break;
     }
-    const named = /output '([^']+)' differs/.exec(check.stderr)?.[1];
+    const [, named, moved] = differs ?? [];
     for (const x of outputs) {
       if (x.status !== 'reproducible') continue;
       if (!(await exists(x.path))) {
         // A store this process does not see at its paths (another root, a container): never "the same" for want of files.
         const unreadable = `this process cannot read ${x.path} (the store is not at its paths here), so the trees were not compared`;
-        Object.assign(x, x.path === named ? { status: 'differs', files: [], reason: `Nix says it differs; ${unreadable}` } : { status: 'not-checked', reason: unreadable });
+        Object.assign(x, x.path === named ? { status: 'differs', reason: `Nix says it differs; ${unreadable}` } : { status: 'not-checked', reason: unreadable });
         continue;
       }
-      // The named output's rebuild is its .check; another output's stays at its fallback path (a
-      // .check of another output is an earlier check's).
-      const candidate = x.path === named ? `${x.path}.check` : fallbackPath(drvPath, x.path);
+      // Every rebuild is at its fallback path, but the named one where Nix says it moved it (a .check
+      // Nix did not name is an earlier check's).
+      const candidate = x.path === named && moved === `${x.path}.check` ? moved : fallbackPath(drvPath, x.path);
       const rebuild = (await exists(candidate)) ? candidate : undefined;
       if (!rebuild) {
-        if (x.path === named) Object.assign(x, { status: 'differs', files: [], reason: 'Nix says it differs, but left no rebuild to compare (is keep-failed refused by the daemon?)' });
+        if (x.path === named) Object.assign(x, { status: 'differs', reason: `Nix says it differs, but its rebuild is not at ${candidate} (was it garbage-collected?)` });
         else Object.assign(x, { status: 'not-checked', reason: `Nix stopped comparing at the first differing output (${named ?? 'not named'}) and left no rebuild of this one` });
         continue;
       }
@@ -202,9 +195,14 @@ export async function checkDerivation(nix: Nix, drvPath: string, o: CheckOptions
       if (files.length === 0) continue;
       // Kept only when it differs, and only what differs: the diff costs the differing bytes, not the output's size.
       copies ??= await o.copies.create();
+      // Both sides: the first build is no GC root either (a collection would take it), and a copy
+      // reads the same wherever the store is.
       const copy = path.join(copies, `${x.name}-round${round}`);
-      const copied = await copyDifferences(rebuild, copy, files, 'rebuild', rewrites).then(() => true, (e: Error) => e.message);
-      Object.assign(x, { status: 'differs', files, ...(copied === true ? { rebuildCopy: copy } : { reason: `the rebuild could not be kept (${copied}): its files are listed, not kept` }) });
+      const firstCopy = `${copy}-first`;
+      const copied = await copyDifferences(x.path, firstCopy, files, 'first')
+        .then(() => copyDifferences(rebuild, copy, files, 'rebuild', rewrites))
+        .then(() => true, (e: Error) => e.message);
+      Object.assign(x, { status: 'differs', files, ...(copied === true ? { firstCopy, rebuildCopy: copy } : { reason: `the two builds could not be kept (${copied}): their files are listed, not kept` }) });
     }
   }
   return answer(builtFirst, round);

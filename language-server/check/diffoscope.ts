@@ -4,14 +4,13 @@
 // beside the copy. diffoscope never reads what is the same: its time grows with what differs.
 // Only what the server answered is compared: the client names a derivation and an output, never a
 // path. Exit 1 of diffoscope is "they differ", its usual answer here.
-import { lstat, rename, rm } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ErrorCodes, LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import type { Nix } from '../nix/nix';
 import { describeResult } from '../nix/runner';
 import { ServerCommands, type CheckReproducibilityResult, type DiffoscopeArgs, type DiffoscopeResult, type OutputCheck } from '../protocol';
 import { KEPT_ANSWERS } from './check';
-import { copyDifferences } from './treeDiff';
 
 export const DIFFOSCOPE_INSTALL_HINT = 'install it: sudo apt-get install diffoscope-minimal (Debian/Ubuntu) or nix profile install nixpkgs#diffoscope';
 
@@ -73,20 +72,10 @@ export async function runDiffoscope(nix: Nix, answers: CheckAnswers, a: Diffosco
   const x = answers.output(a.drvPath, a.output);
   if (x.status !== 'differs') return { status: 'failed', message: `Output '${x.name}' of ${a.drvPath} ${x.status === 'reproducible' ? 'was reproducible' : `was not checked (${x.reason ?? 'no reason given'})`}: there is nothing to compare.` };
   const rebuild = x.rebuildCopy;
-  if (!rebuild) return { status: 'failed', message: `The rebuild of output '${x.name}' was not kept${x.reason ? ` (${x.reason})` : ''}: check it again.` };
-  for (const [what, p] of [['rebuild\'s copy', rebuild], ['first build', x.firstCopy ?? x.path]] as const) {
-    if (!(await exists(p))) return { status: 'failed', message: `The ${what} ${p} is gone (only the newest checks keep their copies; the store's path may have been garbage-collected): check it again.` };
-  }
-  // The first build's side of the same files, beside the rebuild's copy (made once per answer).
-  let first = x.firstCopy;
-  if (!first) {
-    first = `${rebuild}-first`;
-    if (!(await exists(first))) {
-      // Made aside and renamed: two reports asked at once never see half of it.
-      const making = `${first}.${process.pid}-${Date.now()}`;
-      await copyDifferences(x.path, making, x.files ?? [], 'first');
-      await rename(making, first).catch(() => rm(making, { recursive: true, force: true }));
-    }
+  const first = x.firstCopy;
+  if (!rebuild || !first) return { status: 'failed', message: `The builds of output '${x.name}' were not kept${x.reason ? ` (${x.reason})` : ''}: check it again.` };
+  for (const [what, p] of [['rebuild\'s copy', rebuild], ['first build\'s copy', first]] as const) {
+    if (!(await exists(p))) return { status: 'failed', message: `The ${what} ${p} is gone (only the newest checks keep their copies): check it again.` };
   }
   const ignoreNoise = a.ignoreNoise ?? o.ignoreNoise;
   const report = path.join(path.dirname(rebuild), `diffoscope-${path.basename(rebuild)}${ignoreNoise ? '-noise-ignored' : ''}.txt`);

@@ -13,9 +13,10 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import { adHocBuilder } from '../builders/collect';
+import { classifyFirst } from '../nix/classifier';
 import { parseMachines } from '../nix/machines';
 import type { Nix } from '../nix/nix';
-import type { ProcessRunner } from '../nix/runner';
+import type { ProcessRunner, RunResult } from '../nix/runner';
 import { hashPart } from '../nix/storePath';
 import { parseSshStoreUri, storeBase } from '../nix/storeUri';
 import { atLeast, type NixCapabilities } from '../nix/version';
@@ -27,6 +28,33 @@ import { resolveSshConfig } from '../remote/sshConfig';
 import { connectSsh, type ExecResult, type RemoteSession } from '../remote/sshSession';
 import { cancelled, checkAnswer, fallbackPath, outputsOf, why, type CheckOptions } from './check';
 import { compareTrees, copyDifferences, type Rewrites } from './treeDiff';
+
+/**
+ * Why a build on a builder failed, from Nix's lines: over ssh-ng the exit code is 1 for every
+ * failure (the bits a local build's code carries are not forwarded), so the builder's daemon's
+ * messages tell a failed builder, a timeout, a hash mismatch and a refusal apart.
+ */
+export function remoteFailure(stderr: string): string | undefined {
+  if (/hash mismatch in fixed-output derivation '/.test(stderr)) return 'a fixed-output hash did not match';
+  const p = classifyFirst(stderr);
+  if (p?.kind === 'timeout') {
+    const { seconds, silence } = p.details;
+    return `it timed out${seconds !== undefined ? ` after ${seconds} s${silence ? ' of silence (max-silent-time)' : ' (timeout)'}` : ''}`;
+  }
+  if (p?.kind === 'build-failed') {
+    const { exitCode, signal } = p.details;
+    return exitCode !== undefined ? `its builder exited with code ${exitCode}` : signal !== undefined ? `its builder was killed by signal ${signal}` : 'its builder failed';
+  }
+  if (p?.kind === 'not-privileged') return `it was not allowed: ${p.message}`;
+  const refused = /^error: (.*\bnot allowed\b.*)$/m.exec(stderr)?.[1];
+  return refused ? `it was not allowed: ${refused}` : undefined;
+}
+
+/** A failed build on a builder said briefly: why, as Nix's lines say it, then how it ended. */
+const whyRemote = (result: RunResult) => {
+  const reason = remoteFailure(result.stderr);
+  return `${reason ? `${reason}; ` : ''}${why(result)}`;
+};
 
 /** The builder `spec` names: a listed builder's name, id or URI, or else a store URI of its own. */
 export function findBuilder(spec: string, builders: readonly BuilderInfo[]): BuilderInfo {
@@ -76,7 +104,7 @@ export function remoteMethod(caps: NixCapabilities): { ok: true; copyDerivation:
     ok: true,
     copyDerivation: (drv, store) => [...caps.nixCommandPrefix, 'copy', '--derivation', '--to', store, drv],
     // builders = '': built by the builder itself, never handed on by its daemon.
-    realise: (store, check, drv) => ['--store', store, '--option', 'builders', '', '--realise', ...(check ? ['--check', '--keep-failed'] : []), drv],
+    realise: (store, check, drv) => ['--store', store, '--option', 'builders', '', '--realise', ...(check ? ['--check'] : []), drv],
   };
 }
 
@@ -246,7 +274,7 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
     const first = await run(nixStore, method.realise(store, false, drvPath));
     if (first.kind === 'cancelled') throw cancelled();
     if (first.kind !== 'ok') {
-      notChecked(`the first build on ${machine} failed: ${why(first)}`);
+      notChecked(`the first build on ${machine} failed: ${whyRemote(first)}`);
       return answer(true, 0);
     }
   }
@@ -271,32 +299,32 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
       }
       if (check.kind === 'ok') continue;
       if (!/may not be deterministic: output '[^']+' differs/.test(check.stderr)) {
-        notChecked(`the rebuild on ${machine} failed${o.rounds > 1 ? ` in round ${round}` : ''}: ${why(check)}`);
+        notChecked(`the rebuild on ${machine} failed${o.rounds > 1 ? ` in round ${round}` : ''}: ${whyRemote(check)}`);
         break;
       }
-      const named = /output '([^']+)' differs/.exec(check.stderr)?.[1];
+      const [, named, moved] = /output '([^']+)' differs(?: from '([^']+)')?/.exec(check.stderr) ?? [];
       if (!session) {
         o.report(`reading the builds from ${machine}`);
         const conn = await connectBuilder(builder, nix, o.signal);
         if (o.signal.aborted) throw cancelled();
         if (!conn.ok) {
           for (const x of outputs) {
-            if (x.status === 'reproducible') Object.assign(x, x.path === named ? { status: 'differs', files: [], reason: `Nix on ${machine} says it differs; its trees could not be read over SSH: ${conn.message}` } : { status: 'not-checked', reason: `its trees on ${machine} could not be read over SSH: ${conn.message}` });
+            if (x.status === 'reproducible') Object.assign(x, x.path === named ? { status: 'differs', reason: `Nix on ${machine} says it differs; its trees could not be read over SSH: ${conn.message}` } : { status: 'not-checked', reason: `its trees on ${machine} could not be read over SSH: ${conn.message}` });
           }
           break;
         }
         session = conn.session;
       }
-      const candidates = (x: OutputCheck) => [`${x.path}.check`, fallbackPath(drvPath, x.path)];
-      const there = await existingRemote(session, outputs.filter((x) => x.status === 'reproducible').flatMap(candidates), o.signal);
+      // Every rebuild is at its fallback path, but the named one where Nix says it moved it (run-diff-hook on the builder).
+      const rebuildOf = (x: OutputCheck) => (x.path === named && moved === `${x.path}.check` ? moved : fallbackPath(drvPath, x.path));
+      const there = await existingRemote(session, outputs.filter((x) => x.status === 'reproducible').map(rebuildOf), o.signal);
       copies ??= await o.copies.create();
       trees ??= await mkdtemp(path.join(copies, 'trees-'));
       for (const x of outputs) {
         if (x.status !== 'reproducible') continue;
-        // The named output's rebuild is its .check with keep-failed (which a daemon may not take), else at its fallback path, as every other output's.
-        const rebuild = candidates(x).find((p) => (x.path === named || !p.endsWith('.check')) && there.has(p));
+        const rebuild = there.has(rebuildOf(x)) ? rebuildOf(x) : undefined;
         if (!rebuild) {
-          if (x.path === named) Object.assign(x, { status: 'differs', files: [], reason: `Nix on ${machine} says it differs, but left no rebuild to compare` });
+          if (x.path === named) Object.assign(x, { status: 'differs', reason: `Nix on ${machine} says it differs, but left no rebuild to compare` });
           else Object.assign(x, { status: 'not-checked', reason: `Nix on ${machine} stopped comparing at the first differing output (${named ?? 'not named'}) and left no rebuild of this one` });
           continue;
         }
@@ -322,7 +350,7 @@ export async function checkOnBuilder(nix: Nix, builder: BuilderInfo, drvPath: st
         } catch (e) {
           if (o.signal.aborted) throw cancelled();
           const reason = `its trees on ${machine} could not be brought here: ${(e as Error).message}`;
-          Object.assign(x, x.path === named ? { status: 'differs', files: [], reason: `Nix on ${machine} says it differs; ${reason}` } : { status: 'not-checked', reason });
+          Object.assign(x, x.path === named ? { status: 'differs', reason: `Nix on ${machine} says it differs; ${reason}` } : { status: 'not-checked', reason });
         }
       }
     }

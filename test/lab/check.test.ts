@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -156,6 +156,31 @@ test('the 2.26 client (whose store this process cannot read) checks on b1 all th
   assert.equal(r.status, 'differs', JSON.stringify(r));
   assert.deepEqual(r.outputs[0]?.files?.map((f) => [f.path, f.kind]), [['stamp', 'changed']]);
   assert.ok(lab.hasStorePath('b1', fallbackPath(drv, r.outputs[0]?.path ?? '')), "b1's store has the rebuild");
+});
+
+test('a stale .check on b1 (an earlier nix-build --check --keep-failed there) is not taken for the rebuild: Nix names where it left it', async () => {
+  const { drv, out } = await instantiate(derivation('rc-stale', NONDETERMINISTIC));
+  assert.equal((await checkOnBuilder(nix, builder('b1'), drv, options())).status, 'differs');
+  const stale = path.join(lab.builder('b1').storeRoot, 'store', `${path.basename(out)}.check`);
+  await mkdir(stale, { recursive: true });
+  await writeFile(path.join(stale, 'stamp'), 'stale\n');
+  const r = await checkOnBuilder(nix, builder('b1'), drv, options());
+  const o = r.outputs[0];
+  assert.ok(o?.rebuildCopy, JSON.stringify(r));
+  const stamp = (dir: string) => readFileSync(path.join(dir, 'stamp'), 'utf8');
+  assert.equal(stamp(o.rebuildCopy), stamp(path.join(lab.builder('b1').storeRoot, 'store', path.basename(fallbackPath(drv, out)))));
+  assert.notEqual(stamp(o.rebuildCopy), 'stale\n');
+});
+
+test('a rebuild that fails on b1 says why from Nix\'s lines, though over ssh-ng its exit code is 1: its builder\'s exit code', async () => {
+  // The builders see this machine's files (loopback, no sandbox): the marker makes the rebuild fail.
+  const marker = path.join(scratch, `fail-${randomUUID()}`);
+  const { drv } = await instantiate(derivation('rc-fails', `if [ -e ${marker} ]; then echo the marker is there >&2; exit 3; fi; /bin/mkdir $out`));
+  assert.equal((await checkOnBuilder(nix, builder('b1'), drv, options())).status, 'reproducible');
+  await writeFile(marker, '');
+  const r = await checkOnBuilder(nix, builder('b1'), drv, options());
+  assert.equal(r.status, 'not-checked', JSON.stringify(r));
+  assert.match(r.outputs[0]?.reason ?? '', /^the rebuild on b1 failed: its builder exited with code 3; \S*nix-store exited with code 1/, JSON.stringify(r));
 });
 
 test('the naive way, nix-build --check --builders b1 --max-jobs 0, passes the same nondeterministic derivation (exit 0: nothing was compared)', async () => {

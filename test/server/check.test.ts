@@ -4,13 +4,15 @@
 // one Nix names.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StdioLspClient } from './lspClient';
-import { NIX_BIN } from './nixUnderTest';
+import { NIX_BIN, nixCommand } from './nixUnderTest';
 import { isRunning } from '../lab/processes';
 import { ServerCommands, type CheckReproducibilityArgs, type CheckReproducibilityResult } from '../../language-server/protocol';
 
@@ -87,8 +89,15 @@ test('two outputs where only the second differs: the first is reproducible, the 
   assert.ok(dev.rebuildCopy && existsSync(path.join(dev.rebuildCopy, 'b')), `the rebuild is kept at ${dev.rebuildCopy}`);
   assert.notEqual(await readFile(path.join(dev.rebuildCopy, 'b'), 'utf8'), await readFile(path.join(dev.path, 'b'), 'utf8'));
   assert.equal(statSync(path.dirname(dev.rebuildCopy)).mode & 0o777, 0o700);
+  // The first build's side is kept too: the output in the store is no GC root, and a collection takes it.
+  const firstB = await readFile(path.join(dev.path, 'b'), 'utf8');
+  execFileSync('nix-store', ['--delete', dev.path], { env: { ...process.env, NIX_CONF_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  assert.equal(existsSync(dev.path), false, `${dev.path} was deleted`);
+  assert.ok(dev.firstCopy, JSON.stringify(dev));
+  assert.equal(await readFile(path.join(dev.firstCopy, 'b'), 'utf8'), firstB, 'the first build\'s differing file is still readable where the answer says');
+  assert.deepEqual(readdirSync(dev.firstCopy), ['b'], 'only what differs');
   assert.match(r.summary, /1 of 2 outputs differs \(dev: 1 file\)/);
-  // --keep-failed's build directory is not left behind.
+  // No build directory is left behind.
   assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith(`nix-build-${name}.drv-`)), []);
 });
 
@@ -116,7 +125,9 @@ test('an output of many files where one differs: the copy folder keeps only that
   assert.ok(o.rebuildCopy, JSON.stringify(o));
   assert.deepEqual((readdirSync(o.rebuildCopy, { recursive: true }) as string[]).sort(), ['lib', 'lib/deep', 'lib/deep/changing']);
   assert.notEqual(await readFile(path.join(o.rebuildCopy, 'lib/deep/changing'), 'utf8'), await readFile(path.join(o.path, 'lib/deep/changing'), 'utf8'));
-  assert.deepEqual(readdirSync(path.dirname(o.rebuildCopy)), [path.basename(o.rebuildCopy)], 'nothing else in the answer\'s folder');
+  assert.ok(o.firstCopy, JSON.stringify(o));
+  assert.deepEqual((readdirSync(o.firstCopy, { recursive: true }) as string[]).sort(), ['lib', 'lib/deep', 'lib/deep/changing']);
+  assert.deepEqual(readdirSync(path.dirname(o.rebuildCopy)).sort(), [path.basename(o.rebuildCopy), path.basename(o.firstCopy)].sort(), 'nothing else in the answer\'s folder');
 });
 
 test('a rebuild that fails: not checked, with Nix\'s reason; on a builder that cannot be reached: not checked, said why', async () => {
@@ -133,6 +144,37 @@ test('a rebuild that fails: not checked, with Nix\'s reason; on a builder that c
   assert.equal(remote.status, 'not-checked');
   assert.match(remote.outputs[0]?.reason ?? '', /^the derivation could not be copied to b1: /);
   assert.deepEqual(remote.outputs.map((x) => [x.name, x.path]), first.outputs.map((x) => [x.name, x.path]));
+});
+
+test('under a daemon: its build folder is not left behind (no --keep-failed: a build user would own it), and the rebuild is found at its fallback path', { skip: readsTrees, timeout: 180_000 }, async () => {
+  const d = await mkdtemp(path.join(tmpdir(), 'nb-check-daemon-'));
+  // The daemon's own temporary folder, where it makes its build folders.
+  const daemonTmp = path.join(d, 'tmp');
+  await mkdir(daemonTmp);
+  await writeFile(path.join(d, 'nix.conf'), ['build-users-group =', 'substituters =', 'sandbox = false', 'builders =', ''].join('\n'));
+  const socket = path.join(d, 'socket');
+  const daemon = spawn(nixCommand('nix-daemon'), [], { env: { ...process.env, NIX_CONF_DIR: d, NIX_DAEMON_SOCKET_PATH: socket, TMPDIR: daemonTmp }, stdio: 'ignore' });
+  const own = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
+  try {
+    await until(() => existsSync(socket) || daemon.exitCode !== null, 'nix-daemon listens', 400);
+    assert.equal(daemon.exitCode, null, 'nix-daemon runs');
+    await own.initialize({ settings: { env: { NIX_CONF_DIR: d, NIX_REMOTE: 'daemon', NIX_DAEMON_SOCKET_PATH: socket } } }, d);
+    const file = path.join(d, 'daemon.nix');
+    const name = `chk-daemon-${salt()}`;
+    const text = `{ x = ${drv(name, 'read u < /proc/sys/kernel/random/uuid; mkdir $out; echo $u > $out/a; echo same > $out/b')}; }\n`;
+    await writeFile(file, text);
+    const uri = pathToFileURL(file).href;
+    own.open(uri, text);
+    const r = await own.request<CheckReproducibilityResult>('workspace/executeCommand', { command: ServerCommands.checkReproducibility, arguments: [{ uri, attribute: 'x' }] });
+    assert.equal(r.status, 'differs', JSON.stringify(r));
+    assert.deepEqual(r.outputs[0]?.files?.map((f) => [f.path, f.kind]), [['a', 'changed']]);
+    assert.ok(r.outputs[0]?.rebuildCopy && existsSync(path.join(r.outputs[0].rebuildCopy, 'a')), JSON.stringify(r));
+    assert.deepEqual(readdirSync(daemonTmp).filter((f) => f.startsWith(`nix-build-${name}.drv-`)), [], 'the daemon kept no build folder');
+  } finally {
+    await own.shutdown();
+    daemon.kill('SIGTERM');
+    await rm(d, { recursive: true, force: true });
+  }
 });
 
 /** Polls `ok` every 100 ms, failing with `what` after `tries`. */

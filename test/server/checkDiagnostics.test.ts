@@ -4,10 +4,10 @@
 // check that finds it reproducible; its quick fixes; and nixBuilders/checkFinished after each check.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { StdioLspClient, type Diagnostic } from './lspClient';
 import { NIX_BIN } from './nixUnderTest';
 import { Notifications, ServerCommands, type CheckReproducibilityResult } from '../../language-server/protocol';
@@ -63,6 +63,12 @@ test('a check that differs leaves a warning on the attribute until its derivatio
   assert.equal(d?.severity, 2, 'a warning');
   assert.deepEqual(d?.range, { start: { line: 1, character: 2 }, end: { line: 1, character: 5 } });
   assert.deepEqual(d?.data, { attrPath: ['pkg'], drvPath: r.drvPath, machine: 'this machine', outputs: ['dev'] });
+  // A link to the result for any editor: the rebuild's copy of the differing file.
+  const dev = r.outputs.find((o) => o.name === 'dev');
+  assert.ok(dev?.rebuildCopy, JSON.stringify(dev));
+  const related = (d as Diagnostic & { relatedInformation?: Array<{ location: { uri: string }; message: string }> }).relatedInformation;
+  assert.deepEqual(related?.map((x) => [x.location.uri, x.message]), [[pathToFileURL(path.join(dev.rebuildCopy, 'b')).href, "dev: b changed (the rebuild's copy)"]]);
+  assert.notEqual(await readFile(fileURLToPath(related?.[0]?.location.uri ?? ''), 'utf8'), await readFile(path.join(dev.path, 'b'), 'utf8'), 'the rebuild\'s file, not the first build\'s');
   // Its quick fixes: check again, diffoscope's report of the differing output.
   const actions = await client.request<Array<{ title: string; command: { command: string; arguments: unknown[] } }>>('textDocument/codeAction', { textDocument: { uri }, range: d!.range, context: { diagnostics: [d] } });
   assert.deepEqual(actions.map((a) => [a.title, a.command.command, a.command.arguments]), [

@@ -9,9 +9,10 @@ import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { compareTrees, copyDifferences, copyTree, TEXT_LIMIT } from '../../language-server/check/treeDiff';
-import { CheckCopies, decodeBuildExit, fallbackPath } from '../../language-server/check/check';
+import { CheckCopies, checkAnswer, decodeBuildExit, fallbackPath } from '../../language-server/check/check';
 import { diffoscopeArgs } from '../../language-server/check/diffoscope';
 import { parseSettings } from '../../language-server/config';
+import type { FileDifference } from '../../language-server/protocol';
 
 async function tree(root: string, files: Record<string, string | { link: string } | { exec: string } | 'dir'>): Promise<string> {
   await mkdir(root, { recursive: true });
@@ -135,6 +136,24 @@ test('Nix\'s build exit bits are decoded; other codes say nothing', () => {
   assert.deepEqual(decodeBuildExit(109), ['a build timed out', 'an output differs from its rebuild']);
   assert.deepEqual(decodeBuildExit(1), []);
   assert.deepEqual(decodeBuildExit(undefined), []);
+});
+
+test('the summary names the outputs not checked beside those that differ, and says "files not compared" where the trees were not', () => {
+  const b: FileDifference = { path: 'b', kind: 'changed' };
+  const unreadable = 'this process cannot read /nix/store/a-x (the store is not at its paths here), so the trees were not compared';
+  // What Nix 2.26 in another root answers: Nix names dev, out could not be read.
+  const r = checkAnswer('/nix/store/d-x.drv', 'this machine', [
+    { name: 'out', path: '/nix/store/a-x', status: 'not-checked', reason: unreadable },
+    { name: 'dev', path: '/nix/store/b-x-dev', status: 'differs', reason: `Nix says it differs; ${unreadable}` },
+  ], false, 1);
+  assert.equal(r.summary, `not reproducible: 1 of 2 outputs differs (dev: files not compared); out not checked: ${unreadable}`);
+  const two = checkAnswer('/nix/store/d-x.drv', 'this machine', [
+    { name: 'out', path: '/nix/store/a-x', status: 'differs', files: [b] },
+    { name: 'dev', path: '/nix/store/b-x-dev', status: 'differs', files: [b, { ...b, path: 'c' }] },
+    { name: 'doc', path: '/nix/store/c-x-doc', status: 'not-checked', reason: 'the rebuild failed' },
+  ], false, 1);
+  assert.equal(two.summary, 'not reproducible: 2 of 3 outputs differ (out: 1 file, dev: 2 files); doc not checked: the rebuild failed');
+  assert.equal(checkAnswer('/nix/store/d-x.drv', 'this machine', [{ name: 'out', path: '/nix/store/a-x', status: 'not-checked', reason: 'the first build failed' }], true, 0).summary, 'not checked: out: the first build failed');
 });
 
 test('CheckCopies keeps the newest folders only, each private, and removes the rest', async () => {

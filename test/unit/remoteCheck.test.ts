@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { adHocBuilder } from '../../language-server/builders/collect';
 import { summarise } from '../../language-server/check/compareMachines';
-import { builderStore, findBuilder, remoteMethod, restoreNar } from '../../language-server/check/remoteCheck';
+import { builderStore, findBuilder, remoteFailure, remoteMethod, restoreNar } from '../../language-server/check/remoteCheck';
 import { compareTrees } from '../../language-server/check/treeDiff';
 import { parseMachineLine } from '../../language-server/nix/machines';
 import { capabilitiesFor, parseNixVersion } from '../../language-server/nix/version';
@@ -80,12 +80,12 @@ test('a builder named by its name, id or URI; an SSH store URI of its own; anyth
   assert.throws(() => findBuilder('b7', list), /No builder 'b7': give a configured builder's name \(b1, b4\) or an ssh:\/\/ or ssh-ng:\/\/ store URI/);
 });
 
-test('how a Nix version rebuilds on a builder: nix copy --derivation and nix-store --store … --realise --check from 2.4; refused before, saying why', () => {
+test('how a Nix version rebuilds on a builder: nix copy --derivation and nix-store --store … --realise --check (no --keep-failed: the rebuild stays at its fallback path, and no build folder is kept there) from 2.4; refused before, saying why', () => {
   const caps = (v: string) => capabilitiesFor(parseNixVersion(`nix (Nix) ${v}`)!);
   const m = remoteMethod(caps('2.8.0'));
   assert.ok(m.ok);
   assert.deepEqual(m.copyDerivation('/nix/store/x.drv', 'ssh-ng://b1'), ['--extra-experimental-features', 'nix-command', 'copy', '--derivation', '--to', 'ssh-ng://b1', '/nix/store/x.drv']);
-  assert.deepEqual(m.realise('ssh-ng://b1', true, '/nix/store/x.drv'), ['--store', 'ssh-ng://b1', '--option', 'builders', '', '--realise', '--check', '--keep-failed', '/nix/store/x.drv']);
+  assert.deepEqual(m.realise('ssh-ng://b1', true, '/nix/store/x.drv'), ['--store', 'ssh-ng://b1', '--option', 'builders', '', '--realise', '--check', '/nix/store/x.drv']);
   assert.deepEqual(m.realise('ssh-ng://b1', false, '/nix/store/x.drv'), ['--store', 'ssh-ng://b1', '--option', 'builders', '', '--realise', '/nix/store/x.drv']);
   const old = remoteMethod(caps('2.3.16'));
   assert.ok(!old.ok);
@@ -106,4 +106,17 @@ test('the summary across machines: the same here and on b1, the cache\'s copy di
   assert.equal(summarise([out([['b1', 'built', 'h1'], ['this machine', 'built', 'h1'], ['file:///c', 'substituter', 'h1']], 'same')], ['b1', 'this machine']), "built the same on b1 and here; the cache's copy is the same");
   assert.equal(summarise([out([['b1', 'built', 'h1'], ['b2', 'built', 'h2']], 'differs', 1)], ['b1', 'b2']), 'built differently on b1 and b2 (out: 1 file)');
   assert.equal(summarise([out([['b1', 'built', 'h1'], ['b2', 'built', undefined], ['file:///c', 'substituter', undefined]], 'not-checked')], ['b1', 'b2']), 'built on b1; not built on b2; the cache has no copy');
+});
+
+const fixture = (version: string, name: string) => readFileSync(path.join(__dirname, `../fixtures/nix-${version}`, name), 'utf8');
+
+test('a failed build on a builder says why from Nix\'s lines (over ssh-ng its exit code is 1 for all): failed, timed out, hash mismatch, not allowed', () => {
+  // Recorded from Nix 2.8.0 (test/fixtures/nix-2.8.0: local builds, and b3 over ssh-ng for the refusal) and 2.26.3.
+  assert.equal(remoteFailure(fixture('2.8.0', 'build-failure.stderr.txt')), 'its builder exited with code 3');
+  assert.equal(remoteFailure(fixture('2.26.3', 'build-failure.stderr.txt')), 'its builder exited with code 3');
+  assert.equal(remoteFailure(fixture('2.8.0', 'timeout.stderr.txt')), 'it timed out after 1 s (timeout)');
+  assert.equal(remoteFailure(fixture('2.8.0', 'max-silent-time.stderr.txt')), 'it timed out after 1 s of silence (max-silent-time)');
+  assert.equal(remoteFailure(fixture('2.8.0', 'hash-mismatch.stderr.txt')), 'a fixed-output hash did not match');
+  assert.equal(remoteFailure(fixture('2.8.0', 'not-privileged-ssh-ng.stderr.txt')), 'it was not allowed: you are not privileged to build input-addressed derivations');
+  assert.equal(remoteFailure('error: cannot open connection to remote store \'ssh-ng://b1\': error: unexpected end-of-file\n'), undefined);
 });
