@@ -22,6 +22,10 @@ let dir: string;
 let client: StdioLspClient;
 /** Reports this file's builds left in the shared reports folder. */
 const made: string[] = [];
+// The set-up as root writes the hook where build users reach it (SYSTEM_HOOKS_DIR, outside any
+// temporary folder): removed after the tests when they made it, so a machine keeps nothing of them.
+const SYSTEM_ROOT = path.dirname(SYSTEM_HOOKS_DIR);
+const systemRootExisted = existsSync(SYSTEM_ROOT);
 const salt = () => `${Date.now()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 const CONF = ['# test nix.conf', 'build-users-group =', 'substituters =', 'sandbox = false', ''].join('\n');
 
@@ -36,6 +40,7 @@ after(async () => {
   await client?.shutdown();
   if (dir) await rm(dir, { recursive: true, force: true });
   for (const f of made) await rm(f, { force: true });
+  if (!systemRootExisted) await rm(SYSTEM_ROOT, { recursive: true, force: true });
 });
 
 /** nix-build with the set-up's nix.conf: exit code and stderr. */
