@@ -124,7 +124,8 @@ function outputItem(entry: CheckEntry, o: ShownOutput): vscode.TreeItem {
   const item = new vscode.TreeItem(o.name, rows > 0 ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None);
   item.id = `check:${entry.key}:${o.name}`;
   const same = entry.compared ? 'the same' : 'reproducible';
-  const differs = entry.compared && !o.files ? 'differs' : `differs: ${files} file${files === 1 ? '' : 's'}`;
+  // No `files`: the trees were not compared (Nix said it differs; the store is not readable here).
+  const differs = !o.files ? (entry.compared ? 'differs' : 'differs: files not compared') : `differs: ${files} file${files === 1 ? '' : 's'}`;
   item.description = o.status === 'differs' ? `${differs}${o.reason ? ` — ${o.reason}` : ''}` : o.status === 'reproducible' ? same : `not ${entry.compared ? 'compared' : 'checked'}: ${o.reason ?? 'no reason given'}`;
   const kept = o.sides ? [] : o.rebuildCopy ? [`the rebuild's differing files kept at ${o.rebuildCopy}`] : [];
   item.tooltip = [o.path, ...kept, ...(o.reason ? [o.reason] : [])].join('\n');
