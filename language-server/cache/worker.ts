@@ -203,7 +203,8 @@ export function queuePusher(nix: Nix, o: QueuePushOptions): Pusher {
       report: () => undefined,
     });
     if (r.status === 'pushed' && r.problems.length === 0 && r.verification?.status === 'verified') return;
-    throw new Error([r.summary, ...r.problems.filter((p) => !r.summary.includes(p))].join(' '));
+    // A failed verification's summary says what is wrong and the fix (its per-path problems repeat it).
+    throw new Error(r.verification && r.verification.status !== 'verified' && r.status === 'pushed' ? r.summary : [r.summary, ...r.problems.filter((p) => !r.summary.includes(p))].join(' '));
   };
 }
 

@@ -35,15 +35,17 @@ let client: StdioLspClient;
 let setUp: NixConfSetUpResult;
 /** The key the pushes sign with: its secret file (0600) and public key. */
 let key: { file: string; name: string; publicKey: string };
-const CONF = ['# test nix.conf', 'build-users-group =', 'substituters =', 'sandbox = false', ''].join('\n');
+/** The test's nix.conf: the consumers of the caches pushed to trust the key (as a user's consumers would). */
+let CONF: string;
 const env = () => ({ NIX_CONF_DIR: dir });
 const salt = () => `${Date.now()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'nb-hook-'));
   queue = path.join(dir, 'queue');
-  await writeFile(path.join(dir, 'nix.conf'), CONF);
   key = await makeKey(`queue-${salt()}`);
+  CONF = ['# test nix.conf', 'build-users-group =', 'substituters =', 'sandbox = false', `trusted-public-keys = ${key.publicKey}`, ''].join('\n');
+  await writeFile(path.join(dir, 'nix.conf'), CONF);
   client = new StdioLspClient(process.env, ['--import', 'tsx', SERVER]);
   await client.initialize({ settings: { env: { ...env(), XDG_STATE_HOME: path.join(dir, 'state') }, cache: { pushTargets: [`file://${dir}/cache`], signingKeyFile: key.file } } }, dir);
   setUp = await client.request<NixConfSetUpResult>('workspace/executeCommand', { command: ServerCommands.setUpPostBuildHook, arguments: [{ nixConf: path.join(dir, 'nix.conf'), queueDir: queue }] });

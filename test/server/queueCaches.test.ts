@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { StdioLspClient } from './lspClient';
@@ -49,6 +49,8 @@ test('listCaches answers the queue: depth 1 and the push\'s error while the sign
   const secret = nix('nix', ['--extra-experimental-features', 'nix-command', 'key', 'generate-secret', '--key-name', `queue-caches-${salt}`]);
   const keyFile = path.join(dir, 'key.sec');
   await writeFile(keyFile, secret, { mode: 0o644 });
+  // The consumers (this nix.conf) trust the key, so the push verifies once it is signed.
+  await appendFile(path.join(dir, 'nix.conf'), `trusted-public-keys = ${nix('nix', ['--extra-experimental-features', 'nix-command', 'key', 'convert-secret-to-public'], secret)}\n`);
   const queue = path.join(dir, 'queue');
   await mkdir(queue);
   // One entry, as the post-build-hook writes it.
@@ -62,7 +64,7 @@ test('listCaches answers the queue: depth 1 and the push\'s error while the sign
     return q?.lastError ? q : undefined;
   });
   assert.deepEqual([failing.dir, failing.depth, failing.pushed, failing.worker], [queue, 1, 0, 'server'], JSON.stringify(failing));
-  assert.match(failing.lastError ?? '', /readable by others .*chmod 600/);
+  assert.match(failing.lastError ?? '', /read by others .*chmod 600/);
   assert.equal(existsSync(cache), false, 'nothing was pushed');
 
   const changesBefore = client.notifications.filter((m) => m.method === 'nixBuilders/cachesChanged').length;
