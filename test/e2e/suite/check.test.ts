@@ -74,7 +74,8 @@ suite('Nix Builders: reproducibility checks', () => {
       const tab = vscode.window.tabGroups.activeTabGroup.activeTab;
       assert.ok(tab?.input instanceof vscode.TabInputTextDiff, `a diff editor is open: ${tab?.label}`);
       assert.equal(tab.label, 'text (first build ↔ rebuild)');
-      assert.equal(tab.input.original.fsPath, `${out?.path}/text`);
+      // The first build's differing files are kept beside the rebuild's (the store path is not a GC root).
+      assert.equal(tab.input.original.fsPath, `${out?.firstCopy}/text`);
       assert.equal(tab.input.modified.fsPath, `${out?.rebuildCopy}/text`);
     } finally {
       await vscode.commands.executeCommand('workbench.action.closeAllEditors');
